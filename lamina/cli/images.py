@@ -1,0 +1,386 @@
+"""Image verbs: images, import, inspect, history, tag, rmi, save, load, image prune (and the
+``image`` group). Parsing and output formatting only; the work is in lamina.image."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from lamina.cli.args import Parser, parse
+from lamina.errors import InvalidArgument
+
+IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+IMAGES_TABLE_DIGESTS = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
+                  "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+                  "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
+                  "VirtualSize": "VIRTUAL SIZE"}
+HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                   "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
+
+IMAGE_SUBCOMMANDS = {"ls": "images", "list": "images", "import": "import", "inspect": "inspect",
+                     "history": "history", "tag": "tag", "rm": "rmi", "remove": "rmi", "save": "save",
+                     "load": "load", "prune": "prune"}
+
+
+def run(verb: str, argv: list[str], ctx) -> int:
+    if verb == "image":
+        if not argv or argv[0] in ("-h", "--help"):
+            print("\nUsage:  lamina image COMMAND\n\nManage images\n\nCommands:")
+            for k in ("history", "import", "inspect", "load", "ls", "prune", "rm", "save", "tag"):
+                print(f"  {k}")
+            return 0
+        sub = argv.pop(0)
+        if sub not in IMAGE_SUBCOMMANDS:
+            sys.stderr.write(f"lamina: 'image {sub}' is not a lamina command.\nSee 'lamina image --help'\n")
+            return 125
+        verb = IMAGE_SUBCOMMANDS[sub]
+    return globals()[f"cmd_{verb}"](argv, ctx)
+
+
+def _images(ctx):
+    from lamina.image.service import Images
+    return Images(ctx.store)
+
+
+def _render(rows: list[dict], fmt: str, headers: dict[str, str], quiet_field: str | None = None) -> None:
+    from lamina.cli.format import format_table
+    if fmt == "json":
+        for r in rows:
+            sys.stdout.write(json.dumps(r, separators=(",", ":")) + "\n")
+        return
+    out = format_table(rows, fmt, headers=headers)
+    if out:
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+
+
+# -- images --------------------------------------------------------------------------
+def cmd_images(argv, ctx) -> int:
+    p = Parser("images", "[OPTIONS] [REPOSITORY[:TAG]]", "List images")
+    p.add_argument("-a", "--all", action="store_true", help="Show all images (default hides intermediate images)")
+    p.add_argument("--digests", action="store_true", help="Show digests")
+    p.add_argument("-f", "--filter", action="append", default=[], help="Filter output based on conditions provided")
+    p.add_argument("--format", default=None, help="Format output using a custom template")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("repository", nargs="?")
+    a = parse(p, argv)
+    from lamina import reference
+    from lamina.cli.format import ago, human_size
+    imgs = _images(ctx)
+    db = ctx.store.db
+    rows = db.query("SELECT manifest, config, size, created, added, intermediate FROM images")
+    tags: dict[str, list[str]] = {}
+    for name, m in db.query("SELECT name, manifest FROM tags"):
+        tags.setdefault(m, []).append(name)
+    rdigests: dict[str, list[str]] = {}
+    for name, m in db.query("SELECT name, manifest FROM repo_digests"):
+        rdigests.setdefault(m, []).append(name)
+    parents = {r[0] for r in db.query("SELECT parent FROM images WHERE parent IS NOT NULL")}
+    filters = _parse_filters(a.filter, ("dangling", "reference", "label", "before", "since"))
+    want_repo = want_tag = None
+    if a.repository:
+        ref = reference.parse(a.repository, default_tag=False)
+        want_repo, want_tag = ref.name, ref.tag
+    now = time.time()
+    out = []
+    for manifest, config, size, created, added, inter in sorted(rows, key=lambda r: -(r[3] or r[4])):
+        names = sorted(tags.get(manifest, []))
+        dangling = not names
+        if dangling and not a.all and (inter or config in parents) and not filters.get("dangling"):
+            continue
+        if "dangling" in filters:
+            want = filters["dangling"][0].lower() in ("true", "1")
+            if want != dangling:
+                continue
+        short = config if a.no_trunc else config.split(":", 1)[1][:12]
+        entries = [(reference.parse(n), n) for n in names] or [(None, None)]
+        for ref, _ in entries:
+            if want_repo is not None:
+                if ref is None or ref.name != want_repo or (want_tag and ref.tag != want_tag):
+                    continue
+            if "reference" in filters and (ref is None or not any(_ref_match(f, ref) for f in filters["reference"])):
+                continue
+            repo = ref.familiar_name if ref else "<none>"
+            digest = "<none>"
+            if ref is not None:
+                for rd in rdigests.get(manifest, []):
+                    if rd == ref.name:
+                        digest = manifest
+            out.append({"Repository": repo, "Tag": ref.tag if ref else "<none>", "ID": short,
+                        "Digest": digest, "CreatedSince": ago(created or added, now) if created else "N/A",
+                        "CreatedAt": _local_time(created or added), "Size": human_size(size),
+                        "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
+                        "VirtualSize": human_size(size)})
+    if a.quiet:
+        seen = []
+        for r in out:
+            if r["ID"] not in seen:
+                seen.append(r["ID"])
+        if seen:
+            sys.stdout.write("\n".join(x if a.no_trunc else x for x in seen) + "\n")
+        return 0
+    fmt = a.format or (IMAGES_TABLE_DIGESTS if a.digests else IMAGES_TABLE)
+    _render(out, fmt, IMAGES_HEADERS)
+    return 0
+
+
+def _ref_match(pattern: str, ref) -> bool:
+    import fnmatch
+    name = ref.familiar_name
+    if ":" in pattern.rsplit("/", 1)[-1]:
+        return fnmatch.fnmatchcase(f"{name}:{ref.tag}", pattern)
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def _parse_filters(items: list[str], allowed: tuple[str, ...]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in items:
+        k, sep, v = f.partition("=")
+        if not sep:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {f}")
+        if k not in allowed:
+            raise InvalidArgument(f"invalid filter '{k}'")
+        out.setdefault(k, []).append(v)
+    return out
+
+
+def _local_time(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(ts))
+
+
+# -- import --------------------------------------------------------------------------
+def cmd_import(argv, ctx) -> int:
+    p = Parser("import", "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
+               "Import the contents from a tarball to create a filesystem image")
+    p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image")
+    p.add_argument("-m", "--message", default=None, help="Set commit message for imported image")
+    p.add_argument("--platform", default=None, help="Set platform if server is multi-platform capable")
+    p.add_argument("source")
+    p.add_argument("repository", nargs="?")
+    a = parse(p, argv)
+    from lamina import oci, reference
+    from lamina.image.importer import import_tar
+    tags = [reference.parse(a.repository)] if a.repository else []
+    plat = None
+    if a.platform:
+        parts = a.platform.split("/")
+        if len(parts) < 2 or parts[0] != "linux":
+            raise InvalidArgument(f"invalid platform {a.platform!r}: want linux/<arch>[/<variant>]")
+        plat = oci.Platform(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
+    if "://" in a.source:
+        raise InvalidArgument(f"importing from a URL is not supported: {a.source}; download it and import the file")
+    if a.source == "-":
+        rec = import_tar(_images(ctx), sys.stdin.buffer, tags=tags, changes=a.change, message=a.message, platform=plat)
+    else:
+        try:
+            f = open(a.source, "rb")
+        except FileNotFoundError:
+            raise InvalidArgument(f"open {a.source}: no such file or directory") from None
+        with f:
+            rec = import_tar(_images(ctx), f, tags=tags, changes=a.change, message=a.message, platform=plat)
+    print(rec.id)
+    return 0
+
+
+# -- tag -----------------------------------------------------------------------------
+def cmd_tag(argv, ctx) -> int:
+    p = Parser("tag", "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
+               "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    p.add_argument("source")
+    p.add_argument("target")
+    a = parse(p, argv)
+    from lamina import reference
+    imgs = _images(ctx)
+    target = reference.parse(a.target)
+    if target.digest is not None:
+        raise InvalidArgument(f"refusing to create a tag with a digest reference: {a.target}")
+    imgs.tag(imgs.resolve(a.source), target)
+    return 0
+
+
+# -- rmi -----------------------------------------------------------------------------
+def cmd_rmi(argv, ctx) -> int:
+    p = Parser("rmi", "[OPTIONS] IMAGE [IMAGE...]", "Remove one or more images")
+    p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
+    p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
+    p.add_argument("images", nargs="+")
+    a = parse(p, argv)
+    from lamina.errors import LaminaError
+    imgs = _images(ctx)
+    rc = 0
+    for name in a.images:
+        try:
+            for line in imgs.remove(name, force=a.force, prune_children=not a.no_prune):
+                print(line)
+        except LaminaError as e:
+            sys.stderr.write(f"Error: {e}\n")
+            rc = e.exit_code if rc == 0 else rc
+    return rc
+
+
+# -- inspect -------------------------------------------------------------------------
+def cmd_inspect(argv, ctx) -> int:
+    p = Parser("inspect", "[OPTIONS] NAME|ID [NAME|ID...]", "Return low-level information on lamina objects")
+    p.add_argument("-f", "--format", default=None, help="Format output using a custom template")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    p.add_argument("--type", default=None, help="Return JSON for specified type")
+    p.add_argument("names", nargs="+")
+    a = parse(p, argv)
+    from lamina.errors import LaminaError, NotFound
+    from lamina.image.inspect import inspect_image
+    if a.type not in (None, "image"):
+        raise InvalidArgument(f'"{a.type}" is not a valid value for --type')
+    imgs = _images(ctx)
+    results, rc = [], 0
+    for name in a.names:
+        try:
+            results.append(inspect_image(imgs, imgs.resolve(name)))
+        except NotFound:
+            sys.stderr.write(f"Error: No such object: {name}\n")
+            rc = 1
+        except LaminaError as e:
+            sys.stderr.write(f"Error: {e}\n")
+            rc = 1
+    _print_inspect(results, a.format)
+    return rc
+
+
+def _print_inspect(results: list[dict], fmt: str | None) -> None:
+    if fmt:
+        from lamina.cli.format import compile_template
+        t = compile_template(fmt)
+        for r in results:
+            sys.stdout.write(t.render(r) + "\n")
+        return
+    from lamina.cli.format import go_json
+    sys.stdout.write(go_json(results, indent=4) + "\n")
+
+
+# -- history -------------------------------------------------------------------------
+def cmd_history(argv, ctx) -> int:
+    p = Parser("history", "[OPTIONS] IMAGE", "Show the history of an image")
+    p.add_argument("--format", default=None, help="Pretty-print images using a Go template")
+    p.add_argument("-H", "--human", default="true", nargs="?", const="true",
+                   help="Print sizes and dates in human readable format (default true)")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("image")
+    a = parse(p, argv)
+    from lamina.cli.format import ago, human_size
+    from lamina.image.inspect import history_rows
+    imgs = _images(ctx)
+    human = str(a.human).lower() not in ("false", "0")
+    now = time.time()
+    rows = []
+    for r in history_rows(imgs, imgs.resolve(a.image)):
+        ident = r["id"] or "<missing>"
+        if r["id"] and not a.no_trunc:
+            ident = r["id"].split(":", 1)[1][:12]
+        created_by = r["created_by"]
+        if not a.no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        rows.append({"ID": ident,
+                     "CreatedSince": (ago(r["created"], now) if human else _iso(r["created"])) if r["created"] else "N/A",
+                     "CreatedAt": _iso(r["created"]) if r["created"] else "",
+                     "CreatedBy": created_by,
+                     "Size": human_size(r["size"]) if human else str(r["size"]),
+                     "Comment": r["comment"]})
+    if a.quiet:
+        sys.stdout.write("".join(f"{r['ID']}\n" for r in rows))
+        return 0
+    _render(rows, a.format or HISTORY_TABLE, HISTORY_HEADERS)
+    return 0
+
+
+def _iso(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) + time.strftime("%z", time.localtime(ts))[:3] + ":" + time.strftime("%z", time.localtime(ts))[3:]
+
+
+# -- save / load ---------------------------------------------------------------------
+def cmd_save(argv, ctx) -> int:
+    p = Parser("save", "[OPTIONS] IMAGE [IMAGE...]",
+               "Save one or more images to a tar archive (streamed to STDOUT by default)")
+    p.add_argument("-o", "--output", default=None, help="Write to a file, instead of STDOUT")
+    p.add_argument("images", nargs="+")
+    a = parse(p, argv)
+    import os
+    from lamina.image.archive import save
+    imgs = _images(ctx)
+    for name in a.images:
+        imgs.resolve(name)  # fail before creating the output file
+    if a.output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        sys.stdout.flush()
+        save(imgs, a.images, sys.stdout.buffer)
+        return 0
+    tmp = f"{a.output}.lamina-tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            save(imgs, a.images, f)
+        os.rename(tmp, a.output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return 0
+
+
+def cmd_load(argv, ctx) -> int:
+    p = Parser("load", "[OPTIONS]", "Load an image from a tar archive or STDIN")
+    p.add_argument("-i", "--input", default=None, help="Read from tar archive file, instead of STDIN")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
+    a = parse(p, argv)
+    from lamina.image.archive import load
+    imgs = _images(ctx)
+    if a.input is None:
+        if sys.stdin.isatty():
+            raise InvalidArgument("requested load from stdin, but stdin is empty")
+        lines = load(imgs, sys.stdin.buffer)
+    else:
+        try:
+            f = open(a.input, "rb")
+        except FileNotFoundError:
+            raise InvalidArgument(f"open {a.input}: no such file or directory") from None
+        with f:
+            lines = load(imgs, f)
+    for line in lines:
+        print(line)
+    return 0
+
+
+# -- prune ---------------------------------------------------------------------------
+def cmd_prune(argv, ctx) -> int:
+    p = Parser("image prune", "[OPTIONS]", "Remove unused images")
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[], help="Provide filter values (e.g. 'until=<timestamp>')")
+    a = parse(p, argv)
+    from lamina.cli.format import human_size
+    from lamina.image.prune import prune_images
+    if not a.force:
+        warn = ("WARNING! This will remove all images without at least one container associated to them."
+                if a.all else "WARNING! This will remove all dangling images.")
+        if not _confirm(warn):
+            return 0
+    lines, freed = prune_images(_images(ctx), all_unused=a.all, filters=_parse_filters(a.filter, ("until", "label")))
+    if lines:
+        print("Deleted Images:")
+        for line in lines:
+            print(line)
+        print()
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+def _confirm(warning: str) -> bool:
+    sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")

@@ -1,0 +1,185 @@
+"""``version``, ``info``, ``system df``, ``system prune``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+from lamina.cli.args import Parser, parse
+
+
+def run(verb: str, argv: list[str], ctx) -> int:
+    if verb == "system":
+        if not argv or argv[0] in ("-h", "--help"):
+            print("\nUsage:  lamina system COMMAND\n\nManage lamina\n\nCommands:\n  df\n  info\n  prune")
+            return 0
+        sub = argv.pop(0)
+        if sub not in ("df", "info", "prune"):
+            sys.stderr.write(f"lamina: 'system {sub}' is not a lamina command.\nSee 'lamina system --help'\n")
+            return 125
+        verb = sub
+    return globals()[f"cmd_{verb}"](argv, ctx)
+
+
+def _version_data() -> dict:
+    from lamina import __version__
+    from lamina.oci import host_platform
+    return {"Client": {"Version": __version__, "PythonVersion": platform.python_version(),
+                       "Os": "linux", "Arch": host_platform().architecture,
+                       "KernelVersion": platform.release()}}
+
+
+def cmd_version(argv, ctx) -> int:
+    p = Parser("version", "[OPTIONS]", "Show the lamina version information")
+    p.add_argument("-f", "--format", default=None)
+    a = parse(p, argv)
+    data = _version_data()
+    if a.format:
+        from lamina.cli.format import compile_template
+        print(compile_template(a.format).render(data))
+        return 0
+    c = data["Client"]
+    print(f"Client: lamina\n Version:           {c['Version']}\n Python version:    {c['PythonVersion']}\n"
+          f" OS/Arch:           {c['Os']}/{c['Arch']}\n Kernel:            {c['KernelVersion']}\n"
+          f" Daemon:            none (lamina is daemonless)")
+    return 0
+
+
+def _cgroup_version() -> str:
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return "2"
+    if os.path.isdir("/sys/fs/cgroup/unified"):
+        return "1 (hybrid)"
+    return "1"
+
+
+def cmd_info(argv, ctx) -> int:
+    p = Parser("info", "[OPTIONS]", "Display system-wide information")
+    p.add_argument("-f", "--format", default=None)
+    a = parse(p, argv)
+    store = ctx.store
+    db = store.db
+    n_images = db.one("SELECT COUNT(DISTINCT config) FROM images")[0]
+    n_cont = db.one("SELECT COUNT(*) FROM containers")[0]
+    from lamina import __version__
+    from lamina.oci import host_platform
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) * 1024
+    except OSError:
+        pass
+    data = {"ID": "", "Containers": n_cont, "Images": n_images, "Driver": "overlay",
+            "DriverStatus": [["Backing Filesystem", _fstype(store.root)]],
+            "LaminaRootDir": store.root, "ServerVersion": __version__, "KernelVersion": platform.release(),
+            "OperatingSystem": _os_name(), "OSType": "linux", "Architecture": platform.machine(),
+            "NCPU": os.cpu_count(), "MemTotal": mem, "CgroupVersion": _cgroup_version(),
+            "Name": platform.node()}
+    if a.format:
+        from lamina.cli.format import compile_template
+        print(compile_template(a.format).render(data))
+        return 0
+    from lamina.cli.format import bytes_size
+    print(f"Client:\n Version:    {__version__}\n Context:    daemonless\n\nServer:\n"
+          f" Containers: {n_cont}\n Images: {n_images}\n Server Version: {__version__}\n"
+          f" Storage Driver: overlay\n  Backing Filesystem: {data['DriverStatus'][0][1]}\n"
+          f" Cgroup Version: {data['CgroupVersion']}\n Kernel Version: {data['KernelVersion']}\n"
+          f" Operating System: {data['OperatingSystem']}\n OSType: linux\n Architecture: {data['Architecture']}\n"
+          f" CPUs: {data['NCPU']}\n Total Memory: {bytes_size(mem)}\n Name: {data['Name']}\n"
+          f" Lamina Root Dir: {store.root}")
+    return 0
+
+
+def _fstype(path: str) -> str:
+    best, fstype = "", "unknown"
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and path.startswith(parts[1]) and len(parts[1]) > len(best):
+                    best, fstype = parts[1], parts[2]
+    except OSError:
+        pass
+    return fstype
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def cmd_df(argv, ctx) -> int:
+    p = Parser("system df", "[OPTIONS]", "Show lamina disk usage")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--format", default=None)
+    a = parse(p, argv)
+    from lamina.cli.format import format_table, human_size
+    db = ctx.store.db
+    images = db.query("SELECT manifest, config, size FROM images")
+    used = {r[0] for r in db.query("SELECT image FROM containers")}
+    # unique layers count once
+    layer_sizes = dict(db.query("SELECT diff_id, content_size FROM layers"))
+    from lamina.image.service import Images
+    imgs = Images(ctx.store)
+    all_layers, active_layers = set(), set()
+    for manifest, config, _ in images:
+        try:
+            diffs = [str(d) for _, d, _ in imgs.chain(imgs.get(manifest))]
+        except Exception:
+            diffs = []
+        all_layers.update(diffs)
+        if manifest in used:
+            active_layers.update(diffs)
+    total = sum(layer_sizes.get(d, 0) for d in all_layers)
+    active_size = sum(layer_sizes.get(d, 0) for d in active_layers)
+    reclaim = total - active_size
+    n_img = len({c for _, c, _ in images})
+    active = len({c for m, c, _ in images if m in used})
+    pct = f" ({reclaim * 100 // total}%)" if total else ""
+    rows = [
+        {"Type": "Images", "TotalCount": n_img, "Active": active, "Size": human_size(total),
+         "Reclaimable": f"{human_size(reclaim)}{pct}"},
+        {"Type": "Containers", "TotalCount": len(used), "Active": 0, "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"},
+    ]
+    fmt = a.format or "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+    headers = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}
+    out = format_table(rows, fmt, headers=headers)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
+def cmd_prune(argv, ctx) -> int:
+    p = Parser("system prune", "[OPTIONS]", "Remove unused data")
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
+    p.add_argument("--filter", action="append", default=[])
+    a = parse(p, argv)
+    from lamina.cli.format import human_size
+    from lamina.cli.images import _confirm, _parse_filters
+    from lamina.image.prune import prune_images
+    from lamina.image.service import Images
+    if not a.force:
+        items = ["  - all stopped containers", "  - all build cache"]
+        items.insert(1, "  - all images without at least one container associated to them" if a.all
+                     else "  - all dangling images")
+        if not _confirm("WARNING! This will remove:\n" + "\n".join(items)):
+            return 0
+    lines, freed = prune_images(Images(ctx.store), all_unused=a.all,
+                                filters=_parse_filters(a.filter, ("until", "label")))
+    if lines:
+        print("Deleted Images:")
+        for line in lines:
+            print(line)
+        print()
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0

@@ -1,0 +1,416 @@
+"""``save`` and ``load``: image archives.
+
+``save`` writes one tar that is at once
+  * a Docker archive (manifest.json + repositories, read by every ``docker load``), and
+  * an OCI image layout (oci-layout, index.json, blobs/sha256/...), as Docker 25+ writes it,
+    so ``skopeo``/``podman`` read it as ``oci-archive:`` too.
+Blobs are written verbatim, so manifest digests survive a save/load round trip.
+
+``load`` reads Docker archives (legacy ``<id>/layer.tar`` + ``<id>.json``, and 25+), plain
+OCI archives (index.json only), plain or gzip/zstd-compressed, from a file or a pipe. Every
+blob is verified (a ``blobs/sha256/<hex>`` name must match its content; each layer must
+decompress to the diff ID its config lists; each layer's tar headers are checked for
+breakouts). On error nothing is recorded and the blobs this load added are removed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import tarfile
+from typing import BinaryIO
+
+from lamina import oci
+from lamina.digest import Digest
+from lamina.errors import InvalidArgument, LaminaError, NotFound
+from lamina.image.service import ImageRecord, Images
+
+_SMALL = 4 << 20
+
+
+# -- save ----------------------------------------------------------------------------
+class _TarOut:
+    """Minimal streaming tar writer: headers from tarfile, file data copied in the kernel."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.names: set[str] = set()
+
+    def _header(self, name: str, size: int, *, dir: bool = False) -> None:
+        ti = tarfile.TarInfo(name)
+        ti.size = 0 if dir else size
+        ti.type = tarfile.DIRTYPE if dir else tarfile.REGTYPE
+        ti.mode = 0o755 if dir else 0o644
+        ti.mtime = 0
+        self.out.write(ti.tobuf(tarfile.PAX_FORMAT))
+
+    def add_dir(self, name: str) -> None:
+        if name not in self.names:
+            self.names.add(name)
+            self._header(name, 0, dir=True)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self._header(name, len(data))
+        self.out.write(data)
+        self._pad(len(data))
+
+    def add_file(self, name: str, path: str) -> None:
+        if name in self.names:
+            return
+        self.names.add(name)
+        size = os.stat(path).st_size
+        self._header(name, size)
+        self.out.flush()
+        with open(path, "rb") as f:
+            try:
+                outfd = self.out.fileno()
+                left, off = size, 0
+                while left:
+                    n = os.sendfile(outfd, f.fileno(), off, left)
+                    if n == 0:
+                        raise InvalidArgument(f"blob {path} shrank while saving")
+                    off += n
+                    left -= n
+            except (OSError, io.UnsupportedOperation, AttributeError):
+                f.seek(0)
+                while chunk := f.read(1 << 20):
+                    self.out.write(chunk)
+        self._pad(size)
+
+    def _pad(self, size: int) -> None:
+        if size % 512:
+            self.out.write(b"\0" * (512 - size % 512))
+
+    def close(self) -> None:
+        self.out.write(b"\0" * 1024)
+        self.out.flush()
+
+
+def save(images: Images, names: list[str], out: BinaryIO) -> None:
+    """Write the images named (references or IDs) to ``out`` as one archive."""
+    from lamina import reference
+    picked: list[tuple[ImageRecord, list[str]]] = []
+    for name in names:
+        rec = images.resolve(name)
+        tags: list[str] = []
+        try:
+            ref = reference.parse(name)
+            if ref.digest is None and str(ref) in images.tags_of(rec.manifest):
+                tags = [str(ref)]
+        except InvalidArgument:
+            pass
+        for prev in picked:
+            if prev[0].manifest == rec.manifest:
+                prev[1].extend(t for t in tags if t not in prev[1])
+                break
+        else:
+            picked.append((rec, tags))
+    t = _TarOut(out)
+    t.add_dir("blobs/")
+    t.add_dir("blobs/sha256/")
+    manifest_json, index_entries, repositories = [], [], {}
+    content = images.content
+    for rec, tags in picked:
+        m = images.manifest(rec)
+        for d in (*m.layers, m.config):
+            t.add_file(f"blobs/sha256/{d.digest.hex}", content.path(d.digest))
+        t.add_file(f"blobs/sha256/{rec.manifest.hex}", content.path(rec.manifest))
+        familiar = [reference.parse(x).familiar for x in tags]
+        manifest_json.append({"Config": f"blobs/sha256/{m.config.digest.hex}",
+                              "RepoTags": familiar or None,
+                              "Layers": [f"blobs/sha256/{d.digest.hex}" for d in m.layers]})
+        base = {"mediaType": rec.media_type, "digest": str(rec.manifest), "size": rec.manifest_size}
+        for x in tags:
+            r = reference.parse(x)
+            index_entries.append({**base, "annotations": {oci.ANNOTATION_IMAGE_NAME: str(r),
+                                                          oci.ANNOTATION_REF_NAME: r.tag}})
+            if m.layers:
+                top = images.chain(rec)[-1][0]
+                repositories.setdefault(r.familiar_name, {})[r.tag] = top.hex
+        if not tags:
+            index_entries.append(base)
+    t.add_bytes("index.json", json.dumps({"schemaVersion": 2, "mediaType": oci.MT_OCI_INDEX,
+                                          "manifests": index_entries}).encode())
+    t.add_bytes("manifest.json", json.dumps(manifest_json).encode())
+    t.add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    if repositories:
+        t.add_bytes("repositories", json.dumps(repositories).encode())
+    t.close()
+
+
+# -- load ----------------------------------------------------------------------------
+class _Loaded:
+    """What a pass over an archive found: small files in memory, big ones as blobs."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.blobs: dict[str, Digest] = {}     # archive path -> digest of its content
+        self.links: dict[str, str] = {}        # symlink path -> target path
+        self.added: set[Digest] = set()        # blobs this load created
+
+    def resolve(self, path: str) -> str:
+        path = os.path.normpath(path).lstrip("/")
+        for _ in range(16):
+            if path not in self.links:
+                return path
+            path = self.links[path]
+        raise InvalidArgument(f"archive: symlink loop at {path}")
+
+    def get_bytes(self, path: str, content) -> bytes:
+        p = self.resolve(path)
+        if p in self.files:
+            return self.files[p]
+        if p in self.blobs:
+            return content.read(self.blobs[p])
+        raise NotFound(f"archive: file {path} is referenced but not in the archive")
+
+    def get_blob(self, path: str, content) -> Digest:
+        p = self.resolve(path)
+        if p in self.blobs:
+            return self.blobs[p]
+        if p in self.files:
+            d = content.put_bytes(self.files[p])
+            self.blobs[p] = d
+            return d
+        raise NotFound(f"archive: file {path} is referenced but not in the archive")
+
+
+def _blob_name(path: str) -> Digest | None:
+    parts = path.split("/")
+    if len(parts) == 3 and parts[0] == "blobs":
+        try:
+            return Digest(parts[1], parts[2])
+        except InvalidArgument:
+            raise InvalidArgument(f"archive: {path} is not a valid blob name") from None
+    return None
+
+
+def _read_archive(images: Images, src: BinaryIO) -> _Loaded:
+    from lamina.layer.compress import open_decompressed
+    content = images.content
+    found = _Loaded()
+    seekable_fd = None
+    try:
+        if src.seekable() and stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            head = src.read(6)
+            src.seek(0)
+            from lamina.layer.compress import sniff
+            if sniff(head) is None:
+                seekable_fd = src.fileno()
+    except (OSError, io.UnsupportedOperation, AttributeError):
+        seekable_fd = None
+    if seekable_fd is not None:
+        tf = tarfile.open(fileobj=src, mode="r:")
+    else:
+        stream, _ = open_decompressed(src)
+        tf = tarfile.open(fileobj=stream, mode="r|")
+    try:
+        for member in tf:
+            name = os.path.normpath(member.name).lstrip("/")
+            if name.startswith("../"):
+                raise InvalidArgument(f"archive: entry {member.name!r} points outside the archive")
+            if member.issym() or member.islnk():
+                target = member.linkname
+                if member.issym():
+                    target = os.path.normpath(os.path.join(os.path.dirname(name), target))
+                found.links[name] = target.lstrip("/")
+                continue
+            if not member.isfile():
+                continue
+            expect = _blob_name(name)
+            if expect is None and member.size <= _SMALL:
+                found.files[name] = tf.extractfile(member).read()
+                continue
+            if expect is not None and content.exists(expect):
+                found.blobs[name] = expect  # already have it (verified when it was stored)
+                continue
+            ref = f"load-{os.getpid()}-{os.urandom(4).hex()}"
+            with content.writer(ref, expected=expect, size=member.size, resume=False) as w:
+                if seekable_fd is not None:
+                    w.copy_from_fd(seekable_fd, member.offset_data, member.size)
+                else:
+                    f = tf.extractfile(member)
+                    while chunk := f.read(1 << 20):
+                        w.write(chunk)
+                try:
+                    d = w.commit()
+                except LaminaError as e:
+                    raise type(e)(f"archive entry {name}: {e}") from None
+            found.blobs[name] = d
+            found.added.add(d)
+    except tarfile.TarError as e:
+        raise InvalidArgument(f"archive is not a valid tar file: {e}") from None
+    except EOFError:
+        raise InvalidArgument("archive is truncated: unexpected end of data") from None
+    return found
+
+
+def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict) -> tuple[str, int]:
+    """Check that ``blob`` decompresses to ``diff_id`` with safe headers; (media type, content size)."""
+    if blob in cache:
+        return cache[blob]
+    from lamina.layer.compress import sniff
+    from lamina.layer.ingest import ingest_layer
+
+    class _Null:
+        def write(self, b):
+            return len(b)
+
+    with images.content.open(blob) as f:
+        kind = sniff(f.read(6))
+        f.seek(0)
+        try:
+            info = ingest_layer(f, _Null(), compression=None)
+        except LaminaError as e:
+            raise type(e)(f"layer {blob}: {e}") from None
+    if info.diff_id != diff_id:
+        raise InvalidArgument(f"layer {blob} does not match its config: it decompresses to "
+                              f"{info.diff_id}, the config lists diff ID {diff_id}")
+    mt = {"gzip": oci.MT_OCI_LAYER_GZIP, "zstd": oci.MT_OCI_LAYER_ZSTD, None: oci.MT_OCI_LAYER}.get(kind)
+    if mt is None:
+        raise InvalidArgument(f"layer {blob}: {kind} compression is not allowed in images")
+    cache[blob] = (mt, info.content_size)
+    return cache[blob]
+
+
+def load(images: Images, src: BinaryIO) -> list[str]:
+    """Load every image in the archive; returns Docker's output lines."""
+    from lamina import reference
+    store = images.store
+    out: list[str] = []
+    with store.operation():
+        found = _read_archive(images, src)
+        try:
+            out = _register(images, found)
+        except BaseException:
+            keep = {r[0] for r in images.db.query("SELECT manifest FROM images")} | \
+                   {r[0] for r in images.db.query("SELECT config FROM images")} | \
+                   {r[0] for r in images.db.query("SELECT blob FROM layer_blobs")}
+            for d in found.added:
+                if str(d) not in keep:
+                    images.content.delete(d)
+            raise
+    return out
+
+
+def _tags_from_index_entry(desc: oci.Descriptor) -> list[str]:
+    from lamina import reference
+    name = desc.annotation(oci.ANNOTATION_IMAGE_NAME)
+    if not name:
+        ref_name = desc.annotation(oci.ANNOTATION_REF_NAME)
+        if ref_name and ("/" in ref_name or ":" in ref_name):
+            name = ref_name
+    if not name:
+        return []
+    return [str(reference.parse(name))]
+
+
+def _register(images: Images, found: _Loaded) -> list[str]:
+    from lamina import reference
+    content = images.content
+    plans: list[tuple[bytes, list[str]]] = []   # (manifest bytes, canonical tags)
+    cache: dict = {}
+    index_by_config: dict[Digest, tuple[bytes, list[str]]] = {}
+    index_bytes = found.files.get("index.json")
+    if index_bytes is not None and "oci-layout" in found.files:
+        idx = oci.Index.from_json(index_bytes, what="archive index.json")
+        for desc in idx.manifests:
+            for mbytes in _manifests_for(images, found, desc):
+                m = oci.Manifest.from_json(mbytes, what=f"manifest {Digest.of_bytes(mbytes)}")
+                prev = index_by_config.get(m.config.digest)
+                tags = _tags_from_index_entry(desc)
+                if prev and Digest.of_bytes(prev[0]) == Digest.of_bytes(mbytes):
+                    prev[1].extend(t for t in tags if t not in prev[1])
+                else:
+                    index_by_config[m.config.digest] = (mbytes, tags)
+    manifest_json = found.files.get("manifest.json")
+    if manifest_json is not None:
+        try:
+            entries = json.loads(manifest_json)
+            assert isinstance(entries, list)
+        except (ValueError, AssertionError):
+            raise InvalidArgument("archive manifest.json is not a JSON list of images") from None
+        for n, e in enumerate(entries):
+            if not isinstance(e, dict) or "Config" not in e or not isinstance(e.get("Layers", []), list):
+                raise InvalidArgument(f"archive manifest.json entry {n}: needs Config and Layers")
+            cfg_bytes = found.get_bytes(e["Config"], content)
+            cfg_digest = Digest.of_bytes(cfg_bytes)
+            tags = [str(reference.parse(t)) for t in (e.get("RepoTags") or [])]
+            if cfg_digest in index_by_config:
+                mbytes, itags = index_by_config.pop(cfg_digest)
+                plans.append((mbytes, tags or itags))
+                continue
+            cfg = oci.ImageConfig.from_json(cfg_bytes, what=f"image config {e['Config']}")
+            if not content.exists(cfg_digest):
+                content.put_bytes(cfg_bytes)
+            layers = e.get("Layers") or []
+            if len(layers) != len(cfg.diff_ids):
+                raise InvalidArgument(f"archive manifest.json entry {n}: {len(layers)} layers but config "
+                                      f"{cfg_digest} lists {len(cfg.diff_ids)} diff IDs")
+            descs = []
+            for path, diff_id in zip(layers, cfg.diff_ids):
+                blob = found.get_blob(path, content)
+                mt, _ = _analyse_layer(images, blob, diff_id, cache)
+                descs.append({"mediaType": mt, "digest": str(blob), "size": content.size(blob)})
+            manifest = {"schemaVersion": 2, "mediaType": oci.MT_OCI_MANIFEST,
+                        "config": {"mediaType": oci.MT_OCI_CONFIG, "digest": str(cfg_digest),
+                                   "size": len(cfg_bytes)}, "layers": descs}
+            plans.append((oci.canonical_json(manifest), tags))
+    plans.extend(index_by_config.values())
+    if not plans:
+        raise InvalidArgument("archive holds no image: no manifest.json and no index.json with manifests")
+    lines = []
+    for mbytes, tags in plans:
+        mdigest = Digest.of_bytes(mbytes)
+        if not content.exists(mdigest):
+            content.put_bytes(mbytes)
+            found.added.add(mdigest)
+        m = oci.Manifest.from_json(mbytes, what=f"manifest {mdigest}")
+        for d in (m.config, *m.layers):
+            if not content.exists(d.digest):
+                raise NotFound(f"manifest {mdigest} refers to blob {d.digest}, which is not in the archive")
+        cfg = oci.ImageConfig.from_json(content.read(m.config.digest), what=f"image config {m.config.digest}")
+        if len(cfg.diff_ids) != len(m.layers):
+            raise InvalidArgument(f"image config {m.config.digest} lists {len(cfg.diff_ids)} diff IDs "
+                                  f"but manifest {mdigest} has {len(m.layers)} layers")
+        facts = {}
+        for d, diff_id in zip(m.layers, cfg.diff_ids):
+            _, size = _analyse_layer(images, d.digest, diff_id, cache)
+            facts[d.digest] = (diff_id, size, d.media_type)
+        for t in tags:
+            row = images.db.one("SELECT manifest FROM tags WHERE name=?", (t,))
+            if row and row[0] != str(mdigest):
+                old = images.get(row[0])
+                if old.id != m.config.digest:
+                    lines.append(f"The image {reference.parse(t).familiar} already exists, renaming the old one "
+                                 f"with ID {old.id} to empty string")
+        images.add_image(mbytes, tags=tags, layer_facts=facts)
+        if tags:
+            lines.extend(f"Loaded image: {reference.parse(t).familiar}" for t in tags)
+        else:
+            lines.append(f"Loaded image ID: {m.config.digest}")
+    return lines
+
+
+def _manifests_for(images: Images, found: _Loaded, desc: oci.Descriptor) -> list[bytes]:
+    """The image manifest(s) an index entry names: itself, or the host-platform entry of a nested index."""
+    content = images.content
+    data = content.read(desc.digest) if content.exists(desc.digest) else found.get_bytes(
+        f"blobs/{desc.digest.algorithm}/{desc.digest.hex}", content)
+    if Digest.of_bytes(data, desc.digest.algorithm) != desc.digest:
+        raise InvalidArgument(f"archive: blob {desc.digest} does not match its digest")
+    mt = desc.media_type or oci.sniff_media_type(data)
+    if mt in oci.INDEX_TYPES:
+        idx = oci.Index.from_json(data, what=f"index {desc.digest}")
+        host = oci.host_platform()
+        for d in idx.manifests:
+            if d.platform and d.platform.os == host.os and d.platform.architecture == host.architecture:
+                return _manifests_for(images, found, d)
+        if len(idx.manifests) == 1:
+            return _manifests_for(images, found, idx.manifests[0])
+        raise NotFound(f"index {desc.digest} has no image for platform {host}")
+    if mt in oci.MANIFEST_TYPES:
+        return [data]
+    return []

@@ -1,0 +1,38 @@
+"""``lamina import``: a root filesystem tarball becomes a one-layer image.
+
+The tarball (plain, gzip, zstd, bzip2 or xz) is read once: the pass computes the diff ID,
+compresses (gzip via ISA-L, threaded), hashes the blob and checks every tar header for
+breakouts. Nothing is unpacked here: snapshots are made on first use (run, build).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+from lamina import oci
+from lamina.image.changes import apply_changes
+from lamina.image.service import ImageRecord, Images, rfc3339
+
+
+def import_tar(images: Images, src: BinaryIO, *, tags: list = (), changes: list[str] = (),
+               message: str | None = None, platform: oci.Platform | None = None,
+               compression: str = "gzip") -> ImageRecord:
+    """Import ``src`` as an image; returns its record. On any error nothing is recorded
+    and the partial blob is removed."""
+    from lamina.layer.ingest import ingest_layer
+    store = images.store
+    plat = platform or oci.host_platform()
+    with store.operation():
+        ref = f"import-{os.getpid()}-{os.urandom(4).hex()}"
+        with store.content.writer(ref, resume=False) as w:
+            info = ingest_layer(src, w, compression=compression)
+            w.commit()
+        now = rfc3339()
+        history = {"created": now, "comment": message or "Imported from -"}
+        config = {"architecture": plat.architecture, "os": plat.os, "created": now,
+                  "config": apply_changes({}, list(changes)), "history": [history]}
+        if plat.variant:
+            config["variant"] = plat.variant
+        desc = oci.Descriptor(info.media_type, info.digest, info.size)
+        return images.create(config=config, layers=[(desc, info.diff_id, info.content_size)], tags=list(tags))

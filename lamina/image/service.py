@@ -1,0 +1,336 @@
+"""Images: records, tags, lookup, creation, removal.
+
+An *image* is a manifest we hold (row in ``images``) whose config and layer blobs are in
+the content store. Its ID is the config digest (what ``images`` shows). Tags map a
+canonical reference (``docker.io/library/busybox:latest``) to a manifest.
+
+Contracts:
+- ``add_image`` writes blobs first (inside the caller's ``store.operation()``), then the DB rows in one
+  transaction, then content/index.json; a crash in between leaves unreferenced blobs that
+  GC collects, never a record pointing at a missing blob.
+- Moving a tag leaves the previous image in place, untagged ("dangling"), like Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from lamina import oci
+from lamina.digest import Digest, chain_ids
+from lamina.errors import Conflict, InvalidArgument, NotFound
+from lamina.store import Store
+
+
+def rfc3339(ts: float | None = None) -> str:
+    """Docker's timestamp format: RFC 3339 with nanoseconds, trailing zeros trimmed, 'Z'."""
+    ns = time.time_ns() if ts is None else int(ts * 1e9)
+    sec, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    f = f"{frac:09d}".rstrip("0")
+    return f"{base}.{f}Z" if f else f"{base}Z"
+
+
+def parse_time(text: str | None) -> float | None:
+    """Parse an RFC 3339 timestamp (any fraction length, Z or offset) to epoch seconds."""
+    if not text:
+        return None
+    try:
+        t = text.strip()
+        frac = 0.0
+        if "." in t:
+            head, rest = t.split(".", 1)
+            i = 0
+            while i < len(rest) and rest[i].isdigit():
+                i += 1
+            frac = float("0." + rest[:i]) if i else 0.0
+            t = head + rest[i:]
+        t = t.replace("Z", "+00:00").replace("z", "+00:00")
+        return datetime.fromisoformat(t).timestamp() + frac
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    manifest: Digest          # manifest digest
+    id: Digest                # config digest: the image ID
+    media_type: str
+    manifest_size: int
+    size: int                 # sum of the layers' content sizes (what `images` shows)
+    created: float | None
+    added: float
+    parent: str | None
+    intermediate: bool
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "ImageRecord":
+        m, c, mt, ms, size, created, added, parent, inter = row
+        return cls(Digest.parse(m), Digest.parse(c), mt, ms, size, created, added, parent, bool(inter))
+
+
+_COLS = "manifest, config, media_type, manifest_size, size, created, added, parent, intermediate"
+
+
+class Images:
+    """Image operations over a Store. Create one per command."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.content = store.content
+
+    @property
+    def db(self):
+        return self.store.db
+
+    # -- lookup -------------------------------------------------------------------
+    def all(self) -> list[ImageRecord]:
+        return [ImageRecord.from_row(r) for r in self.db.query(f"SELECT {_COLS} FROM images")]
+
+    def get(self, manifest: Digest | str) -> ImageRecord:
+        row = self.db.one(f"SELECT {_COLS} FROM images WHERE manifest=?", (str(manifest),))
+        if not row:
+            raise NotFound(f"No such image: {manifest}")
+        return ImageRecord.from_row(row)
+
+    def tags_of(self, manifest: Digest) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT name FROM tags WHERE manifest=? ORDER BY name", (str(manifest),))]
+
+    def all_tags(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, m in self.db.query("SELECT name, manifest FROM tags ORDER BY name"):
+            out.setdefault(m, []).append(name)
+        return out
+
+    def repo_digests_of(self, manifest: Digest) -> list[str]:
+        return [f"{r[0]}@{manifest}" for r in
+                self.db.query("SELECT name FROM repo_digests WHERE manifest=? ORDER BY name", (str(manifest),))]
+
+    def resolve(self, text: str) -> ImageRecord:
+        """Find an image by reference, full or short ID, or digest (``name@sha256:...``).
+
+        Names are tried first, then IDs, like Docker. Raises NotFound ("No such image: x").
+        """
+        from lamina import reference
+        text = text.strip()
+        if not text:
+            raise InvalidArgument("image reference must not be empty")
+        hexpart = text[7:] if text.startswith("sha256:") else text
+        is_hex = 0 < len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
+        ref = None
+        try:
+            ref = reference.parse(text)
+        except InvalidArgument:
+            if not is_hex:
+                raise
+        if ref is not None:
+            if ref.digest is not None:
+                rec = self._by_manifest_or_config(ref.digest)
+                if rec:
+                    return rec
+            else:
+                row = self.db.one("SELECT manifest FROM tags WHERE name=?", (str(ref),))
+                if row:
+                    return self.get(row[0])
+        if is_hex:
+            like = f"sha256:{hexpart}%"
+            rows = self.db.query(f"SELECT {_COLS} FROM images WHERE config LIKE ? ORDER BY added DESC", (like,))
+            ids = {r[1] for r in rows}
+            if len(ids) == 1:
+                # several manifests may share a config; prefer a tagged one
+                recs = [ImageRecord.from_row(r) for r in rows]
+                tagged = [r for r in recs if self.tags_of(r.manifest)]
+                return (tagged or recs)[0]
+            if len(ids) > 1:
+                raise InvalidArgument(f"ambiguous image ID {text!r}: it matches {len(ids)} images; give more characters")
+            rows = self.db.query(f"SELECT {_COLS} FROM images WHERE manifest LIKE ?", (like,))
+            if len(rows) == 1:
+                return ImageRecord.from_row(rows[0])
+        raise NotFound(f"No such image: {text}")
+
+    @staticmethod
+    def _parse(text: str) -> Digest:
+        return Digest.parse(text)
+
+    def _by_manifest_or_config(self, d: Digest) -> ImageRecord | None:
+        row = self.db.one(f"SELECT {_COLS} FROM images WHERE manifest=?", (str(d),)) or \
+            self.db.one(f"SELECT {_COLS} FROM images WHERE config=?", (str(d),))
+        return ImageRecord.from_row(row) if row else None
+
+    def manifest(self, rec: ImageRecord) -> oci.Manifest:
+        return oci.Manifest.from_json(self.content.read(rec.manifest), what=f"manifest {rec.manifest}")
+
+    def config(self, rec: ImageRecord) -> oci.ImageConfig:
+        return oci.ImageConfig.from_json(self.content.read(rec.id), what=f"image config {rec.id}")
+
+    def config_raw(self, rec: ImageRecord) -> bytes:
+        return self.content.read(rec.id, verify=False)
+
+    # -- creation -----------------------------------------------------------------
+    def add_image(self, manifest_bytes: bytes, *, tags: list = (), parent: str | None = None,
+                  intermediate: bool = False, layer_facts: dict | None = None,
+                  repo_digest_names: list[str] = ()) -> ImageRecord:
+        """Record an image whose manifest, config and layer blobs are all in the content store.
+
+        ``manifest_bytes`` is stored verbatim (its digest is the manifest digest).
+        ``layer_facts`` maps layer blob digest -> (diff_id, content_size, media_type) learned
+        at ingest. Verifies every referenced blob exists (NotFound names the missing digest)
+        and that the config's diff_ids count matches the layers.
+        """
+        mdigest = Digest.of_bytes(manifest_bytes)
+        m = oci.Manifest.from_json(manifest_bytes, what=f"manifest {mdigest}")
+        for d in (m.config, *m.layers):
+            if not self.content.exists(d.digest):
+                raise NotFound(f"manifest {mdigest} refers to blob {d.digest}, which is missing")
+        cfg = oci.ImageConfig.from_json(self.content.read(m.config.digest), what=f"image config {m.config.digest}")
+        if len(cfg.diff_ids) != len(m.layers):
+            raise InvalidArgument(f"image config {m.config.digest} lists {len(cfg.diff_ids)} diff IDs "
+                                  f"but manifest {mdigest} has {len(m.layers)} layers")
+        facts = layer_facts or {}
+        size = 0
+        with self.db.tx() as c:
+            for desc, diff_id in zip(m.layers, cfg.diff_ids):
+                fact = facts.get(desc.digest)
+                if fact:
+                    c.execute("INSERT OR REPLACE INTO layers(diff_id, content_size) VALUES(?,?)",
+                              (str(diff_id), int(fact[1])))
+                    c.execute("INSERT OR REPLACE INTO layer_blobs(blob, diff_id, media_type) VALUES(?,?,?)",
+                              (str(desc.digest), str(diff_id), desc.media_type))
+                row = c.execute("SELECT content_size FROM layers WHERE diff_id=?", (str(diff_id),)).fetchone()
+                size += row[0] if row else desc.size
+                if not fact:
+                    c.execute("INSERT OR IGNORE INTO layer_blobs(blob, diff_id, media_type) VALUES(?,?,?)",
+                              (str(desc.digest), str(diff_id), desc.media_type))
+            c.execute(f"INSERT OR REPLACE INTO images({_COLS}) VALUES(?,?,?,?,?,?,?,?,?)",
+                      (str(mdigest), str(m.config.digest), m.media_type, len(manifest_bytes), size,
+                       parse_time(cfg.created), time.time(), parent, int(intermediate)))
+            for ref in tags:
+                c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
+                          (str(ref), str(mdigest), time.time()))
+            for name in repo_digest_names:
+                c.execute("INSERT OR IGNORE INTO repo_digests(name, manifest) VALUES(?,?)", (name, str(mdigest)))
+        self.write_index()
+        return self.get(mdigest)
+
+    def create(self, *, config: dict, layers: list[tuple[oci.Descriptor, Digest, int]],
+               tags: list = (), parent: str | None = None, intermediate: bool = False) -> ImageRecord:
+        """Write config + OCI manifest for ``layers`` [(descriptor, diff_id, content_size)]."""
+        config = dict(config)
+        config["rootfs"] = {"type": "layers", "diff_ids": [str(x[1]) for x in layers]}
+        cfg_bytes = oci.canonical_json(config)
+        cfg_digest = self.content.put_bytes(cfg_bytes)
+        manifest = {"schemaVersion": 2, "mediaType": oci.MT_OCI_MANIFEST,
+                    "config": {"mediaType": oci.MT_OCI_CONFIG, "digest": str(cfg_digest), "size": len(cfg_bytes)},
+                    "layers": [d.to_json() for d, _, _ in layers]}
+        mbytes = oci.canonical_json(manifest)
+        self.content.put_bytes(mbytes)
+        facts = {d.digest: (diff, size, d.media_type) for d, diff, size in layers}
+        return self.add_image(mbytes, tags=tags, parent=parent, intermediate=intermediate, layer_facts=facts)
+
+    # -- tags ---------------------------------------------------------------------
+    def tag(self, rec: ImageRecord, ref) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
+                      (str(ref), str(rec.manifest), time.time()))
+        self.write_index()
+
+    def untag(self, name: str) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM tags WHERE name=?", (name,))
+        self.write_index()
+
+    def write_index(self) -> None:
+        """Rewrite content/index.json from the DB: every image, once per tag (ref.name = full
+        reference) and once untagged if it has no tag. Atomic; serialised by the store lock."""
+        from lamina.content.store import atomic_write
+        import os
+        tags = self.all_tags()
+        entries = []
+        for manifest, mt, msize in self.db.query("SELECT manifest, media_type, manifest_size FROM images ORDER BY added"):
+            base = {"mediaType": mt, "digest": manifest, "size": msize}
+            names = tags.get(manifest)
+            if names:
+                for n in names:
+                    entries.append({**base, "annotations": {oci.ANNOTATION_IMAGE_NAME: n,
+                                                            oci.ANNOTATION_REF_NAME: n}})
+            else:
+                entries.append(base)
+        data = json.dumps({"schemaVersion": 2, "mediaType": oci.MT_OCI_INDEX, "manifests": entries},
+                          indent=None, separators=(",", ":")).encode()
+        with self.store.lock():
+            atomic_write(os.path.join(self.content.root, "index.json"), data, sync=False)
+
+    # -- chains -------------------------------------------------------------------
+    def chain(self, rec: ImageRecord) -> list[tuple[Digest, Digest, oci.Descriptor]]:
+        """[(chain_id, diff_id, layer descriptor)] bottom-up for an image."""
+        m = self.manifest(rec)
+        cfg = self.config(rec)
+        return list(zip(chain_ids(list(cfg.diff_ids)), cfg.diff_ids, m.layers))
+
+    def containers_using(self, rec: ImageRecord) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT id FROM containers WHERE image=?", (str(rec.manifest),))]
+
+    def children(self, rec: ImageRecord) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT manifest FROM images WHERE parent=?", (str(rec.id),))]
+
+    # -- removal ------------------------------------------------------------------
+    def remove(self, text: str, *, force: bool = False, prune_children: bool = True) -> list[str]:
+        """``rmi``: returns Docker's lines (``Untagged: x``, ``Deleted: sha256:...``).
+
+        By name: untag; delete the image when that was its last tag. By ID: delete it
+        (needs ``force`` if it has several tags). Refuses while a container uses it,
+        unless forced (then it is only untagged, like Docker).
+        """
+        from lamina import reference
+        from lamina.image import gc
+        rec = self.resolve(text)
+        tags = self.tags_of(rec.manifest)
+        out: list[str] = []
+        by_name = False
+        try:
+            ref = reference.parse(text)
+            by_name = str(ref) in tags
+        except InvalidArgument:
+            ref = None
+        users = self.containers_using(rec)
+        if by_name and len(tags) > 1:
+            self.untag(str(ref))
+            return [f"Untagged: {ref.familiar}"]
+        if not by_name and len(tags) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {rec.id.short} (must be forced) - "
+                           f"image is referenced in multiple repositories")
+        if users:
+            if not force:
+                what = f'repository reference "{text}"' if by_name else rec.id.short
+                raise Conflict(f"conflict: unable to remove {what} (must force) - container "
+                               f"{users[0][:12]} is using its referenced image {rec.id.short}")
+            for t in tags:
+                self.untag(t)
+                out.append(f"Untagged: {reference.parse(t).familiar}")
+            return out
+        if self.children(rec) and not force:
+            raise Conflict(f"conflict: unable to delete {rec.id.short} (cannot be forced) - "
+                           f"image has dependent child images")
+        for t in tags:
+            out.append(f"Untagged: {reference.parse(t).familiar}")
+        for rd in self.repo_digests_of(rec.manifest):
+            out.append(f"Untagged: {rd}")
+        # other manifests sharing this config (same image ID) go too
+        with self.db.tx() as c:
+            same = [r[0] for r in c.execute("SELECT manifest FROM images WHERE config=?", (str(rec.id),))]
+            for m in same:
+                c.execute("DELETE FROM tags WHERE manifest=?", (m,))
+                c.execute("DELETE FROM repo_digests WHERE manifest=?", (m,))
+                c.execute("DELETE FROM images WHERE manifest=?", (m,))
+        self.write_index()
+        out.append(f"Deleted: {rec.id}")
+        report = gc.collect(self.store)
+        out.extend(f"Deleted: {c}" for c in report.chains_removed)
+        if prune_children and rec.parent:
+            # an untagged intermediate parent with no other children goes with it
+            parent = self._by_manifest_or_config(Digest.parse(rec.parent))
+            if parent and parent.intermediate and not self.tags_of(parent.manifest) and not self.children(parent):
+                out.extend(self.remove(str(parent.manifest), force=False))
+        return out

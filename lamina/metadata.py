@@ -1,0 +1,88 @@
+"""The metadata database: ``<root>/lamina.db`` (SQLite, WAL).
+
+Holds what is not content-addressed: tags, image records, layer facts, snapshots and
+containers (and, later, the build cache). Every multi-row change runs in one
+transaction (``with db.tx() as c:``), so a crash leaves either the old or the new state.
+Concurrent lamina processes serialise on SQLite's write lock (busy timeout 30 s).
+
+Tables (schema version in ``PRAGMA user_version``):
+  images(manifest PK, config, media_type, size, created, added, parent, intermediate, comment)
+      one row per image manifest we hold; ``config`` is the image ID.
+  tags(name PK, manifest)           name is canonical "docker.io/library/busybox:latest"
+  repo_digests(name, manifest)      "docker.io/library/busybox" @ manifest (pulled/pushed)
+  layers(diff_id PK, content_size)  facts learned when a layer was ingested
+  layer_blobs(blob PK, diff_id, media_type)   which compressed blob holds which diff
+  snapshots(chain_id PK, parent, dir, diff_id, size, created)   unpacked layers
+  containers(id PK, name, image, chain_id, created, data)   image = manifest digest in use
+  meta(key PK, value)
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from typing import Iterator
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS images(
+    manifest TEXT PRIMARY KEY, config TEXT NOT NULL, media_type TEXT NOT NULL,
+    manifest_size INTEGER NOT NULL, size INTEGER NOT NULL DEFAULT 0, created REAL,
+    added REAL NOT NULL, parent TEXT, intermediate INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS images_config ON images(config);
+CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, manifest TEXT NOT NULL, added REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS tags_manifest ON tags(manifest);
+CREATE TABLE IF NOT EXISTS repo_digests(name TEXT NOT NULL, manifest TEXT NOT NULL,
+    PRIMARY KEY(name, manifest));
+CREATE TABLE IF NOT EXISTS layers(diff_id TEXT PRIMARY KEY, content_size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS layer_blobs(blob TEXT PRIMARY KEY, diff_id TEXT NOT NULL,
+    media_type TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS layer_blobs_diff ON layer_blobs(diff_id);
+CREATE TABLE IF NOT EXISTS snapshots(chain_id TEXT PRIMARY KEY, parent TEXT, dir TEXT NOT NULL,
+    diff_id TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS containers(id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL,
+    image TEXT NOT NULL, chain_id TEXT, created REAL NOT NULL, data TEXT);
+"""
+
+
+class Metadata:
+    """A connection to lamina.db. Cheap to open; create one per command."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        new = not os.path.exists(path)
+        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        if new or self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            with self.tx() as c:
+                for stmt in _SCHEMA.strip().split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error)."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        else:
+            c.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return self.conn.execute(sql, args).fetchall()
+
+    def one(self, sql: str, args: tuple = ()) -> tuple | None:
+        return self.conn.execute(sql, args).fetchone()

@@ -1,0 +1,90 @@
+"""The store: one root directory holding content, metadata, snapshots and containers.
+
+Root: ``--root``, else ``$LAMINA_ROOT``, else /var/lib/lamina for root, else
+``$XDG_DATA_HOME/lamina`` (default ~/.local/share/lamina)::
+
+    <root>/content/       OCI image layout (lamina.content.store)
+    <root>/snapshots/     unpacked layers (lamina.snapshot)
+    <root>/containers/    container bundles (runtime)
+    <root>/lamina.db      metadata (lamina.metadata)
+    <root>/lock           flock(2) serialising writers of content/index.json
+    <root>/gc.lock        flock(2): shared by every operation that adds content, exclusive for GC
+
+Opening a store is cheap and creates whatever is missing; it never needs repair after a
+crash (leftovers are found and collected by GC).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from functools import cached_property
+
+from lamina.content.store import ContentStore
+
+
+def default_root() -> str:
+    env = os.environ.get("LAMINA_ROOT")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/var/lib/lamina"
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(xdg, "lamina")
+
+
+class Store:
+    def __init__(self, root: str | None = None) -> None:
+        self.root = os.path.abspath(root or default_root())
+        self.content_dir = os.path.join(self.root, "content")
+        self.snapshots_dir = os.path.join(self.root, "snapshots")
+        self.containers_dir = os.path.join(self.root, "containers")
+        if not os.path.exists(os.path.join(self.content_dir, "oci-layout")):
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            self.content.init()
+        for d in (self.snapshots_dir, self.containers_dir):
+            if not os.path.isdir(d):
+                os.makedirs(d, exist_ok=True)
+
+    @cached_property
+    def content(self) -> ContentStore:
+        return ContentStore(self.content_dir)
+
+    @cached_property
+    def db(self):
+        from lamina.metadata import Metadata
+        return Metadata(os.path.join(self.root, "lamina.db"))
+
+    @contextmanager
+    def lock(self):
+        """Exclusive store lock for writers of shared files (index.json)."""
+        fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def operation(self):
+        """Pin everything this process writes until the block ends: GC waits for it.
+
+        Held shared by every command that adds blobs or snapshots; GC holds it exclusive.
+        A killed process drops it with its file descriptors, so nothing stays pinned.
+        """
+        fd = os.open(os.path.join(self.root, "gc.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def gc_lock(self):
+        fd = os.open(os.path.join(self.root, "gc.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)

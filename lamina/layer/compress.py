@@ -127,6 +127,51 @@ class _Guarded(io.RawIOBase):
         super().close()
 
 
+class _ZstdReader(io.RawIOBase):
+    """Decompress concatenated zstd frames; a stream that ends inside a frame is an error
+    (zstandard's stream_reader silently returns what it has)."""
+
+    def __init__(self, src, dctx) -> None:
+        self._src = src
+        self._dctx = dctx
+        self._obj = dctx.decompressobj()
+        self._pending = memoryview(b"")  # decompressed, not yet returned
+        self._in_frame = False
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self) -> None:
+        data = self._src.read(1 << 20)
+        if not data:
+            self._eof = True
+            if self._in_frame:
+                raise EOFError("stream ends inside a zstd frame")
+            return
+        out = []
+        while data:
+            self._in_frame = True
+            out.append(self._obj.decompress(data))
+            if self._obj.eof:
+                data = self._obj.unused_data
+                self._obj = self._dctx.decompressobj()
+                self._in_frame = False
+            else:
+                data = b""
+        self._pending = memoryview(b"".join(out))
+
+    def readinto(self, b) -> int:
+        while not self._pending:
+            if self._eof:
+                return 0
+            self._more()
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
 def _read_head(f, n: int) -> bytes:
     head = b""
     while len(head) < n:
@@ -162,9 +207,7 @@ def open_decompressed(f: BinaryIO, *, threaded: bool = True) -> tuple[BinaryIO, 
     elif kind == ZSTD:
         import zstandard
 
-        # read_across_frames: a blob may be several concatenated frames (pzstd does that).
-        inner = zstandard.ZstdDecompressor().stream_reader(
-            src, read_size=1 << 20, read_across_frames=True, closefd=False)
+        inner = _ZstdReader(src, zstandard.ZstdDecompressor())
         errors = (zstandard.ZstdError, OSError, EOFError, ValueError)
     elif kind == BZIP2:
         import bz2

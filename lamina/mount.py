@@ -714,19 +714,31 @@ def is_mountpoint(path: str) -> bool:
             return False
     except (AttributeError, NotImplementedError):
         pass
-    # Fallback: compare with the mount points listed in mountinfo (octal escapes decoded).
+    # Fallback: compare with the mount points listed in mountinfo.
+    real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    return real in _mount_points()
+
+
+def _mount_points() -> list[str]:
+    """Every mount point in /proc/self/mountinfo, octal escapes decoded, in mount order."""
+    out = []
     try:
-        real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
         with open("/proc/self/mountinfo", "rb") as f:
             for line in f:
                 point = line.split(b" ", 5)[4]
                 point = point.replace(b"\\040", b" ").replace(b"\\011", b"\t") \
                     .replace(b"\\012", b"\n").replace(b"\\134", b"\\")
-                if os.fsdecode(point) == real:
-                    return True
+                out.append(os.fsdecode(point))
     except OSError:
         pass
-    return False
+    return out
+
+
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below ``path`` (realpath), in mount order (unmount in reverse)."""
+    real = os.path.realpath(path)
+    prefix = real.rstrip("/") + "/"
+    return [p for p in _mount_points() if p == real or p.startswith(prefix)]
 
 
 def _statx_mount_root(path: str) -> bool:

@@ -114,13 +114,8 @@ def cmd_images(argv, ctx) -> int:
                         "CreatedAt": _local_time(created or added), "Size": human_size(size),
                         "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
                         "VirtualSize": human_size(size)})
-    if a.quiet:
-        seen = []
-        for r in out:
-            if r["ID"] not in seen:
-                seen.append(r["ID"])
-        if seen:
-            sys.stdout.write("\n".join(x if a.no_trunc else x for x in seen) + "\n")
+    if a.quiet:  # one ID per row, repeated for each tag, like Docker
+        sys.stdout.write("".join(f"{r['ID']}\n" for r in out))
         return 0
     fmt = a.format or (IMAGES_TABLE_DIGESTS if a.digests else IMAGES_TABLE)
     _render(out, fmt, IMAGES_HEADERS)
@@ -257,8 +252,7 @@ def _print_inspect(results: list[dict], fmt: str | None) -> None:
         for r in results:
             sys.stdout.write(t.render(r) + "\n")
         return
-    from lamina.cli.format import go_json
-    sys.stdout.write(go_json(results, indent=4) + "\n")
+    sys.stdout.write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
 
 
 # -- history -------------------------------------------------------------------------

@@ -201,12 +201,12 @@ def _read_archive(images: Images, src: BinaryIO) -> _Loaded:
                 seekable_fd = src.fileno()
     except (OSError, io.UnsupportedOperation, AttributeError):
         seekable_fd = None
-    if seekable_fd is not None:
-        tf = tarfile.open(fileobj=src, mode="r:")
-    else:
-        stream, _ = open_decompressed(src)
-        tf = tarfile.open(fileobj=stream, mode="r|")
     try:
+        if seekable_fd is not None:
+            tf = tarfile.open(fileobj=src, mode="r:")
+        else:
+            stream, _ = open_decompressed(src)
+            tf = tarfile.open(fileobj=stream, mode="r|")
         for member in tf:
             name = os.path.normpath(member.name).lstrip("/")
             if name.startswith("../"):

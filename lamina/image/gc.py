@@ -33,6 +33,7 @@ class Report:
     chains_removed: list[str] = field(default_factory=list)
     ingests_removed: list[str] = field(default_factory=list)
     bytes_freed: int = 0
+    kept_chains: frozenset[str] = frozenset()
 
 
 def reachable(manifests: dict[str, tuple[str, list[str], list[str]]], extra_chains: set[str]) -> Keep:
@@ -77,7 +78,7 @@ def _collect(store, *, dry_run: bool) -> Report:
     graph = _image_graph(store)
     container_chains = {r[0] for r in db.query("SELECT chain_id FROM containers WHERE chain_id IS NOT NULL")}
     keep = reachable(graph, container_chains)
-    rep = Report()
+    rep = Report(kept_chains=keep.chains)
     # blobs
     for d in list(content.walk()):
         s = str(d)
@@ -109,7 +110,7 @@ def _collect(store, *, dry_run: bool) -> Report:
         except FileNotFoundError:
             names = []
         for name in names:
-            if name not in known_dirs:
+            if name not in known_dirs and not name.startswith(".lock-"):
                 _rmtree(os.path.join(store.snapshots_dir, name))
     # facts about blobs that are gone
     if not dry_run and rep.blobs_removed:

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from lamina import oci
 from lamina.digest import Digest, chain_ids
-from lamina.errors import Conflict, InvalidArgument, NotFound
+from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
 from lamina.store import Store
 
 
@@ -313,6 +313,10 @@ class Images:
         if self.children(rec) and not force:
             raise Conflict(f"conflict: unable to delete {rec.id.short} (cannot be forced) - "
                            f"image has dependent child images")
+        try:
+            mine = [str(c) for c, _, _ in self.chain(rec)]
+        except LaminaError:
+            mine = []
         for t in tags:
             out.append(f"Untagged: {reference.parse(t).familiar}")
         for rd in self.repo_digests_of(rec.manifest):
@@ -327,7 +331,7 @@ class Images:
         self.write_index()
         out.append(f"Deleted: {rec.id}")
         report = gc.collect(self.store)
-        out.extend(f"Deleted: {c}" for c in report.chains_removed)
+        out.extend(f"Deleted: {c}" for c in reversed(mine) if c not in report.kept_chains)
         if prune_children and rec.parent:
             # an untagged intermediate parent with no other children goes with it
             parent = self._by_manifest_or_config(Digest.parse(rec.parent))

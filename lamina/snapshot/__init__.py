@@ -1,0 +1,146 @@
+"""Snapshots: each image layer unpacked once, keyed by its chain ID, shared by every image
+built on it.
+
+On-disk tree (owned by this package)::
+
+    snapshots/<n>/fs        layer n unpacked in overlay form (whiteouts = 0:0 char devices,
+                            opaque dirs = trusted.overlay.opaque=y); n is a short integer so
+                            lowerdir strings stay short
+    snapshots/tmp-<n>/      an unpack in progress (renamed to <n> when complete)
+    snapshots/.lock-<hex>   flock(2) taken while a chain ID is being unpacked
+
+Contracts:
+- ``prepare`` is idempotent and safe across processes: two processes asking for the same
+  chain unpack it once (the second waits on the chain's lock and then finds it).
+- A snapshot dir appears by rename only when complete, and its DB row is written after it;
+  a crash leaves a tmp- dir or an unnamed dir that GC removes.
+- The snapshotter *returns* mounts (lamina.mount.Mount values); it never mounts.
+- Callers hold ``store.operation()`` while they prepare and use snapshots, so GC waits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from lamina.digest import Digest
+from lamina.errors import LaminaError, Unavailable
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of an image chain, bottom-up."""
+
+    chain_id: Digest
+    diff_id: Digest
+    blob: Digest
+
+
+def overlay_supported() -> bool:
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1] == "overlay" for line in f if line.strip())
+    except OSError:
+        return False
+
+
+class Snapshotter:
+    def __init__(self, store) -> None:
+        self.store = store
+        self.root = store.snapshots_dir
+
+    def dir_of(self, chain_id: Digest) -> str | None:
+        row = self.store.db.one("SELECT dir FROM snapshots WHERE chain_id=?", (str(chain_id),))
+        if row and os.path.isdir(os.path.join(self.root, row[0], "fs")):
+            return os.path.join(self.root, row[0], "fs")
+        return None
+
+    def prepare(self, layers: list[Layer]) -> list[str]:
+        """Make sure every layer is unpacked; returns their fs dirs bottom-up."""
+        out = []
+        parent = None
+        for layer in layers:
+            d = self.dir_of(layer.chain_id) or self._unpack(layer, parent)
+            out.append(d)
+            parent = layer.chain_id
+        return out
+
+    def _unpack(self, layer: Layer, parent: Digest | None) -> str:
+        lock = os.path.join(self.root, f".lock-{layer.chain_id.hex[:32]}")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            found = self.dir_of(layer.chain_id)
+            if found:
+                return found
+            db = self.store.db
+            with db.tx() as c:
+                row = c.execute("SELECT value FROM meta WHERE key='snapshot_seq'").fetchone()
+                n = int(row[0]) + 1 if row else 1
+                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('snapshot_seq', ?)", (str(n),))
+            tmp = os.path.join(self.root, f"tmp-{n}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(os.path.join(tmp, "fs"))
+            try:
+                size = self._apply(layer, os.path.join(tmp, "fs"), mode="overlay")
+                final = os.path.join(self.root, str(n))
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            with db.tx() as c:
+                c.execute("INSERT OR REPLACE INTO snapshots(chain_id, parent, dir, diff_id, size, created) "
+                          "VALUES(?,?,?,?,?,?)", (str(layer.chain_id), str(parent) if parent else None,
+                                                 str(n), str(layer.diff_id), size, time.time()))
+            return os.path.join(final, "fs")
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+
+    def _apply(self, layer: Layer, dest: str, *, mode: str) -> int:
+        """Unpack one layer blob into ``dest``, verifying it against its diff ID as it goes."""
+        from lamina.digest import HashingReader
+        from lamina.layer.compress import open_decompressed
+        from lamina.layer.extract import apply_layer
+        with self.store.content.open(layer.blob) as f:
+            stream, _ = open_decompressed(f)
+            h = HashingReader(stream)
+            try:
+                res = apply_layer(h, dest, mode=mode)
+            except LaminaError as e:
+                raise type(e)(f"layer {layer.blob}: {e}") from None
+            while h.read(1 << 20):
+                pass
+        if h.digest() != layer.diff_id:
+            raise Unavailable(f"layer {layer.blob} is corrupt: it unpacks to {h.digest()}, "
+                              f"expected diff ID {layer.diff_id}; remove the image and pull/load it again")
+        return res.content_size
+
+    def mounts(self, layers: list[Layer], *, upper: str | None = None, work: str | None = None,
+               readonly: bool = False):
+        """The mounts that show ``layers`` (prepared first) with an optional writable upper."""
+        from lamina import mount
+        dirs = self.prepare(layers)
+        if not dirs:
+            if upper is None:
+                raise Unavailable("an image with no layers has no filesystem to mount read-only")
+            return [mount.Mount("bind", upper, ("rbind",))]
+        return [mount.overlay(list(reversed(dirs)), upper=upper, work=work, readonly=readonly)]
+
+    def copy_rootfs(self, layers: list[Layer], dest: str) -> None:
+        """Copy-based fallback where overlay is unavailable: apply every layer, bottom-up,
+        onto ``dest`` in merge mode (whiteouts delete)."""
+        os.makedirs(dest, exist_ok=True)
+        for layer in layers:
+            self._apply(layer, dest, mode="merge")
+
+
+def image_layers(images, rec) -> list[Layer]:
+    """The chain of an image record as Layer values, bottom-up."""
+    return [Layer(c, d, desc.digest) for c, d, desc in images.chain(rec)]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh Debian machine (as root) and runs it:
+# apt packages (peers for interop tests: skopeo, umoci, docker.io; busybox-static for base
+# images), a virtualenv with lamina and its test extras, a dockerd on a unix socket, then pytest.
+#
+#   scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup-env.sh
+pkgs="busybox-static skopeo umoci docker.io containerd runc iptables file zstd xz-utils bzip2"
+install_apt $pkgs
+setup_venv test
+start_dockerd
+exec .venv/bin/python -m pytest -q "$@"

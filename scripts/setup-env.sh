@@ -21,6 +21,8 @@ setup_venv() {
   local spec="."
   [ -n "$extra" ] && spec=".[$extra]"
   .venv/bin/python -m pip install -q -e "$spec"
+  # PYTHONDONTWRITEBYTECODE may be set: compile once so every start-up reads .pyc files
+  .venv/bin/python -m compileall -q lamina >/dev/null
 }
 
 start_dockerd() {

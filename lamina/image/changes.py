@@ -67,8 +67,10 @@ def set_env(env: list[str], key: str, value: str) -> list[str]:
 
 def apply_changes(config: dict, changes: list[str], *, what: str = "--change") -> dict:
     """Return a copy of the container ``config`` with each change applied in order."""
-    import dockerfile
     cfg = dict(config)
+    if not any(line.strip() for line in changes):
+        return cfg
+    import dockerfile
     for n, line in enumerate(changes, 1):
         line = line.strip()
         if not line:

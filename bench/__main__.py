@@ -53,23 +53,26 @@ class Tools:
         return sh(*self.lamina, *args, env=self.env, **kw)
 
 
-def bench_import(t: Tools, tar: str, runs: int) -> dict[str, list[float]]:
+def bench_import(t: Tools, tar: str, runs: int, work: str) -> dict[str, list[float]]:
     res: dict[str, list[float]] = {"lamina": [], "docker": [], "podman": []}
     for i in range(runs):
-        res["lamina"].append(timed(lambda: t.L("import", tar, f"bench/deb:{i}")))
+        src = unique_copy(tar, work, f"import{i}")
+        res["lamina"].append(timed(lambda: t.L("import", src, f"bench/deb:{i}")))
         t.L("rmi", f"bench/deb:{i}")
         if t.docker:
-            res["docker"].append(timed(lambda: sh("docker", "import", tar, f"bench/deb:{i}")))
+            res["docker"].append(timed(lambda: sh("docker", "import", src, f"bench/deb:{i}")))
             sh("docker", "rmi", f"bench/deb:{i}")
         if t.podman:
-            res["podman"].append(timed(lambda: sh("podman", "import", "-q", tar, f"bench/deb:{i}")))
+            res["podman"].append(timed(lambda: sh("podman", "import", "-q", src, f"bench/deb:{i}")))
             sh("podman", "rmi", f"bench/deb:{i}")
+        os.unlink(src)
     return res
 
 
 def bench_save_load(t: Tools, tar: str, runs: int, work: str) -> tuple[dict, dict]:
     save: dict[str, list[float]] = {"lamina": [], "docker": []}
     load: dict[str, list[float]] = {"lamina": [], "docker": []}
+    tar = unique_copy(tar, work, "saveload")
     t.L("import", tar, "bench/deb:save")
     if t.docker:
         sh("docker", "import", tar, "bench/deb:save")
@@ -136,6 +139,19 @@ def report(name: str, res: dict[str, list[float]]) -> None:
     print(f"{name:<28} " + " | ".join(cells), flush=True)
 
 
+def unique_copy(tar: str, work: str, tag: str) -> str:
+    """A copy of ``tar`` with one extra file, so no tool already holds its layer."""
+    out = os.path.join(work, f"rootfs-{tag}.tar")
+    shutil.copyfile(tar, out)
+    d = os.path.join(work, f"u-{tag}")
+    os.makedirs(d, exist_ok=True)
+    name = f"bench-{tag}-{os.urandom(8).hex()}"
+    with open(os.path.join(d, name), "w") as f:
+        f.write(tag)
+    sh("tar", "-rf", out, "-C", d, name)
+    return out
+
+
 def debian_tar(path: str | None) -> str:
     for p in (path, os.environ.get("DEBIAN_TAR"), "/var/tmp/lamina-debian-bookworm.tar"):
         if p and os.path.exists(p):
@@ -164,7 +180,7 @@ def main() -> int:
         if tar:
             print(f"rootfs tar: {tar} ({os.path.getsize(tar) / 1e6:.0f} MB)", flush=True)
         if "import" in only:
-            report("import ~200MB rootfs", bench_import(t, tar, a.runs))
+            report("import ~200MB rootfs", bench_import(t, tar, a.runs, work))
         if only & {"save", "load"}:
             save, load = bench_save_load(t, tar, a.runs, work)
             if "save" in only:

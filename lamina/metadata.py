@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 SCHEMA_VERSION = 1
 

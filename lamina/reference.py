@@ -237,13 +237,8 @@ class Reference:
     @property
     def familiar_name(self) -> str:
         """The name as Docker shows it: ``busybox``, ``me/app``, ``localhost:5000/me/app``."""
-        if self.domain != DEFAULT_DOMAIN:
-            return self.name
-        if self.path.startswith(OFFICIAL_REPO_PREFIX):
-            rest = self.path[len(OFFICIAL_REPO_PREFIX):]
-            if "/" not in rest:
-                return rest
-        return self.path
+        from lamina.refname import familiar
+        return familiar(self.domain, self.path)
 
     @property
     def familiar(self) -> str:

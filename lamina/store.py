@@ -21,8 +21,6 @@ import os
 from contextlib import contextmanager
 from functools import cached_property
 
-from lamina.content.store import ContentStore
-
 
 def default_root() -> str:
     env = os.environ.get("LAMINA_ROOT")
@@ -48,7 +46,9 @@ class Store:
                 os.makedirs(d, exist_ok=True)
 
     @cached_property
-    def content(self) -> ContentStore:
+    def content(self):
+        """The ContentStore (imported on first use: listing commands never need it)."""
+        from lamina.content.store import ContentStore
         return ContentStore(self.content_dir)
 
     @cached_property

@@ -20,9 +20,9 @@ setup_venv() {
   fi
   local spec="."
   [ -n "$extra" ] && spec=".[$extra]"
-  .venv/bin/python -m pip install -q -e "$spec"
+  .venv/bin/python -m pip install -q --force-reinstall --no-deps "$spec" && .venv/bin/python -m pip install -q "$spec"
   # PYTHONDONTWRITEBYTECODE may be set: compile once so every start-up reads .pyc files
-  .venv/bin/python -m compileall -q lamina >/dev/null
+  .venv/bin/python -m compileall -q lamina .venv/lib >/dev/null
 }
 
 start_dockerd() {

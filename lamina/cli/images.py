@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -45,12 +44,8 @@ def _images(ctx):
     return Images(ctx.store)
 
 
-def _render(rows: list[dict], fmt: str, headers: dict[str, str], quiet_field: str | None = None) -> None:
+def _render(rows: list[dict], fmt: str, headers: dict[str, str]) -> None:
     from lamina.cli.format import format_table
-    if fmt == "json":
-        for r in rows:
-            sys.stdout.write(json.dumps(r, separators=(",", ":")) + "\n")
-        return
     out = format_table(rows, fmt, headers=headers)
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
@@ -58,18 +53,18 @@ def _render(rows: list[dict], fmt: str, headers: dict[str, str], quiet_field: st
 
 # -- images --------------------------------------------------------------------------
 def cmd_images(argv, ctx) -> int:
+    """Hot path: reads the DB only (no reference parsing, no dataclass modules)."""
     p = Parser("images", "[OPTIONS] [REPOSITORY[:TAG]]", "List images")
-    p.add_argument("-a", "--all", action="store_true", help="Show all images (default hides intermediate images)")
-    p.add_argument("--digests", action="store_true", help="Show digests")
-    p.add_argument("-f", "--filter", action="append", default=[], help="Filter output based on conditions provided")
-    p.add_argument("--format", default=None, help="Format output using a custom template")
-    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
-    p.add_argument("repository", nargs="?")
+    p.flag("-a", "--all", help="Show all images (default hides intermediate images)")
+    p.flag("--digests", help="Show digests")
+    p.option("-f", "--filter", append=True, help="Filter output based on conditions provided")
+    p.option("--format", help="Format output using a custom template")
+    p.flag("--no-trunc", help="Don't truncate output")
+    p.flag("-q", "--quiet", help="Only show image IDs")
+    p.args("repository", max=1)
     a = parse(p, argv)
-    from lamina import reference
     from lamina.cli.format import ago, human_size
-    imgs = _images(ctx)
+    from lamina.refname import split_canonical
     db = ctx.store.db
     rows = db.query("SELECT manifest, config, size, created, added, intermediate FROM images")
     tags: dict[str, list[str]] = {}
@@ -82,8 +77,9 @@ def cmd_images(argv, ctx) -> int:
     filters = _parse_filters(a.filter, ("dangling", "reference", "label", "before", "since"))
     want_repo = want_tag = None
     if a.repository:
+        from lamina import reference
         ref = reference.parse(a.repository, default_tag=False)
-        want_repo, want_tag = ref.name, ref.tag
+        want_repo, want_tag = ref.familiar_name, ref.tag
     now = time.time()
     out = []
     for manifest, config, size, created, added, inter in sorted(rows, key=lambda r: -(r[3] or r[4])):
@@ -95,25 +91,24 @@ def cmd_images(argv, ctx) -> int:
             want = filters["dangling"][0].lower() in ("true", "1")
             if want != dangling:
                 continue
-        short = config if a.no_trunc else config.split(":", 1)[1][:12]
-        entries = [(reference.parse(n), n) for n in names] or [(None, None)]
-        for ref, _ in entries:
-            if want_repo is not None:
-                if ref is None or ref.name != want_repo or (want_tag and ref.tag != want_tag):
-                    continue
-            if "reference" in filters and (ref is None or not any(_ref_match(f, ref) for f in filters["reference"])):
+        short = config if a.no_trunc else config[7:19]
+        size_text = human_size(size)
+        since = ago(created, now) if created else "N/A"
+        for name in names or [None]:
+            repo, tag = split_canonical(name) if name else ("<none>", "<none>")
+            if want_repo is not None and (repo != want_repo or (want_tag and tag != want_tag)):
                 continue
-            repo = ref.familiar_name if ref else "<none>"
+            if "reference" in filters and (name is None or not any(_ref_match(f, repo, tag) for f in filters["reference"])):
+                continue
             digest = "<none>"
-            if ref is not None:
-                for rd in rdigests.get(manifest, []):
-                    if rd == ref.name:
-                        digest = manifest
-            out.append({"Repository": repo, "Tag": ref.tag if ref else "<none>", "ID": short,
-                        "Digest": digest, "CreatedSince": ago(created or added, now) if created else "N/A",
-                        "CreatedAt": _local_time(created or added), "Size": human_size(size),
+            if name:
+                base = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+                if base in rdigests.get(manifest, ()):
+                    digest = manifest
+            out.append({"Repository": repo, "Tag": tag, "ID": short, "Digest": digest,
+                        "CreatedSince": since, "CreatedAt": _local_time(created or added), "Size": size_text,
                         "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
-                        "VirtualSize": human_size(size)})
+                        "VirtualSize": size_text})
     if a.quiet:  # one ID per row, repeated for each tag, like Docker
         sys.stdout.write("".join(f"{r['ID']}\n" for r in out))
         return 0
@@ -122,12 +117,11 @@ def cmd_images(argv, ctx) -> int:
     return 0
 
 
-def _ref_match(pattern: str, ref) -> bool:
+def _ref_match(pattern: str, repo: str, tag: str) -> bool:
     import fnmatch
-    name = ref.familiar_name
     if ":" in pattern.rsplit("/", 1)[-1]:
-        return fnmatch.fnmatchcase(f"{name}:{ref.tag}", pattern)
-    return fnmatch.fnmatchcase(name, pattern)
+        return fnmatch.fnmatchcase(f"{repo}:{tag}", pattern)
+    return fnmatch.fnmatchcase(repo, pattern)
 
 
 def _parse_filters(items: list[str], allowed: tuple[str, ...]) -> dict[str, list[str]]:
@@ -152,12 +146,12 @@ def _local_time(ts: float | None) -> str:
 def cmd_import(argv, ctx) -> int:
     p = Parser("import", "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
                "Import the contents from a tarball to create a filesystem image")
-    p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image")
-    p.add_argument("-m", "--message", default=None, help="Set commit message for imported image")
-    p.add_argument("--platform", default=None, help="Set platform if server is multi-platform capable")
-    p.add_argument("source")
-    p.add_argument("repository", nargs="?")
+    p.option("-c", "--change", append=True, help="Apply Dockerfile instruction to the created image")
+    p.option("-m", "--message", help="Set commit message for imported image")
+    p.option("--platform", help="Set platform if server is multi-platform capable")
+    p.args("args", min=1, max=2)
     a = parse(p, argv)
+    a.source, a.repository = a.args[0], (a.args[1] if len(a.args) > 1 else None)
     from lamina import oci, reference
     from lamina.image.importer import import_tar
     tags = [reference.parse(a.repository)] if a.repository else []
@@ -186,9 +180,9 @@ def cmd_import(argv, ctx) -> int:
 def cmd_tag(argv, ctx) -> int:
     p = Parser("tag", "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
                "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
-    p.add_argument("source")
-    p.add_argument("target")
+    p.args("args", min=2, max=2)
     a = parse(p, argv)
+    a.source, a.target = a.args
     from lamina import reference
     imgs = _images(ctx)
     target = reference.parse(a.target)
@@ -201,9 +195,9 @@ def cmd_tag(argv, ctx) -> int:
 # -- rmi -----------------------------------------------------------------------------
 def cmd_rmi(argv, ctx) -> int:
     p = Parser("rmi", "[OPTIONS] IMAGE [IMAGE...]", "Remove one or more images")
-    p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
-    p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
-    p.add_argument("images", nargs="+")
+    p.flag("-f", "--force", help="Force removal of the image")
+    p.flag("--no-prune", help="Do not delete untagged parents")
+    p.args("images", min=1)
     a = parse(p, argv)
     from lamina.errors import LaminaError
     imgs = _images(ctx)
@@ -221,10 +215,10 @@ def cmd_rmi(argv, ctx) -> int:
 # -- inspect -------------------------------------------------------------------------
 def cmd_inspect(argv, ctx) -> int:
     p = Parser("inspect", "[OPTIONS] NAME|ID [NAME|ID...]", "Return low-level information on lamina objects")
-    p.add_argument("-f", "--format", default=None, help="Format output using a custom template")
-    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
-    p.add_argument("--type", default=None, help="Return JSON for specified type")
-    p.add_argument("names", nargs="+")
+    p.option("-f", "--format", help="Format output using a custom template")
+    p.flag("-s", "--size", help="Display total file sizes")
+    p.option("--type", help="Return JSON for specified type")
+    p.args("names", min=1)
     a = parse(p, argv)
     from lamina.errors import LaminaError, NotFound
     from lamina.image.inspect import inspect_image
@@ -252,23 +246,23 @@ def _print_inspect(results: list[dict], fmt: str | None) -> None:
         for r in results:
             sys.stdout.write(t.render(r) + "\n")
         return
+    import json
     sys.stdout.write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
 
 
 # -- history -------------------------------------------------------------------------
 def cmd_history(argv, ctx) -> int:
     p = Parser("history", "[OPTIONS] IMAGE", "Show the history of an image")
-    p.add_argument("--format", default=None, help="Pretty-print images using a Go template")
-    p.add_argument("-H", "--human", default="true", nargs="?", const="true",
-                   help="Print sizes and dates in human readable format (default true)")
-    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
-    p.add_argument("image")
+    p.option("--format", help="Pretty-print images using a Go template")
+    p.flag("-H", "--human", default=True, help="Print sizes and dates in human readable format (default true)")
+    p.flag("--no-trunc", help="Don't truncate output")
+    p.flag("-q", "--quiet", help="Only show image IDs")
+    p.args("image", min=1, max=1)
     a = parse(p, argv)
     from lamina.cli.format import ago, human_size
     from lamina.image.inspect import history_rows
     imgs = _images(ctx)
-    human = str(a.human).lower() not in ("false", "0")
+    human = a.human
     now = time.time()
     rows = []
     for r in history_rows(imgs, imgs.resolve(a.image)):
@@ -301,8 +295,8 @@ def _iso(ts: float | None) -> str:
 def cmd_save(argv, ctx) -> int:
     p = Parser("save", "[OPTIONS] IMAGE [IMAGE...]",
                "Save one or more images to a tar archive (streamed to STDOUT by default)")
-    p.add_argument("-o", "--output", default=None, help="Write to a file, instead of STDOUT")
-    p.add_argument("images", nargs="+")
+    p.option("-o", "--output", help="Write to a file, instead of STDOUT")
+    p.args("images", min=1)
     a = parse(p, argv)
     import os
     from lamina.image.archive import save
@@ -328,8 +322,8 @@ def cmd_save(argv, ctx) -> int:
 
 def cmd_load(argv, ctx) -> int:
     p = Parser("load", "[OPTIONS]", "Load an image from a tar archive or STDIN")
-    p.add_argument("-i", "--input", default=None, help="Read from tar archive file, instead of STDIN")
-    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
+    p.option("-i", "--input", help="Read from tar archive file, instead of STDIN")
+    p.flag("-q", "--quiet", help="Suppress the load output")
     a = parse(p, argv)
     from lamina.image.archive import load
     imgs = _images(ctx)
@@ -352,9 +346,9 @@ def cmd_load(argv, ctx) -> int:
 # -- prune ---------------------------------------------------------------------------
 def cmd_prune(argv, ctx) -> int:
     p = Parser("image prune", "[OPTIONS]", "Remove unused images")
-    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
-    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-    p.add_argument("--filter", action="append", default=[], help="Provide filter values (e.g. 'until=<timestamp>')")
+    p.flag("-a", "--all", help="Remove all unused images, not just dangling ones")
+    p.flag("-f", "--force", help="Do not prompt for confirmation")
+    p.option("--filter", append=True, help="Provide filter values (e.g. 'until=<timestamp>')")
     a = parse(p, argv)
     from lamina.cli.format import human_size
     from lamina.image.prune import prune_images

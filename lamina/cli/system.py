@@ -32,7 +32,7 @@ def _version_data() -> dict:
 
 def cmd_version(argv, ctx) -> int:
     p = Parser("version", "[OPTIONS]", "Show the lamina version information")
-    p.add_argument("-f", "--format", default=None)
+    p.option("-f", "--format")
     a = parse(p, argv)
     data = _version_data()
     if a.format:
@@ -56,7 +56,7 @@ def _cgroup_version() -> str:
 
 def cmd_info(argv, ctx) -> int:
     p = Parser("info", "[OPTIONS]", "Display system-wide information")
-    p.add_argument("-f", "--format", default=None)
+    p.option("-f", "--format")
     a = parse(p, argv)
     store = ctx.store
     db = store.db
@@ -117,8 +117,8 @@ def _os_name() -> str:
 
 def cmd_df(argv, ctx) -> int:
     p = Parser("system df", "[OPTIONS]", "Show lamina disk usage")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("--format", default=None)
+    p.flag("-v", "--verbose")
+    p.option("--format")
     a = parse(p, argv)
     from lamina.cli.format import format_table, human_size
     db = ctx.store.db
@@ -159,10 +159,10 @@ def cmd_df(argv, ctx) -> int:
 
 def cmd_prune(argv, ctx) -> int:
     p = Parser("system prune", "[OPTIONS]", "Remove unused data")
-    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones")
-    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-    p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
-    p.add_argument("--filter", action="append", default=[])
+    p.flag("-a", "--all", help="Remove all unused images not just dangling ones")
+    p.flag("-f", "--force", help="Do not prompt for confirmation")
+    p.flag("--volumes", help="Prune anonymous volumes")
+    p.option("--filter", append=True)
     a = parse(p, argv)
     from lamina.cli.format import human_size
     from lamina.cli.images import _confirm, _parse_filters

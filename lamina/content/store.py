@@ -129,13 +129,15 @@ class ContentStore:
         return got
 
     def writer(self, ref: str, *, expected: Digest | None = None, size: int | None = None,
-               resume: bool = True) -> "Writer":
+               resume: bool = True, hashing: bool = True) -> "Writer":
         """Open an ingest for ``ref`` (a name unique to the content being written).
 
         With ``resume`` an existing partial write under the same ref is continued; otherwise
-        it is discarded. Raises Unavailable-like BlockingIOError if another live process holds it.
+        it is discarded. Raises Unavailable if another live process is writing ``ref``.
+        With ``hashing=False`` the caller hashes what it writes (e.g. the layer pipeline
+        does already) and must pass that digest to ``commit(digest=...)``.
         """
-        return Writer(self, ref, expected=expected, size=size, resume=resume)
+        return Writer(self, ref, expected=expected, size=size, resume=resume, hashing=hashing)
 
     def stale_ingests(self) -> list[str]:
         """Refs of partial writes that no live process holds (safe to delete)."""
@@ -180,7 +182,7 @@ class Writer:
     """
 
     def __init__(self, store: ContentStore, ref: str, *, expected: Digest | None,
-                 size: int | None, resume: bool) -> None:
+                 size: int | None, resume: bool, hashing: bool = True) -> None:
         if not ref or "/" in ref or ref.startswith("."):
             raise InvalidArgument(f"invalid ingest ref {ref!r}")
         self.store = store
@@ -199,9 +201,9 @@ class Writer:
                 raise Unavailable(f"content {ref} is being written by another lamina process") from None
             raise
         self.data_path = os.path.join(self.dir, "data")
-        self._h = hashlib.new(expected.algorithm if expected else "sha256")
+        self._h = hashlib.new(expected.algorithm if expected else "sha256") if hashing else None
         self.offset = 0
-        if resume and os.path.exists(self.data_path):
+        if resume and hashing and os.path.exists(self.data_path):
             with open(self.data_path, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     self._h.update(chunk)
@@ -224,7 +226,8 @@ class Writer:
         return self._f.fileno()
 
     def write(self, data) -> int:
-        self._h.update(data)
+        if self._h is not None:
+            self._h.update(data)
         self.offset += len(data)
         return self._f.write(data)
 
@@ -254,25 +257,32 @@ class Writer:
                 n = os.write(out, data)
             pos += n
             left -= n
-        with open(self.data_path, "rb") as f:
-            f.seek(start)
-            left = count
-            while left:
-                chunk = f.read(min(left, _CHUNK))
-                if not chunk:
-                    break
-                self._h.update(chunk)
-                left -= len(chunk)
+        if self._h is not None:
+            with open(self.data_path, "rb") as f:
+                f.seek(start)
+                left = count
+                while left:
+                    chunk = f.read(min(left, _CHUNK))
+                    if not chunk:
+                        break
+                    self._h.update(chunk)
+                    left -= len(chunk)
         self.offset += count
         self._f.seek(0, os.SEEK_END)
 
     def keep_partial(self) -> None:
         self._keep = True
 
-    def commit(self, *, sync: bool = True) -> Digest:
-        """Verify size and digest, fsync, and rename into blobs/. Returns the digest."""
+    def commit(self, *, sync: bool = True, digest: Digest | None = None) -> Digest:
+        """Verify size and digest, fsync, and rename into blobs/. Returns the digest.
+
+        ``digest`` is required (and only allowed) when the writer was opened with
+        ``hashing=False``: the digest the caller computed over exactly the bytes written.
+        """
         self._f.flush()
-        got = Digest(self._h.name, self._h.hexdigest())
+        if (digest is None) != (self._h is not None):
+            raise ValueError("commit(digest=...) is required exactly when hashing=False")
+        got = digest if digest is not None else Digest(self._h.name, self._h.hexdigest())
         if self.expected_size is not None and self.expected_size >= 0 and self.offset != self.expected_size:
             self._discard()
             raise DigestMismatch(f"blob {self.expected or got}: size mismatch: expected "

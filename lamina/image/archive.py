@@ -141,6 +141,22 @@ def save(images: Images, names: list[str], out: BinaryIO) -> None:
 
 
 # -- load ----------------------------------------------------------------------------
+class _Chain:
+    """A reader that returns ``head`` and then the rest of ``f``."""
+
+    def __init__(self, head: bytes, f) -> None:
+        self.head, self.f = head, f
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.f.read(n)
+        if n < 0:
+            data, self.head = self.head + self.f.read(), b""
+            return data
+        data, self.head = self.head[:n], self.head[n:]  # a short read is allowed
+        return data
+
+
 class _Loaded:
     """What a pass over an archive found: small files in memory, big ones as blobs."""
 
@@ -149,6 +165,7 @@ class _Loaded:
         self.blobs: dict[str, Digest] = {}     # archive path -> digest of its content
         self.links: dict[str, str] = {}        # symlink path -> target path
         self.added: set[Digest] = set()        # blobs this load created
+        self.facts: dict[Digest, tuple[str, int]] = {}  # plain layer blob -> (media type, content size)
 
     def resolve(self, path: str) -> str:
         path = os.path.normpath(path).lstrip("/")
@@ -227,11 +244,26 @@ def _read_archive(images: Images, src: BinaryIO) -> _Loaded:
                 found.blobs[name] = expect  # already have it (verified when it was stored)
                 continue
             ref = f"load-{os.getpid()}-{os.urandom(4).hex()}"
+            f = tf.extractfile(member)
+            head = f.read(512)
+            if len(head) == 512 and head[257:262] == b"ustar":
+                # an uncompressed layer: one pass hashes it, checks its headers and sizes it
+                from lamina.layer.ingest import ingest_layer
+                with content.writer(ref, expected=expect, size=member.size, resume=False, hashing=False) as w:
+                    try:
+                        info = ingest_layer(_Chain(head, f), w, compression=None)
+                        d = w.commit(digest=info.digest)
+                    except LaminaError as e:
+                        raise type(e)(f"archive entry {name}: {e}") from None
+                found.blobs[name] = d
+                found.added.add(d)
+                found.facts[d] = (oci.MT_OCI_LAYER, info.content_size)
+                continue
             with content.writer(ref, expected=expect, size=member.size, resume=False) as w:
                 if seekable_fd is not None:
                     w.copy_from_fd(seekable_fd, member.offset_data, member.size)
                 else:
-                    f = tf.extractfile(member)
+                    w.write(head)
                     while chunk := f.read(1 << 20):
                         w.write(chunk)
                 try:
@@ -247,9 +279,20 @@ def _read_archive(images: Images, src: BinaryIO) -> _Loaded:
     return found
 
 
-def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict) -> tuple[str, int]:
-    """Check that ``blob`` decompresses to ``diff_id`` with safe headers; (media type, content size)."""
+def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict,
+                   facts: dict) -> tuple[str, int]:
+    """Check that ``blob`` decompresses to ``diff_id`` with safe headers; (media type, content size).
+
+    ``facts`` holds what the archive pass already learned of uncompressed layers.
+    """
     if blob in cache:
+        return cache[blob]
+    if blob in facts:
+        mt, size = facts[blob]
+        if blob != diff_id:
+            raise InvalidArgument(f"layer {blob} does not match its config: it is an uncompressed "
+                                  f"layer, so its diff ID must equal its digest, but the config lists {diff_id}")
+        cache[blob] = (mt, size)
         return cache[blob]
     from lamina.layer.compress import sniff
     from lamina.layer.ingest import ingest_layer
@@ -352,7 +395,7 @@ def _register(images: Images, found: _Loaded) -> list[str]:
             descs = []
             for path, diff_id in zip(layers, cfg.diff_ids):
                 blob = found.get_blob(path, content)
-                mt, _ = _analyse_layer(images, blob, diff_id, cache)
+                mt, _ = _analyse_layer(images, blob, diff_id, cache, found.facts)
                 descs.append({"mediaType": mt, "digest": str(blob), "size": content.size(blob)})
             manifest = {"schemaVersion": 2, "mediaType": oci.MT_OCI_MANIFEST,
                         "config": {"mediaType": oci.MT_OCI_CONFIG, "digest": str(cfg_digest),
@@ -361,12 +404,10 @@ def _register(images: Images, found: _Loaded) -> list[str]:
     plans.extend(index_by_config.values())
     if not plans:
         raise InvalidArgument("archive holds no image: no manifest.json and no index.json with manifests")
-    lines = []
+    # validate every image before recording any, so a bad archive records nothing
+    checked = []
     for mbytes, tags in plans:
         mdigest = Digest.of_bytes(mbytes)
-        if not content.exists(mdigest):
-            content.put_bytes(mbytes)
-            found.added.add(mdigest)
         m = oci.Manifest.from_json(mbytes, what=f"manifest {mdigest}")
         for d in (m.config, *m.layers):
             if not content.exists(d.digest):
@@ -377,8 +418,14 @@ def _register(images: Images, found: _Loaded) -> list[str]:
                                   f"but manifest {mdigest} has {len(m.layers)} layers")
         facts = {}
         for d, diff_id in zip(m.layers, cfg.diff_ids):
-            _, size = _analyse_layer(images, d.digest, diff_id, cache)
+            _, size = _analyse_layer(images, d.digest, diff_id, cache, found.facts)
             facts[d.digest] = (diff_id, size, d.media_type)
+        checked.append((mbytes, mdigest, m, tags, facts))
+    lines = []
+    for mbytes, mdigest, m, tags, facts in checked:
+        if not content.exists(mdigest):
+            content.put_bytes(mbytes)
+            found.added.add(mdigest)
         for t in tags:
             row = images.db.one("SELECT manifest FROM tags WHERE name=?", (t,))
             if row and row[0] != str(mdigest):

@@ -25,9 +25,9 @@ def import_tar(images: Images, src: BinaryIO, *, tags: list = (), changes: list[
     plat = platform or oci.host_platform()
     with store.operation():
         ref = f"import-{os.getpid()}-{os.urandom(4).hex()}"
-        with store.content.writer(ref, resume=False) as w:
+        with store.content.writer(ref, resume=False, hashing=False) as w:
             info = ingest_layer(src, w, compression=compression)
-            w.commit()
+            w.commit(digest=info.digest)
         now = rfc3339()
         history = {"created": now, "comment": message or "Imported from -"}
         config = {"architecture": plat.architecture, "os": plat.os, "created": now,

@@ -87,3 +87,18 @@ def test_lamina_loads_docker_save(lamina, busybox_tar, tmp_path, docker):
     lamina("rmi", name)
     with open(archive, "rb") as f:
         assert lamina("load", input=f.read()).out.strip() == f"Loaded image: {name}"
+
+
+def test_lamina_loads_skopeo_archives(lamina, busybox_tar, tmp_path):
+    """oci-archive and docker-archive written by skopeo (from lamina's own content store)."""
+    need_tool("skopeo")
+    iid = lamina("import", busybox_tar, "busybox").out.strip()
+    layout = os.path.join(lamina.root, "content")
+    oci_tar, docker_tar = str(tmp_path / "oci.tar"), str(tmp_path / "docker.tar")
+    run("skopeo", "copy", "-q", f"oci:{layout}:docker.io/library/busybox:latest", f"oci-archive:{oci_tar}:example.com/bb:oci")
+    run("skopeo", "copy", "-q", f"oci:{layout}:docker.io/library/busybox:latest", f"docker-archive:{docker_tar}:example.com/bb:dock")
+    lamina("rmi", "busybox")
+    assert lamina("load", "-i", oci_tar).out.strip() == "Loaded image: example.com/bb:oci"
+    assert lamina("load", "-i", docker_tar).out.strip() == "Loaded image: example.com/bb:dock"
+    ids = lamina("images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").out.splitlines()
+    assert sorted(ids) == [f"example.com/bb:dock {iid}", f"example.com/bb:oci {iid}"]

@@ -181,10 +181,11 @@ def error_at(df: "Dockerfile | tuple[str, ...] | list[str]", line: int, message:
 class _Fail(Exception):
     """Internal: an error with an optional token to point the caret at."""
 
-    def __init__(self, message: str, token: str | None = None) -> None:
+    def __init__(self, message: str, token: str | None = None, nth: int = 0) -> None:
         super().__init__(message)
         self.message = message
         self.token = token
+        self.nth = nth  # point at the nth (0-based) occurrence of token
 
 
 # --- low level: lines, directives, continuation ------------------------------------------
@@ -661,7 +662,8 @@ def _validate(node: _Node, *, nested: bool = False) -> Instruction:
         need(node.child is not None, "ONBUILD requires at least one argument")
         sub = node.child.cmd
         if sub == "ONBUILD":
-            raise _Fail("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed", node.child.cmd_written)
+            raise _Fail("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                        node.child.cmd_written, nth=1)
         if sub in ("MAINTAINER", "FROM"):
             raise _Fail(f"{sub} isn't allowed as an ONBUILD trigger", node.child.cmd_written)
         trigger = _validate(node.child, nested=True)
@@ -737,7 +739,8 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> Dockerfile:
     raw_lines = _split_keep_ends(text)
     src_lines = tuple(_trim_newline(l) for l in raw_lines)
 
-    def fail(msg: str, line: int, end: int | None = None, token: str | None = None):
+    def fail(msg: str, line: int, end: int | None = None, token: str | None = None,
+             nth: int = 0):
         line = max(1, line)
         col = None
         at = line
@@ -745,6 +748,9 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> Dockerfile:
             for ln in range(line, (end or line) + 1):
                 if ln - 1 < len(src_lines):
                     k = src_lines[ln - 1].find(token)
+                    while k >= 0 and nth > 0:
+                        k = src_lines[ln - 1].find(token, k + 1)
+                        nth -= 1
                     if k >= 0:
                         at, col = ln, k
                         break
@@ -826,7 +832,7 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> Dockerfile:
         try:
             ins = _validate(node)
         except _Fail as e:
-            raise fail(e.message, start, end, e.token) from None
+            raise fail(e.message, start, end, e.token, e.nth) from None
         trig = ins.trigger
         if trig is not None:
             trig = _with_lines(trig, start, end)

@@ -91,6 +91,7 @@ class Pattern:
                     i += 1
                 else:
                     rx += "\\\\"
+                kind = _REGEXP
             elif ch in "[]":
                 if ch == "[" and i < n and p[i] == "^":
                     rx += "[^"

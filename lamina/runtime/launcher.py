@@ -1,0 +1,1442 @@
+"""The built-in container launcher: the one module in lamina that performs a container's
+final ``execve``.
+
+:func:`run` starts the container described by ``bundle/config.json`` (an OCI runtime spec,
+usually from :func:`lamina.runtime.spec.build_spec`) in the foreground and returns Docker's
+exit code. :func:`exec_in` runs one more process inside a running container.
+:func:`freeze`, :func:`thaw` and :func:`pids` serve pause/unpause/top.
+
+Process tree of the built-in runtime (no subprocess, no exec of helpers)::
+
+    caller ── fork ──> P1 "setup parent": PR_SET_PDEATHSIG, unshare(CLONE_NEWPID), waits
+                        └─ fork ──> P2 = PID 1 of the new pid namespace, host pid given to
+                                    ``on_start``; joins the cgroups, unshares mnt/uts/ipc/
+                                    (net)/cgroup, mounts, pivot_root, drops privileges, execs
+                                    the command (or, with ``init``, stays a Python reaper that
+                                    forks the command; see below)
+
+P1 exists so the caller's own later forks stay in the caller's pid namespace: ``run`` may be
+called many times from one process (a build with several RUN steps). P1 exits with the Docker
+exit code of P2 (``code`` or ``128+signal``). Both P1 and P2 die with their parent
+(``PR_SET_PDEATHSIG``): a SIGKILLed caller takes its container with it (note: the death
+signal fires when the *thread* that called :func:`run` exits).
+
+Mounts. Every mount is made inside the container's new mount namespace, after ``/`` was made
+``rprivate``: the caller's ``rootfs_mounts`` (overlay ...) are mounted on ``root.path`` there,
+so nothing is ever left mounted on the host, even when everything is SIGKILLed. Filesystem
+mounts go through :func:`lamina.mount.mount_all`; this module itself calls mount(2) only to
+change propagation and to remount read-only, plus ``pivot_root`` and ``umount2(MNT_DETACH)``
+of the old root (which lamina.mount has no verbs for). Mount destinations are resolved with
+``openat2(RESOLVE_IN_ROOT)``, so a symlink in the image cannot point a mount outside the
+rootfs; missing destinations are created (a file for a bind of a file).
+
+Order in P2 (as runc): cgroups joined -> namespaces -> loopback up (new netns) ->
+``/`` rprivate -> rootfs -> spec mounts -> /dev nodes and symlinks -> pivot_root ->
+masked paths -> readonly paths -> read-only root -> hostname -> rlimits -> [seccomp, when
+``noNewPrivileges`` is false, while CAP_SYS_ADMIN is still held] -> bounding set ->
+setgroups/setresgid/setresuid (PR_SET_KEEPCAPS) -> capset + ambient -> no_new_privs ->
+[seccomp, when ``noNewPrivileges``] -> cwd (created if missing, as Docker) -> execve.
+
+Seccomp: the spec's ``linux.seccomp`` is compiled once per process and profile with
+libseccomp (ctypes: ``seccomp_init``/``seccomp_rule_add_array``/``seccomp_export_bpf``) into
+classic BPF *in the caller*; the child only calls ``prctl(PR_SET_SECCOMP)`` with the
+prebuilt program. Rules with several conditions on one argument are OR'ed, as runc does.
+
+Init (``--init`` or annotation ``lamina.init=1``): PID 1 stays a Python loop (everything it
+needs was imported before the fork, nothing is imported after pivot_root) that runs with the
+container's user, capabilities and seccomp filter, forks the command, forwards every signal
+to it, reaps every zombie and exits with the command's status (``128+N`` for a signal).
+
+Exec failures follow Docker: a command not found -> ``exec: "foo": executable file not found
+in $PATH`` on the container's stderr and exit code 127; found but not executable ->
+``... permission denied`` and 126. The child reports them (and setup failures) through a
+CLOEXEC pipe that reaches EOF at the successful execve. Setup failures raise
+:class:`~lamina.errors.LaminaError` subclasses in the caller (exit 125 class), e.g.
+``mount /proc on /x/rootfs/proc failed: ...``.
+
+cgroups (host side, in the caller): v1 creates ``<hierarchy>/<cgroup_parent>/<id>`` in every
+mounted v1 hierarchy (and the hybrid ``unified`` one), writes memory/cpu/pids limits and
+Docker's device allow-list, and removes the cgroups after exit; v2 (when
+``/sys/fs/cgroup/cgroup.controllers`` exists) uses ``/sys/fs/cgroup/<parent>/<id>``. A
+requested limit whose controller is missing raises :class:`~lamina.errors.Unavailable`.
+
+``runtime="runc"`` (or ``"crun"``): the rootfs mounts are made on the host, then
+``runc run --bundle B <id>`` runs in the foreground (its cgroupsPath defaults to
+``/<cgroup_parent>/<id>``, written into config.json when missing), then they are unmounted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+import signal
+import sys
+import time
+from typing import Callable, Sequence
+
+from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable, Unsupported
+
+__all__ = ["run", "exec_in", "freeze", "thaw", "pids", "cgroup_dirs"]
+
+# ---------------------------------------------------------------------------------------------
+# Constants
+
+_CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
+_CLONE_NEWIPC, _CLONE_NEWUSER, _CLONE_NEWPID = 0x08000000, 0x10000000, 0x20000000
+_CLONE_NEWNET = 0x40000000
+_NS_FLAGS = {"mount": _CLONE_NEWNS, "cgroup": _CLONE_NEWCGROUP, "uts": _CLONE_NEWUTS,
+             "ipc": _CLONE_NEWIPC, "pid": _CLONE_NEWPID, "network": _CLONE_NEWNET,
+             "user": _CLONE_NEWUSER}
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
+_MS_PRIVATE, _MS_SLAVE = 1 << 18, 1 << 19
+_MNT_DETACH = 2
+_PR_SET_PDEATHSIG, _PR_SET_KEEPCAPS, _PR_SET_SECCOMP = 1, 8, 22
+_PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 24, 38, 47
+_PR_CAP_AMBIENT_RAISE, _PR_CAP_AMBIENT_CLEAR_ALL = 2, 4
+_SECCOMP_MODE_FILTER = 2
+_TIOCSCTTY = 0x540E
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_RLIMIT_NUM = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+               "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+               "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10,
+               "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+               "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Default device nodes runc creates in /dev: name -> (major, minor).
+_DEV_NODES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+              ("urandom", 1, 9), ("tty", 5, 0))
+_DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+              ("ptmx", "pts/ptmx"))
+_CGROUP_ROOT = "/sys/fs/cgroup"
+_V1_CONTROLLERS = frozenset({"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer",
+                             "net_cls", "net_prio", "blkio", "perf_event", "hugetlb", "pids",
+                             "rdma", "misc"})
+
+# ---------------------------------------------------------------------------------------------
+# libc (ctypes, loaded on first use, before any fork)
+
+_libc = None
+
+
+def _lib():
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.syscall.restype = ctypes.c_long
+        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                              ctypes.c_ulong, ctypes.c_char_p]
+        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        lib.unshare.argtypes = [ctypes.c_int]
+        lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                              ctypes.c_ulong]
+        lib.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+        lib.setrlimit.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        lib.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        _libc = lib
+    return _libc
+
+
+def _check(r: int, what: str) -> int:
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+    return r
+
+
+def _prctl(opt: int, a: int = 0, b: int = 0, c: int = 0, d: int = 0) -> int:
+    return _check(_lib().prctl(opt, a, b, c, d), f"prctl({opt})")
+
+
+def _unshare(flags: int) -> None:
+    _check(_lib().unshare(flags), "unshare")
+
+
+def _sysmount(target: str, flags: int, what: str) -> None:
+    """mount(2) with no source and no type: a propagation change or a remount."""
+    if _lib().mount(None, os.fsencode(target), None, flags, None) != 0:
+        e = ctypes.get_errno()
+        raise Unavailable(f"{what} failed: {os.strerror(e)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors across the fork: one CLOEXEC pipe, child -> caller
+
+class _ExecError(Exception):
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
+_ERROR_CLASSES = {c.__name__: c for c in (LaminaError, InvalidArgument, NotFound, Unavailable,
+                                          Unsupported)}
+
+
+def _report(fd: int, exc: BaseException) -> None:
+    try:
+        if isinstance(exc, _ExecError):
+            msg = f"X{exc.code}\t{exc}"
+        else:
+            cls = type(exc).__name__ if type(exc).__name__ in _ERROR_CLASSES else "Unavailable"
+            text = str(exc) if isinstance(exc, LaminaError) else \
+                f"container setup failed: {exc}"
+            msg = f"E{cls}\t{text}"
+        os.write(fd, msg.encode("utf-8", "replace")[:8000])
+    except BaseException:  # noqa: BLE001
+        pass
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            b = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not b:
+            break
+        chunks.append(b)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _docker_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 128
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            _, st = os.waitpid(pid, 0)
+            return st
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Seccomp: compile a spec profile to classic BPF once (libseccomp), load it with prctl
+
+_SCMP_ACTIONS = {"SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000,
+                 "SCMP_ACT_KILL_PROCESS": 0x80000000, "SCMP_ACT_TRAP": 0x00030000,
+                 "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7ff00000,
+                 "SCMP_ACT_LOG": 0x7ffc0000, "SCMP_ACT_ALLOW": 0x7fff0000}
+_SCMP_ARCHES = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_X86": 0x40000003,
+                "SCMP_ARCH_X32": 0x4000003E, "SCMP_ARCH_AARCH64": 0xC00000B7,
+                "SCMP_ARCH_ARM": 0x40000028}
+_SCMP_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
+             "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_bpf_cache: dict[str, tuple] = {}
+_seccomp_lib = None
+
+
+def _action(name: str, errno_ret: int | None, default_errno: int = _errno.EPERM) -> int:
+    try:
+        base = _SCMP_ACTIONS[name]
+    except KeyError:
+        raise InvalidArgument(f"seccomp: unknown action {name!r}") from None
+    if name == "SCMP_ACT_ERRNO":
+        return base | ((default_errno if errno_ret is None else errno_ret) & 0xFFFF)
+    return base
+
+
+def _compile_seccomp(profile: dict) -> tuple:
+    """(fprog, buffer) for ``profile`` (an OCI linux.seccomp object); cached per profile."""
+    import json
+
+    key = json.dumps(profile, sort_keys=True)
+    hit = _bpf_cache.get(key)
+    if hit is not None:
+        return hit
+    global _seccomp_lib
+    if _seccomp_lib is None:
+        try:
+            lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+        except OSError as e:
+            raise Unavailable(f"seccomp profile requested but libseccomp.so.2 cannot be loaded "
+                              f"({e}): install libseccomp2 or run with seccomp=unconfined") from e
+        lib.seccomp_init.restype = ctypes.c_void_p
+        lib.seccomp_init.argtypes = [ctypes.c_uint32]
+        lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                               ctypes.c_uint, ctypes.c_void_p]
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        _seccomp_lib = lib
+    lib = _seccomp_lib
+    default_errno = profile.get("defaultErrnoRet", _errno.EPERM)
+    ctx = lib.seccomp_init(_action(profile.get("defaultAction", "SCMP_ACT_ALLOW"),
+                                   None, default_errno))
+    if not ctx:
+        raise Unavailable("seccomp_init failed")
+    try:
+        for arch in profile.get("architectures") or ():
+            token = _SCMP_ARCHES.get(arch)
+            if token is None:
+                continue
+            r = lib.seccomp_arch_add(ctx, token)
+            if r < 0 and r != -_errno.EEXIST:
+                continue  # an architecture this libseccomp/kernel pair cannot filter
+        for rule in profile.get("syscalls") or ():
+            action = _action(rule.get("action", "SCMP_ACT_ALLOW"), rule.get("errnoRet"))
+            conds = []
+            for a in rule.get("args") or ():
+                op = _SCMP_OPS.get(a.get("op", ""))
+                if op is None:
+                    raise InvalidArgument(f"seccomp: unknown operator {a.get('op')!r}")
+                conds.append((int(a["index"]), op, int(a.get("value", 0)),
+                              int(a.get("valueTwo", 0))))
+            indexes = [c[0] for c in conds]
+            # runc: several conditions on the same argument are separate (OR'ed) rules.
+            groups = [[c] for c in conds] if len(set(indexes)) != len(indexes) else [conds]
+            for name in rule.get("names") or ([rule["name"]] if rule.get("name") else []):
+                nr = lib.seccomp_syscall_resolve_name(name.encode())
+                if nr == -1:  # __NR_SCMP_ERROR: unknown to this libseccomp; runc skips too
+                    continue
+                for group in groups:
+                    arr = (_ArgCmp * max(1, len(group)))(*[_ArgCmp(*c) for c in group])
+                    r = lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr)
+                    if r < 0 and r not in (-_errno.EEXIST, -_errno.EDOM):
+                        raise InvalidArgument(f"seccomp: rule for {name} failed: "
+                                              f"{os.strerror(-r)}")
+        fd = os.memfd_create("lamina-seccomp", os.MFD_CLOEXEC)
+        try:
+            r = lib.seccomp_export_bpf(ctx, fd)
+            if r < 0:
+                raise Unavailable(f"seccomp_export_bpf failed: {os.strerror(-r)}")
+            size = os.lseek(fd, 0, os.SEEK_END)
+            prog = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+    finally:
+        lib.seccomp_release(ctx)
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = _SockFprog(len(prog) // 8, ctypes.addressof(buf))
+    _bpf_cache[key] = (fprog, buf)
+    return _bpf_cache[key]
+
+
+def _load_seccomp(fprog) -> None:
+    if _lib().prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
+        e = ctypes.get_errno()
+        raise Unavailable(f"loading the seccomp filter failed: {os.strerror(e)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Process plan: everything the child needs, computed before the fork
+
+_cap_last = None
+
+
+def _cap_last_cap() -> int:
+    global _cap_last
+    if _cap_last is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _cap_last = int(f.read())
+        except (OSError, ValueError):
+            _cap_last = 40
+    return _cap_last
+
+
+def _cap_mask(names) -> int:
+    from lamina.runtime.spec import ALL_CAPS
+
+    mask = 0
+    for n in names or ():
+        n = n.upper()
+        if not n.startswith("CAP_"):
+            n = "CAP_" + n
+        try:
+            i = ALL_CAPS.index(n)
+        except ValueError:
+            raise InvalidArgument(f'unknown capability: "{n}"') from None
+        if i <= _cap_last_cap():
+            mask |= 1 << i
+    return mask
+
+
+class _Proc:
+    """The process part of a spec, ready to apply in a forked child without imports."""
+
+    def __init__(self, process: dict, seccomp: dict | None, *, init: bool = False) -> None:
+        args = process.get("args") or []
+        if not args:
+            raise InvalidArgument("config.json: process.args is empty: no command specified")
+        self.args = [str(a) for a in args]
+        env: dict[str, str] = {}
+        for e in process.get("env") or ():
+            k, _, v = e.partition("=")
+            env[k] = v
+        self.env = env
+        self.path = env.get("PATH", _DEFAULT_PATH)
+        self.cwd = process.get("cwd") or "/"
+        user = process.get("user") or {}
+        self.uid = int(user.get("uid", 0))
+        self.gid = int(user.get("gid", 0))
+        self.groups = [int(g) for g in user.get("additionalGids") or ()]
+        caps = process.get("capabilities") or {}
+        self.bounding = _cap_mask(caps.get("bounding"))
+        self.effective = _cap_mask(caps.get("effective"))
+        self.permitted = _cap_mask(caps.get("permitted"))
+        self.inheritable = _cap_mask(caps.get("inheritable"))
+        self.ambient = [i for i in range(_cap_last_cap() + 1)
+                        if _cap_mask(caps.get("ambient")) >> i & 1]
+        self.nnp = bool(process.get("noNewPrivileges"))
+        self.rlimits = []
+        for r in process.get("rlimits") or ():
+            num = _RLIMIT_NUM.get(r.get("type", ""))
+            if num is None:
+                raise InvalidArgument(f"config.json: unknown rlimit {r.get('type')!r}")
+            self.rlimits.append((num, r["type"], int(r["soft"]), int(r["hard"])))
+        self.seccomp = _compile_seccomp(seccomp) if seccomp else None
+        self.init = init
+        self.terminal = bool(process.get("terminal"))
+        self.last_cap = _cap_last_cap()
+        self.hdr = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+        lo, hi = (lambda m: m & 0xFFFFFFFF), (lambda m: m >> 32)
+        self.capdata = (ctypes.c_uint32 * 6)(lo(self.effective), lo(self.permitted),
+                                             lo(self.inheritable), hi(self.effective),
+                                             hi(self.permitted), hi(self.inheritable))
+
+
+def _apply_rlimits(p: _Proc) -> None:
+    lib = _lib()
+    for num, name, soft, hard in p.rlimits:
+        lim = (ctypes.c_ulong * 2)(soft if soft >= 0 else 2**64 - 1,
+                                   hard if hard >= 0 else 2**64 - 1)
+        if lib.setrlimit(num, lim) != 0:
+            e = ctypes.get_errno()
+            hint = ""
+            if e == _errno.EPERM:
+                hint = (" (raising a hard limit needs CAP_SYS_RESOURCE, which this host does "
+                        "not grant: ask for a hard limit at or below the current one)")
+            raise Unavailable(f"setrlimit {name} soft={soft} hard={hard} failed: "
+                              f"{os.strerror(e)}{hint}")
+
+
+def _apply_security(p: _Proc) -> None:
+    """Seccomp (early when no NNP), bounding set, ids, capabilities, NNP (+ late seccomp)."""
+    lib = _lib()
+    if p.seccomp is not None and not p.nnp:
+        _load_seccomp(p.seccomp[0])
+    for cap in range(p.last_cap + 1):
+        if not p.bounding >> cap & 1:
+            if lib.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 \
+                    and ctypes.get_errno() != _errno.EINVAL:
+                _check(-1, f"prctl PR_CAPBSET_DROP {cap}")
+    _prctl(_PR_SET_KEEPCAPS, 1)
+    try:
+        os.setgroups(p.groups)
+    except OSError as e:
+        raise Unavailable(f"setgroups {p.groups} failed: {e.strerror}") from e
+    try:
+        os.setresgid(p.gid, p.gid, p.gid)
+        os.setresuid(p.uid, p.uid, p.uid)
+    except OSError as e:
+        raise Unavailable(f"cannot switch to user {p.uid}:{p.gid}: {e.strerror}") from e
+    _prctl(_PR_SET_KEEPCAPS, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # a credential change clears it
+    if lib.capset(ctypes.addressof(p.hdr), ctypes.addressof(p.capdata)) != 0:
+        _check(-1, "capset")
+    if p.ambient:
+        for cap in p.ambient:
+            _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, cap)
+    if p.nnp:
+        _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+        if p.seccomp is not None:
+            _load_seccomp(p.seccomp[0])
+
+
+def _look_path(p: _Proc) -> str:
+    """Go's exec.LookPath inside the (already pivoted) root; raises _ExecError."""
+    name = p.args[0]
+    if "/" in name:
+        try:
+            os.stat(name)
+        except OSError as e:
+            raise _ExecError(127, f'exec: "{name}": stat {name}: '
+                             f'{os.strerror(e.errno).lower()}') from None
+        return name
+    for d in p.path.split(":"):
+        cand = os.path.join(d or ".", name)
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if not (st.st_mode & 0o170000 == 0o040000) and st.st_mode & 0o111:
+            return cand
+    raise _ExecError(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _reset_signals() -> None:
+    for s in range(1, signal.NSIG):
+        if s in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(s, signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    except (OSError, ValueError):
+        pass
+
+
+def _exec(p: _Proc, errfd: int) -> None:
+    """Find and execve the command; on failure report through errfd and _exit(126/127)."""
+    try:
+        path = _look_path(p)
+        _reset_signals()
+        try:
+            os.execve(path, p.args, p.env)
+        except OSError as e:
+            code = 127 if e.errno in (_errno.ENOENT, _errno.ENOTDIR) else 126
+            raise _ExecError(code, f'exec: "{p.args[0]}": '
+                             f'{os.strerror(e.errno).lower()}') from None
+    except _ExecError as e:
+        _report(errfd, e)
+        os._exit(e.code)
+    except BaseException as e:  # noqa: BLE001
+        _report(errfd, e)
+        os._exit(125)
+
+
+def _run_command(p: _Proc, errfd: int) -> None:
+    """Exec the command, or with ``init`` fork it and reap as PID 1. Never returns."""
+    if not p.init:
+        _exec(p, errfd)
+        os._exit(125)
+    child = os.fork()
+    if child == 0:
+        _exec(p, errfd)
+        os._exit(125)
+    os.close(errfd)
+
+    def forward(signum, _frame):
+        try:
+            os.kill(child, signum)
+        except OSError:
+            pass
+
+    for s in range(1, signal.NSIG):
+        if s in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
+            continue
+        try:
+            signal.signal(s, forward)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    code = 0
+    while True:
+        try:
+            pid, st = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid == child:
+            code = _docker_code(st)
+            break
+    os._exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths inside the rootfs
+
+def _in_root(rootfs: str, dest: str, *, make: str | None) -> str:
+    """The host path of ``dest`` resolved inside ``rootfs`` (symlinks stay inside).
+
+    ``make`` = ``"dir"`` or ``"file"`` creates a missing destination (and its parents).
+    """
+    from lamina.layer.extract import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+
+    how = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+    rfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        rel = dest.strip("/")
+        if not rel:
+            return rootfs
+        try:
+            fd = openat2(rfd, rel, os.O_PATH, how)
+        except OSError as e:
+            if e.errno != _errno.ENOENT or make is None:
+                raise
+            parts = rel.split("/")
+            pfd = os.dup(rfd)
+            try:
+                for i, part in enumerate(parts):
+                    last = i == len(parts) - 1
+                    try:
+                        nfd = openat2(pfd, part, os.O_PATH, how)
+                    except FileNotFoundError:
+                        if last and make == "file":
+                            os.close(os.open(part, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC
+                                             | os.O_NOFOLLOW, 0o755, dir_fd=pfd))
+                        else:
+                            try:
+                                os.mkdir(part, 0o755, dir_fd=pfd)
+                            except FileExistsError:
+                                pass
+                        nfd = openat2(pfd, part, os.O_PATH, how)
+                    os.close(pfd)
+                    pfd = nfd
+            except BaseException:
+                os.close(pfd)
+                raise
+            fd = pfd
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+    finally:
+        os.close(rfd)
+    if real != rootfs and not real.startswith(rootfs.rstrip("/") + "/"):
+        raise InvalidArgument(f"mount destination {dest} resolves outside the rootfs ({real})")
+    return real
+
+
+def _mount_at(rootfs: str, dest: str, mounts, *, what: str, make: str | None = "dir") -> str:
+    from lamina.mount import mount_all
+
+    try:
+        target = _in_root(rootfs, dest, make=make)
+    except OSError as e:
+        raise Unavailable(f"mount {what} on {rootfs.rstrip('/')}{dest} failed: cannot create "
+                          f"the mount point: {e.strerror}") from e
+    try:
+        mount_all(mounts, target)
+    except LaminaError as e:
+        reason = str(e).split(" failed: ", 1)[-1]
+        raise type(e)(f"mount {what} on {target} failed: {reason}") from e
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# cgroups (host side)
+
+_v1_cache: dict[str, str] | None = None
+
+
+def _v1_hierarchies() -> dict[str, str]:
+    """Mounted cgroup v1 hierarchies: mount point -> superblock options (controllers),
+    plus the hybrid v2 ``unified`` one with value ``""``."""
+    global _v1_cache
+    if _v1_cache is None:
+        out: dict[str, str] = {}
+        try:
+            with open("/proc/self/mountinfo") as f:
+                for line in f:
+                    left, _, right = line.partition(" - ")
+                    fields = right.split()
+                    if len(fields) < 3:
+                        continue
+                    point = left.split()[4]
+                    if not point.startswith(_CGROUP_ROOT + "/"):
+                        continue
+                    if fields[0] == "cgroup":
+                        opts = [o for o in fields[2].split(",")
+                                if o in _V1_CONTROLLERS or o.startswith("name=")]
+                        if opts:
+                            out[point] = ",".join(opts)
+                    elif fields[0] == "cgroup2":
+                        out[point] = ""
+        except OSError:
+            pass
+        _v1_cache = out
+    return _v1_cache
+
+
+def _is_v2() -> bool:
+    return os.path.exists(_CGROUP_ROOT + "/cgroup.controllers")
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def cgroup_dirs(cgroups_path: str) -> dict[str, str]:
+    """Host directories of ``cgroups_path`` (e.g. ``/lamina/<id>``): controller -> dir.
+
+    v1 keys are each hierarchy's controllers (``"memory"``, ``"cpu,cpuacct"``,
+    ``"name=systemd"``, ``""`` for the hybrid unified one); v2 has the single key ``""``.
+    """
+    rel = cgroups_path.strip("/")
+    if _is_v2():
+        return {"": os.path.join(_CGROUP_ROOT, rel)}
+    return {ctl: os.path.join(point, rel) for point, ctl in _v1_hierarchies().items()}
+
+
+def _dir_for(dirs: dict[str, str], controller: str) -> str | None:
+    for ctl, d in dirs.items():
+        if controller in ctl.split(","):
+            return d
+    return None
+
+
+class _Cgroup:
+    """A container's cgroups: created with limits before the fork, removed after exit."""
+
+    def __init__(self, cgroups_path: str, resources: dict) -> None:
+        self.path = cgroups_path
+        self.dirs = cgroup_dirs(cgroups_path)
+        self.created: list[str] = []
+        self.v2 = _is_v2()
+        self.procs: list[str] = []
+        try:
+            self._create(resources or {})
+        except BaseException:
+            self.remove()
+            raise
+
+    def _mkdirs(self, d: str, top: str, copy_cpuset: bool) -> None:
+        rel = os.path.relpath(d, top).split("/")
+        cur = top
+        for part in rel:
+            parent, cur = cur, os.path.join(cur, part)
+            try:
+                os.mkdir(cur)
+            except FileExistsError:
+                continue
+            self.created.append(cur)
+            if copy_cpuset:
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    try:
+                        with open(os.path.join(parent, f)) as src:
+                            v = src.read().strip()
+                        _write(os.path.join(cur, f), v or "\n")
+                    except OSError:
+                        pass
+
+    def _create(self, res: dict) -> None:
+        mem = (res.get("memory") or {}).get("limit")
+        cpu = res.get("cpu") or {}
+        pids = (res.get("pids") or {}).get("limit")
+        devices = res.get("devices")
+        if self.v2:
+            d = self.dirs[""]
+            avail = set()
+            try:
+                with open(os.path.join(_CGROUP_ROOT, "cgroup.controllers")) as f:
+                    avail = set(f.read().split())
+            except OSError:
+                pass
+            for need, ctl in ((mem, "memory"), (cpu.get("quota"), "cpu"), (pids, "pids")):
+                if need is not None and ctl not in avail:
+                    raise Unavailable(f"the {ctl} limit needs the cgroup v2 {ctl} controller, "
+                                      "which this host does not enable")
+            self._mkdirs(d, _CGROUP_ROOT, False)
+            want = [c for c in ("memory", "cpu", "pids") if c in avail]
+            parents, cur = [_CGROUP_ROOT], _CGROUP_ROOT
+            for part in os.path.relpath(d, _CGROUP_ROOT).split("/")[:-1]:
+                cur = os.path.join(cur, part)
+                parents.append(cur)
+            for parent in parents:
+                try:
+                    _write(os.path.join(parent, "cgroup.subtree_control"),
+                           " ".join("+" + c for c in want))
+                except OSError:
+                    pass
+            if mem is not None:
+                _write(os.path.join(d, "memory.max"), str(mem))
+            if cpu.get("quota") is not None:
+                _write(os.path.join(d, "cpu.max"), f"{cpu['quota']} {cpu.get('period', 100000)}")
+            if pids is not None:
+                _write(os.path.join(d, "pids.max"), str(pids))
+            self.procs = [os.path.join(d, "cgroup.procs")]
+            return
+        for need, ctl in ((mem, "memory"), (cpu.get("quota") or cpu.get("shares"), "cpu"),
+                          (pids, "pids")):
+            if need is not None and _dir_for(self.dirs, ctl) is None:
+                raise Unavailable(f"the {ctl} limit needs the cgroup v1 {ctl} controller, "
+                                  f"which is not mounted under {_CGROUP_ROOT}")
+        for ctl, d in self.dirs.items():
+            top = d[: len(d) - len(self.path.strip("/")) - 1]
+            self._mkdirs(d, top, "cpuset" in ctl.split(","))
+            self.procs.append(os.path.join(d, "cgroup.procs"))
+        try:
+            if mem is not None:
+                _write(os.path.join(_dir_for(self.dirs, "memory"), "memory.limit_in_bytes"),
+                       str(mem))
+            if cpu.get("shares") is not None:
+                _write(os.path.join(_dir_for(self.dirs, "cpu"), "cpu.shares"), str(cpu["shares"]))
+            if cpu.get("quota") is not None:
+                d = _dir_for(self.dirs, "cpu")
+                _write(os.path.join(d, "cpu.cfs_period_us"), str(cpu.get("period") or 100000))
+                _write(os.path.join(d, "cpu.cfs_quota_us"), str(cpu["quota"]))
+            if pids is not None:
+                _write(os.path.join(_dir_for(self.dirs, "pids"), "pids.max"), str(pids))
+            d = _dir_for(self.dirs, "devices")
+            if devices is not None and d is not None:
+                for rule in devices:
+                    typ = rule.get("type", "a")
+                    major = "*" if rule.get("major") is None else str(rule["major"])
+                    minor = "*" if rule.get("minor") is None else str(rule["minor"])
+                    line = "a" if typ == "a" and major == minor == "*" else \
+                        f"{typ} {major}:{minor} {rule.get('access', 'rwm')}"
+                    _write(os.path.join(d, "devices.allow" if rule.get("allow")
+                                        else "devices.deny"), line)
+        except OSError as e:
+            raise Unavailable(f"cgroup setup of {self.path} failed: {e.strerror}: "
+                              f"{e.filename or ''}") from e
+
+    def join(self) -> None:
+        """Move the calling process in (used in the child, before the cgroup namespace)."""
+        for p in self.procs:
+            _write(p, "0")
+
+    def remove(self) -> None:
+        """Remove the container's cgroup dirs (never the shared parent). Best effort: a
+        cgroup whose last task is still exiting is retried for up to ~0.2 s."""
+        leaf = os.path.basename(self.path.rstrip("/"))
+        for d in reversed(self.created):
+            if os.path.basename(d) != leaf:
+                continue
+            for i in range(100):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno != _errno.EBUSY:
+                        break
+                    time.sleep(0.002)
+
+
+def _freezer_state(container_id: str, cgroup_parent: str) -> str:
+    if _is_v2():
+        return os.path.join(_CGROUP_ROOT, cgroup_parent, container_id)
+    d = _dir_for(cgroup_dirs(f"/{cgroup_parent}/{container_id}"), "freezer")
+    if d is None:
+        raise Unavailable("pause needs the cgroup v1 freezer controller, which is not mounted")
+    return d
+
+
+def _set_frozen(container_id: str, frozen: bool, cgroup_parent: str) -> None:
+    d = _freezer_state(container_id, cgroup_parent)
+    if not os.path.isdir(d):
+        raise NotFound(f"no cgroup for container {container_id} ({d}): is it running?")
+    if _is_v2():
+        _write(os.path.join(d, "cgroup.freeze"), "1" if frozen else "0")
+        return
+    want = "FROZEN" if frozen else "THAWED"
+    for _ in range(1000):
+        _write(os.path.join(d, "freezer.state"), want)
+        with open(os.path.join(d, "freezer.state")) as f:
+            if f.read().strip() == want:
+                return
+        time.sleep(0.001)
+    raise Unavailable(f"cgroup freezer of {container_id} did not reach {want}")
+
+
+def freeze(container_id: str, *, cgroup_parent: str = "lamina") -> None:
+    """Freeze every process of the container (``docker pause``). Idempotent."""
+    _set_frozen(container_id, True, cgroup_parent)
+
+
+def thaw(container_id: str, *, cgroup_parent: str = "lamina") -> None:
+    """Thaw a frozen container (``docker unpause``). Idempotent."""
+    _set_frozen(container_id, False, cgroup_parent)
+
+
+def pids(container_id: str, *, cgroup_parent: str = "lamina") -> list[int]:
+    """Host pids of every process in the container's cgroup (``docker top``), sorted.
+    Raises NotFound if the container has no cgroup (not running)."""
+    dirs = cgroup_dirs(f"/{cgroup_parent}/{container_id}")
+    for ctl in ("pids", "freezer", "memory", ""):
+        d = dirs.get("") if ctl == "" else _dir_for(dirs, ctl)
+        if d and os.path.isdir(d):
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                return sorted(int(x) for x in f.read().split())
+    raise NotFound(f"no cgroup for container {container_id}: is it running?")
+
+
+# ---------------------------------------------------------------------------------------------
+# The container's PID 1 (P2)
+
+def _bring_lo_up() -> None:
+    lib = _lib()
+    s = lib.socket(2, 2 | 0o2000000, 0)  # AF_INET, SOCK_DGRAM|SOCK_CLOEXEC
+    if s < 0:
+        return
+    try:
+        ifr = ctypes.create_string_buffer(40)
+        ifr.raw = b"lo".ljust(40, b"\0")
+        if lib.ioctl(s, 0x8913, ifr) == 0:  # SIOCGIFFLAGS
+            flags = int.from_bytes(ifr.raw[16:18], sys.byteorder) | 0x1 | 0x40
+            ctypes.memmove(ctypes.addressof(ifr) + 16, flags.to_bytes(2, sys.byteorder), 2)
+            if lib.ioctl(s, 0x8914, ifr) != 0:  # SIOCSIFFLAGS
+                _check(-1, "bringing up lo")
+    finally:
+        os.close(s)
+
+
+class _Plan:
+    """Everything P2 needs, parsed from config.json before the fork."""
+
+    def __init__(self, spec: dict, bundle: str) -> None:
+        root = spec.get("root") or {}
+        if not root.get("path"):
+            raise InvalidArgument(f"{bundle}/config.json: root.path is missing")
+        self.rootfs = os.path.realpath(os.path.join(bundle, root["path"]))
+        if not os.path.isdir(self.rootfs):
+            raise NotFound(f"rootfs {self.rootfs} of bundle {bundle} is not a directory")
+        self.readonly = bool(root.get("readonly"))
+        linux = spec.get("linux") or {}
+        flags = 0
+        self.pidns = False
+        for ns in linux.get("namespaces") or ():
+            t = ns.get("type")
+            if t not in _NS_FLAGS:
+                raise InvalidArgument(f"config.json: unknown namespace type {t!r}")
+            if ns.get("path"):
+                raise Unsupported(f"joining an existing {t} namespace ({ns['path']}) is not "
+                                  "supported by the built-in runtime: use runtime=runc")
+            if t == "user":
+                raise Unsupported("user namespaces are not supported by the built-in runtime")
+            if t == "pid":
+                self.pidns = True
+            else:
+                flags |= _NS_FLAGS[t]
+        self.ns_flags = flags
+        self.hostname = spec.get("hostname") or ""
+        if self.hostname and not flags & _CLONE_NEWUTS:
+            raise InvalidArgument("config.json: hostname set without a uts namespace")
+        self.mounts = list(spec.get("mounts") or ())
+        self.masked = list(linux.get("maskedPaths") or ())
+        self.readonly_paths = list(linux.get("readonlyPaths") or ())
+        ann = spec.get("annotations") or {}
+        init = ann.get("lamina.init") in ("1", "true")
+        self.proc = _Proc(spec.get("process") or {}, linux.get("seccomp"), init=init)
+        self.resources = linux.get("resources") or {}
+        self.cgroups_path = linux.get("cgroupsPath")
+        self.hierarchies = {} if _is_v2() else dict(_v1_hierarchies())
+
+
+def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None) -> None:
+    from lamina.mount import Mount, mount_all
+
+    rootfs = plan.rootfs
+    _sysmount("/", _MS_REC | _MS_PRIVATE, "making / rprivate")
+    try:
+        if rootfs_mounts:
+            mount_all(list(rootfs_mounts), rootfs)
+        else:
+            mount_all([Mount("bind", rootfs, ("rbind",))], rootfs)
+    except LaminaError as e:
+        raise type(e)(f"mount of the rootfs on {rootfs} failed: "
+                      f"{str(e).split(' failed: ', 1)[-1]}") from e
+    dev_tmpfs = False
+    for m in plan.mounts:
+        dest = m.get("destination", "")
+        if not dest.startswith("/"):
+            raise InvalidArgument(f"config.json: mount destination {dest!r} is not absolute")
+        typ = m.get("type") or "bind"
+        opts = tuple(m.get("options") or ())
+        src = m.get("source") or typ
+        if typ == "bind" or "bind" in opts or "rbind" in opts:
+            if "bind" not in opts and "rbind" not in opts:
+                opts = ("rbind",) + opts
+            make = "dir" if os.path.isdir(src) else "file"
+            _mount_at(rootfs, dest, [Mount("bind", src, opts)], what=dest, make=make)
+        elif typ == "cgroup":
+            _mount_cgroups(plan, dest, opts)
+        else:
+            _mount_at(rootfs, dest, [Mount(typ, src, opts)], what=dest)
+            if dest == "/dev" and typ == "tmpfs":
+                dev_tmpfs = True
+    if dev_tmpfs:
+        dev = _in_root(rootfs, "/dev", make="dir")
+        old = os.umask(0)
+        try:
+            for name, major, minor in _DEV_NODES:
+                p = os.path.join(dev, name)
+                if not os.path.lexists(p):
+                    os.mknod(p, 0o20666, os.makedev(major, minor))
+            for name, target in _DEV_LINKS:
+                p = os.path.join(dev, name)
+                if not os.path.lexists(p):
+                    os.symlink(target, p)
+        except OSError as e:
+            raise Unavailable(f"creating device nodes in {dev} failed: {e.strerror}") from e
+        finally:
+            os.umask(old)
+    if console is not None:
+        _mount_at(rootfs, "/dev/console", [Mount("bind", f"/proc/self/fd/{console}", ("bind",))],
+                  what="/dev/console", make="file")
+
+
+def _mount_cgroups(plan: _Plan, dest: str, opts: tuple) -> None:
+    from lamina.mount import Mount
+
+    ro = "ro" in opts
+    flags = tuple(o for o in opts if o in ("nosuid", "noexec", "nodev", "relatime"))
+    if not plan.hierarchies:
+        _mount_at(plan.rootfs, dest, [Mount("cgroup2", "cgroup", opts)], what=dest)
+        return
+    top = _mount_at(plan.rootfs, dest, [Mount("tmpfs", "tmpfs",
+                                              flags + ("mode=755",))], what=dest)
+    for point, ctl in plan.hierarchies.items():
+        if not ctl:
+            continue  # the hybrid "unified" v2 tree: joined but not mounted (as runc)
+        name = os.path.basename(point)
+        sub = dest.rstrip("/") + "/" + name
+        m = Mount("cgroup", "cgroup", flags + (("ro",) if ro else ()) + tuple(ctl.split(",")))
+        _mount_at(plan.rootfs, sub, [m], what=sub)
+    if ro:
+        _sysmount(top, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NOEXEC
+                  | _MS_NODEV, f"remounting {top} read-only")
+
+
+def _pivot_root(rootfs: str) -> None:
+    nr = _SYS_PIVOT_ROOT.get(_MACHINE)
+    if nr is None:
+        raise Unsupported(f"pivot_root: unknown syscall number on {_MACHINE}")
+    old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new)
+        if _lib().syscall(ctypes.c_long(nr), b".", b".") != 0:
+            e = ctypes.get_errno()
+            raise Unavailable(f"pivot_root to {rootfs} failed: {os.strerror(e)}")
+        os.fchdir(old)
+        _sysmount(".", _MS_REC | _MS_SLAVE, "making the old root rslave")
+        if _lib().umount2(b".", _MNT_DETACH) != 0:
+            e = ctypes.get_errno()
+            raise Unavailable(f"detaching the old root failed: {os.strerror(e)}")
+        os.chdir("/")
+    finally:
+        os.close(old)
+        os.close(new)
+
+
+def _mask_and_protect(plan: _Plan) -> None:
+    from lamina.mount import Mount, mount_all
+
+    for p in plan.masked:
+        try:
+            if os.path.isdir(p):
+                mount_all([Mount("tmpfs", "tmpfs", ("ro",))], p)
+            elif os.path.lexists(p):
+                mount_all([Mount("bind", "/dev/null", ("bind",))], p)
+        except LaminaError as e:
+            raise type(e)(f"masking {p} failed: {str(e).split(' failed: ', 1)[-1]}") from e
+    for p in plan.readonly_paths:
+        if not os.path.lexists(p):
+            continue
+        try:
+            mount_all([Mount("bind", p, ("rbind", "ro", "nosuid", "nodev", "noexec"))], p)
+        except LaminaError as e:
+            raise type(e)(f"making {p} read-only failed: "
+                          f"{str(e).split(' failed: ', 1)[-1]}") from e
+    if plan.readonly:
+        _sysmount("/", _MS_REMOUNT | _MS_BIND | _MS_RDONLY, "remounting / read-only")
+
+
+def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, console,
+                    errfd: int) -> None:
+    """P2: PID 1 of the container. Never returns."""
+    try:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if console is not None:
+            os.setsid()
+            if _lib().ioctl(console, _TIOCSCTTY, None) != 0:
+                _check(-1, "ioctl TIOCSCTTY on the console")
+        _setup_stdio(stdio if console is None else (console,) * 3, errfd)
+        errfd = 3
+        if cg is not None:
+            try:
+                cg.join()
+            except OSError as e:
+                raise Unavailable(f"joining cgroup {cg.path} failed: {e.strerror}") from e
+        try:
+            _unshare(plan.ns_flags)
+        except OSError as e:
+            raise Unavailable(f"creating namespaces failed: {e}") from e
+        if plan.ns_flags & _CLONE_NEWNET:
+            _bring_lo_up()
+        _setup_mounts(plan, rootfs_mounts, 0 if console is not None else None)
+        _pivot_root(plan.rootfs)
+        _mask_and_protect(plan)
+        if plan.hostname:
+            h = plan.hostname.encode()
+            if _lib().sethostname(h, len(h)) != 0:
+                _check(-1, f"sethostname {plan.hostname}")
+        p = plan.proc
+        _apply_rlimits(p)
+        try:
+            os.makedirs(p.cwd, 0o755, exist_ok=True)
+        except OSError:
+            pass
+        try:
+            os.chdir(p.cwd)
+        except OSError as e:
+            raise Unavailable(f"chdir to cwd ({p.cwd!r}) set in config.json failed: "
+                              f"{e.strerror}") from e
+        _apply_security(p)
+        try:
+            os.chdir(p.cwd)
+        except OSError as e:
+            raise Unavailable(f"chdir to cwd ({p.cwd!r}) as user {p.uid} failed: "
+                              f"{e.strerror}") from e
+    except BaseException as e:  # noqa: BLE001 - reported to the caller
+        _report(errfd, e)
+        os._exit(125)
+    _run_command(plan.proc, errfd)
+
+
+def _setup_stdio(stdio, errfd: int) -> None:
+    """Put stdio on 0/1/2 and errfd on 3 (CLOEXEC); close every other descriptor."""
+    tmp = [os.dup(fd) for fd in stdio]
+    e = os.dup(errfd)
+    for i, fd in enumerate(tmp):
+        os.dup2(fd, i, inheritable=True)
+    os.dup2(e, 3, inheritable=False)
+    _close_from(4)
+
+
+def _close_from(lowfd: int) -> None:
+    try:
+        os.closerange(lowfd, os.sysconf("SC_OPEN_MAX"))
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+def _load_spec(bundle: str) -> dict:
+    import json
+
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise NotFound(f"bundle {bundle} has no config.json") from None
+    except ValueError as e:
+        raise InvalidArgument(f"{path}: invalid JSON: {e}") from e
+
+
+def _raise_or_print(data: bytes, errfd: int) -> None:
+    """Interpret the child's report: raise a setup error, or print an exec error."""
+    if not data:
+        return
+    kind, text = data[:1], data[1:].decode("utf-8", "replace")
+    if kind == b"P":
+        return
+    if kind == b"X":
+        _, _, msg = text.partition("\t")
+        try:
+            os.write(errfd, (msg + "\n").encode())
+        except OSError:
+            pass
+        return
+    cls, _, msg = text.partition("\t")
+    raise _ERROR_CLASSES.get(cls, Unavailable)(msg)
+
+
+def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
+        stdio: tuple[int, int, int] = (0, 1, 2), console: int | None = None,
+        runtime: str = "builtin", on_start: Callable[[int], None] | None = None,
+        cgroup_parent: str = "lamina") -> int:
+    """Run the container of ``bundle/config.json`` in the foreground; return Docker's exit code.
+
+    ``rootfs_mounts`` (lamina.mount.Mount values, e.g. the snapshot's overlay) are mounted on
+    ``root.path`` inside the container's mount namespace (builtin) or on the host around the
+    runtime call (runc/crun). ``stdio`` fds become the container's 0/1/2 unless ``console``
+    (a pty slave fd) is given with ``process.terminal``: then it is the controlling tty and
+    0/1/2. ``on_start(pid)`` is called with the host pid of the container's PID 1 once the
+    command was exec'd (builtin) or runc started. The return value is the command's exit
+    code, ``128+N`` for death by signal N, 127/126 for an exec failure (message written to
+    ``stdio[2]``). Setup failures raise LaminaError subclasses. The cgroups
+    ``/<cgroup_parent>/<container_id>`` (unless config.json names ``linux.cgroupsPath``)
+    are created before and removed after.
+    """
+    if runtime in ("runc", "crun"):
+        return _run_external(runtime, bundle, container_id=container_id,
+                             rootfs_mounts=rootfs_mounts, stdio=stdio, console=console,
+                             on_start=on_start, cgroup_parent=cgroup_parent)
+    if runtime != "builtin":
+        raise InvalidArgument(f"unknown runtime {runtime!r}: use builtin, runc or crun")
+    import lamina.layer.extract  # noqa: F401 - used in the child: import before the fork
+    import lamina.mount  # noqa: F401
+
+    bundle = os.path.abspath(bundle)
+    spec = _load_spec(bundle)
+    plan = _Plan(spec, bundle)
+    if plan.proc.terminal and console is None:
+        raise InvalidArgument("process.terminal is set but no console fd was given")
+    cg = _Cgroup(plan.cgroups_path or f"/{cgroup_parent}/{container_id}", plan.resources)
+    try:
+        errr, errw = os.pipe2(os.O_CLOEXEC)
+        try:
+            p1 = os.fork()
+        except BaseException:
+            os.close(errr)
+            os.close(errw)
+            raise
+        if p1 == 0:  # P1
+            code = 125
+            try:
+                os.close(errr)
+                _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                          signal.SIGUSR1, signal.SIGUSR2, signal.SIGTSTP, signal.SIGTTIN,
+                          signal.SIGTTOU, signal.SIGWINCH):
+                    signal.signal(s, signal.SIG_IGN)
+                if plan.pidns:
+                    _unshare(_CLONE_NEWPID)
+                p2 = os.fork()
+                if p2 == 0:
+                    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                              signal.SIGUSR1, signal.SIGUSR2, signal.SIGTSTP, signal.SIGTTIN,
+                              signal.SIGTTOU, signal.SIGWINCH):
+                        signal.signal(s, signal.SIG_DFL)
+                    _container_main(plan, cg, rootfs_mounts, stdio, console, errw)
+                    os._exit(125)
+                os.write(errw, f"P{p2}\n".encode())
+                os.close(errw)
+                code = _docker_code(_wait(p2))
+            except BaseException as e:  # noqa: BLE001
+                _report(errw, e)
+            os._exit(code)
+        os.close(errw)
+        data = _read_all(errr)
+        p2 = 0
+        if data.startswith(b"P"):
+            line, _, data = data.partition(b"\n")
+            p2 = int(line[1:])
+        try:
+            _raise_or_print(data, console if console is not None else stdio[2])
+        except BaseException:
+            _wait(p1)
+            raise
+        if on_start is not None and p2 and not data:
+            on_start(p2)
+        return _docker_code(_wait(p1))
+    finally:
+        cg.remove()
+
+
+def _run_external(runtime: str, bundle: str, *, container_id: str, rootfs_mounts, stdio,
+                  console, on_start, cgroup_parent: str) -> int:
+    import json
+    import shutil
+    import subprocess
+
+    from lamina.mount import mount_all, unmount_all
+
+    exe = shutil.which(runtime)
+    if exe is None:
+        raise Unavailable(f"runtime {runtime} is not installed")
+    bundle = os.path.abspath(bundle)
+    spec = _load_spec(bundle)
+    linux = spec.setdefault("linux", {})
+    if not linux.get("cgroupsPath"):
+        linux["cgroupsPath"] = f"/{cgroup_parent}/{container_id}"
+        tmp = os.path.join(bundle, ".config.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(spec, f)
+        os.replace(tmp, os.path.join(bundle, "config.json"))
+    if (spec.get("process") or {}).get("terminal"):
+        raise Unsupported(f"terminal mode with runtime={runtime} is not supported yet: "
+                          "use the builtin runtime for -t")
+    rootfs = os.path.realpath(os.path.join(bundle, (spec.get("root") or {}).get("path", "")))
+    if rootfs_mounts:
+        mount_all(list(rootfs_mounts), rootfs)
+    try:
+        code = _precheck_exec(spec, rootfs, stdio[2])
+        if code:
+            return code
+        state = f"/run/{runtime}/{container_id}"
+        if os.path.exists(state):  # left over by a SIGKILLed run
+            subprocess.run([exe, "delete", "--force", container_id], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([exe, "run", "--bundle", bundle, container_id],
+                                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+        if on_start is not None:
+            on_start(proc.pid)
+        while True:
+            try:
+                return proc.wait()
+            except InterruptedError:
+                continue
+    finally:
+        if rootfs_mounts:
+            unmount_all(rootfs, detach=True)
+
+
+def _precheck_exec(spec: dict, rootfs: str, errfd: int) -> int:
+    """For external runtimes: Docker's 127/126 for a missing or non-executable command."""
+    from lamina.layer.extract import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+
+    proc = spec.get("process") or {}
+    args = proc.get("args") or []
+    if not args:
+        return 0
+    name = args[0]
+    env = dict(e.partition("=")[::2] for e in proc.get("env") or ())
+    cands = [name] if "/" in name else \
+        [os.path.join(d or ".", name) for d in env.get("PATH", _DEFAULT_PATH).split(":")]
+    rfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for c in cands:
+            try:
+                fd = openat2(rfd, c.lstrip("/"), os.O_PATH, RESOLVE_IN_ROOT
+                             | RESOLVE_NO_MAGICLINKS)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if "/" in name:
+                if st.st_mode & 0o170000 == 0o040000 or not st.st_mode & 0o111:
+                    os.write(errfd, f'exec: "{name}": permission denied\n'.encode())
+                    return 126
+                return 0
+            if st.st_mode & 0o170000 != 0o040000 and st.st_mode & 0o111:
+                return 0
+    finally:
+        os.close(rfd)
+    if "/" in name:
+        # may come from a mount made by the runtime: let it decide
+        return 0
+    os.write(errfd, f'exec: "{name}": executable file not found in $PATH\n'.encode())
+    return 127
+
+
+def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
+            console: int | None = None, cgroup: str | None = None,
+            seccomp: dict | None = None) -> int:
+    """Run ``process`` (an OCI process object) inside the running container whose PID 1 has
+    host pid ``pid``; return Docker's exit code (126/127 for exec failures).
+
+    Joins the target's cgroups (``cgroup``, e.g. ``/lamina/<id>``, or the ones in
+    ``/proc/<pid>/cgroup``), then its ipc, uts, net, cgroup, pid and mount namespaces, forks
+    so the pid namespace applies, chroots to the target's root, and applies the process's
+    user, rlimits, capabilities, no_new_privs and ``seccomp`` (the container's
+    ``linux.seccomp`` object) before the exec. ``console`` as in :func:`run`.
+    Raises NotFound if the process is gone, other LaminaErrors for setup failures.
+    """
+    p = _Proc(process, seccomp)
+    if p.terminal and console is None:
+        raise InvalidArgument("process.terminal is set but no console fd was given")
+    nsfds: list[tuple[int, int]] = []
+    try:
+        for name, flag in (("ipc", _CLONE_NEWIPC), ("uts", _CLONE_NEWUTS),
+                           ("net", _CLONE_NEWNET), ("cgroup", _CLONE_NEWCGROUP),
+                           ("pid", _CLONE_NEWPID), ("mnt", _CLONE_NEWNS)):
+            try:
+                if os.stat(f"/proc/{pid}/ns/{name}").st_ino == \
+                        os.stat(f"/proc/self/ns/{name}").st_ino:
+                    continue
+                nsfds.append((os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC),
+                              flag))
+            except FileNotFoundError:
+                raise NotFound(f"container process {pid} is not running") from None
+        rootfd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        nsfds.append((rootfd, 0))
+        procs = _cgroup_procs_of(pid, cgroup)
+        errr, errw = os.pipe2(os.O_CLOEXEC)
+        c = os.fork()
+        if c == 0:
+            code = 125
+            try:
+                os.close(errr)
+                _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                for path in procs:
+                    try:
+                        _write(path, "0")
+                    except OSError:
+                        pass
+                for fd, flag in nsfds:
+                    if flag and _lib().setns(fd, flag) != 0:
+                        _check(-1, f"setns {flag:#x}")
+                os.fchdir(rootfd)
+                os.chroot(".")
+                g = os.fork()
+                if g == 0:
+                    try:
+                        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                        if console is not None:
+                            os.setsid()
+                            _lib().ioctl(console, _TIOCSCTTY, None)
+                        _setup_stdio(stdio if console is None else (console,) * 3, errw)
+                        _apply_rlimits(p)
+                        try:
+                            os.chdir(p.cwd)
+                        except OSError as e:
+                            raise Unavailable(f"chdir to {p.cwd!r} failed: {e.strerror}") from e
+                        _apply_security(p)
+                    except BaseException as e:  # noqa: BLE001
+                        _report(3, e)
+                        os._exit(125)
+                    p.init = False
+                    _run_command(p, 3)
+                os.close(errw)
+                code = _docker_code(_wait(g))
+            except BaseException as e:  # noqa: BLE001
+                _report(errw, e)
+            os._exit(code)
+        os.close(errw)
+        data = _read_all(errr)
+        try:
+            _raise_or_print(data, console if console is not None else stdio[2])
+        except BaseException:
+            _wait(c)
+            raise
+        return _docker_code(_wait(c))
+    finally:
+        for fd, _ in nsfds:
+            os.close(fd)
+
+
+def _cgroup_procs_of(pid: int, cgroup: str | None) -> list[str]:
+    if cgroup is not None:
+        return [os.path.join(d, "cgroup.procs") for d in cgroup_dirs(cgroup).values()]
+    out = []
+    hier = {} if _is_v2() else _v1_hierarchies()
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise NotFound(f"container process {pid} is not running") from None
+    for line in lines:
+        _, ctl, path = line.split(":", 2)
+        if _is_v2():
+            out.append(os.path.join(_CGROUP_ROOT, path.lstrip("/"), "cgroup.procs"))
+            continue
+        for point, c in hier.items():
+            if c == ctl:
+                out.append(os.path.join(point, path.lstrip("/"), "cgroup.procs"))
+    return out
+
+
+_MACHINE = os.uname().machine

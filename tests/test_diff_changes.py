@@ -241,3 +241,47 @@ def test_errors(tmp_path):
         Change("X", "/a")
     with pytest.raises(InvalidArgument):
         Change("A", "rel")
+
+
+def _run(*args: str) -> str:
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"{' '.join(args)} failed: {p.stderr}"
+    return p.stdout
+
+
+def test_same_as_docker_diff_on_dockers_own_dirs(busybox_tar):
+    """Run a container in dockerd, then compare ``docker diff`` (sorted) with changes() of
+    that container's overlay2 UpperDir over its LowerDir list (incl. the -init layer)."""
+    import uuid
+
+    from tests.conftest import need_tool
+
+    need_tool("docker")
+    p = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.fail(f"dockerd is not running (scripts/test.sh starts it): {p.stderr.strip()}")
+    tag = f"lamina-diff-{uuid.uuid4().hex[:8]}"
+    names = [f"{tag}-a", f"{tag}-b"]
+    try:
+        _run("docker", "import", busybox_tar, f"{tag}:base")
+        _run("docker", "run", "--network", "none", "--name", names[0], f"{tag}:base", "sh", "-c",
+             "mkdir -p /d1/sub /x && echo a > /d1/f && echo b > /d1/sub/g && echo 1 > /x/one")
+        _run("docker", "commit", names[0], f"{tag}:two")
+        _run("docker", "run", "--network", "none", "--name", names[1], f"{tag}:two", "sh", "-c",
+             "rm -r /d1; mkdir /d1; echo n > /d1/new; chmod 700 /x; echo q > /tmp/q; "
+             "rm /tmp/q; echo m >> /etc/passwd; mkdir -p /etc/deep/er; rm /x/one; "
+             "touch /x/two; ln -s /etc /lnk; rm -r /bin")
+        driver = _run("docker", "inspect", "-f", "{{.GraphDriver.Name}}", names[1]).strip()
+        if driver != "overlay2":
+            pytest.fail(f"dockerd uses the {driver} storage driver; this test needs overlay2")
+        upper = _run("docker", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", names[1]).strip()
+        lower = _run("docker", "inspect", "-f", "{{.GraphDriver.Data.LowerDir}}", names[1]).strip()
+        want = sorted(_run("docker", "diff", names[1]).splitlines(),
+                      key=lambda line: line[2:].encode())
+        got = format_changes(changes(upper, lower.split(":"))).splitlines()
+        assert got == want
+        assert "D /bin" in got and "D /d1/sub" in got and "C /x" in got
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", f"{tag}:base", f"{tag}:two"], capture_output=True)

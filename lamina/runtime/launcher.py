@@ -362,7 +362,27 @@ def _cap_last_cap() -> int:
     return _cap_last
 
 
+_host_bnd = None
+
+
+def _host_caps() -> int:
+    """Our own bounding set: a container cannot get a capability this process lacks (here
+    CAP_SYS_RESOURCE), so such names in a spec are left out, as beyond cap_last_cap."""
+    global _host_bnd
+    if _host_bnd is None:
+        _host_bnd = (1 << (_cap_last_cap() + 1)) - 1
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("CapBnd:"):
+                        _host_bnd = int(line.split()[1], 16)
+        except (OSError, ValueError):
+            pass
+    return _host_bnd
+
+
 def _cap_mask(names) -> int:
+    """Mask of capability names (with or without CAP_), within this host's bounding set."""
     from lamina.runtime.spec import ALL_CAPS
 
     mask = 0
@@ -376,7 +396,7 @@ def _cap_mask(names) -> int:
             raise InvalidArgument(f'unknown capability: "{n}"') from None
         if i <= _cap_last_cap():
             mask |= 1 << i
-    return mask
+    return mask & _host_caps()
 
 
 class _Proc:
@@ -987,8 +1007,12 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None) -> None:
         finally:
             os.umask(old)
     if console is not None:
-        _mount_at(rootfs, "/dev/console", [Mount("bind", f"/proc/self/fd/{console}", ("bind",))],
-                  what="/dev/console", make="file")
+        # The console's own path: an fd opened in the caller's mount namespace cannot be
+        # the source of a bind mount made in this one (EINVAL), its path in our copy can.
+        src = os.readlink(f"/proc/self/fd/{console}")
+        if src.startswith("/"):
+            _mount_at(rootfs, "/dev/console", [Mount("bind", src, ("bind",))],
+                      what="/dev/console", make="file")
 
 
 def _mount_cgroups(plan: _Plan, dest: str, opts: tuple) -> None:

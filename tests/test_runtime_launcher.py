@@ -5,15 +5,18 @@ Needs root, /bin/busybox (busybox-static), runc for the differential test.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import resource
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import textwrap
 import threading
 import time
@@ -322,13 +325,16 @@ def test_init_reaps_zombies(box):
     assert "Z" not in states, out
 
 
-def test_terminal(box):
+@pytest.mark.parametrize("runtime", ["builtin", "runc"])
+def test_terminal(box, runtime):
+    if runtime == "runc" and not shutil.which("runc"):
+        pytest.skip("runc is not installed")
     master, slave = os.openpty()
-    opts = RunOptions(args=("sh", "-c", "tty; echo sid=$(cut -d' ' -f6 /proc/self/stat)"),
-                      terminal=True)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 99, 0, 0))
+    opts = RunOptions(args=("sh", "-c", "tty; stty size"), terminal=True)
     b = box.bundle(opts)
     try:
-        code = launcher.run(b, container_id="t" + uuid.uuid4().hex[:12],
+        code = launcher.run(b, container_id="t" + uuid.uuid4().hex[:12], runtime=runtime,
                             rootfs_mounts=box.mounts(), console=slave)
         os.close(slave)
         data = b""
@@ -345,6 +351,7 @@ def test_terminal(box):
     text = data.decode()
     assert code == 0, text
     assert "not a tty" not in text and re.search(r"/dev/(pts/\d+|console)", text), text
+    assert "33 99" in text
 
 
 def _start_background(box, opts, started):

@@ -63,6 +63,11 @@ requested limit whose controller is missing raises :class:`~lamina.errors.Unavai
 ``runtime="runc"`` (or ``"crun"``): the rootfs mounts are made on the host, then
 ``runc run --bundle B <id>`` runs in the foreground (its cgroupsPath defaults to
 ``/<cgroup_parent>/<id>``, written into config.json when missing), then they are unmounted.
+With a terminal, runc (in the foreground) allocates the pty inside the container and relays
+it to ``console``, given as its stdio; so ``tty`` prints ``/dev/pts/0`` there, while the
+built-in runtime hands the caller's pty slave itself to the container, bind-mounted on
+``/dev/console`` (``tty`` prints ``/dev/console``). Before calling runc, the command is
+looked up in the rootfs so a missing / non-executable one gives Docker's 127 / 126.
 """
 
 from __future__ import annotations
@@ -545,6 +550,9 @@ def _exec(p: _Proc, errfd: int) -> None:
         os._exit(125)
 
 
+_INIT_NAME = ctypes.create_string_buffer(b"lamina-init")
+
+
 def _run_command(p: _Proc, errfd: int) -> None:
     """Exec the command, or with ``init`` fork it and reap as PID 1. Never returns."""
     if not p.init:
@@ -555,6 +563,10 @@ def _run_command(p: _Proc, errfd: int) -> None:
         _exec(p, errfd)
         os._exit(125)
     os.close(errfd)
+    try:
+        _lib().prctl(15, ctypes.addressof(_INIT_NAME), 0, 0, 0)  # PR_SET_NAME
+    except Exception:  # noqa: BLE001
+        pass
 
     def forward(signum, _frame):
         try:
@@ -1122,6 +1134,11 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
         except OSError as e:
             raise Unavailable(f"chdir to cwd ({p.cwd!r}) set in config.json failed: "
                               f"{e.strerror}") from e
+        if console is not None and p.uid:
+            try:
+                os.fchown(0, p.uid, -1)  # the user must be able to reopen its tty
+            except OSError:
+                pass
         _apply_security(p)
         try:
             os.chdir(p.cwd)
@@ -1288,22 +1305,25 @@ def _run_external(runtime: str, bundle: str, *, container_id: str, rootfs_mounts
         with open(tmp, "w") as f:
             json.dump(spec, f)
         os.replace(tmp, os.path.join(bundle, "config.json"))
-    if (spec.get("process") or {}).get("terminal"):
-        raise Unsupported(f"terminal mode with runtime={runtime} is not supported yet: "
-                          "use the builtin runtime for -t")
+    terminal = bool((spec.get("process") or {}).get("terminal"))
+    if terminal and console is None:
+        raise InvalidArgument("process.terminal is set but no console fd was given")
     rootfs = os.path.realpath(os.path.join(bundle, (spec.get("root") or {}).get("path", "")))
     if rootfs_mounts:
         mount_all(list(rootfs_mounts), rootfs)
     try:
-        code = _precheck_exec(spec, rootfs, stdio[2])
+        code = _precheck_exec(spec, rootfs, console if terminal else stdio[2])
         if code:
             return code
         state = f"/run/{runtime}/{container_id}"
         if os.path.exists(state):  # left over by a SIGKILLed run
             subprocess.run([exe, "delete", "--force", container_id], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+        # In the foreground (no --detach) runc allocates the container's pty itself and
+        # relays it to its own stdio (--console-socket is refused there): give it the console.
+        io = (console,) * 3 if terminal else stdio
         proc = subprocess.Popen([exe, "run", "--bundle", bundle, container_id],
-                                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+                                stdin=io[0], stdout=io[1], stderr=io[2])
         if on_start is not None:
             on_start(proc.pid)
         while True:

@@ -13,6 +13,7 @@ Tables (schema version in ``PRAGMA user_version``):
   layers(diff_id PK, content_size)  facts learned when a layer was ingested
   layer_blobs(blob PK, diff_id, media_type)   which compressed blob holds which diff
   snapshots(chain_id PK, parent, dir, diff_id, size, created)   unpacked layers
+  build_cache(key PK, parent, instr, image, sources, created)   a build step's result
   containers(id PK, name, image, chain_id, created, data)   image = manifest digest in use
   meta(key PK, value)
 """
@@ -24,7 +25,7 @@ import sqlite3
 from contextlib import contextmanager
 from collections.abc import Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -43,6 +44,9 @@ CREATE TABLE IF NOT EXISTS layer_blobs(blob TEXT PRIMARY KEY, diff_id TEXT NOT N
 CREATE INDEX IF NOT EXISTS layer_blobs_diff ON layer_blobs(diff_id);
 CREATE TABLE IF NOT EXISTS snapshots(chain_id TEXT PRIMARY KEY, parent TEXT, dir TEXT NOT NULL,
     diff_id TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS build_cache(key TEXT PRIMARY KEY, parent TEXT NOT NULL, instr TEXT NOT NULL,
+    image TEXT NOT NULL, sources TEXT, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS build_cache_parent ON build_cache(parent);
 CREATE TABLE IF NOT EXISTS containers(id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL,
     image TEXT NOT NULL, chain_id TEXT, created REAL NOT NULL, data TEXT);
 """

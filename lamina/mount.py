@@ -762,3 +762,13 @@ def _little() -> bool:
     import sys
 
     return sys.byteorder == "little"
+
+
+def make_private(path: str = "/", *, recursive: bool = True) -> None:
+    """Set mount propagation of ``path`` to private (rprivate with ``recursive``), so mounts
+    made afterwards in this mount namespace do not propagate to the host."""
+    flags = _MS_PRIVATE | (_MS_REC if recursive else 0)
+    try:
+        _mount2(None, os.path.abspath(path), None, flags, None)
+    except OSError as e:
+        raise _fail("propagation change", path, "mount MS_PRIVATE", e) from None

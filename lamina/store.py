@@ -56,6 +56,14 @@ class Store:
         from lamina.metadata import Metadata
         return Metadata(os.path.join(self.root, "lamina.db"))
 
+    def close_db(self) -> None:
+        """Close the metadata connection (reopened on next use). Call before fork(2) when the
+        child will use the database: SQLite's per-process lock bookkeeping must not be
+        inherited (a child that did would corrupt the WAL's view of who holds what)."""
+        db = self.__dict__.pop("db", None)
+        if db is not None:
+            db.close()
+
     @contextmanager
     def lock(self):
         """Exclusive store lock for writers of shared files (index.json)."""

@@ -222,15 +222,23 @@ def cmd_inspect(argv, ctx) -> int:
     a = parse(p, argv)
     from lamina.errors import LaminaError, NotFound
     from lamina.image.inspect import inspect_image
-    if a.type not in (None, "image"):
+    if a.type not in (None, "image", "container"):
         raise InvalidArgument(f'"{a.type}" is not a valid value for --type')
     imgs = _images(ctx)
     results, rc = [], 0
     for name in a.names:
         try:
+            if a.type in (None, "container"):
+                from lamina.runtime.containers import Containers
+                try:
+                    results.append(Containers(ctx.store).get(name))
+                    continue
+                except NotFound:
+                    if a.type == "container":
+                        raise
             results.append(inspect_image(imgs, imgs.resolve(name)))
         except NotFound:
-            sys.stderr.write(f"Error: No such object: {name}\n")
+            sys.stderr.write(f"Error: No such {a.type or 'object'}: {name}\n")
             rc = 1
         except LaminaError as e:
             sys.stderr.write(f"Error: {e}\n")

@@ -24,8 +24,11 @@ def _until(values: list[str]) -> float | None:
     return t
 
 
-def prune_images(images: Images, *, all_unused: bool, filters: dict[str, list[str]]) -> tuple[list[str], int]:
-    """Returns Docker's lines (``untagged: x`` / ``deleted: sha256:...``) and bytes freed."""
+def prune_images(images: Images, *, all_unused: bool, filters: dict[str, list[str]],
+                 intermediate_only: bool = False) -> tuple[list[str], int]:
+    """Returns Docker's lines (``untagged: x`` / ``deleted: sha256:...``) and bytes freed.
+
+    ``intermediate_only``: only build-step images (``builder prune``)."""
     from lamina import reference
     from lamina.image import gc
     until = _until(filters.get("until", []))
@@ -38,6 +41,8 @@ def prune_images(images: Images, *, all_unused: bool, filters: dict[str, list[st
             continue
         tags = images.tags_of(rec.manifest)
         if tags and not all_unused:
+            continue
+        if intermediate_only and not rec.intermediate:
             continue
         if until is not None and (rec.created or rec.added) >= until:
             continue

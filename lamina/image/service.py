@@ -171,7 +171,7 @@ class Images:
     # -- creation -----------------------------------------------------------------
     def add_image(self, manifest_bytes: bytes, *, tags: list = (), parent: str | None = None,
                   intermediate: bool = False, layer_facts: dict | None = None,
-                  repo_digest_names: list[str] = ()) -> ImageRecord:
+                  repo_digest_names: list[str] = (), write_index: bool = True) -> ImageRecord:
         """Record an image whose manifest, config and layer blobs are all in the content store.
 
         ``manifest_bytes`` is stored verbatim (its digest is the manifest digest).
@@ -211,12 +211,17 @@ class Images:
                           (str(ref), str(mdigest), time.time()))
             for name in repo_digest_names:
                 c.execute("INSERT OR IGNORE INTO repo_digests(name, manifest) VALUES(?,?)", (name, str(mdigest)))
-        self.write_index()
+        if write_index:
+            self.write_index()
         return self.get(mdigest)
 
     def create(self, *, config: dict, layers: list[tuple[oci.Descriptor, Digest, int]],
-               tags: list = (), parent: str | None = None, intermediate: bool = False) -> ImageRecord:
-        """Write config + OCI manifest for ``layers`` [(descriptor, diff_id, content_size)]."""
+               tags: list = (), parent: str | None = None, intermediate: bool = False,
+               write_index: bool = True) -> ImageRecord:
+        """Write config + OCI manifest for ``layers`` [(descriptor, diff_id, content_size)].
+
+        ``write_index=False`` skips rewriting content/index.json (a build does it once at
+        the end for all its step images)."""
         config = dict(config)
         config["rootfs"] = {"type": "layers", "diff_ids": [str(x[1]) for x in layers]}
         cfg_bytes = oci.canonical_json(config)
@@ -227,7 +232,8 @@ class Images:
         mbytes = oci.canonical_json(manifest)
         self.content.put_bytes(mbytes)
         facts = {d.digest: (diff, size, d.media_type) for d, diff, size in layers}
-        return self.add_image(mbytes, tags=tags, parent=parent, intermediate=intermediate, layer_facts=facts)
+        return self.add_image(mbytes, tags=tags, parent=parent, intermediate=intermediate, layer_facts=facts,
+                              write_index=write_index)
 
     # -- tags ---------------------------------------------------------------------
     def tag(self, rec: ImageRecord, ref) -> None:

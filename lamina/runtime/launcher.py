@@ -82,7 +82,7 @@ from typing import Callable, Sequence
 
 from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable, Unsupported
 
-__all__ = ["run", "exec_in", "freeze", "thaw", "pids", "cgroup_dirs"]
+__all__ = ["run", "exec_in", "freeze", "thaw", "pids", "remove_cgroups", "cgroup_dirs"]
 
 # ---------------------------------------------------------------------------------------------
 # Constants
@@ -858,6 +858,17 @@ class _Cgroup:
                     if e.errno != _errno.EBUSY:
                         break
                     time.sleep(0.002)
+
+
+def remove_cgroups(container_id: str, *, cgroup_parent: str = "lamina") -> None:
+    """Remove the container's cgroup dirs left behind when the process that ran :func:`run`
+    was killed (run() removes them itself otherwise). Idempotent; a cgroup that still has
+    processes stays (Unavailable is not raised: the caller checks :func:`pids` first)."""
+    for d in cgroup_dirs(f"/{cgroup_parent}/{container_id}").values():
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def _freezer_state(container_id: str, cgroup_parent: str) -> str:

@@ -103,6 +103,27 @@ class Snapshotter:
             except OSError:
                 pass
 
+    def adopt(self, layer: Layer, parent: Digest | None, src_dir: str, size: int) -> str:
+        """Make ``src_dir`` (a directory holding exactly this layer's diff in overlay form,
+        e.g. a build step's upper dir) the snapshot of ``layer``, by rename; returns its fs
+        dir. If the chain is already unpacked, ``src_dir`` is left alone."""
+        found = self.dir_of(layer.chain_id)
+        if found:
+            return found
+        db = self.store.db
+        with db.tx() as c:
+            row = c.execute("SELECT value FROM meta WHERE key='snapshot_seq'").fetchone()
+            n = int(row[0]) + 1 if row else 1
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('snapshot_seq', ?)", (str(n),))
+        final = os.path.join(self.root, str(n))
+        os.makedirs(final)
+        os.rename(src_dir, os.path.join(final, "fs"))
+        with db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO snapshots(chain_id, parent, dir, diff_id, size, created) "
+                      "VALUES(?,?,?,?,?,?)", (str(layer.chain_id), str(parent) if parent else None,
+                                             str(n), str(layer.diff_id), size, time.time()))
+        return os.path.join(final, "fs")
+
     def _apply(self, layer: Layer, dest: str, *, mode: str) -> int:
         """Unpack one layer blob into ``dest``, verifying it against its diff ID as it goes."""
         from lamina.digest import HashingReader
@@ -123,10 +144,16 @@ class Snapshotter:
         return res.content_size
 
     def mounts(self, layers: list[Layer], *, upper: str | None = None, work: str | None = None,
-               readonly: bool = False):
-        """The mounts that show ``layers`` (prepared first) with an optional writable upper."""
+               readonly: bool = False, init: str | None = None):
+        """The mounts that show ``layers`` (prepared first) with an optional writable upper.
+
+        ``init`` is a directory put on top of the image's layers (a container's init layer:
+        the mount points and /etc files the runtime binds over, so they never land in the
+        container's upper dir)."""
         from lamina import mount
         dirs = self.prepare(layers)
+        if init is not None:
+            dirs = dirs + [init]
         if not dirs:
             if upper is None:
                 raise Unavailable("an image with no layers has no filesystem to mount read-only")
@@ -144,3 +171,24 @@ class Snapshotter:
 def image_layers(images, rec) -> list[Layer]:
     """The chain of an image record as Layer values, bottom-up."""
     return [Layer(c, d, desc.digest) for c, d, desc in images.chain(rec)]
+
+
+INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+INIT_DIRS = ("proc", "sys", "dev", "dev/pts", "dev/shm", "etc")
+
+
+def make_init_layer(path: str) -> str:
+    """Create a container's init layer at ``path`` (idempotent), like Docker's ``<id>-init``:
+    empty /etc/hosts, /etc/hostname, /etc/resolv.conf and the /proc, /sys, /dev mount points."""
+    for d in INIT_DIRS:
+        os.makedirs(os.path.join(path, d), mode=0o755, exist_ok=True)
+    for f in INIT_FILES:
+        p = os.path.join(path, f)
+        if not os.path.exists(p):
+            with open(p, "w"):
+                pass
+            os.chmod(p, 0o644)
+    mtab = os.path.join(path, "etc", "mtab")
+    if not os.path.lexists(mtab):
+        os.symlink("/proc/mounts", mtab)
+    return path

@@ -1,0 +1,876 @@
+"""``lamina build``: Dockerfile -> layered image, with Docker's build cache and the classic
+builder's step-by-step output.
+
+Flow: parse (lamina.dockerfile) -> pick the stages the target needs -> for each step:
+expand variables where Docker does, compute its cache key, reuse the cached result or
+execute it (RUN in a throwaway container, COPY/ADD by staging files, everything else by
+editing the config) -> every step's result is an image (intermediate, hidden from
+``images``, listed by ``images -a``), so ``lamina run -it <step id> sh`` enters it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field, replace
+
+from lamina import oci
+from lamina.digest import Digest, chain_ids
+from lamina.errors import InvalidArgument, LaminaError, NotFound
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+              "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+METADATA = ("ENV", "LABEL", "MAINTAINER", "EXPOSE", "CMD", "ENTRYPOINT", "VOLUME", "USER", "WORKDIR",
+            "STOPSIGNAL", "HEALTHCHECK", "SHELL", "ONBUILD")
+
+
+class BuildFailed(LaminaError):
+    """A step failed; ``exit_code`` is the failing command's code (or 1)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = code or 1
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    context: str                        # a directory ("-" handled by the CLI: a tar unpacked to a temp dir)
+    dockerfile: str | None = None       # path, or None for <context>/Dockerfile
+    dockerfile_data: bytes | None = None  # -f - : the Dockerfile itself
+    tags: tuple = ()                    # parsed references
+    build_args: dict = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    quiet: bool = False
+    labels: dict = field(default_factory=dict)
+    network: str = "default"
+    secrets: dict = field(default_factory=dict)
+    progress: str = "auto"
+    platform: str | None = None
+
+
+@dataclass
+class State:
+    """The image a stage has built so far."""
+
+    config: dict                      # the full image config JSON (no rootfs)
+    layers: list                      # [(Descriptor, diff_id, content_size)]
+    image_id: str                     # config digest of the recorded image ("" for scratch)
+    manifest: str                     # manifest digest ("" for scratch)
+    cmd_set: bool = False             # CMD set in this stage (ENTRYPOINT then keeps it)
+
+    @property
+    def cc(self) -> dict:
+        return self.config.setdefault("config", {})
+
+
+class Output:
+    def __init__(self, quiet: bool, progress: str) -> None:
+        self.quiet = quiet
+        self.plain = progress == "plain"
+        self.fd = 1
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+
+class Builder:
+    def __init__(self, store, opts: BuildOptions) -> None:
+        from lamina.build.cache import BuildCache
+        from lamina.image.service import Images
+        self.store = store
+        self.opts = opts
+        self.images = Images(store)
+        self.cache = BuildCache(store)
+        self.out = Output(opts.quiet, opts.progress)
+        self.context_dir = os.path.abspath(opts.context)
+        self._ctx = None
+        self.epoch = _source_date_epoch()
+        self.stage_results: dict[int, State] = {}
+        self.used_args: set[str] = set()
+        self.step = 0
+        self.total = 0
+
+    # -- entry ------------------------------------------------------------------------
+    def build(self):
+        from lamina.dockerfile.parser import parse
+        df_path = self.opts.dockerfile or os.path.join(self.context_dir, "Dockerfile")
+        if self.opts.dockerfile_data is not None:
+            data, name = self.opts.dockerfile_data, "Dockerfile"
+        else:
+            try:
+                with open(df_path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                raise InvalidArgument(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
+                                      f"lstat {df_path}: no such file or directory") from None
+            name = os.path.relpath(df_path, self.context_dir) if df_path.startswith(self.context_dir) else df_path
+        self.df = parse(data, filename=name)
+        if not self.df.stages:
+            raise InvalidArgument(f"{name}: file with no instructions")
+        self.meta_env = self._meta_args()
+        target = self._target_index()
+        needed = self._needed(target)
+        self.total = sum(1 + len(self.df.stages[i].instructions) for i in needed)
+        with self.store.operation():
+            for i in needed:
+                self.stage_results[i] = self._build_stage(self.df.stages[i])
+            final = self.stage_results[target]
+            rec = self.images.get(final.manifest) if final.manifest else None
+            if rec is None:
+                raise InvalidArgument("the target stage is FROM scratch with no instructions: nothing to build")
+            unused = sorted(set(self.opts.build_args) - self.used_args - set(PROXY_ARGS))
+            if unused:
+                self.out.line(f"[Warning] One or more build-args {unused} were not consumed")
+            for t in self.opts.tags:
+                self.images.tag(rec, t)
+            self.images.write_index()
+        self.out.line(f"Successfully built {rec.id.short}")
+        from lamina.refname import split_canonical
+        for t in self.opts.tags:
+            repo, tag = split_canonical(str(t))
+            self.out.line(f"Successfully tagged {repo}:{tag}")
+        return rec
+
+    # -- planning -----------------------------------------------------------------------
+    def _meta_args(self) -> dict:
+        """ARGs before the first FROM, with --build-arg overrides (used in FROM lines)."""
+        from lamina.dockerfile.expand import expand_instruction, key_values
+        env = dict(_auto_platform_args(self.opts.platform))
+        for instr in self.df.meta_args:
+            instr = expand_instruction(instr, env, escape=self.df.escape)
+            for k, v in key_values(instr):
+                if k in self.opts.build_args:
+                    env[k] = self.opts.build_args[k]
+                    self.used_args.add(k)
+                elif v is not None:
+                    env[k] = v
+                else:
+                    env.setdefault(k, "")
+        return env
+
+    def _stage_index(self, name: str) -> int | None:
+        for s in self.df.stages:
+            if s.name == name.lower():
+                return s.index
+        if name.isdigit() and int(name) < len(self.df.stages):
+            return int(name)
+        return None
+
+    def _target_index(self) -> int:
+        if self.opts.target is None:
+            return len(self.df.stages) - 1
+        i = self._stage_index(self.opts.target)
+        if i is None:
+            raise InvalidArgument(f'failed to reach build target {self.opts.target} in Dockerfile: '
+                                  f'target stage "{self.opts.target}" could not be found')
+        return i
+
+    def _needed(self, target: int) -> list[int]:
+        """The stages ``target`` depends on (FROM <stage>, COPY --from, RUN --mount from=), in order."""
+        from lamina.dockerfile.expand import expand_word
+        deps: dict[int, set[int]] = {}
+        for s in self.df.stages:
+            d = set()
+            base = expand_word(s.base, self.meta_env, escape=self.df.escape)
+            j = self._stage_index(base)
+            if j is not None and j < s.index:
+                d.add(j)
+            for instr in s.instructions:
+                for k, v in instr.flags:
+                    refs = []
+                    if k == "from" and v:
+                        refs.append(v)
+                    elif k == "mount" and v:
+                        refs.extend(p.split("=", 1)[1] for p in v.split(",") if p.startswith("from="))
+                    for r in refs:
+                        j = self._stage_index(r)
+                        if j is not None and j < s.index:
+                            d.add(j)
+            deps[s.index] = d
+        out: list[int] = []
+
+        def visit(i: int) -> None:
+            if i in out:
+                return
+            for j in sorted(deps[i]):
+                visit(j)
+            out.append(i)
+        visit(target)
+        return out
+
+    # -- stages -------------------------------------------------------------------------
+    def _build_stage(self, stage) -> State:
+        from lamina.dockerfile.expand import expand_word
+        self.step += 1
+        base = expand_word(stage.base, self.meta_env, escape=self.df.escape)
+        self.out.line(f"Step {self.step}/{self.total} : {stage.source.original if stage.source else 'FROM ' + base}")
+        state = self._from(base, stage)
+        self.out.line(f" ---> {state.image_id[7:19] if state.image_id else '<scratch>'}" if state.image_id
+                      else " ---> <scratch>")
+        self.args: dict[str, str | None] = {}   # ARGs declared in this stage (value or None)
+        for trigger in list(state.cc.get("OnBuild") or []):
+            state = self._onbuild(state, trigger)
+        if state.cc.get("OnBuild"):
+            state.cc["OnBuild"] = None
+        for instr in stage.instructions:
+            self.step += 1
+            self.out.line(f"Step {self.step}/{self.total} : {_show(instr)}")
+            state = self._step(state, instr)
+        return state
+
+    def _from(self, base: str, stage) -> State:
+        if base == "scratch":
+            return State(config={"architecture": oci.host_platform().architecture, "os": "linux",
+                                 "config": {"Env": [_DEFAULT_PATH]}, "history": []},
+                         layers=[], image_id="", manifest="")
+        j = self._stage_index(base)
+        if j is not None and j < stage.index:
+            prev = self.stage_results[j]
+            return State(config=json.loads(json.dumps(prev.config)), layers=list(prev.layers),
+                         image_id=prev.image_id, manifest=prev.manifest)
+        try:
+            rec = self.images.resolve(base)
+        except NotFound:
+            raise InvalidArgument(f"pull access denied for {base}: the image is not in the local store and "
+                                  f"lamina does not pull during builds yet; load or import it first "
+                                  f"(Dockerfile:{stage.line})") from None
+        return self._state_of(rec)
+
+    def _state_of(self, rec) -> State:
+        from lamina.runtime.commit import base_layers
+        cfg = json.loads(self.images.config_raw(rec))
+        cfg.pop("rootfs", None)
+        return State(config=cfg, layers=base_layers(self.images, rec), image_id=str(rec.id),
+                     manifest=str(rec.manifest))
+
+    def _onbuild(self, state: State, trigger: str) -> State:
+        from lamina.dockerfile.parser import parse
+        df = parse(f"FROM scratch\n{trigger}\n", filename="ONBUILD")
+        for instr in df.stages[0].instructions:
+            self.out.line(f"# Executing 1 build trigger")
+            state = self._step(state, instr)
+        return state
+
+    # -- one step -----------------------------------------------------------------------
+    def _env(self, state: State) -> dict[str, str]:
+        env = {}
+        for e in state.cc.get("Env") or []:
+            k, _, v = e.partition("=")
+            env[k] = v
+        for k, v in self.args.items():
+            if k not in env and v is not None:
+                env[k] = v
+        return env
+
+    def _step(self, state: State, instr) -> State:
+        from lamina.dockerfile.expand import expand_instruction
+        from lamina.dockerfile.parser import format_error
+        try:
+            if instr.cmd not in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "HEALTHCHECK", "ONBUILD", "MAINTAINER"):
+                instr = expand_instruction(instr, self._env(state), escape=self.df.escape)
+            handler = getattr(self, f"_i_{instr.cmd.lower()}", None)
+            if handler is None:
+                raise InvalidArgument(f"{instr.cmd} is not supported here")
+            return handler(state, instr)
+        except BuildFailed:
+            raise
+        except LaminaError as e:
+            if "Dockerfile:" in str(e).split("\n")[0]:
+                raise
+            raise InvalidArgument(format_error(self.df, instr.line, str(e))) from None
+
+    def _commit(self, state: State, *, instr_text: str, history: dict, new_layer=None,
+                key: str | None, sources: dict | None = None) -> State:
+        """Record the step's image (parent = state's image) and its cache entry."""
+        cfg = json.loads(json.dumps(state.config))
+        created = _rfc3339(self.epoch)
+        cfg["created"] = created
+        h = {"created": created, **history}
+        if new_layer is None:
+            h["empty_layer"] = True
+        cfg.setdefault("history", []).append(h)
+        layers = list(state.layers) + ([new_layer] if new_layer else [])
+        rec = self.images.create(config=cfg, layers=layers, parent=state.image_id or None,
+                                 intermediate=True, write_index=False)
+        if key:
+            self.cache.record(key, parent=state.image_id, instr=instr_text, image=str(rec.manifest),
+                              sources=sources)
+        cfg.pop("rootfs", None)
+        return State(config=cfg, layers=layers, image_id=str(rec.id), manifest=str(rec.manifest),
+                     cmd_set=state.cmd_set)
+
+    def _cached(self, state: State, key: str, *, instr_text: str, sources: dict | None = None) -> State | None:
+        if self.opts.no_cache:
+            return None
+        manifest = self.cache.lookup(key)
+        if manifest is None:
+            if self.out.plain:
+                why = self.cache.explain_miss(parent=state.image_id, instr=instr_text, sources=sources)
+                self.out.line(f" ---> Cache miss: {why}")
+            return None
+        rec = self.images.get(manifest)
+        self.out.line(" ---> Using cache")
+        self.out.line(f" ---> {rec.id.short}")
+        new = self._state_of(rec)
+        new.cmd_set = state.cmd_set
+        return new
+
+    def _metadata_step(self, state: State, instr, apply) -> State:
+        from lamina.build.cache import cache_key
+        text = _canonical(instr)
+        key = cache_key(state.image_id, instr.cmd, text)
+        hit = self._cached(state, key, instr_text=text)
+        if hit is not None:
+            if instr.cmd == "CMD":
+                hit.cmd_set = True
+            return hit
+        cid = os.urandom(6).hex()
+        self.out.line(f" ---> Running in {cid}")
+        new = State(config=json.loads(json.dumps(state.config)), layers=state.layers,
+                    image_id=state.image_id, manifest=state.manifest, cmd_set=state.cmd_set)
+        apply(new)
+        shown = f"/bin/sh -c #(nop)  {text}"
+        result = self._commit(new, instr_text=text, history={"created_by": shown}, key=key)
+        self.out.line(f"Removing intermediate container {cid}")
+        self.out.line(f" ---> {result.image_id[7:19]}")
+        return result
+
+    # -- metadata instructions ------------------------------------------------------------
+    def _i_env(self, state, instr):
+        from lamina.dockerfile.expand import key_values
+        from lamina.image.changes import set_env
+
+        def apply(s):
+            env = list(s.cc.get("Env") or [])
+            for k, v in key_values(instr):
+                env = set_env(env, k, v)
+            s.cc["Env"] = env
+        return self._metadata_step(state, instr, apply)
+
+    def _i_label(self, state, instr):
+        from lamina.dockerfile.expand import key_values
+
+        def apply(s):
+            labels = dict(s.cc.get("Labels") or {})
+            labels.update(dict(key_values(instr)))
+            s.cc["Labels"] = labels
+        return self._metadata_step(state, instr, apply)
+
+    def _i_maintainer(self, state, instr):
+        def apply(s):
+            s.config["author"] = " ".join(instr.args)
+        return self._metadata_step(state, instr, apply)
+
+    def _i_expose(self, state, instr):
+        from lamina.image.changes import normalize_port
+
+        def apply(s):
+            ports = dict(s.cc.get("ExposedPorts") or {})
+            for p in instr.args:
+                ports[normalize_port(p)] = {}
+            s.cc["ExposedPorts"] = ports
+        return self._metadata_step(state, instr, apply)
+
+    def _shell_form(self, state, instr) -> list[str]:
+        if instr.json:
+            return list(instr.args)
+        return list(state.cc.get("Shell") or DEFAULT_SHELL) + [" ".join(instr.args)]
+
+    def _i_cmd(self, state, instr):
+        def apply(s):
+            s.cc["Cmd"] = self._shell_form(s, instr)
+            s.cmd_set = True
+        new = self._metadata_step(state, instr, apply)
+        new.cmd_set = True
+        return new
+
+    def _i_entrypoint(self, state, instr):
+        def apply(s):
+            s.cc["Entrypoint"] = self._shell_form(s, instr)
+            if not s.cmd_set:
+                s.cc["Cmd"] = None  # a new ENTRYPOINT resets an inherited CMD, like Docker
+        return self._metadata_step(state, instr, apply)
+
+    def _i_volume(self, state, instr):
+        def apply(s):
+            vols = dict(s.cc.get("Volumes") or {})
+            for v in instr.args:
+                if not v.strip():
+                    raise InvalidArgument("VOLUME specified can not be an empty string")
+                vols[v] = {}
+            s.cc["Volumes"] = vols
+        return self._metadata_step(state, instr, apply)
+
+    def _i_user(self, state, instr):
+        def apply(s):
+            s.cc["User"] = instr.args[0] if instr.args else ""
+        return self._metadata_step(state, instr, apply)
+
+    def _i_workdir(self, state, instr):
+        def apply(s):
+            wd = instr.args[0] if instr.args else "/"
+            s.cc["WorkingDir"] = posixpath.normpath(posixpath.join(s.cc.get("WorkingDir") or "/", wd))
+        return self._metadata_step(state, instr, apply)
+
+    def _i_stopsignal(self, state, instr):
+        def apply(s):
+            from lamina.runtime.lifecycle import parse_signal
+            parse_signal(instr.args[0])
+            s.cc["StopSignal"] = instr.args[0]
+        return self._metadata_step(state, instr, apply)
+
+    def _i_shell(self, state, instr):
+        if not instr.json:
+            raise InvalidArgument("SHELL requires the arguments to be in JSON form")
+
+        def apply(s):
+            s.cc["Shell"] = list(instr.args)
+        return self._metadata_step(state, instr, apply)
+
+    def _i_onbuild(self, state, instr):
+        trigger = instr.original.split(None, 1)[1] if " " in instr.original.strip() else ""
+        head = trigger.split(None, 1)[0].upper() if trigger else ""
+        if head in ("ONBUILD", "FROM", "MAINTAINER"):
+            raise InvalidArgument(f"{head} isn't allowed as an ONBUILD trigger")
+
+        def apply(s):
+            s.cc["OnBuild"] = list(s.cc.get("OnBuild") or []) + [trigger]
+        return self._metadata_step(state, instr, apply)
+
+    def _i_healthcheck(self, state, instr):
+        flags = dict(instr.flags)
+
+        def apply(s):
+            if instr.args and instr.args[0].upper() == "NONE":
+                s.cc["Healthcheck"] = {"Test": ["NONE"]}
+                return
+            args = list(instr.args)
+            if not args or args[0].upper() != "CMD":
+                raise InvalidArgument("HEALTHCHECK requires CMD or NONE")
+            rest = args[1:]
+            if instr.json:
+                test = ["CMD"] + rest
+            else:
+                test = ["CMD-SHELL", " ".join(rest)]
+            hc = {"Test": test}
+            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                              ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+                if flags.get(flag):
+                    hc[key] = _duration_ns(flags[flag], flag)
+            if flags.get("retries"):
+                hc["Retries"] = int(flags["retries"])
+            s.cc["Healthcheck"] = hc
+        return self._metadata_step(state, instr, apply)
+
+    def _i_arg(self, state, instr):
+        from lamina.dockerfile.expand import key_values
+        for k, v in key_values(instr):
+            if k in self.opts.build_args:
+                self.args[k] = self.opts.build_args[k]
+                self.used_args.add(k)
+            elif v is not None:
+                self.args[k] = v
+            elif k in self.meta_env:
+                self.args[k] = self.meta_env[k]
+            else:
+                self.args[k] = None
+        # ARG changes no config: Docker's classic builder still reports a step
+        self.out.line(f" ---> {state.image_id[7:19] if state.image_id else '<scratch>'}")
+        return state
+
+    # -- RUN --------------------------------------------------------------------------------
+    def _run_args_env(self) -> list[str]:
+        """Build args visible to RUN (declared ARGs with a value, plus proxy args given)."""
+        out = [f"{k}={v}" for k, v in self.args.items() if v is not None]
+        for k in PROXY_ARGS:
+            if k in self.opts.build_args and k not in self.args:
+                out.append(f"{k}={self.opts.build_args[k]}")
+        return out
+
+    def _i_run(self, state, instr):
+        from lamina.build.cache import cache_key
+        from lamina.build.run import discard, parse_run_mounts, run_in_layers
+        from lamina.runtime.commit import layer_from_dir
+        from lamina.snapshot import Layer, Snapshotter
+        args = self._shell_form(state, instr)
+        build_env = self._run_args_env()
+        flags = [(k, v) for k, v in instr.flags]
+        network = dict(flags).get("network") or (self.opts.network if self.opts.network != "default" else "host")
+        mounts_raw = [v for k, v in flags if k == "mount"]
+        secret_ids = sorted(self.opts.secrets)
+        # the cache key sees the command, the build args and the flags -- never secret contents
+        prefix = f"|{len(build_env)} {' '.join(build_env)} " if build_env else ""
+        text = prefix + " ".join(args) if not instr.json else prefix + json.dumps(args)
+        key = cache_key(state.image_id, "RUN", [text, flags, [m for m in mounts_raw if "secret" not in m], secret_ids])
+        hit = self._cached(state, key, instr_text=text)
+        if hit is not None:
+            return hit
+        env = list(state.cc.get("Env") or [_DEFAULT_PATH])
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, _DEFAULT_PATH)
+        names = {e.split("=", 1)[0] for e in env}
+        env += [e for e in build_env if e.split("=", 1)[0] not in names]
+        layers = [Layer(c, d, desc.digest) for c, (desc, d, _) in
+                  zip(chain_ids([x[1] for x in state.layers]), state.layers)]
+        mounts = parse_run_mounts(mounts_raw, context_dir=self.context_dir,
+                                  cache_root=os.path.join(self.store.root, "build-cache", "mounts"),
+                                  secrets=self.opts.secrets, stage_root=self._stage_root)
+        sys.stdout.flush()
+        code, upper, cdir = run_in_layers(
+            self.store, layers, args=args, env=env, cwd=state.cc.get("WorkingDir") or "/",
+            user=state.cc.get("User") or "", mounts=mounts, network=network,
+            out_fd=os.open(os.devnull, os.O_WRONLY) if self.opts.quiet else 1,
+            on_id=lambda cid: self.out.line(f" ---> Running in {cid[:12]}"))
+        try:
+            if code != 0:
+                shown = " ".join(args) if not instr.json else json.dumps(args)
+                last = state.image_id[7:19] if state.image_id else "<scratch>"
+                raise BuildFailed(f"The command '{shown}' returned a non-zero code: {code}\n"
+                                  f"Step {self.step}/{self.total} failed: {_show(instr)} "
+                                  f"(Dockerfile:{instr.line}). The last good step's image is {last}: "
+                                  f"debug it with 'lamina run -it {last} sh'", code)
+            desc = layer_from_dir(self.store, upper, overlay_upper=True, source_date_epoch=self.epoch)
+            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
+            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
+            Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, upper, desc[2])
+        finally:
+            discard(cdir)
+        result = self._commit(state, instr_text=text, history={"created_by": text},
+                              new_layer=desc, key=key)
+        self.out.line(f"Removing intermediate container {os.path.basename(cdir)[:12]}")
+        self.out.line(f" ---> {result.image_id[7:19]}")
+        return result
+
+    def _stage_root(self, name: str) -> str:
+        raise InvalidArgument(f"RUN --mount from={name} is not supported yet; COPY --from the stage instead")
+
+    # -- COPY / ADD -------------------------------------------------------------------------
+    def _context(self):
+        if self._ctx is None:
+            from lamina.build.context import Context
+            from lamina.dockerfile.ignore import find_ignore_file, read_ignore_file
+            ign_path = find_ignore_file(self.context_dir, self.opts.dockerfile)
+            ign = read_ignore_file(ign_path) if ign_path else None
+            os.makedirs(os.path.join(self.store.root, "build-cache"), exist_ok=True)
+            self._ctx = Context(self.context_dir, ignore=ign,
+                                cache_path=os.path.join(self.store.root, "build-cache", "context-hashes.db"))
+        return self._ctx
+
+    def _owner(self, state: State, chown: str | None):
+        if not chown:
+            return None
+        from lamina.runtime.containers import resolve_user_in_layers
+        from lamina.snapshot import Layer, Snapshotter
+        user, _, group = chown.partition(":")
+        if user.isdigit() and (not group or group.isdigit()):
+            return int(user), int(group or user)
+        snap = Snapshotter(self.store)
+        layers = [Layer(c, d, desc.digest) for c, (desc, d, _) in
+                  zip(chain_ids([x[1] for x in state.layers]), state.layers)]
+        dirs = list(reversed(snap.prepare(layers)))
+        u = resolve_user_in_layers(dirs, chown if group else user)
+        return u.uid, u.gid
+
+    def _i_copy(self, state, instr):
+        return self._copy(state, instr, add=False)
+
+    def _i_add(self, state, instr):
+        return self._copy(state, instr, add=True)
+
+    def _copy(self, state, instr, *, add: bool):
+        from lamina.build.cache import cache_key
+        from lamina.build.context import Context, contains_wildcards
+        from lamina.build.copy import CopyItem, host_walker, stage_copy
+        from lamina.runtime.commit import layer_from_dir
+        from lamina.snapshot import Layer, Snapshotter
+        flags = dict(instr.flags)
+        if instr.heredocs:
+            return self._copy_heredocs(state, instr, flags)
+        if len(instr.args) < 2:
+            raise InvalidArgument(f"{instr.cmd} requires at least two arguments")
+        srcs, dest = list(instr.args[:-1]), instr.args[-1]
+        chmod = None
+        if flags.get("chmod"):
+            try:
+                chmod = int(flags["chmod"], 8)
+            except ValueError:
+                raise InvalidArgument(f"invalid chmod parameter {flags['chmod']!r}: want octal like 0755") from None
+        frm = flags.get("from")
+        wildcard = any(contains_wildcards(s) for s in srcs)
+        items: list = []
+        sources_manifest: dict = {}
+        urls = [s for s in srcs if add and ("://" in s)]
+        if frm:
+            checksum, items, sources_manifest = self._from_sources(frm, srcs)
+        else:
+            local = [s for s in srcs if s not in urls]
+            ctx = self._context()
+            resolved = ctx.resolve(local) if local else []
+            checksum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
+            for src in resolved:
+                items.append((CopyItem(src.name, src.abspath, src.is_dir), _ctx_walker(ctx, src)))
+        url_files = [self._fetch_url(u, flags.get("checksum")) for u in urls]
+        for path, name, digest in url_files:
+            checksum += digest
+            items.append((CopyItem(name, path, False), host_walker(path, False)))
+        text = _canonical(instr)
+        payload = [text, checksum, state.cc.get("WorkingDir") or "/", sorted(flags.items())]
+        key = cache_key(state.image_id, instr.cmd, payload)
+        hit = self._cached(state, key, instr_text=text, sources=sources_manifest)
+        if hit is not None:
+            return hit
+        snap = Snapshotter(self.store)
+        layers = [Layer(c, d, desc.digest) for c, (desc, d, _) in
+                  zip(chain_ids([x[1] for x in state.layers]), state.layers)]
+        lowers = list(reversed(snap.prepare(layers))) if layers else []
+        owner = self._owner(state, flags.get("chown"))
+        staging = os.path.join(self.store.snapshots_dir, f"tmp-stage-{os.urandom(8).hex()}")
+        os.makedirs(staging)
+        try:
+            if add:
+                items = self._expand_archives(items, staging, instr, state, lowers)
+            stage_copy(staging, items, dest, workdir=state.cc.get("WorkingDir") or "/", lowers=lowers,
+                       owner=owner, chmod=chmod, wildcard=wildcard, what=instr.cmd)
+            desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch)
+            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
+            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
+            snap.adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, staging, desc[2])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        what = "dir" if len(items) == 1 and items[0][0].is_dir else "file"
+        shown = f"/bin/sh -c #(nop) {instr.cmd} {what}:{checksum[:64]} in {dest} "
+        result = self._commit(state, instr_text=text, history={"created_by": shown}, new_layer=desc, key=key,
+                              sources=sources_manifest)
+        self.out.line(f" ---> {result.image_id[7:19]}")
+        return result
+
+    def _expand_archives(self, items, staging, instr, state, lowers):
+        """ADD: local tar archives are unpacked at the destination instead of copied."""
+        from lamina.build.copy import resolve_dest
+        from lamina.layer.compress import open_decompressed, sniff
+        from lamina.layer.extract import apply_layer
+        out = []
+        dest, _ = resolve_dest(instr.args[-1], state.cc.get("WorkingDir") or "/")
+        for item, walker in items:
+            if not item.is_dir and os.path.isfile(item.abspath) and _is_archive(item.abspath):
+                target = os.path.join(staging, dest.lstrip("/"))
+                from lamina.build.copy import _ensure_parents
+                _ensure_parents(staging, dest.lstrip("/"), lowers)
+                with open(item.abspath, "rb") as f:
+                    stream, _ = open_decompressed(f)
+                    apply_layer(stream, target, mode="merge")
+            else:
+                out.append((item, walker))
+        return out
+
+    def _fetch_url(self, url: str, checksum: str | None):
+        """ADD <url>: download to a temp file; verify --checksum. Returns (path, name, digest)."""
+        import hashlib
+        import tempfile
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+        name = os.path.basename(urllib.parse.urlparse(url).path) or "index.html"
+        fd, path = tempfile.mkstemp(prefix="lamina-add-")
+        h = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r, os.fdopen(fd, "wb") as f:
+                while chunk := r.read(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            os.unlink(path)
+            reason = getattr(e, "reason", None) or e
+            raise InvalidArgument(f"failed to fetch {url}: {reason}") from None
+        got = f"sha256:{h.hexdigest()}"
+        if checksum and checksum != got:
+            os.unlink(path)
+            raise InvalidArgument(f"invalid checksum for {url}: expected {checksum}, got {got}")
+        os.chmod(path, 0o600)
+        return path, name, got
+
+    def _from_sources(self, frm: str, srcs: list[str]):
+        """COPY --from=<stage|index|image>: sources from that filesystem (via a merged copy)."""
+        import glob
+        from lamina.build.copy import CopyItem, host_walker
+        j = self._stage_index(frm)
+        if j is not None and j in self.stage_results:
+            st = self.stage_results[j]
+        else:
+            try:
+                st = self._state_of(self.images.resolve(frm))
+            except NotFound:
+                raise InvalidArgument(f"COPY --from={frm}: no stage or image named {frm!r}") from None
+        root = self._merged_dir(st)
+        items, manifest = [], {}
+        import hashlib
+        h = hashlib.sha256(st.image_id.encode())
+        for s in srcs:
+            pattern = os.path.join(root, s.lstrip("/"))
+            matches = sorted(glob.glob(pattern)) if any(c in s for c in "*?[") else [pattern]
+            found = False
+            for m in matches:
+                real = os.path.realpath(m)
+                if not (real == root or real.startswith(root + "/")):
+                    real = m
+                if not os.path.lexists(real):
+                    continue
+                found = True
+                isdir = os.path.isdir(real)
+                items.append((CopyItem(os.path.relpath(m, root), real, isdir), host_walker(real, isdir)))
+                manifest[os.path.relpath(m, root)] = st.image_id
+                h.update(m.encode())
+            if not found:
+                raise InvalidArgument(f'failed to compute cache key: "/{s.lstrip("/")}" not found in {frm}')
+        return h.hexdigest(), items, manifest
+
+    def _merged_dir(self, st: State) -> str:
+        """A directory holding the merged filesystem of a state (cached per image for the build)."""
+        from lamina.snapshot import Layer, Snapshotter
+        cache = getattr(self, "_merged", None)
+        if cache is None:
+            cache = self._merged = {}
+        if st.image_id in cache:
+            return cache[st.image_id]
+        d = os.path.join(self.store.snapshots_dir, f"tmp-merged-{os.urandom(8).hex()}")
+        layers = [Layer(c, dd, desc.digest) for c, (desc, dd, _) in
+                  zip(chain_ids([x[1] for x in st.layers]), st.layers)]
+        Snapshotter(self.store).copy_rootfs(layers, d)
+        cache[st.image_id] = d
+        return d
+
+    def _copy_heredocs(self, state, instr, flags):
+        """COPY <<EOF /dest : the heredoc bodies become files."""
+        import tempfile
+        from lamina.build.copy import CopyItem, host_walker
+        tmp = tempfile.mkdtemp(prefix="lamina-heredoc-")
+        try:
+            files = []
+            for hd in instr.heredocs:
+                p = os.path.join(tmp, hd.name)
+                with open(p, "w") as f:
+                    f.write(hd.content)
+                os.chmod(p, 0o644)
+                files.append(p)
+            args = [os.path.basename(p) for p in files] + [instr.args[-1]]
+            fake = replace(instr, args=tuple(args), heredocs=())
+            old = self.context_dir, self._ctx
+            self.context_dir, self._ctx = tmp, None
+            try:
+                return self._copy(state, fake, add=False)
+            finally:
+                self.context_dir, self._ctx = old
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def cleanup(self) -> None:
+        for d in (getattr(self, "_merged", None) or {}).values():
+            shutil.rmtree(d, ignore_errors=True)
+        if self._ctx is not None:
+            self._ctx.close()
+
+
+_DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _ctx_walker(ctx, src):
+    def walk():
+        base = src.relpath
+        for rel, s in ctx.walk(src):
+            sub = rel[len(base):].lstrip("/") if base else rel
+            full = os.path.join(ctx.root, rel) if rel else ctx.root
+            yield sub, full, s
+    return walk
+
+
+def _is_archive(path: str) -> bool:
+    from lamina.layer.compress import sniff
+    with open(path, "rb") as f:
+        head = f.read(512)
+    kind = sniff(head[:6])
+    if kind is not None:
+        return True
+    return len(head) == 512 and head[257:262] == b"ustar"
+
+
+def _show(instr) -> str:
+    return " ".join(instr.original.split()) if "\n" in instr.original else instr.original.strip()
+
+
+def _canonical(instr) -> str:
+    """The instruction as the cache compares it (after expansion), in Docker's history form."""
+    flags = " ".join(f"--{k}={v}" if v is not None else f"--{k}" for k, v in instr.flags)
+    if instr.cmd in ("ENV", "LABEL"):
+        a = instr.args
+        args = " ".join(f"{a[i]}={_quote_kv(a[i + 1])}" for i in range(0, len(a) - 1, 2))
+    elif instr.json:
+        args = json.dumps(list(instr.args), separators=(",", ":"), ensure_ascii=False)
+    else:
+        args = " ".join(instr.args)
+    return " ".join(x for x in (instr.cmd, flags, args) if x)
+
+
+def _quote_kv(v: str) -> str:
+    return json.dumps(v, ensure_ascii=False) if (not v or any(c in v for c in " \t\"'\\")) else v
+
+
+def _duration_ns(text: str, flag: str) -> int:
+    import re
+    total = 0.0
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise InvalidArgument(f"HEALTHCHECK --{flag}={text}: want a duration like 30s or 1m30s")
+    for num, unit in parts:
+        total += float(num) * units[unit]
+    return int(total * 1e9)
+
+
+def _source_date_epoch() -> int | None:
+    v = os.environ.get("SOURCE_DATE_EPOCH")
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise InvalidArgument(f"SOURCE_DATE_EPOCH={v!r} is not a number of seconds") from None
+
+
+def _rfc3339(epoch: int | None) -> str:
+    from lamina.image.service import rfc3339
+    return rfc3339(float(epoch)) if epoch is not None else rfc3339()
+
+
+def _auto_platform_args(platform: str | None) -> dict:
+    host = oci.host_platform()
+    target = host
+    if platform:
+        parts = platform.split("/")
+        if len(parts) < 2:
+            raise InvalidArgument(f"invalid platform {platform!r}: want os/arch[/variant]")
+        target = oci.Platform(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
+        if (target.os, target.architecture) != (host.os, host.architecture):
+            raise InvalidArgument(f"platform {platform} is not this host's ({host}); lamina builds for the host only")
+    out = {}
+    for prefix, p in (("TARGET", target), ("BUILD", host)):
+        out[f"{prefix}PLATFORM"] = str(p)
+        out[f"{prefix}OS"] = p.os
+        out[f"{prefix}ARCH"] = p.architecture
+        out[f"{prefix}VARIANT"] = p.variant or ""
+    return out
+
+
+def build(store, opts: BuildOptions):
+    b = Builder(store, opts)
+    try:
+        return b.build()
+    finally:
+        b.cleanup()

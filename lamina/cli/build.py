@@ -1,0 +1,191 @@
+"""``build`` and ``builder prune``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lamina.cli.args import Parser, parse
+from lamina.errors import InvalidArgument
+
+
+def run(verb: str, argv: list[str], ctx) -> int:
+    if verb == "builder":
+        if not argv or argv[0] in ("-h", "--help"):
+            print("\nUsage:  lamina builder COMMAND\n\nManage builds\n\nCommands:\n  build\n  prune")
+            return 0
+        sub = argv.pop(0)
+        if sub == "build":
+            return cmd_build(argv, ctx)
+        if sub != "prune":
+            sys.stderr.write(f"lamina: 'builder {sub}' is not a lamina command.\nSee 'lamina builder --help'\n")
+            return 125
+        return cmd_builder_prune(argv, ctx)
+    return cmd_build(argv, ctx)
+
+
+def _kv(items: list[str], what: str) -> dict:
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not k:
+            raise InvalidArgument(f"invalid {what}: {it!r}")
+        out[k] = v if sep else os.environ.get(k, "")
+    return out
+
+
+def cmd_build(argv, ctx) -> int:
+    p = Parser("build", "[OPTIONS] PATH | URL | -", "Build an image from a Dockerfile")
+    p.option("-t", "--tag", append=True, metavar="list", help="Name and optionally a tag in the 'name:tag' format")
+    p.option("-f", "--file", metavar="string", help="Name of the Dockerfile (Default is 'PATH/Dockerfile')")
+    p.option("--build-arg", append=True, metavar="list", help="Set build-time variables")
+    p.option("--target", help="Set the target build stage to build")
+    p.flag("--no-cache", help="Do not use cache when building the image")
+    p.flag("--pull", help="Always attempt to pull a newer version of the image")
+    p.flag("-q", "--quiet", help="Suppress the build output and print image ID on success")
+    p.option("--iidfile", help="Write the image ID to the file")
+    p.option("--label", append=True, metavar="list", help="Set metadata for an image")
+    p.option("--network", default="default", help="Set the networking mode for the RUN instructions during build")
+    p.option("--secret", append=True, metavar="stringArray", help="Secret to expose to the build (id=mysecret,src=/local/secret)")
+    p.option("--progress", default="auto", help="Set type of progress output (auto, plain, tty)")
+    p.option("-o", "--output", metavar="stringArray", help="Output destination (format: type=local,dest=path)")
+    p.option("--platform", help="Set platform if server is multi-platform capable")
+    p.flag("--rm", default=True, help="Remove intermediate containers after a successful build (default true)")
+    p.flag("--force-rm", help="Always remove intermediate containers")
+    p.args("context", min=1, max=1)
+    a = parse(p, argv)
+    from lamina import reference
+    from lamina.build.builder import BuildOptions, build
+    tags = [reference.parse(t) for t in a.tag]
+    for t in tags:
+        if t.digest is not None:
+            raise InvalidArgument(f"invalid tag {t}: a tag cannot contain a digest")
+    secrets = {}
+    for s in a.secret:
+        kv = dict(x.split("=", 1) for x in s.split(",") if "=" in x)
+        sid = kv.get("id")
+        src = kv.get("src") or kv.get("source")
+        if not sid:
+            raise InvalidArgument(f"invalid secret {s!r}: want id=<name>,src=<file>")
+        if src is None and kv.get("env"):
+            import tempfile
+            fd, src = tempfile.mkstemp(prefix="lamina-secret-")
+            os.write(fd, os.environ.get(kv["env"], "").encode())
+            os.close(fd)
+        if not src or not os.path.isfile(src):
+            raise InvalidArgument(f"secret {sid}: file {src} not found")
+        secrets[sid] = os.path.abspath(src)
+    if a.progress not in ("auto", "plain", "tty", "quiet", "rawjson"):
+        raise InvalidArgument(f"invalid progress mode {a.progress!r}: want auto, plain or tty")
+    tmp_ctx = None
+    dockerfile_data = None
+    context = a.context
+    if context == "-":
+        if a.file == "-":
+            raise InvalidArgument("invalid argument: can't use stdin for both build context and dockerfile")
+        import tempfile
+        from lamina.layer.compress import open_decompressed
+        from lamina.layer.extract import apply_layer
+        tmp_ctx = tempfile.mkdtemp(prefix="lamina-context-")
+        data = sys.stdin.buffer.read()
+        from lamina.layer.compress import sniff
+        if sniff(data[:6]) is None and data[257:262] != b"ustar":
+            dockerfile_data, context = data, tmp_ctx  # not an archive: a Dockerfile, empty context
+        else:
+            import io
+            stream, _ = open_decompressed(io.BytesIO(data))
+            apply_layer(stream, tmp_ctx, mode="merge")
+            context = tmp_ctx
+    elif "://" in context:
+        raise InvalidArgument(f"remote build contexts are not supported: {context}; clone or download it first")
+    elif not os.path.isdir(context):
+        raise InvalidArgument(f'unable to prepare context: path "{context}" not found')
+    dockerfile = None
+    if a.file == "-":
+        dockerfile_data = sys.stdin.buffer.read()
+    elif a.file:
+        dockerfile = a.file if os.path.isabs(a.file) else os.path.abspath(a.file)
+        if not os.path.exists(dockerfile) and os.path.exists(os.path.join(context, a.file)):
+            dockerfile = os.path.join(os.path.abspath(context), a.file)
+    opts = BuildOptions(context=context, dockerfile=dockerfile, dockerfile_data=dockerfile_data,
+                        tags=tuple(tags), build_args=_kv(a.build_arg, "build arg"), target=a.target,
+                        no_cache=a.no_cache, quiet=a.quiet, labels=_kv(a.label, "label"), network=a.network,
+                        secrets=secrets, progress=a.progress, platform=a.platform)
+    try:
+        rec = build(ctx.store, opts)
+    finally:
+        if tmp_ctx:
+            import shutil
+            shutil.rmtree(tmp_ctx, ignore_errors=True)
+    if a.quiet:
+        print(rec.id)
+    if a.iidfile:
+        with open(a.iidfile, "w") as f:
+            f.write(str(rec.id))
+    if a.output:
+        _export(ctx, rec, a.output)
+    return 0
+
+
+def _export(ctx, rec, spec: str) -> None:
+    from lamina.image.service import Images
+    kv = dict(x.split("=", 1) for x in spec.split(",") if "=" in x)
+    if "=" not in spec:
+        kv = {"type": "local", "dest": spec}
+    typ, dest = kv.get("type", "local"), kv.get("dest")
+    if not dest:
+        raise InvalidArgument(f"--output {spec}: dest is required")
+    images = Images(ctx.store)
+    if typ in ("oci", "docker"):
+        from lamina.image.archive import save
+        with open(dest, "wb") as f:
+            save(images, [str(rec.manifest)], f)
+        return
+    if typ not in ("tar", "local"):
+        raise InvalidArgument(f"--output {spec}: unsupported type {typ!r} (want local, tar, oci or docker)")
+    from lamina.snapshot import Snapshotter, image_layers
+    import tempfile
+    root = tempfile.mkdtemp(prefix="lamina-out-", dir=ctx.store.snapshots_dir) if typ == "tar" else os.path.abspath(dest)
+    try:
+        with ctx.store.operation():
+            Snapshotter(ctx.store).copy_rootfs(image_layers(images, rec), root)
+        if typ == "tar":
+            from lamina.layer.writer import write_layer
+            out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
+            try:
+                write_layer(root, out)
+            finally:
+                if out is not sys.stdout.buffer:
+                    out.close()
+    finally:
+        if typ == "tar":
+            import shutil
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def cmd_builder_prune(argv, ctx) -> int:
+    p = Parser("builder prune", "[OPTIONS]", "Remove build cache")
+    p.flag("-a", "--all", help="Remove all unused build cache, not just dangling ones")
+    p.flag("-f", "--force", help="Do not prompt for confirmation")
+    p.option("--filter", append=True, help="Provide filter values")
+    a = parse(p, argv)
+    from lamina.build.cache import BuildCache
+    from lamina.cli.format import human_size
+    from lamina.cli.images import _confirm
+    if not a.force and not _confirm("WARNING! This will remove all dangling build cache."):
+        return 0
+    import shutil
+    n = BuildCache(ctx.store).prune()
+    for sub in ("mounts", "context-hashes.db", "context-hashes.db-wal", "context-hashes.db-shm"):
+        path = os.path.join(ctx.store.root, "build-cache", sub)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.unlink(path)
+    # intermediate step images nothing refers to any more go with the cache
+    from lamina.image.prune import prune_images
+    from lamina.image.service import Images
+    lines, freed = prune_images(Images(ctx.store), all_unused=False, filters={}, intermediate_only=True)
+    print(f"Deleted build cache objects: {n}")
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0

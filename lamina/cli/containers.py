@@ -1,0 +1,676 @@
+"""Container verbs: run, create, start, ps, stop, kill, rm, restart, wait, rename, pause,
+unpause, logs, attach, exec, top, port, commit, diff, cp, export (and the ``container``
+group). Parsing and output only; the work is in lamina.runtime and lamina.diff."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from lamina.cli.args import Parser, parse
+from lamina.errors import Conflict, InvalidArgument, LaminaError
+
+GROUP = {"ls": "ps", "list": "ps", "run": "run", "create": "create", "start": "start", "stop": "stop",
+         "kill": "kill", "rm": "rm", "remove": "rm", "restart": "restart", "wait": "wait", "rename": "rename",
+         "pause": "pause", "unpause": "unpause", "logs": "logs", "attach": "attach", "exec": "exec",
+         "top": "top", "port": "port", "commit": "commit", "diff": "diff", "cp": "cp", "export": "export",
+         "inspect": "inspect", "prune": "prune"}
+
+PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedAt}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED",
+              "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
+              "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS", "State": "STATE"}
+
+
+def run(verb: str, argv: list[str], ctx) -> int:
+    if verb == "container":
+        if not argv or argv[0] in ("-h", "--help"):
+            print("\nUsage:  lamina container COMMAND\n\nManage containers\n\nCommands:")
+            for k in sorted(set(GROUP) - {"list", "remove"}):
+                print(f"  {k}")
+            return 0
+        sub = argv.pop(0)
+        if sub not in GROUP:
+            sys.stderr.write(f"lamina: 'container {sub}' is not a lamina command.\nSee 'lamina container --help'\n")
+            return 125
+        verb = GROUP[sub]
+        if verb == "inspect":
+            from lamina.cli.images import cmd_inspect
+            return cmd_inspect(["--type", "container", *argv], ctx)
+    return globals()[f"cmd_{verb}"](argv, ctx)
+
+
+def _containers(ctx):
+    from lamina.runtime.containers import Containers
+    return Containers(ctx.store)
+
+
+# -- create / run ----------------------------------------------------------------------
+def _create_parser(verb: str) -> Parser:
+    p = Parser(verb, "[OPTIONS] IMAGE [COMMAND] [ARG...]",
+               "Create and run a new container from an image" if verb == "run" else "Create a new container",
+               interspersed=False)
+    p.flag("-i", "--interactive", help="Keep STDIN open even if not attached")
+    p.flag("-t", "--tty", help="Allocate a pseudo-TTY")
+    if verb == "run":
+        p.flag("-d", "--detach", help="Run container in background and print container ID")
+        p.flag("--sig-proxy", default=True, help="Proxy received signals to the process (default true)")
+    p.flag("--rm", help="Automatically remove the container when it exits")
+    p.option("--name", help="Assign a name to the container")
+    p.option("-e", "--env", append=True, metavar="list", help="Set environment variables")
+    p.option("--env-file", append=True, metavar="list", help="Read in a file of environment variables")
+    p.option("-w", "--workdir", help="Working directory inside the container")
+    p.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    p.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
+    p.option("-v", "--volume", append=True, metavar="list", help="Bind mount a volume")
+    p.option("--mount", append=True, metavar="mount", help="Attach a filesystem mount to the container")
+    p.option("--tmpfs", append=True, metavar="list", help="Mount a tmpfs directory")
+    p.flag("--read-only", help="Mount the container's root filesystem as read only")
+    p.option("-h", "--hostname", help="Container host name")
+    p.option("--network", "--net", default="host", help="Connect a container to a network: host or none "
+                                                         "(default host until bridge networking lands)")
+    p.flag("--init", help="Run an init inside the container that forwards signals and reaps processes")
+    p.option("--stop-signal", help="Signal to stop the container")
+    p.option("--stop-timeout", metavar="int", help="Timeout (in seconds) to stop a container")
+    p.option("--restart", default="no", help="Restart policy to apply when a container exits (default \"no\")")
+    p.option("--cap-add", append=True, metavar="list", help="Add Linux capabilities")
+    p.option("--cap-drop", append=True, metavar="list", help="Drop Linux capabilities")
+    p.flag("--privileged", help="Give extended privileges to this container")
+    p.option("--security-opt", append=True, metavar="list", help="Security Options")
+    p.option("-m", "--memory", metavar="bytes", help="Memory limit")
+    p.option("--cpus", metavar="decimal", help="Number of CPUs")
+    p.option("--pids-limit", metavar="int", help="Tune container pids limit (set -1 for unlimited)")
+    p.option("--ulimit", append=True, metavar="ulimit", help="Ulimit options")
+    p.option("--shm-size", metavar="bytes", help="Size of /dev/shm")
+    p.option("-l", "--label", append=True, metavar="list", help="Set meta data on a container")
+    p.option("--detach-keys", help="Override the key sequence for detaching a container")
+    p.option("--runtime", default="builtin", help="Runtime to use for this container: builtin, runc or crun")
+    p.args("args", min=1)
+    return p
+
+
+def _read_env_files(paths: list[str]) -> list[str]:
+    out = []
+    for path in paths:
+        try:
+            lines = open(path).read().splitlines()
+        except OSError as e:
+            raise InvalidArgument(f"open {path}: {e.strerror.lower()}") from None
+        for n, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if " " in line.split("=", 1)[0] or line.startswith("="):
+                raise InvalidArgument(f"{path}:{n}: variable '{line.split('=', 1)[0]}' contains whitespaces")
+            out.append(line)
+    return out
+
+
+def _options(a, verb: str):
+    from lamina.cli.format import parse_size
+    from lamina.runtime.containers import CreateOptions
+    image, cmd = a.args[0], tuple(a.args[1:])
+    entry = None
+    if a.entrypoint is not None:
+        entry = () if a.entrypoint == "" else (a.entrypoint,)
+    labels = {}
+    for l in a.label:
+        k, _, v = l.partition("=")
+        labels[k] = v
+    runtime = a.runtime
+    if runtime not in ("builtin", "runc", "crun", "lamina"):
+        raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
+    def num(v, what, typ=int):
+        if v is None:
+            return None
+        try:
+            return typ(v)
+        except ValueError:
+            raise InvalidArgument(f'invalid argument "{v}" for "{what}" flag') from None
+    pids = num(a.pids_limit, "--pids-limit")
+    return CreateOptions(
+        image=image, cmd=cmd, name=a.name, entrypoint=entry,
+        env=tuple(_read_env_files(a.env_file) + list(a.env)), workdir=a.workdir, user=a.user,
+        hostname=a.hostname, tty=a.tty, interactive=a.interactive, volumes=tuple(a.volume),
+        mounts=tuple(a.mount), tmpfs=tuple(a.tmpfs), read_only=a.read_only, network=a.network,
+        init=a.init, stop_signal=a.stop_signal, stop_timeout=num(a.stop_timeout, "--stop-timeout"),
+        restart=a.restart, cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), privileged=a.privileged,
+        security_opt=tuple(a.security_opt), memory=parse_size(a.memory) if a.memory else None,
+        cpus=num(a.cpus, "--cpus", float), pids_limit=None if pids is None or pids <= 0 else pids,
+        ulimits=tuple(a.ulimit), shm_size=parse_size(a.shm_size) if a.shm_size else None, labels=labels,
+        runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys)
+
+
+def cmd_create(argv, ctx) -> int:
+    a = parse(_create_parser("create"), argv)
+    doc = _containers(ctx).create(_options(a, "create"))
+    print(doc["Id"])
+    return 0
+
+
+def cmd_run(argv, ctx) -> int:
+    a = parse(_create_parser("run"), argv)
+    from lamina.runtime import lifecycle
+    from lamina.runtime.attach import DETACHED, attach, parse_detach_keys
+    if a.detach and a.rm and a.restart not in ("no", ""):
+        raise Conflict("conflicting options: cannot specify both --restart and --rm")
+    keys = parse_detach_keys(a.detach_keys)
+    cs = _containers(ctx)
+    doc = cs.create(_options(a, "run"))
+    if a.detach:
+        lifecycle.start_monitored(cs, doc)
+        print(doc["Id"])
+        return 0
+    if not a.tty:
+        return lifecycle.run_foreground(cs, doc, stdin=a.interactive, sig_proxy=a.sig_proxy)
+    # -t: the container belongs to a monitor, this process attaches (so ctrl-p ctrl-q can detach)
+    sock = os.path.join(cs.dir(doc["Id"]), "attach.sock")
+    lifecycle.start_monitored(cs, doc)
+    code = attach(sock, stdin=a.interactive, tty=True, detach_keys=keys)
+    if code is DETACHED:
+        return 0
+    if code is None:
+        final = lifecycle.wait_exit(cs, doc)
+        code = final["State"]["ExitCode"] if final else 0
+    return code
+
+
+def cmd_start(argv, ctx) -> int:
+    p = Parser("start", "[OPTIONS] CONTAINER [CONTAINER...]", "Start one or more stopped containers")
+    p.flag("-a", "--attach", help="Attach STDOUT/STDERR and forward signals")
+    p.flag("-i", "--interactive", help="Attach container's STDIN")
+    p.option("--detach-keys", help="Override the key sequence for detaching a container")
+    p.args("containers", min=1)
+    a = parse(p, argv)
+    from lamina.runtime import lifecycle
+    from lamina.runtime.attach import DETACHED, attach, parse_detach_keys
+    cs = _containers(ctx)
+    if (a.attach or a.interactive) and len(a.containers) > 1:
+        raise InvalidArgument("you cannot start and attach multiple containers at once")
+    rc = 0
+    for ref in a.containers:
+        try:
+            doc = cs.get(ref)
+            if doc["State"]["Running"]:
+                if not (a.attach or a.interactive):
+                    print(ref)
+                    continue
+            else:
+                cs.set_state(doc["Id"], StoppedByUser=False)
+                lifecycle.start_monitored(cs, doc)
+            if a.attach or a.interactive:
+                sock = os.path.join(cs.dir(doc["Id"]), "attach.sock")
+                code = attach(sock, stdin=a.interactive, tty=doc["Config"]["Tty"],
+                              detach_keys=parse_detach_keys(a.detach_keys or doc.get("Lamina", {}).get("DetachKeys")))
+                if code is DETACHED:
+                    return 0
+                if code is None:
+                    final = lifecycle.wait_exit(cs, doc)
+                    code = final["State"]["ExitCode"] if final else 0
+                return code
+            print(ref)
+        except LaminaError as e:
+            sys.stderr.write(f"Error: {e}\n")
+            rc = 1
+    if rc:
+        sys.stderr.write("Error: failed to start containers: " + ", ".join(a.containers) + "\n")
+    return rc
+
+
+# -- ps ---------------------------------------------------------------------------------
+def _status(st: dict, now: float) -> str:
+    from lamina.cli.format import human_duration
+    from lamina.image.service import parse_time
+    s = st.get("Status")
+    if s == "created":
+        return "Created"
+    if s == "restarting":
+        return f"Restarting ({st.get('ExitCode', 0)}) {human_duration(now - (parse_time(st.get('FinishedAt')) or now))} ago"
+    if st.get("Running"):
+        up = f"Up {human_duration(now - (parse_time(st.get('StartedAt')) or now))}"
+        return up + " (Paused)" if st.get("Paused") else up
+    if s == "exited":
+        fin = parse_time(st.get("FinishedAt"))
+        ago = f" {human_duration(now - fin)} ago" if fin and fin > 0 else ""
+        return f"Exited ({st.get('ExitCode', 0)}){ago}"
+    return s or ""
+
+
+def _command(doc: dict, trunc: bool) -> str:
+    import json as _json
+    cmd = " ".join([doc["Path"], *doc["Args"]])
+    if trunc and len(cmd) > 20:
+        cmd = cmd[:19] + "…"
+    return _json.dumps(cmd, ensure_ascii=False)
+
+
+def cmd_ps(argv, ctx) -> int:
+    p = Parser("ps", "[OPTIONS]", "List containers")
+    p.flag("-a", "--all", help="Show all containers (default shows just running)")
+    p.option("-f", "--filter", append=True, metavar="filter", help="Filter output based on conditions provided")
+    p.option("--format", help="Format output using a custom template")
+    p.option("-n", "--last", metavar="int", help="Show n last created containers (includes all states)")
+    p.flag("-l", "--latest", help="Show the latest created container (includes all states)")
+    p.flag("--no-trunc", help="Don't truncate output")
+    p.flag("-q", "--quiet", help="Only display container IDs")
+    p.flag("-s", "--size", help="Display total file sizes")
+    p.args("args", max=0)
+    a = parse(p, argv)
+    from lamina.cli.format import ago, format_table
+    from lamina.image.service import parse_time
+    docs = sorted(_containers(ctx).all(), key=lambda d: d["Created"], reverse=True)
+    last = int(a.last) if a.last not in (None, "") else (1 if a.latest else -1)
+    show_all = a.all or last > 0
+    filters: dict[str, list[str]] = {}
+    for f in a.filter:
+        k, sep, v = f.partition("=")
+        if not sep:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {f}")
+        if k not in ("status", "name", "id", "label", "ancestor", "exited"):
+            raise InvalidArgument(f"invalid filter '{k}'")
+        filters.setdefault(k, []).append(v)
+    now = time.time()
+    rows = []
+    for d in docs:
+        st = d["State"]
+        if not show_all and not st["Running"] and not filters.get("status"):
+            continue
+        name = d["Name"].lstrip("/")
+        status_word = "paused" if st.get("Paused") else st["Status"]
+        if "status" in filters and status_word not in filters["status"]:
+            continue
+        if "name" in filters and not any(v in name for v in filters["name"]):
+            continue
+        if "id" in filters and not any(d["Id"].startswith(v) for v in filters["id"]):
+            continue
+        if "exited" in filters and not (st["Status"] == "exited" and str(st["ExitCode"]) in filters["exited"]):
+            continue
+        if "ancestor" in filters and not any(v in (d["Config"]["Image"], d["Image"], d["Image"][7:19]) for v in filters["ancestor"]):
+            continue
+        if "label" in filters:
+            labels = d["Config"].get("Labels") or {}
+            ok = True
+            for v in filters["label"]:
+                k, sep, val = v.partition("=")
+                ok = ok and k in labels and (not sep or labels[k] == val)
+            if not ok:
+                continue
+        created = parse_time(d["Created"]) or now
+        rows.append({"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Image": d["Config"]["Image"],
+                     "Command": _command(d, not a.no_trunc), "CreatedAt": ago(created, now),
+                     "RunningFor": ago(created, now), "Status": _status(st, now), "Ports": "", "Names": name,
+                     "State": status_word, "Labels": ",".join(f"{k}={v}" for k, v in (d["Config"].get("Labels") or {}).items()),
+                     "Mounts": ",".join(m.get("Name") or m["Source"] for m in d.get("Mounts") or ()),
+                     "Networks": d["HostConfig"]["NetworkMode"], "Size": "0B"})
+    if last > 0:
+        rows = rows[:last]
+    if a.quiet:
+        sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
+        return 0
+    out = format_table(rows, a.format or PS_TABLE, headers=PS_HEADERS)
+    sys.stdout.write(out)
+    return 0
+
+
+# -- stop / kill / rm / restart / wait / rename / pause ---------------------------------------
+def _each(refs, ctx, fn, *, echo=True) -> int:
+    cs = _containers(ctx)
+    rc = 0
+    for ref in refs:
+        try:
+            fn(cs, cs.get(ref))
+            if echo:
+                print(ref)
+        except LaminaError as e:
+            sys.stderr.write(f"Error: {e}\n")
+            rc = 1
+    return rc
+
+
+def cmd_stop(argv, ctx) -> int:
+    p = Parser("stop", "[OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers")
+    p.option("-t", "--time", metavar="int", help="Seconds to wait before killing the container")
+    p.option("-s", "--signal", help="Signal to send to the container")
+    p.args("containers", min=1)
+    a = parse(p, argv)
+    from lamina.runtime import lifecycle
+    t = int(a.time) if a.time is not None else None
+    return _each(a.containers, ctx, lambda cs, d: lifecycle.stop(cs, d, timeout=t, sig=a.signal))
+
+
+def cmd_kill(argv, ctx) -> int:
+    p = Parser("kill", "[OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers")
+    p.option("-s", "--signal", default="KILL", help="Signal to send to the container (default \"KILL\")")
+    p.args("containers", min=1)
+    a = parse(p, argv)
+    from lamina.runtime import lifecycle
+    sig = lifecycle.parse_signal(a.signal)
+
+    def kill(cs, d):
+        if sig in (9,):
+            cs.set_state(d["Id"], StoppedByUser=True)
+        lifecycle.signal_container(d, sig)
+    return _each(a.containers, ctx, kill)
+
+
+def cmd_rm(argv, ctx) -> int:
+    p = Parser("rm", "[OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers")
+    p.flag("-f", "--force", help="Force the removal of a running container (uses SIGKILL)")
+    p.flag("-v", "--volumes", help="Remove anonymous volumes associated with the container")
+    p.flag("-l", "--link", help="Remove the specified link")
+    p.args("containers", min=1)
+    a = parse(p, argv)
+    return _each(a.containers, ctx, lambda cs, d: cs.remove(d, force=a.force, volumes=a.volumes))
+
+
+def cmd_restart(argv, ctx) -> int:
+    p = Parser("restart", "[OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers")
+    p.option("-t", "--time", metavar="int", help="Seconds to wait before killing the container")
+    p.option("-s", "--signal", help="Signal to send to the container")
+    p.args("containers", min=1)
+    a = parse(p, argv)
+    from lamina.runtime import lifecycle
+    t = int(a.time) if a.time is not None else None
+
+    def restart(cs, d):
+        lifecycle.stop(cs, d, timeout=t, sig=a.signal)
+        d = cs.get(d["Id"])
+        cs.set_state(d["Id"], StoppedByUser=False)
+        lifecycle.start_monitored(cs, d)
+    return _each(a.containers, ctx, restart)
+
+
+def cmd_wait(argv, ctx) -> int:
+    p = Parser("wait", "CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes")
+    p.args("containers", min=1)
+    a = parse(p, argv)
+    from lamina.runtime import lifecycle
+
+    def wait(cs, d):
+        final = lifecycle.wait_exit(cs, d)
+        print(final["State"]["ExitCode"] if final else 0)
+    return _each(a.containers, ctx, wait, echo=False)
+
+
+def cmd_rename(argv, ctx) -> int:
+    p = Parser("rename", "CONTAINER NEW_NAME", "Rename a container")
+    p.args("args", min=2, max=2)
+    a = parse(p, argv)
+    import re
+    cs = _containers(ctx)
+    doc = cs.get(a.args[0])
+    new = a.args[1].lstrip("/")
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", new):
+        raise InvalidArgument(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if cs.db.one("SELECT id FROM containers WHERE name=?", (new,)):
+        raise Conflict(f'Conflict. The container name "/{new}" is already in use')
+    with cs.db.tx() as c:
+        c.execute("UPDATE containers SET name=? WHERE id=?", (new, doc["Id"]))
+    cs.update(doc["Id"], lambda d: d.__setitem__("Name", "/" + new))
+    return 0
+
+
+def cmd_pause(argv, ctx) -> int:
+    p = Parser("pause", "CONTAINER [CONTAINER...]", "Pause all processes within one or more containers")
+    p.args("containers", min=1)
+    a = parse(p, argv)
+    from lamina.runtime import lifecycle
+    return _each(a.containers, ctx, lifecycle.pause)
+
+
+def cmd_unpause(argv, ctx) -> int:
+    p = Parser("unpause", "CONTAINER [CONTAINER...]", "Unpause all processes within one or more containers")
+    p.args("containers", min=1)
+    a = parse(p, argv)
+    from lamina.runtime import lifecycle
+    return _each(a.containers, ctx, lifecycle.unpause)
+
+
+# -- logs / attach -----------------------------------------------------------------------
+def cmd_logs(argv, ctx) -> int:
+    p = Parser("logs", "[OPTIONS] CONTAINER", "Fetch the logs of a container")
+    p.flag("-f", "--follow", help="Follow log output")
+    p.option("--since", help="Show logs since timestamp or relative (e.g. 42m for 42 minutes)")
+    p.option("--until", help="Show logs before a timestamp or relative")
+    p.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs (default \"all\")")
+    p.flag("-t", "--timestamps", help="Show timestamps")
+    p.flag("--details", help="Show extra details provided to logs")
+    p.args("container", min=1, max=1)
+    a = parse(p, argv)
+    from lamina.runtime.logs import parse_since, read_entries, write_entries
+    cs = _containers(ctx)
+    doc = cs.get(a.container)
+    now = time.time()
+    since, until = parse_since(a.since, now), parse_since(a.until, now)
+    entries, offset = read_entries(doc["LogPath"])
+    if a.tail != "all":
+        try:
+            n = int(a.tail)
+        except ValueError:
+            raise InvalidArgument(f'invalid value for "tail": {a.tail}') from None
+        entries = entries[-n:] if n > 0 else ([] if n == 0 else entries)
+    write_entries(entries, timestamps=a.timestamps, since=since, until=until)
+    if not a.follow:
+        return 0
+    while True:
+        new, offset = read_entries(doc["LogPath"], offset)
+        write_entries(new, timestamps=a.timestamps, since=since, until=until)
+        try:
+            cur = cs.get(doc["Id"])
+        except LaminaError:
+            return 0
+        if not cur["State"]["Running"] and cur["State"]["Status"] != "restarting" and not new:
+            new, offset = read_entries(doc["LogPath"], offset)
+            write_entries(new, timestamps=a.timestamps, since=since, until=until)
+            return 0
+        time.sleep(0.05)
+
+
+def cmd_attach(argv, ctx) -> int:
+    p = Parser("attach", "[OPTIONS] CONTAINER", "Attach local standard input, output, and error streams to a running container")
+    p.option("--detach-keys", help="Override the key sequence for detaching a container")
+    p.flag("--no-stdin", help="Do not attach STDIN")
+    p.flag("--sig-proxy", default=True, help="Proxy all received signals to the process (default true)")
+    p.args("container", min=1, max=1)
+    a = parse(p, argv)
+    from lamina.runtime import lifecycle
+    from lamina.runtime.attach import DETACHED, attach, parse_detach_keys
+    cs = _containers(ctx)
+    doc = cs.get(a.container)
+    if not doc["State"]["Running"]:
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    sock = os.path.join(cs.dir(doc["Id"]), "attach.sock")
+    if not os.path.exists(sock):
+        raise Conflict(f"container {doc['Id'][:12]} runs in the foreground of another lamina process; "
+                       f"it has no attach socket (run it with -d or -t to attach later)")
+    code = attach(sock, stdin=not a.no_stdin and doc["Config"]["OpenStdin"], tty=doc["Config"]["Tty"],
+                  detach_keys=parse_detach_keys(a.detach_keys or doc.get("Lamina", {}).get("DetachKeys")))
+    if code is DETACHED:
+        return 0
+    if code is None:
+        final = lifecycle.wait_exit(cs, doc)
+        code = final["State"]["ExitCode"] if final else 0
+    return code
+
+
+# -- exec / top / port ------------------------------------------------------------------------
+def cmd_exec(argv, ctx) -> int:
+    p = Parser("exec", "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container",
+               interspersed=False)
+    p.flag("-d", "--detach", help="Detached mode: run command in the background")
+    p.flag("-i", "--interactive", help="Keep STDIN open even if not attached")
+    p.flag("-t", "--tty", help="Allocate a pseudo-TTY")
+    p.option("-e", "--env", append=True, metavar="list", help="Set environment variables")
+    p.option("--env-file", append=True, metavar="list", help="Read in a file of environment variables")
+    p.option("-u", "--user", help="Username or UID (format: \"<name|uid>[:<group|gid>]\")")
+    p.option("-w", "--workdir", help="Working directory inside the container")
+    p.flag("--privileged", help="Give extended privileges to the command")
+    p.option("--detach-keys", help="Override the key sequence for detaching a container")
+    p.args("args", min=2)
+    a = parse(p, argv)
+    from lamina.runtime import exec as rexec
+    cs = _containers(ctx)
+    doc = cs.get(a.args[0])
+    return rexec.exec_command(cs, doc, a.args[1:], env=_read_env_files(a.env_file) + list(a.env),
+                              user=a.user, workdir=a.workdir, tty=a.tty, interactive=a.interactive,
+                              detach=a.detach, privileged=a.privileged)
+
+
+def cmd_top(argv, ctx) -> int:
+    p = Parser("top", "CONTAINER [ps OPTIONS]", "Display the running processes of a container", interspersed=False)
+    p.args("args", min=1)
+    a = parse(p, argv)
+    import subprocess
+    from lamina.runtime import launcher
+    cs = _containers(ctx)
+    doc = cs.get(a.args[0])
+    if not doc["State"]["Running"]:
+        raise Conflict(f"Container {doc['Id'][:12]} is not running")
+    pids = set(launcher.pids(doc["Id"]))
+    ps_args = a.args[1:] or ["-ef"]
+    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise InvalidArgument(f"ps {' '.join(ps_args)}: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    header = lines[0].split()
+    if "PID" not in header:
+        raise InvalidArgument('Couldn\'t find PID field in ps output')
+    col = header.index("PID")
+    rows = [l for l in lines[1:] if len(l.split()) > col and l.split()[col].isdigit() and int(l.split()[col]) in pids]
+    from lamina.cli.format import tabwrite
+    sys.stdout.write(tabwrite("\t".join(header) + "\n" + "".join(
+        "\t".join(l.split(None, len(header) - 1)) + "\n" for l in rows)))
+    return 0
+
+
+def cmd_port(argv, ctx) -> int:
+    p = Parser("port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "List port mappings or a specific mapping for the container")
+    p.args("args", min=1, max=2)
+    a = parse(p, argv)
+    doc = _containers(ctx).get(a.args[0])
+    if len(a.args) == 2:
+        raise InvalidArgument(f"No public port '{a.args[1]}' published for {doc['Id'][:12]} "
+                              f"(lamina publishes no ports until bridge networking lands; with --network host "
+                              f"the container's ports are the host's)")
+    return 0
+
+
+# -- commit / diff / cp / export --------------------------------------------------------------
+def cmd_commit(argv, ctx) -> int:
+    p = Parser("commit", "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", "Create a new image from a container's changes")
+    p.option("-a", "--author", help="Author (e.g., \"John Hannibal Smith <hannibal@a-team.com>\")")
+    p.option("-c", "--change", append=True, metavar="list", help="Apply Dockerfile instruction to the created image")
+    p.option("-m", "--message", help="Commit message")
+    p.flag("-p", "--pause", default=True, help="Pause container during commit (default true)")
+    p.args("args", min=1, max=2)
+    a = parse(p, argv)
+    from lamina import reference
+    from lamina.runtime.commit import commit
+    cs = _containers(ctx)
+    doc = cs.get(a.args[0])
+    tag = reference.parse(a.args[1]) if len(a.args) > 1 else None
+    rec = commit(cs, doc, tag=tag, author=a.author, message=a.message, changes=a.change, pause=a.pause)
+    print(rec.id)
+    return 0
+
+
+def cmd_diff(argv, ctx) -> int:
+    p = Parser("diff", "CONTAINER", "Inspect changes to files or directories on a container's filesystem")
+    p.args("container", min=1, max=1)
+    a = parse(p, argv)
+    from lamina.diff.changes import changes, format_changes
+    from lamina.snapshot import Snapshotter
+    cs = _containers(ctx)
+    doc = cs.get(a.container)
+    snap = Snapshotter(ctx.store)
+    lowers = [snap.dir_of(x.chain_id) for x in reversed(cs.layers_of(doc))]
+    sys.stdout.write(format_changes(changes(os.path.join(cs.dir(doc["Id"]), "upper"), lowers)))
+    return 0
+
+
+def cmd_cp(argv, ctx) -> int:
+    p = Parser("cp", "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tlamina cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
+               "Copy files/folders between a container and the local filesystem")
+    p.flag("-a", "--archive", help="Archive mode (copy all uid/gid information)")
+    p.flag("-L", "--follow-link", help="Always follow symbol link in SRC_PATH")
+    p.flag("-q", "--quiet", help="Suppress progress output during copy")
+    p.args("args", min=2, max=2)
+    a = parse(p, argv)
+    from lamina.runtime.rootfs import with_container_root
+    src, dst = a.args
+
+    def split(x):
+        if ":" in x and not x.startswith(("/", ".")):
+            c, _, path = x.partition(":")
+            return c, path
+        return None, x
+    sc, sp = split(src)
+    dc, dp = split(dst)
+    if (sc is None) == (dc is None):
+        raise InvalidArgument("copying between containers is not supported" if sc else
+                              "must specify at least one container source")
+    cs = _containers(ctx)
+    from lamina.diff import copy as dcopy
+    if sc is not None:
+        doc = cs.get(sc)
+        if dp == "-":
+            return with_container_root(cs, doc, lambda root: dcopy.copy_out_tar(root, sp, sys.stdout.buffer, follow_link=a.follow_link))
+        dest = os.path.abspath(dp)
+        return with_container_root(cs, doc, lambda root: dcopy.copy_out(root, sp, dest, follow_link=a.follow_link, archive=a.archive))
+    doc = cs.get(dc)
+    if sp == "-":
+        return with_container_root(cs, doc, lambda root: dcopy.copy_in_tar(root, sys.stdin.buffer, dp, archive=a.archive))
+    srcpath = os.path.abspath(sp)
+    return with_container_root(cs, doc, lambda root: dcopy.copy_in(root, srcpath, dp, archive=a.archive, follow_link=a.follow_link))
+
+
+def cmd_export(argv, ctx) -> int:
+    p = Parser("export", "[OPTIONS] CONTAINER", "Export a container's filesystem as a tar archive")
+    p.option("-o", "--output", help="Write to a file, instead of STDOUT")
+    p.args("container", min=1, max=1)
+    a = parse(p, argv)
+    from lamina.diff.copy import export_tar
+    from lamina.runtime.rootfs import with_container_root
+    cs = _containers(ctx)
+    doc = cs.get(a.container)
+    if a.output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        sys.stdout.flush()
+        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer))
+    out = os.path.abspath(a.output)
+
+    def write(root):
+        with open(out, "wb") as f:
+            export_tar(root, f)
+    return with_container_root(cs, doc, write)
+
+
+def cmd_prune(argv, ctx) -> int:
+    p = Parser("container prune", "[OPTIONS]", "Remove all stopped containers")
+    p.flag("-f", "--force", help="Do not prompt for confirmation")
+    p.option("--filter", append=True, help="Provide filter values (e.g. 'until=<timestamp>')")
+    a = parse(p, argv)
+    from lamina.cli.images import _confirm
+    if not a.force and not _confirm("WARNING! This will remove all stopped containers."):
+        return 0
+    ids = prune_containers(ctx)
+    if ids:
+        print("Deleted Containers:")
+        for i in ids:
+            print(i)
+        print()
+    print("Total reclaimed space: 0B")
+    return 0
+
+
+def prune_containers(ctx) -> list[str]:
+    cs = _containers(ctx)
+    out = []
+    for d in cs.all():
+        if not d["State"]["Running"] and d["State"]["Status"] != "restarting":
+            cs.delete(d)
+            out.append(d["Id"])
+    cs.gc_orphans()
+    return out

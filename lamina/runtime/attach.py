@@ -1,0 +1,151 @@
+"""The attach protocol between a container's monitor and ``lamina attach``/``run -it`` clients.
+
+Framing, both directions: 1 byte type + 4 bytes big-endian length + payload.
+  monitor -> client: STDOUT(1), STDERR(2), EXIT(3, payload = decimal exit code)
+  client -> monitor: STDIN(0), RESIZE(4, payload = "rows cols"), CLOSE_STDIN(5)
+A client first sends one JSON line: {"stdin": bool}.
+Detach keys (default ctrl-p ctrl-q) are handled by the client: it disconnects and the
+container keeps running.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+
+STDIN, STDOUT, STDERR, EXIT, RESIZE, CLOSE_STDIN = 0, 1, 2, 3, 4, 5
+DETACHED = object()
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    return struct.pack(">BI", kind, len(payload)) + payload
+
+
+class FrameReader:
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self.buf += data
+        out = []
+        while len(self.buf) >= 5:
+            kind, n = struct.unpack(">BI", self.buf[:5])
+            if len(self.buf) < 5 + n:
+                break
+            out.append((kind, self.buf[5:5 + n]))
+            self.buf = self.buf[5 + n:]
+        return out
+
+
+def parse_detach_keys(spec: str | None) -> bytes:
+    """Docker's --detach-keys: comma-separated 'ctrl-<x>' or single characters."""
+    from lamina.errors import InvalidArgument
+    if not spec:
+        return b"\x10\x11"
+    out = bytearray()
+    for part in spec.split(","):
+        p = part.strip()
+        if len(p) == 1:
+            out.append(ord(p))
+        elif p.startswith("ctrl-") and len(p) == 6:
+            c = p[5]
+            code = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}.get(c)
+            if code is None:
+                if not c.isalpha():
+                    raise InvalidArgument(f"invalid detach keys: {spec}")
+                code = ord(c.lower()) - ord("a") + 1
+            out.append(code)
+        else:
+            raise InvalidArgument(f"invalid detach keys: {spec}")
+    return bytes(out)
+
+
+def _winsize(fd: int) -> bytes | None:
+    import fcntl
+    import termios
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+        return f"{rows} {cols}".encode()
+    except OSError:
+        return None
+
+
+def attach(sock_path: str, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11",
+           sig_proxy_pid: int | None = None):
+    """Attach this terminal to a container. Returns its exit code, DETACHED, or None when
+    the monitor closed the connection without an exit code."""
+    import selectors
+    import signal
+    import termios
+    import tty as ttymod
+    from lamina.errors import Unavailable
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(sock_path)
+    except OSError as e:
+        raise Unavailable(f"cannot attach: the container's monitor is not reachable ({e.strerror})") from None
+    s.sendall(b'{"stdin": %s}\n' % (b"true" if stdin else b"false"))
+    in_fd, out_fd, err_fd = 0, 1, 2
+    raw = stdin and tty and os.isatty(in_fd)
+    saved = None
+    if raw:
+        saved = termios.tcgetattr(in_fd)
+        ttymod.setraw(in_fd)
+    if tty and os.isatty(out_fd):
+        ws = _winsize(out_fd)
+        if ws:
+            s.sendall(frame(RESIZE, ws))
+
+        def on_winch(*_):
+            w = _winsize(out_fd)
+            if w:
+                try:
+                    s.sendall(frame(RESIZE, w))
+                except OSError:
+                    pass
+        signal.signal(signal.SIGWINCH, on_winch)
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ, "sock")
+    if stdin:
+        sel.register(in_fd, selectors.EVENT_READ, "stdin")
+    reader = FrameReader()
+    matched = 0
+    held = b""
+    try:
+        while True:
+            for key, _ in sel.select():
+                if key.data == "sock":
+                    data = s.recv(65536)
+                    if not data:
+                        return None  # the monitor went away: the caller reads the state
+                    for kind, payload in reader.feed(data):
+                        if kind == EXIT:
+                            return int(payload or b"0")
+                        os.write(err_fd if kind == STDERR else out_fd, payload)
+                else:
+                    data = os.read(in_fd, 65536)
+                    if not data:
+                        sel.unregister(in_fd)
+                        s.sendall(frame(CLOSE_STDIN, b""))
+                        continue
+                    if tty and detach_keys:
+                        send = bytearray()
+                        for b in data:
+                            if b == detach_keys[matched]:
+                                matched += 1
+                                held += bytes([b])
+                                if matched == len(detach_keys):
+                                    return DETACHED
+                            else:
+                                send += held + bytes([b])
+                                held, matched = b"", 0
+                        data = bytes(send)
+                    if data:
+                        s.sendall(frame(STDIN, data))
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        s.close()
+

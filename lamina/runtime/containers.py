@@ -1,0 +1,450 @@
+"""Container records and their on-disk bundles.
+
+A container is a row in the ``containers`` table whose ``data`` column holds its
+Docker-shaped inspect document (Id, Name, Config, HostConfig, State, Mounts ...), plus a
+directory (owned by this module)::
+
+    containers/<id>/
+      upper/ work/          the container's overlay layer (its copy-on-write changes)
+      init/                 the init layer under it: mount points and /etc files bound over
+      rootfs/               mount point of the container's root (mounted inside the
+                            container's own mount namespace by the built-in launcher, so a
+                            killed lamina leaves no mount on the host)
+      config.json           the OCI runtime spec, written at each start
+      hostname hosts resolv.conf
+      <id>-json.log         json-file log (Docker's format)
+      attach.sock           the monitor's attach socket (detached containers)
+
+Contracts:
+- ``create`` writes the directory first and the row last; a crash in between leaves a
+  directory without a row, which ``gc_orphans`` removes.
+- State changes are read-modify-write of the row in one transaction.
+- ``refresh`` turns a "running" record whose process is gone (its monitor was killed)
+  into "exited" with code 255, so ``ps``/``rm`` always see the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from lamina.errors import Conflict, InvalidArgument, NotFound
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """``lamina create/run`` options, Docker's names and defaults."""
+
+    image: str
+    cmd: tuple[str, ...] = ()
+    name: str | None = None
+    entrypoint: tuple[str, ...] | None = None   # None: not given; (): --entrypoint ""
+    env: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    tty: bool = False
+    interactive: bool = False
+    volumes: tuple[str, ...] = ()        # -v specs
+    mounts: tuple[str, ...] = ()         # --mount specs
+    tmpfs: tuple[str, ...] = ()          # --tmpfs specs
+    read_only: bool = False
+    network: str = "host"
+    init: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    restart: str = "no"
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False
+    security_opt: tuple[str, ...] = ()
+    memory: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    ulimits: tuple[str, ...] = ()
+    shm_size: int | None = None
+    labels: dict = field(default_factory=dict)
+    runtime: str = "builtin"
+    auto_remove: bool = False
+    detach_keys: str | None = None
+
+
+def now_rfc3339() -> str:
+    from lamina.image.service import rfc3339
+    return rfc3339()
+
+
+def _pid_start(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:].split()[19].decode()
+
+
+def process_alive(pid: int | None, start: str | None) -> bool:
+    """True if ``pid`` runs and is the same process (same start time) that was recorded."""
+    return bool(pid) and start is not None and _pid_start(pid) == start
+
+
+def parse_restart(policy: str) -> tuple[str, int]:
+    name, _, count = (policy or "no").partition(":")
+    if name not in ("no", "on-failure", "always", "unless-stopped"):
+        raise InvalidArgument(f"invalid restart policy '{policy}'")
+    if count and name != "on-failure":
+        raise InvalidArgument(f"maximum retry count cannot be used with restart policy '{name}'")
+    if count and not count.isdigit():
+        raise InvalidArgument(f"invalid restart policy '{policy}': maximum retry count must be a number")
+    return name, int(count or 0)
+
+
+class Containers:
+    def __init__(self, store) -> None:
+        self.store = store
+        self.root = store.containers_dir
+
+    @property
+    def db(self):
+        return self.store.db
+
+    def dir(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
+
+    # -- records ------------------------------------------------------------------
+    def all(self) -> list[dict]:
+        docs = [json.loads(r[0]) for r in self.db.query("SELECT data FROM containers")]
+        return [self.refresh(d) for d in docs]
+
+    def get(self, ref: str) -> dict:
+        """By full ID, unique ID prefix, or name (with or without a leading /)."""
+        name = ref[1:] if ref.startswith("/") else ref
+        row = self.db.one("SELECT data FROM containers WHERE id=? OR name=?", (ref, name))
+        if row is None and ref and all(c in "0123456789abcdef" for c in ref):
+            rows = self.db.query("SELECT data FROM containers WHERE id LIKE ?", (ref + "%",))
+            if len(rows) > 1:
+                raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"No such container: {ref}")
+        return self.refresh(json.loads(row[0]))
+
+    def reload(self, doc: dict) -> dict:
+        row = self.db.one("SELECT data FROM containers WHERE id=?", (doc["Id"],))
+        if row is None:
+            raise NotFound(f"No such container: {doc['Id'][:12]}")
+        return json.loads(row[0])
+
+    def update(self, cid: str, fn) -> dict:
+        """Apply ``fn(doc)`` (mutating) to the stored document in one transaction."""
+        with self.db.tx() as c:
+            row = c.execute("SELECT data FROM containers WHERE id=?", (cid,)).fetchone()
+            if row is None:
+                raise NotFound(f"No such container: {cid[:12]}")
+            doc = json.loads(row[0])
+            fn(doc)
+            c.execute("UPDATE containers SET data=? WHERE id=?", (json.dumps(doc), cid))
+        return doc
+
+    def set_state(self, cid: str, **changes) -> dict:
+        def apply(doc):
+            doc["State"].update(changes)
+        return self.update(cid, apply)
+
+    def refresh(self, doc: dict) -> dict:
+        st = doc["State"]
+        if st.get("Running") or st.get("Status") in ("running", "paused", "restarting"):
+            alive = process_alive(st.get("Pid"), st.get("PidStart")) or \
+                process_alive(st.get("MonitorPid"), st.get("MonitorStart"))
+            if not alive:
+                return self.set_state(doc["Id"], Status="exited", Running=False, Paused=False,
+                                      Restarting=False, Pid=0, ExitCode=255, FinishedAt=now_rfc3339(),
+                                      Error="container process is gone (its lamina monitor was killed)")
+        return doc
+
+    # -- create -------------------------------------------------------------------
+    def create(self, opts: CreateOptions) -> dict:
+        """Resolve the image, unpack its layers, write the container's directory and row."""
+        from lamina.image.service import Images
+        from lamina.runtime import names
+        from lamina.snapshot import Snapshotter, image_layers
+
+        images = Images(self.store)
+        rec = images.resolve(opts.image)
+        icfg = images.config(rec)
+        cfg = dict(icfg.config)
+        restart_name, restart_max = parse_restart(opts.restart)
+        if opts.auto_remove and restart_name != "no":
+            raise Conflict("conflicting options: cannot specify both --restart and --rm")
+        if opts.network not in ("host", "none", "default", "bridge"):
+            raise InvalidArgument(f"network {opts.network} not found (lamina supports host and none)")
+        network = "host" if opts.network in ("default", "bridge") else opts.network
+        # CMD / ENTRYPOINT: Docker's rules
+        if opts.entrypoint is not None:
+            entrypoint = list(opts.entrypoint)
+            cmd = list(opts.cmd)
+        else:
+            entrypoint = list(cfg.get("Entrypoint") or [])
+            cmd = list(opts.cmd) or list(cfg.get("Cmd") or [])
+        if not entrypoint and not cmd:
+            raise InvalidArgument("no command specified")
+        cid = os.urandom(32).hex()
+        taken = {r[0] for r in self.db.query("SELECT name FROM containers")}
+        if opts.name is not None:
+            name = opts.name[1:] if opts.name.startswith("/") else opts.name
+            import re
+            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
+                raise InvalidArgument(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+            if name in taken:
+                other = self.db.one("SELECT id FROM containers WHERE name=?", (name,))[0]
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                               f'"{other}". You have to remove (or rename) that container to be able to reuse that name.')
+        else:
+            name = names.generate(taken)
+        hostname = opts.hostname or cid[:12]
+        env = _merge_env(list(cfg.get("Env") or []), list(opts.env))
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, DEFAULT_PATH)
+        workdir = opts.workdir if opts.workdir is not None else (cfg.get("WorkingDir") or "")
+        if workdir and not workdir.startswith("/"):
+            raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+        user = opts.user if opts.user is not None else (cfg.get("User") or "")
+        stop_signal = opts.stop_signal or cfg.get("StopSignal") or "SIGTERM"
+        from lamina.runtime.volumes import parse_mounts
+        mounts = parse_mounts(self.store, opts, image_volumes=list((cfg.get("Volumes") or {}).keys()))
+        d = self.dir(cid)
+        for sub in ("upper", "work", "rootfs"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        _write(os.path.join(d, "hostname"), hostname + "\n")
+        _write(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                         f"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff00::1\tip6-allnodes\n"
+                                         f"ff00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n")
+        try:
+            resolv = open("/etc/resolv.conf").read()
+        except OSError:
+            resolv = ""
+        _write(os.path.join(d, "resolv.conf"), resolv if network == "host" else "")
+        layers = image_layers(images, rec)
+        with self.store.operation():
+            Snapshotter(self.store).prepare(layers)
+        shown = opts.image  # Config.Image is the name as the user gave it
+        created = now_rfc3339()
+        doc = {
+            "Id": cid, "Created": created,
+            "Path": (entrypoint + cmd)[0], "Args": (entrypoint + cmd)[1:],
+            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                      "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+            "Image": str(rec.id), "ImageManifest": str(rec.manifest),
+            "ResolvConfPath": os.path.join(d, "resolv.conf"), "HostnamePath": os.path.join(d, "hostname"),
+            "HostsPath": os.path.join(d, "hosts"), "LogPath": os.path.join(d, f"{cid}-json.log"),
+            "Name": "/" + name, "RestartCount": 0, "Driver": "overlay", "Platform": "linux",
+            "HostConfig": {
+                "Binds": list(opts.volumes) or None, "NetworkMode": network,
+                "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": restart_max},
+                "AutoRemove": opts.auto_remove, "CapAdd": list(opts.cap_add) or None,
+                "CapDrop": list(opts.cap_drop) or None, "Privileged": opts.privileged,
+                "ReadonlyRootfs": opts.read_only, "SecurityOpt": list(opts.security_opt) or None,
+                "Tmpfs": _tmpfs_map(opts.tmpfs) or None, "ShmSize": opts.shm_size or 64 << 20,
+                "Runtime": opts.runtime, "Init": opts.init or None, "Memory": opts.memory or 0,
+                "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
+                "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None,
+            },
+            "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": os.path.join(d, "upper"),
+                                                         "WorkDir": os.path.join(d, "work"),
+                                                         "MergedDir": os.path.join(d, "rootfs")}},
+            "Mounts": [m.to_inspect() for m in mounts],
+            "Config": {
+                "Hostname": hostname, "Domainname": "", "User": user, "AttachStdin": opts.interactive,
+                "AttachStdout": True, "AttachStderr": True, "Tty": opts.tty, "OpenStdin": opts.interactive,
+                "StdinOnce": opts.interactive, "Env": env, "Cmd": cmd or None, "Image": shown,
+                "Volumes": cfg.get("Volumes"), "WorkingDir": workdir, "Entrypoint": entrypoint or None,
+                "OnBuild": None, "Labels": {**(cfg.get("Labels") or {}), **opts.labels},
+                "StopSignal": stop_signal,
+                **({"StopTimeout": opts.stop_timeout} if opts.stop_timeout is not None else {}),
+                **({"ExposedPorts": cfg["ExposedPorts"]} if cfg.get("ExposedPorts") else {}),
+            },
+            "NetworkSettings": {"Networks": {network: {}}},
+            "Lamina": {"ChainID": str(layers[-1].chain_id) if layers else None,
+                       "DetachKeys": opts.detach_keys},
+        }
+        with self.db.tx() as c:
+            c.execute("INSERT INTO containers(id, name, image, chain_id, created, data) VALUES(?,?,?,?,?,?)",
+                      (cid, name, str(rec.manifest), doc["Lamina"]["ChainID"], time.time(), json.dumps(doc)))
+        return doc
+
+    # -- start support --------------------------------------------------------------
+    def layers_of(self, doc: dict):
+        from lamina.image.service import Images
+        from lamina.snapshot import image_layers
+        images = Images(self.store)
+        return image_layers(images, images.get(doc["ImageManifest"]))
+
+    def prepare_bundle(self, doc: dict) -> tuple[str, list]:
+        """Write config.json for a start; returns (bundle dir, rootfs mounts)."""
+        from lamina.runtime.spec import RunOptions, build_spec
+        from lamina.runtime.volumes import mounts_from_inspect
+        from lamina.snapshot import Snapshotter, make_init_layer
+        d = self.dir(doc["Id"])
+        layers = self.layers_of(doc)
+        snap = Snapshotter(self.store)
+        rootfs_mounts = snap.mounts(layers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
+                                    init=make_init_layer(os.path.join(d, "init")))
+        lowers = [snap.dir_of(x.chain_id) for x in reversed(layers)]
+        user = resolve_user_in_layers([os.path.join(d, "upper"), *lowers], doc["Config"]["User"])
+        hc, c = doc["HostConfig"], doc["Config"]
+        env = list(c["Env"])
+        if not any(e.startswith("HOSTNAME=") for e in env):
+            env.insert(1, f"HOSTNAME={c['Hostname']}")
+        if c["Tty"] and not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={user.home or '/'}")
+        etc = {"/etc/hostname": doc["HostnamePath"], "/etc/hosts": doc["HostsPath"]}
+        if hc["NetworkMode"] == "host" or os.path.getsize(doc["ResolvConfPath"]):
+            etc["/etc/resolv.conf"] = doc["ResolvConfPath"]
+        security = hc.get("SecurityOpt") or []
+        seccomp = not any(s in ("seccomp=unconfined", "seccomp:unconfined") for s in security)
+        opts = RunOptions(
+            args=tuple([doc["Path"], *doc["Args"]]), env=tuple(env), cwd=c["WorkingDir"] or "/",
+            user=user, hostname=c["Hostname"], terminal=c["Tty"], readonly_rootfs=hc["ReadonlyRootfs"],
+            network=hc["NetworkMode"], cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
+            privileged=hc["Privileged"],
+            no_new_privileges=any(s.startswith("no-new-privileges") and not s.endswith("false") for s in security),
+            mounts=tuple(mounts_from_inspect(doc)), shm_size=hc["ShmSize"], memory=hc["Memory"] or None,
+            cpus=(hc["NanoCpus"] / 1e9) or None, pids_limit=hc.get("PidsLimit"),
+            ulimits=tuple((u["Name"], u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or ()),
+            init=bool(hc.get("Init")), seccomp=seccomp, etc_files=etc,
+        )
+        spec = build_spec(opts, root_path="rootfs")
+        _write(os.path.join(d, "config.json"), json.dumps(spec, indent=1))
+        return d, rootfs_mounts
+
+    # -- removal ------------------------------------------------------------------
+    def remove(self, doc: dict, *, force: bool = False, volumes: bool = False) -> None:
+        from lamina.runtime import lifecycle
+        doc = self.refresh(doc)
+        st = doc["State"]
+        if st["Running"] or st["Status"] in ("running", "paused", "restarting"):
+            if not force:
+                raise Conflict(f"You cannot remove a running container {doc['Id']}. "
+                               f"Stop the container before attempting removal or force remove")
+            lifecycle.kill_and_wait(self, doc)
+        self.delete(doc, volumes=volumes)
+
+    def delete(self, doc: dict, *, volumes: bool = False) -> None:
+        """Drop the row, then the directory (and anonymous volumes with ``volumes``)."""
+        from lamina.runtime.volumes import remove_anonymous
+        with self.db.tx() as c:
+            c.execute("DELETE FROM containers WHERE id=?", (doc["Id"],))
+        _rmtree(self.dir(doc["Id"]))
+        if volumes:
+            remove_anonymous(self.store, doc)
+
+    def gc_orphans(self) -> list[str]:
+        """Remove container directories without a row (a crash during create)."""
+        known = {r[0] for r in self.db.query("SELECT id FROM containers")}
+        out = []
+        for name in os.listdir(self.root):
+            if name not in known:
+                _rmtree(os.path.join(self.root, name))
+                out.append(name)
+        return out
+
+
+def _rmtree(path: str) -> None:
+    from lamina.image.gc import _rmtree as rm
+    rm(path)
+
+
+def _write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def _merge_env(base: list[str], extra: list[str]) -> list[str]:
+    out = list(base)
+    for e in extra:
+        key = e.split("=", 1)[0]
+        if "=" not in e:
+            val = os.environ.get(key)
+            if val is None:
+                continue  # -e NAME with NAME unset on the host: dropped, like Docker
+            e = f"{key}={val}"
+        out = [x for x in out if x.split("=", 1)[0] != key] + [e]
+    return out
+
+
+def _tmpfs_map(specs) -> dict:
+    out = {}
+    for s in specs:
+        path, _, opts = s.partition(":")
+        out[path] = opts
+    return out
+
+
+_ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+            "rss", "rtprio", "rttime", "sigpending", "stack", "as")
+
+
+def _ulimit_doc(spec: str) -> dict:
+    name, sep, vals = spec.partition("=")
+    if not sep or name not in _ULIMITS:
+        raise InvalidArgument(f"invalid ulimit argument: {spec}")
+    soft, _, hard = vals.partition(":")
+    try:
+        s = int(soft)
+        h = int(hard) if hard else s
+    except ValueError:
+        raise InvalidArgument(f"invalid ulimit argument: {spec}") from None
+    if s > h:
+        raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {s} > {h}")
+    return {"Name": name, "Soft": s, "Hard": h}
+
+
+def read_in_layers(dirs: list[str], rel: str) -> bytes | None:
+    """The content of ``rel`` as the overlay of ``dirs`` (top-most first) shows it, or None.
+
+    Reads each layer with openat2 RESOLVE_IN_ROOT; a whiteout (0:0 char device) hides
+    lower layers. Symlinks that cross layers are not followed (enough for /etc/passwd).
+    """
+    import stat as _stat
+    from lamina.layer.extract import RESOLVE_IN_ROOT, openat2
+    for d in dirs:
+        try:
+            st = os.lstat(os.path.join(d, rel))
+        except OSError:
+            continue
+        if _stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = openat2(dfd, rel, os.O_RDONLY | os.O_CLOEXEC, RESOLVE_IN_ROOT)
+        except OSError:
+            continue
+        finally:
+            os.close(dfd)
+        with os.fdopen(fd, "rb") as f:
+            return f.read(1 << 20)
+    return None
+
+
+def resolve_user_in_layers(dirs: list[str], user: str):
+    """``resolve_user`` against the merged /etc/passwd and /etc/group of a layer stack."""
+    import tempfile
+    from lamina.runtime.spec import resolve_user
+    with tempfile.TemporaryDirectory(prefix="lamina-user-") as tmp:
+        os.mkdir(os.path.join(tmp, "etc"))
+        for f in ("etc/passwd", "etc/group"):
+            data = read_in_layers(dirs, f)
+            if data is not None:
+                with open(os.path.join(tmp, f), "wb") as out:
+                    out.write(data)
+        return resolve_user(tmp, user)

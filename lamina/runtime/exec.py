@@ -1,0 +1,105 @@
+"""``exec``: a new process in a running container's namespaces, with the container's
+capabilities, seccomp profile and (by default) user, as Docker does."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from lamina.errors import Conflict
+
+
+def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user: str | None,
+                 workdir: str | None, tty: bool, interactive: bool, detach: bool, privileged: bool) -> int:
+    from lamina.runtime import launcher
+    from lamina.runtime.containers import _merge_env, process_alive
+    from lamina.runtime.spec import resolve_user
+    st = doc["State"]
+    if not st["Running"] or not process_alive(st.get("Pid"), st.get("PidStart")):
+        raise Conflict(f"Container {doc['Id']} is not running")
+    if st.get("Paused"):
+        raise Conflict(f"Container {doc['Id']} is paused, unpause the container before exec")
+    pid = st["Pid"]
+    with open(os.path.join(containers.dir(doc["Id"]), "config.json")) as f:
+        spec = json.load(f)
+    base = spec["process"]
+    u = resolve_user(f"/proc/{pid}/root", user if user is not None else (doc["Config"].get("User") or ""))
+    penv = _merge_env(list(base.get("env") or []), env)
+    if tty and not any(e.startswith("TERM=") for e in penv):
+        penv.append("TERM=xterm")
+    process = {
+        "args": list(args), "env": penv, "cwd": workdir or base.get("cwd") or "/", "terminal": tty,
+        "user": {"uid": u.uid, "gid": u.gid, "additionalGids": list(u.additional_gids)},
+        "capabilities": base.get("capabilities"), "noNewPrivileges": base.get("noNewPrivileges", False),
+        "rlimits": base.get("rlimits") or [],
+    }
+    if privileged:
+        from lamina.runtime.spec import ALL_CAPS
+        caps = list(ALL_CAPS)
+        process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    if detach:
+        if os.fork() == 0:
+            try:
+                os.setsid()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                launcher.exec_in(pid, process, stdio=(devnull, devnull, devnull))
+            finally:
+                os._exit(0)
+        return 0
+    if not tty:
+        stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
+        return launcher.exec_in(pid, process, stdio=(stdin, 1, 2))
+    return _exec_tty(launcher, pid, process, interactive)
+
+
+def _exec_tty(launcher, pid: int, process: dict, interactive: bool) -> int:
+    import termios
+    import tty as ttymod
+    master, slave = os.openpty()
+    raw = interactive and os.isatty(0)
+    saved = termios.tcgetattr(0) if raw else None
+    if os.isatty(1):
+        import fcntl
+        try:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8))
+        except OSError:
+            pass
+    if raw:
+        ttymod.setraw(0)
+    stop = threading.Event()
+
+    def pump_out() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            os.write(1, data)
+
+    def pump_in() -> None:
+        import select
+        while not stop.is_set():
+            r, _, _ = select.select([0], [], [], 0.2)
+            if r:
+                data = os.read(0, 65536)
+                if not data:
+                    break
+                os.write(master, data)
+
+    out = threading.Thread(target=pump_out, daemon=True)
+    out.start()
+    if interactive:
+        threading.Thread(target=pump_in, daemon=True).start()
+    try:
+        code = launcher.exec_in(pid, process, stdio=(slave, slave, slave), console=slave)
+    finally:
+        stop.set()
+        os.close(slave)
+        out.join(timeout=1)
+        os.close(master)
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    return code

@@ -1,0 +1,538 @@
+"""Starting, stopping and watching containers.
+
+Two ways a container runs:
+- **in-process** (``run_foreground``): a foreground ``lamina run`` without ``-t`` and
+  without ``-d`` runs the container as its own child and is its monitor: no extra
+  process, no socket. With ``--rm`` not even a log file is written.
+- **monitored** (``start_monitored``): ``-d``, ``-t``, ``start``, restart policies. A
+  monitor process (forked, own session) owns the container's stdio (a pty with ``-t``), the
+  json-file log, an attach socket, the exit status and the restart policy, so ``attach``,
+  ``logs -f``, ``stop`` and ``wait`` work from any later ``lamina`` invocation.
+
+The record's State keeps Pid/PidStart of the container's init and MonitorPid/MonitorStart
+of whoever waits for it; ``Containers.refresh`` uses them to notice a killed monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+from lamina.errors import Conflict, InvalidArgument, LaminaError, Unavailable
+from lamina.runtime.containers import Containers, _pid_start, now_rfc3339, process_alive
+
+
+def _running_state(pid: int) -> dict:
+    return {"Status": "running", "Running": True, "Paused": False, "Restarting": False, "Pid": pid,
+            "PidStart": _pid_start(pid), "StartedAt": now_rfc3339(), "ExitCode": 0, "Error": "",
+            "FinishedAt": "0001-01-01T00:00:00Z"}
+
+
+def _exited_state(code: int) -> dict:
+    return {"Status": "exited", "Running": False, "Paused": False, "Restarting": False, "Pid": 0,
+            "ExitCode": code, "FinishedAt": now_rfc3339()}
+
+
+def _check_startable(doc: dict) -> None:
+    st = doc["State"]
+    if st["Running"]:
+        raise Conflict(f"container {doc['Id'][:12]} is already running")
+
+
+# -- in-process -----------------------------------------------------------------------
+def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy: bool = True) -> int:
+    """Run the container as a child of this process, stdio passed through; returns its exit code."""
+    from lamina.runtime import launcher
+    _check_startable(doc)
+    cid = doc["Id"]
+    bundle, rootfs_mounts = containers.prepare_bundle(doc)
+    keep_logs = not doc["HostConfig"]["AutoRemove"]
+    log = None
+    pumps: list[threading.Thread] = []
+    stdin_fd = 0 if stdin else os.open(os.devnull, os.O_RDONLY)
+    if keep_logs:
+        from lamina.runtime.logs import LogWriter
+        log = LogWriter(doc["LogPath"])
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        stdio = (stdin_fd, out_w, err_w)
+        lock = threading.Lock()
+        for fd, stream, dest in ((out_r, "stdout", 1), (err_r, "stderr", 2)):
+            t = threading.Thread(target=_pump, args=(fd, stream, dest, log, lock), daemon=True)
+            t.start()
+            pumps.append(t)
+    else:
+        stdio = (stdin_fd, 1, 2)
+    pid_box: list[int] = []
+
+    def on_start(pid: int) -> None:
+        pid_box.append(pid)
+        st = _running_state(pid)
+        st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()))
+        containers.set_state(cid, **st)
+
+    old = {}
+    if sig_proxy:
+        def forward(signum, _frame):
+            if pid_box:
+                try:
+                    os.kill(pid_box[0], signum)
+                except ProcessLookupError:
+                    pass
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            old[sig] = signal.signal(sig, forward)
+    try:
+        code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=stdio,
+                            runtime=doc["HostConfig"].get("Runtime") or "builtin", on_start=on_start)
+    except LaminaError as e:
+        containers.set_state(cid, **_exited_state(128), Error=str(e))
+        if doc["HostConfig"]["AutoRemove"]:
+            containers.delete(doc, volumes=True)
+        raise
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if keep_logs:
+            os.close(out_w)
+            os.close(err_w)
+            for t in pumps:
+                t.join()
+            log.close()
+        if not stdin:
+            os.close(stdin_fd)
+    if doc["HostConfig"]["AutoRemove"]:
+        containers.delete(doc, volumes=True)
+    else:
+        containers.set_state(cid, **_exited_state(code))
+    return code
+
+
+def _pump(fd: int, stream: str, dest: int, log, lock) -> None:
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        try:
+            os.write(dest, data)
+        except OSError:
+            pass
+        with lock:
+            log.write(stream, data)
+    os.close(fd)
+
+
+# -- monitored ------------------------------------------------------------------------
+def start_monitored(containers: Containers, doc: dict) -> int:
+    """Fork a monitor that starts the container; returns once it runs (or raises its error)."""
+    _check_startable(doc)
+    containers.store.close_db()  # the monitor opens its own; never carry SQLite across fork
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # intermediate: new session, fork the monitor, exit
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() == 0:
+                _monitor_main(containers.store.root, doc["Id"], w)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    os.close(w)
+    os.waitpid(pid, 0)
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+        if b"\n" in data:
+            break
+    os.close(r)
+    msg = data.decode(errors="replace").strip()
+    if msg.startswith("ok"):
+        return int(msg.split()[1])
+    raise Unavailable(msg[4:] if msg.startswith("err ") else
+                      f"the monitor of container {doc['Id'][:12]} died before the container started")
+
+
+class _Monitor:
+    """State of one monitor process (runs in the forked monitor only)."""
+
+    def __init__(self, store_root: str, cid: str) -> None:
+        from lamina.store import Store
+        self.containers = Containers(Store(store_root))
+        self.cid = cid
+        self.doc = self.containers.get(cid)
+        self.clients: dict[socket.socket, dict] = {}
+        self.lock = threading.Lock()
+        self.tty = self.doc["Config"]["Tty"]
+        self.open_stdin = self.doc["Config"]["OpenStdin"]
+        from lamina.runtime.logs import LogWriter
+        self.log = LogWriter(self.doc["LogPath"])
+
+    def broadcast(self, kind: int, payload: bytes) -> None:
+        from lamina.runtime.attach import frame
+        data = frame(kind, payload)
+        with self.lock:
+            for c in list(self.clients):
+                try:
+                    c.sendall(data)
+                except OSError:
+                    self.clients.pop(c, None)
+
+
+def _monitor_main(store_root: str, cid: str, ready_w: int) -> None:
+    """Body of the monitor process. Never returns."""
+    code = 1
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_IGN)
+        code = _monitor(store_root, cid, ready_w)
+    except BaseException as e:  # report to the starter if it still listens, and to monitor.log
+        try:
+            os.write(ready_w, f"err {e}\n".encode())
+        except OSError:
+            pass
+        try:
+            import traceback
+            with open(os.path.join(store_root, "containers", cid, "monitor.log"), "a") as f:
+                f.write(f"{now_rfc3339()} monitor failed:\n{traceback.format_exc()}\n")
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _monitor(store_root: str, cid: str, ready_w: int) -> int:
+    import selectors
+    from lamina.runtime import launcher
+    from lamina.runtime.attach import CLOSE_STDIN, EXIT, RESIZE, STDERR, STDIN, STDOUT, FrameReader
+    m = _Monitor(store_root, cid)
+    containers = m.containers
+    d = containers.dir(cid)
+    sock_path = os.path.join(d, "attach.sock")
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    listener.listen(16)
+    containers.set_state(cid, MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()))
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, ("accept", None))
+    wake_r, wake_w = os.pipe()
+    sel.register(wake_r, selectors.EVENT_READ, ("wake", None))
+    state = {"stdin_w": None, "master": None, "done": False}
+    readers: dict = {}
+
+    def io_loop() -> None:
+        while not state["done"]:
+            for key, _ in sel.select(timeout=0.5):
+                kind, extra = key.data
+                if kind == "accept":
+                    c, _ = listener.accept()
+                    readers[c] = [FrameReader(), b"", False]
+                    sel.register(c, selectors.EVENT_READ, ("client", c))
+                elif kind == "wake":
+                    os.read(wake_r, 64)
+                elif kind == "out":
+                    fd, stream = extra
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        sel.unregister(fd)
+                        continue
+                    with m.lock:
+                        m.log.write(stream, data)
+                    m.broadcast(STDERR if stream == "stderr" else STDOUT, data)
+                elif kind == "client":
+                    c = extra
+                    try:
+                        data = c.recv(65536)
+                    except OSError:
+                        data = b""
+                    info = readers.get(c)
+                    if not data or info is None:
+                        sel.unregister(c)
+                        readers.pop(c, None)
+                        with m.lock:
+                            m.clients.pop(c, None)
+                        c.close()
+                        continue
+                    if not info[2]:  # header line
+                        info[1] += data
+                        if b"\n" not in info[1]:
+                            continue
+                        head, _, data = info[1].partition(b"\n")
+                        info[2] = True
+                        try:
+                            want_stdin = bool(json.loads(head).get("stdin"))
+                        except ValueError:
+                            want_stdin = False
+                        with m.lock:
+                            m.clients[c] = {"stdin": want_stdin}
+                    for fkind, payload in info[0].feed(data):
+                        target = state["master"] if m.tty else state["stdin_w"]
+                        if fkind == STDIN and target is not None and m.clients.get(c, {}).get("stdin"):
+                            try:
+                                os.write(target, payload)
+                            except OSError:
+                                pass
+                        elif fkind == RESIZE and state["master"] is not None:
+                            _set_winsize(state["master"], payload)
+                        elif fkind == CLOSE_STDIN and not m.tty and state["stdin_w"] is not None:
+                            os.close(state["stdin_w"])
+                            state["stdin_w"] = None
+
+    io = threading.Thread(target=io_loop, daemon=True)
+    io.start()
+    restarts = 0
+    ready_sent = False
+    code = 0
+    while True:
+        doc = containers.get(cid)
+        try:
+            bundle, rootfs_mounts = containers.prepare_bundle(doc)
+        except LaminaError as e:
+            if not ready_sent:
+                os.write(ready_w, f"err {e}\n".encode())
+            containers.set_state(cid, **_exited_state(128), Error=str(e))
+            return 1
+        console = None
+        if m.tty:
+            master, slave = os.openpty()
+            state["master"] = master
+            sel.register(master, selectors.EVENT_READ, ("out", (master, "stdout")))
+            stdio = (slave, slave, slave)
+            console = slave
+            child_fds = [slave]
+        else:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            if m.open_stdin:
+                in_r, in_w = os.pipe()
+                state["stdin_w"] = in_w
+            else:
+                in_r = os.open(os.devnull, os.O_RDONLY)
+            sel.register(out_r, selectors.EVENT_READ, ("out", (out_r, "stdout")))
+            sel.register(err_r, selectors.EVENT_READ, ("out", (err_r, "stderr")))
+            stdio = (in_r, out_w, err_w)
+            child_fds = [in_r, out_w, err_w]
+        os.write(wake_w, b"x")
+
+        def on_start(pid: int) -> None:
+            nonlocal ready_sent
+            st = _running_state(pid)
+            st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()), RestartCount=restarts)
+            containers.update(cid, lambda doc: (doc["State"].update(st), doc.__setitem__("RestartCount", restarts)))
+            if not ready_sent:
+                os.write(ready_w, f"ok {pid}\n".encode())
+                ready_sent = True
+
+        try:
+            code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=stdio,
+                                console=console, runtime=doc["HostConfig"].get("Runtime") or "builtin",
+                                on_start=on_start)
+            error = ""
+        except LaminaError as e:
+            code, error = 128, str(e)
+            if not ready_sent:
+                os.write(ready_w, f"err {e}\n".encode())
+                ready_sent = True
+        for fd in child_fds:
+            os.close(fd)
+        time.sleep(0.02)  # let the pump drain what the container wrote last
+        _drain(sel, m, STDOUT, STDERR)
+        if state["master"] is not None:
+            try:
+                sel.unregister(state["master"])
+            except (KeyError, ValueError):
+                pass
+            os.close(state["master"])
+            state["master"] = None
+        with m.lock:
+            m.log.flush()
+        doc = containers.update(cid, lambda doc: doc["State"].update(_exited_state(code), Error=error))
+        policy = doc["HostConfig"]["RestartPolicy"]
+        stopped = doc["State"].get("StoppedByUser")
+        again = not stopped and not error and (
+            policy["Name"] in ("always", "unless-stopped") or
+            (policy["Name"] == "on-failure" and code != 0 and
+             (policy["MaximumRetryCount"] == 0 or restarts < policy["MaximumRetryCount"])))
+        if not again:
+            break
+        restarts += 1
+        containers.set_state(cid, Status="restarting", Restarting=True)
+        time.sleep(min(0.1 * (2 ** min(restarts, 6)), 5))
+    m.broadcast(EXIT, str(code).encode())
+    state["done"] = True
+    os.write(wake_w, b"x")
+    with m.lock:
+        for c in list(m.clients):
+            c.close()
+        m.log.close()
+    listener.close()
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    doc = containers.get(cid)
+    if doc["HostConfig"]["AutoRemove"]:
+        containers.delete(doc, volumes=True)
+    else:
+        containers.set_state(cid, MonitorPid=0)
+    return 0
+
+
+def _drain(sel, m, STDOUT, STDERR) -> None:
+    """Read whatever is still buffered in the output pipes (non-blocking)."""
+    for key in list(sel.get_map().values()):
+        kind, extra = key.data
+        if kind != "out":
+            continue
+        fd, stream = extra
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                try:
+                    sel.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+                break
+            with m.lock:
+                m.log.write(stream, data)
+            m.broadcast(STDERR if stream == "stderr" else STDOUT, data)
+
+
+def _set_winsize(fd: int, payload: bytes) -> None:
+    import fcntl
+    import struct
+    import termios
+    try:
+        rows, cols = (int(x) for x in payload.split())
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    except (ValueError, OSError):
+        pass
+
+
+# -- signals and waiting ------------------------------------------------------------
+def parse_signal(name: str | int) -> int:
+    if isinstance(name, int) or str(name).isdigit():
+        n = int(name)
+        if not 0 < n < 65:
+            raise InvalidArgument(f"Invalid signal: {name}")
+        return n
+    s = str(name).upper()
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(getattr(signal, s))
+    except AttributeError:
+        if s.startswith("SIGRTMIN+"):
+            return int(signal.SIGRTMIN) + int(s[9:])
+        raise InvalidArgument(f"Invalid signal: {name}") from None
+
+
+def signal_container(doc: dict, sig: int) -> None:
+    st = doc["State"]
+    if not st["Running"] or not process_alive(st.get("Pid"), st.get("PidStart")):
+        raise Conflict(f"Container {doc['Id'][:12]} is not running")
+    os.kill(st["Pid"], sig)
+
+
+def wait_exit(containers: Containers, doc: dict, timeout: float | None = None) -> dict | None:
+    """Wait until the container is no longer running; returns the final record (None on timeout)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pid = doc["State"].get("Pid")
+    pidfd = None
+    if pid and process_alive(pid, doc["State"].get("PidStart")):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            pidfd = None
+    try:
+        if pidfd is not None:
+            import select
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([pidfd], [], [], left)[0]:
+                return None
+        while True:
+            try:
+                cur = containers.get(doc["Id"])
+            except LaminaError:
+                return None  # removed (--rm)
+            st = cur["State"]
+            if not st["Running"] and st["Status"] not in ("restarting",):
+                return cur
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def stop(containers: Containers, doc: dict, *, timeout: int | None = None, sig: str | None = None) -> None:
+    """STOPSIGNAL, wait ``timeout`` (default StopTimeout or 10 s), then SIGKILL."""
+    doc = containers.refresh(doc)
+    containers.set_state(doc["Id"], StoppedByUser=True)
+    if not doc["State"]["Running"]:
+        return
+    if doc["State"].get("Paused"):
+        unpause(containers, doc)
+    t = timeout if timeout is not None else doc["Config"].get("StopTimeout", 10)
+    try:
+        signal_container(doc, parse_signal(sig or doc["Config"].get("StopSignal") or "SIGTERM"))
+    except (Conflict, ProcessLookupError):
+        return
+    if t < 0:
+        wait_exit(containers, doc)
+        return
+    if wait_exit(containers, doc, timeout=t) is None:
+        kill_and_wait(containers, doc)
+
+
+def kill_and_wait(containers: Containers, doc: dict) -> None:
+    doc = containers.refresh(doc)
+    if doc["State"].get("Paused"):
+        unpause(containers, doc)
+    try:
+        signal_container(doc, signal.SIGKILL)
+    except (Conflict, ProcessLookupError):
+        return
+    wait_exit(containers, doc, timeout=30)
+
+
+def pause(containers: Containers, doc: dict) -> None:
+    from lamina.runtime import launcher
+    if not doc["State"]["Running"]:
+        raise Conflict(f"Container {doc['Id'][:12]} is not running")
+    if doc["State"].get("Paused"):
+        raise Conflict(f"Container {doc['Id'][:12]} is already paused")
+    launcher.freeze(doc["Id"])
+    containers.set_state(doc["Id"], Paused=True, Status="paused")
+
+
+def unpause(containers: Containers, doc: dict) -> None:
+    from lamina.runtime import launcher
+    if not doc["State"].get("Paused"):
+        raise Conflict(f"Container {doc['Id'][:12]} is not paused")
+    launcher.thaw(doc["Id"])
+    containers.set_state(doc["Id"], Paused=False, Status="running")

@@ -481,3 +481,35 @@ def test_launcher_overhead(box):
     median = times[len(times) // 2]
     print(f"\nlauncher.run(true) median {median * 1000:.1f} ms, min {times[0] * 1000:.1f} ms")
     assert median < 0.25
+
+
+def test_init_forwards_signals(box):
+    started = threading.Event()
+    cid, res, t = _start_background(box, RunOptions(args=("sleep", "30"), init=True), started)
+    comm = open(f"/proc/{res['pid']}/comm").read().strip()
+    assert comm == "lamina-init"
+    os.kill(res["pid"], signal.SIGTERM)  # the reaper forwards it to sleep, which dies of it
+    t.join(10)
+    assert res["code"] == 143
+
+
+def test_overlay_rootfs_and_no_fd_leak(box, tmp_path):
+    from lamina.mount import overlay
+    upper, work, top = tmp_path / "upper", tmp_path / "work", tmp_path / "top"
+    for d in (upper, work, top):
+        d.mkdir()
+    opts = RunOptions(args=("sh", "-c", "echo new > /created; rm /etc/marker; ls /etc"))
+    b = box.bundle(opts)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with tempfile.TemporaryFile() as out:
+            code = launcher.run(b, container_id="t" + uuid.uuid4().hex[:12],
+                                rootfs_mounts=[overlay([str(top), box.rootfs_src],
+                                                       upper=str(upper), work=str(work))],
+                                stdio=(0, out.fileno(), out.fileno()))
+            out.seek(0)
+            assert code == 0, out.read()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert (upper / "created").read_text() == "new\n"
+    assert os.path.exists(box.rootfs_src + "/etc/marker")  # the whiteout is in upper only
+    assert not any(b in line for line in open("/proc/self/mountinfo"))

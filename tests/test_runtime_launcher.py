@@ -513,3 +513,17 @@ def test_overlay_rootfs_and_no_fd_leak(box, tmp_path):
     assert (upper / "created").read_text() == "new\n"
     assert os.path.exists(box.rootfs_src + "/etc/marker")  # the whiteout is in upper only
     assert not any(b in line for line in open("/proc/self/mountinfo"))
+
+
+def test_failing_on_start_kills_the_container(box):
+    b = box.bundle(RunOptions(args=("sleep", "30")))
+    seen = []
+
+    def boom(pid):
+        seen.append(pid)
+        raise RuntimeError("caller failed")
+
+    with pytest.raises(RuntimeError):
+        launcher.run(b, container_id="t" + uuid.uuid4().hex[:12], rootfs_mounts=box.mounts(),
+                     on_start=boom)
+    assert seen and not os.path.exists(f"/proc/{seen[0]}")

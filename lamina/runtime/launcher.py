@@ -1289,9 +1289,20 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
         except BaseException:
             _wait(p1)
             raise
-        if on_start is not None and p2 and not data:
-            on_start(p2)
-        return _docker_code(_wait(p1))
+        try:
+            if on_start is not None and p2 and not data:
+                on_start(p2)
+            return _docker_code(_wait(p1))
+        except BaseException:
+            # on_start failed or the caller was interrupted (KeyboardInterrupt): never leave
+            # a container running without its runner.
+            if p2:
+                try:
+                    os.kill(p2, signal.SIGKILL)
+                except OSError:
+                    pass
+            _wait(p1)
+            raise
     finally:
         cg.remove()
 

@@ -384,7 +384,7 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
             raise InvalidArgument(f"invalid mount destination {m.destination!r}: "
                                   "it must be an absolute path")
         if m.type in ("bind", "volume"):
-            o = [x for x in m.options if x not in ("ro", "rw", "readonly")]
+            o = [x for x in m.options if x not in ("ro", "rw", "readonly", "bind", "rbind")]
             ro = any(x in ("ro", "readonly") for x in m.options)
             if not any(x in ("rprivate", "private", "rslave", "slave", "rshared", "shared")
                        for x in o):

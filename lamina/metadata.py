@@ -14,6 +14,7 @@ Tables (schema version in ``PRAGMA user_version``):
   layer_blobs(blob PK, diff_id, media_type)   which compressed blob holds which diff
   snapshots(chain_id PK, parent, dir, diff_id, size, created)   unpacked layers
   build_cache(key PK, parent, instr, image, sources, created)   a build step's result
+  build_memo(key PK, data, created)   replay record of a fully cached build (build/fastpath.py)
   containers(id PK, name, image, chain_id, created, data)   image = manifest digest in use
   meta(key PK, value)
 """
@@ -25,7 +26,7 @@ import sqlite3
 from contextlib import contextmanager
 from collections.abc import Iterator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS snapshots(chain_id TEXT PRIMARY KEY, parent TEXT, dir
 CREATE TABLE IF NOT EXISTS build_cache(key TEXT PRIMARY KEY, parent TEXT NOT NULL, instr TEXT NOT NULL,
     image TEXT NOT NULL, sources TEXT, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS build_cache_parent ON build_cache(parent);
+CREATE TABLE IF NOT EXISTS build_memo(key TEXT PRIMARY KEY, data TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS containers(id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL,
     image TEXT NOT NULL, chain_id TEXT, created REAL NOT NULL, data TEXT);
 """

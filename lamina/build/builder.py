@@ -52,6 +52,7 @@ class BuildOptions:
     secrets: dict = field(default_factory=dict)
     progress: str = "auto"
     platform: str | None = None
+    memo_key: str | None = None         # see build/fastpath.py
 
 
 @dataclass
@@ -74,11 +75,13 @@ class Output:
         self.quiet = quiet
         self.plain = progress == "plain"
         self.fd = 1
+        self.transcript: list[str] = []   # what was printed (replayed by build/fastpath.py)
 
     def line(self, text: str) -> None:
         if not self.quiet:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
+            self.transcript.append(text + "\n")
 
 
 class Builder:
@@ -97,6 +100,10 @@ class Builder:
         self.used_args: set[str] = set()
         self.step = 0
         self.total = 0
+        # what a replay of this build must re-check (build/fastpath.py); only a build whose
+        # every step was a cache hit is recorded
+        self.memo_ok = not opts.no_cache and opts.memo_key is not None
+        self.memo = {"files": {}, "bases": [], "images": [], "keys": []}
 
     # -- entry ------------------------------------------------------------------------
     def build(self):
@@ -137,7 +144,24 @@ class Builder:
         for t in self.opts.tags:
             repo, tag = split_canonical(str(t))
             self.out.line(f"Successfully tagged {repo}:{tag}")
+        if self.memo_ok:
+            self._record_memo(rec, df_path)
         return rec
+
+    def _record_memo(self, rec, df_path: str) -> None:
+        from lamina.build import fastpath
+        dockerfile = (self.opts.dockerfile_data if self.opts.dockerfile_data is not None else None)
+        memo = dict(self.memo)
+        memo["dockerfile"] = (fastpath.hashlib.sha256(dockerfile).hexdigest() if dockerfile is not None
+                              else fastpath.file_digest(df_path))
+        memo["ignore"] = {p: fastpath.file_digest(p) for p in
+                          fastpath.ignore_candidates(self.context_dir, self.opts.dockerfile or df_path)}
+        memo["epoch"] = os.environ.get("SOURCE_DATE_EPOCH", "")
+        memo["tags"] = [str(t) for t in self.opts.tags]
+        memo["final"] = str(rec.manifest)
+        memo["final_id"] = str(rec.id)
+        memo["output"] = "".join(self.out.transcript)
+        fastpath.record(self.store, self.opts.memo_key, memo)
 
     # -- planning -----------------------------------------------------------------------
     def _meta_args(self) -> dict:
@@ -242,7 +266,19 @@ class Builder:
             raise InvalidArgument(f"pull access denied for {base}: the image is not in the local store and "
                                   f"lamina does not pull during builds yet; load or import it first "
                                   f"(Dockerfile:{stage.line})") from None
+        self._memo_base(base, rec)
         return self._state_of(rec)
+
+    def _memo_base(self, text: str, rec) -> None:
+        from lamina import reference
+        name = ""
+        try:
+            ref = reference.parse(text)
+            if ref.digest is None and str(ref) in self.images.tags_of(rec.manifest):
+                name = str(ref)
+        except InvalidArgument:
+            pass
+        self.memo["bases"].append([name, str(rec.manifest)])
 
     def _state_of(self, rec) -> State:
         from lamina.runtime.commit import base_layers
@@ -309,9 +345,14 @@ class Builder:
 
     def _cached(self, state: State, key: str, *, instr_text: str, sources: dict | None = None) -> State | None:
         if self.opts.no_cache:
+            self.memo_ok = False
             return None
         manifest = self.cache.lookup(key)
+        if manifest is not None:
+            self.memo["images"].append(manifest)
+            self.memo["keys"].append(key)
         if manifest is None:
+            self.memo_ok = False
             if self.out.plain:
                 why = self.cache.explain_miss(parent=state.image_id, instr=instr_text, sources=sources)
                 self.out.line(f" ---> Cache miss: {why}")
@@ -505,6 +546,8 @@ class Builder:
         flags = [(k, v) for k, v in instr.flags]
         network = dict(flags).get("network") or (self.opts.network if self.opts.network != "default" else "host")
         mounts_raw = [v for k, v in flags if k == "mount"]
+        if any("type=bind" in m or "type=" not in m for m in mounts_raw):
+            self.memo_ok = False  # bind-mounted context content is not tracked by the memo
         secret_ids = sorted(self.opts.secrets)
         # the cache key sees the command, the build args and the flags -- never secret contents
         prefix = f"|{len(build_env)} {' '.join(build_env)} " if build_env else ""
@@ -617,7 +660,10 @@ class Builder:
             checksum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
             for src in resolved:
                 items.append((CopyItem(src.name, src.abspath, src.is_dir), _ctx_walker(ctx, src)))
+            self._memo_sources(ctx, local, resolved)
         url_files = [self._fetch_url(u, flags.get("checksum")) for u in urls]
+        if urls or (frm and self._stage_index(frm) is None):
+            self.memo_ok = False
         for path, name, digest in url_files:
             checksum += digest
             items.append((CopyItem(name, path, False), host_walker(path, False)))
@@ -651,6 +697,24 @@ class Builder:
                               sources=sources_manifest)
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
+
+    def _memo_sources(self, ctx, names: list[str], resolved) -> None:
+        """Remember the stat of everything these sources read, and of the directories
+        above them (so a new file matching a wildcard, or in a copied dir, is noticed)."""
+        from lamina.build.fastpath import stat_key
+        files = self.memo["files"]
+        root = ctx.root
+        for n in names:
+            p = os.path.join(root, n.lstrip("/"))
+            while True:
+                files[p] = stat_key(p)
+                if p == root or len(p) <= len(root):
+                    break
+                p = os.path.dirname(p)
+        for src in resolved:
+            for rel, _ in ctx.walk(src):
+                full = os.path.join(root, rel) if rel else root
+                files[full] = stat_key(full)
 
     def _expand_archives(self, items, staging, instr, state, lowers):
         """ADD: local tar archives are unpacked at the destination instead of copied."""

@@ -54,6 +54,10 @@ def cmd_build(argv, ctx) -> int:
     p.flag("--force-rm", help="Always remove intermediate containers")
     p.args("context", min=1, max=1)
     a = parse(p, argv)
+    rid = _replay(ctx, a)
+    if rid is not None:  # a fully cached build, replayed without the builder (build/fastpath.py)
+        _after(ctx, a, rid)
+        return 0
     from lamina import reference
     from lamina.build.builder import BuildOptions, build
     tags = [reference.parse(t) for t in a.tag]
@@ -110,21 +114,49 @@ def cmd_build(argv, ctx) -> int:
     opts = BuildOptions(context=context, dockerfile=dockerfile, dockerfile_data=dockerfile_data,
                         tags=tuple(tags), build_args=_kv(a.build_arg, "build arg"), target=a.target,
                         no_cache=a.no_cache, quiet=a.quiet, labels=_kv(a.label, "label"), network=a.network,
-                        secrets=secrets, progress=a.progress, platform=a.platform)
+                        secrets=secrets, progress=a.progress, platform=a.platform,
+                        memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a))
     try:
         rec = build(ctx.store, opts)
     finally:
         if tmp_ctx:
             import shutil
             shutil.rmtree(tmp_ctx, ignore_errors=True)
+    _after(ctx, a, str(rec.id), rec)
+    return 0
+
+
+def _memo_key(a) -> str:
+    """What makes two build invocations the same (see build/fastpath.py)."""
+    from lamina.build.fastpath import memo_key
+    return memo_key(context=os.path.abspath(a.context), file=os.path.abspath(a.file) if a.file else None,
+                    tags=a.tag, build_args=sorted(a.build_arg), target=a.target, quiet=a.quiet,
+                    labels=sorted(a.label), network=a.network, secrets=sorted(a.secret), progress=a.progress,
+                    platform=a.platform)
+
+
+def _replay(ctx, a) -> str | None:
+    if a.no_cache or a.context == "-" or a.file == "-" or not os.path.isdir(a.context):
+        return None
+    from lamina.build import fastpath
+    context = os.path.abspath(a.context)
+    dockerfile = os.path.abspath(a.file) if a.file else os.path.join(context, "Dockerfile")
+    if a.file and not os.path.exists(dockerfile) and os.path.exists(os.path.join(context, a.file)):
+        dockerfile = os.path.join(context, a.file)
+    return fastpath.replay(ctx.store, _memo_key(a), dockerfile_path=dockerfile, dockerfile_data=None)
+
+
+def _after(ctx, a, image_id: str, rec=None) -> None:
     if a.quiet:
-        print(rec.id)
+        print(image_id)
     if a.iidfile:
         with open(a.iidfile, "w") as f:
-            f.write(str(rec.id))
+            f.write(image_id)
     if a.output:
+        if rec is None:
+            from lamina.image.service import Images
+            rec = Images(ctx.store).resolve(image_id)
         _export(ctx, rec, a.output)
-    return 0
 
 
 def _export(ctx, rec, spec: str) -> None:

@@ -90,6 +90,32 @@ def _create_parser(verb: str) -> Parser:
     return p
 
 
+def _hostname_short(p: Parser, argv: list[str]) -> list[str]:
+    """``-h`` means ``--hostname`` for run/create (as in Docker), not help: rewrite it before
+    the shared parser (which treats a bare ``-h`` as help) sees it. Only flags before IMAGE."""
+    out = list(argv)
+    i = 0
+    while i < len(out):
+        arg = out[i]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        if arg == "-h":
+            out[i] = "--hostname"
+            i += 2
+            continue
+        if arg.startswith("-h") and not arg.startswith("--"):
+            out[i] = "--hostname=" + arg[2:].lstrip("=")
+            i += 1
+            continue
+        f = p._by_name.get(arg.split("=", 1)[0] if arg.startswith("--") else arg[:2])
+        takes_value = f is not None and f.kind != "bool"
+        if takes_value and ((arg.startswith("--") and "=" not in arg) or (not arg.startswith("--") and len(arg) == 2)):
+            i += 2
+        else:
+            i += 1
+    return out
+
+
 def _read_env_files(paths: list[str]) -> list[str]:
     out = []
     for path in paths:
@@ -143,14 +169,16 @@ def _options(a, verb: str):
 
 
 def cmd_create(argv, ctx) -> int:
-    a = parse(_create_parser("create"), argv)
+    p = _create_parser("create")
+    a = parse(p, _hostname_short(p, argv))
     doc = _containers(ctx).create(_options(a, "create"))
     print(doc["Id"])
     return 0
 
 
 def cmd_run(argv, ctx) -> int:
-    a = parse(_create_parser("run"), argv)
+    p = _create_parser("run")
+    a = parse(p, _hostname_short(p, argv))
     from lamina.runtime import lifecycle
     from lamina.runtime.attach import DETACHED, attach, parse_detach_keys
     if a.detach and a.rm and a.restart not in ("no", ""):
@@ -166,7 +194,7 @@ def cmd_run(argv, ctx) -> int:
         return lifecycle.run_foreground(cs, doc, stdin=a.interactive, sig_proxy=a.sig_proxy)
     # -t: the container belongs to a monitor, this process attaches (so ctrl-p ctrl-q can detach)
     sock = os.path.join(cs.dir(doc["Id"]), "attach.sock")
-    lifecycle.start_monitored(cs, doc)
+    lifecycle.start_monitored(cs, doc, wait_client=True)
     code = attach(sock, stdin=a.interactive, tty=True, detach_keys=keys)
     if code is DETACHED:
         return 0
@@ -198,7 +226,7 @@ def cmd_start(argv, ctx) -> int:
                     continue
             else:
                 cs.set_state(doc["Id"], StoppedByUser=False)
-                lifecycle.start_monitored(cs, doc)
+                lifecycle.start_monitored(cs, doc, wait_client=bool(a.attach or a.interactive))
             if a.attach or a.interactive:
                 sock = os.path.join(cs.dir(doc["Id"]), "attach.sock")
                 code = attach(sock, stdin=a.interactive, tty=doc["Config"]["Tty"],

@@ -62,6 +62,26 @@ def parse_detach_keys(spec: str | None) -> bytes:
     return bytes(out)
 
 
+class unix_path:
+    """A usable AF_UNIX address for ``path``: the path itself, or, when it is longer than
+    sun_path allows (108 bytes; deep ``--root`` dirs), ``/proc/self/fd/<dirfd>/<name>`` through
+    an O_PATH descriptor of its directory, held open for the ``with`` block."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.fd = path, None
+
+    def __enter__(self) -> str:
+        if len(os.fsencode(self.path)) < 100:
+            return self.path
+        self.fd = os.open(os.path.dirname(self.path) or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return f"/proc/self/fd/{self.fd}/{os.path.basename(self.path)}"
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 def _winsize(fd: int) -> bytes | None:
     import fcntl
     import termios
@@ -83,7 +103,8 @@ def attach(sock_path: str, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x1
     from lamina.errors import Unavailable
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        s.connect(sock_path)
+        with unix_path(sock_path) as addr:
+            s.connect(addr)
     except OSError as e:
         raise Unavailable(f"cannot attach: the container's monitor is not reachable ({e.strerror})") from None
     s.sendall(b'{"stdin": %s}\n' % (b"true" if stdin else b"false"))

@@ -296,7 +296,7 @@ class Containers:
         rootfs_mounts = snap.mounts(layers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
                                     init=make_init_layer(os.path.join(d, "init")))
         lowers = [snap.dir_of(x.chain_id) for x in reversed(layers)]
-        user = resolve_user_in_layers([os.path.join(d, "upper"), *lowers], doc["Config"]["User"])
+        user = with_primary_gid(resolve_user_in_layers([os.path.join(d, "upper"), *lowers], doc["Config"]["User"]))
         hc, c = doc["HostConfig"], doc["Config"]
         env = list(c["Env"])
         if not any(e.startswith("HOSTNAME=") for e in env):
@@ -434,6 +434,14 @@ def read_in_layers(dirs: list[str], rel: str) -> bytes | None:
         with os.fdopen(fd, "rb") as f:
             return f.read(1 << 20)
     return None
+
+
+def with_primary_gid(user):
+    """Docker's daemon adds the primary gid to the supplementary groups (``id`` in a container
+    shows ``groups=0(root)``), then the groups of /etc/group that list the user."""
+    import dataclasses
+    gids = [user.gid] + [g for g in user.additional_gids if g != user.gid]
+    return dataclasses.replace(user, additional_gids=tuple(gids))
 
 
 def resolve_user_in_layers(dirs: list[str], user: str):

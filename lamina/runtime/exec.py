@@ -13,7 +13,7 @@ from lamina.errors import Conflict
 def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user: str | None,
                  workdir: str | None, tty: bool, interactive: bool, detach: bool, privileged: bool) -> int:
     from lamina.runtime import launcher
-    from lamina.runtime.containers import _merge_env, process_alive
+    from lamina.runtime.containers import _merge_env, process_alive, with_primary_gid
     from lamina.runtime.spec import resolve_user
     st = doc["State"]
     if not st["Running"] or not process_alive(st.get("Pid"), st.get("PidStart")):
@@ -24,7 +24,7 @@ def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user
     with open(os.path.join(containers.dir(doc["Id"]), "config.json")) as f:
         spec = json.load(f)
     base = spec["process"]
-    u = resolve_user(f"/proc/{pid}/root", user if user is not None else (doc["Config"].get("User") or ""))
+    u = with_primary_gid(resolve_user(f"/proc/{pid}/root", user if user is not None else (doc["Config"].get("User") or "")))
     penv = _merge_env(list(base.get("env") or []), env)
     if tty and not any(e.startswith("TERM=") for e in penv):
         penv.append("TERM=xterm")

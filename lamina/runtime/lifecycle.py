@@ -129,8 +129,13 @@ def _pump(fd: int, stream: str, dest: int, log, lock) -> None:
 
 
 # -- monitored ------------------------------------------------------------------------
-def start_monitored(containers: Containers, doc: dict) -> int:
-    """Fork a monitor that starts the container; returns once it runs (or raises its error)."""
+def start_monitored(containers: Containers, doc: dict, *, wait_client: bool = False) -> int:
+    """Fork a monitor that starts the container; returns once it runs (or raises its error).
+
+    With ``wait_client`` (``run -t``, ``start -a``) the monitor only listens and returns 0
+    at once; it starts the container when the first client has attached (or after 30 s), so
+    no early output is lost, and reports a start failure to that client as an error
+    message and exit code 125."""
     _check_startable(doc)
     containers.store.close_db()  # the monitor opens its own; never carry SQLite across fork
     r, w = os.pipe()
@@ -140,7 +145,7 @@ def start_monitored(containers: Containers, doc: dict) -> int:
             os.close(r)
             os.setsid()
             if os.fork() == 0:
-                _monitor_main(containers.store.root, doc["Id"], w)
+                _monitor_main(containers.store.root, doc["Id"], w, wait_client)
             os._exit(0)
         except BaseException:
             os._exit(1)
@@ -158,6 +163,8 @@ def start_monitored(containers: Containers, doc: dict) -> int:
     msg = data.decode(errors="replace").strip()
     if msg.startswith("ok"):
         return int(msg.split()[1])
+    if msg == "listening":
+        return 0
     raise Unavailable(msg[4:] if msg.startswith("err ") else
                       f"the monitor of container {doc['Id'][:12]} died before the container started")
 
@@ -188,7 +195,7 @@ class _Monitor:
                     self.clients.pop(c, None)
 
 
-def _monitor_main(store_root: str, cid: str, ready_w: int) -> None:
+def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = False) -> None:
     """Body of the monitor process. Never returns."""
     code = 1
     try:
@@ -197,7 +204,7 @@ def _monitor_main(store_root: str, cid: str, ready_w: int) -> None:
             os.dup2(devnull, fd)
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
-        code = _monitor(store_root, cid, ready_w)
+        code = _monitor(store_root, cid, ready_w, wait_client)
     except BaseException as e:  # report to the starter if it still listens, and to monitor.log
         try:
             os.write(ready_w, f"err {e}\n".encode())
@@ -213,7 +220,7 @@ def _monitor_main(store_root: str, cid: str, ready_w: int) -> None:
         os._exit(code)
 
 
-def _monitor(store_root: str, cid: str, ready_w: int) -> int:
+def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False) -> int:
     import selectors
     from lamina.runtime import launcher
     from lamina.runtime.attach import CLOSE_STDIN, EXIT, RESIZE, STDERR, STDIN, STDOUT, FrameReader
@@ -225,8 +232,10 @@ def _monitor(store_root: str, cid: str, ready_w: int) -> int:
         os.unlink(sock_path)
     except FileNotFoundError:
         pass
+    from lamina.runtime.attach import unix_path
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(sock_path)
+    with unix_path(sock_path) as addr:
+        listener.bind(addr)
     listener.listen(16)
     containers.set_state(cid, MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()))
     sel = selectors.DefaultSelector()
@@ -284,6 +293,7 @@ def _monitor(store_root: str, cid: str, ready_w: int) -> int:
                             want_stdin = False
                         with m.lock:
                             m.clients[c] = {"stdin": want_stdin}
+                        first_client.set()
                     for fkind, payload in info[0].feed(data):
                         target = state["master"] if m.tty else state["stdin_w"]
                         if fkind == STDIN and target is not None and m.clients.get(c, {}).get("stdin"):
@@ -297,10 +307,16 @@ def _monitor(store_root: str, cid: str, ready_w: int) -> int:
                             os.close(state["stdin_w"])
                             state["stdin_w"] = None
 
+    first_client = threading.Event()
     io = threading.Thread(target=io_loop, daemon=True)
     io.start()
     restarts = 0
     ready_sent = False
+    client_code = None  # the exit code attached clients get, when it is not the container's
+    if wait_client:
+        os.write(ready_w, b"listening\n")
+        ready_sent = True
+        first_client.wait(30)
     code = 0
     while True:
         doc = containers.get(cid)
@@ -309,6 +325,9 @@ def _monitor(store_root: str, cid: str, ready_w: int) -> int:
         except LaminaError as e:
             if not ready_sent:
                 os.write(ready_w, f"err {e}\n".encode())
+            else:
+                m.broadcast(STDERR, f"Error: {e}\n".encode())
+                m.broadcast(EXIT, str(e.exit_code).encode())
             containers.set_state(cid, **_exited_state(128), Error=str(e))
             return 1
         console = None
@@ -352,6 +371,9 @@ def _monitor(store_root: str, cid: str, ready_w: int) -> int:
             if not ready_sent:
                 os.write(ready_w, f"err {e}\n".encode())
                 ready_sent = True
+            elif restarts == 0:
+                m.broadcast(STDERR, f"Error: {e}\n".encode())
+                client_code = e.exit_code
         for fd in child_fds:
             os.close(fd)
         time.sleep(0.02)  # let the pump drain what the container wrote last
@@ -377,7 +399,7 @@ def _monitor(store_root: str, cid: str, ready_w: int) -> int:
         restarts += 1
         containers.set_state(cid, Status="restarting", Restarting=True)
         time.sleep(min(0.1 * (2 ** min(restarts, 6)), 5))
-    m.broadcast(EXIT, str(code).encode())
+    m.broadcast(EXIT, str(code if client_code is None else client_code).encode())
     state["done"] = True
     os.write(wake_w, b"x")
     with m.lock:

@@ -1,0 +1,116 @@
+"""Helpers for the container integration tests (tests/test_containers_*.py): a store with
+busybox imported, a real pseudo-terminal driver, and small polling helpers."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+@pytest.fixture
+def bb(lamina, busybox_tar):
+    """The lamina CLI with ``busybox`` imported into its fresh store."""
+    lamina("import", busybox_tar, "busybox")
+    return lamina
+
+
+def image(lamina, busybox_tar, name: str, *changes: str) -> None:
+    args = ["import"]
+    for c in changes:
+        args += ["-c", c]
+    lamina(*args, busybox_tar, name)
+
+
+def until(fn, timeout: float = 10, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def state(lamina, name: str) -> str:
+    return lamina("inspect", "--format", "{{.State.Status}}", name).out.strip()
+
+
+def mounts_under(root: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [l.split()[4] for l in f if l.split()[4].startswith(root)]
+
+
+class Pty:
+    """``lamina ARGS`` with its stdio on a real pty (the test holds the master)."""
+
+    def __init__(self, lamina, *args: str, cols: int = 80, rows: int = 24) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:
+            try:
+                os.chdir(REPO)
+                os.execve(sys.executable, [sys.executable, "-m", "lamina", *args], lamina.env)
+            finally:
+                os._exit(127)
+        self.pid, self.fd, self.buf, self.status = pid, fd, b"", None
+        import fcntl, struct, termios
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def _read(self, timeout: float) -> bool:
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return True
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def expect(self, pat: bytes, timeout: float = 10) -> bytes:
+        deadline = time.monotonic() + timeout
+        while pat not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._read(left):
+                raise AssertionError(f"{pat!r} not seen; got {self.buf!r}")
+        return self.buf
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def wait(self, timeout: float = 10) -> int:
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, st = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(st)
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"lamina did not exit; output {self.buf!r}")
+            self._read(0.05)
+        return self.status
+
+    def close(self) -> None:
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.status = -9
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass

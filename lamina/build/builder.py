@@ -135,7 +135,7 @@ class Builder:
                 raise InvalidArgument("the target stage is FROM scratch with no instructions: nothing to build")
             unused = sorted(set(self.opts.build_args) - self.used_args - set(PROXY_ARGS))
             if unused:
-                self.out.line(f"[Warning] One or more build-args {unused} were not consumed")
+                self.out.line(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
             for t in self.opts.tags:
                 self.images.tag(rec, t)
             self.images.write_index()
@@ -251,6 +251,14 @@ class Builder:
         return state
 
     def _from(self, base: str, stage) -> State:
+        state = self._from_image(base, stage)
+        # like Docker (beginStage -> setDefaultPath): a base without PATH gets the default one
+        env = state.cc.get("Env") or []
+        if not any(e.startswith("PATH=") for e in env):
+            state.cc["Env"] = list(env) + [_DEFAULT_PATH]
+        return state
+
+    def _from_image(self, base: str, stage) -> State:
         if base == "scratch":
             return State(config={"architecture": oci.host_platform().architecture, "os": "linux",
                                  "config": {"Env": [_DEFAULT_PATH]}, "history": []},
@@ -536,12 +544,33 @@ class Builder:
                 out.append(f"{k}={self.opts.build_args[k]}")
         return out
 
+    def _run_command(self, state, instr) -> tuple[list[str], tuple[str, str] | None]:
+        """The argv of a RUN, and (name, text) of a heredoc script to mount, if any.
+
+        Heredocs follow BuildKit: ``RUN <<EOF`` alone runs the heredoc as a script (through
+        the shell, or directly -- mounted at /dev/pipes/<name> -- when it starts with ``#!``);
+        heredocs inside a longer command are handed to the shell with the command text, so
+        the shell's own heredoc support does the work (``RUN cat <<A > /a``, ``RUN <<EOF sh``).
+        """
+        if not instr.heredocs or instr.json:
+            return self._shell_form(state, instr), None
+        shell = list(state.cc.get("Shell") or DEFAULT_SHELL)
+        line = " ".join(instr.args)
+        only = len(instr.heredocs) == 1 and line.strip().startswith("<<") and " " not in line.strip()
+        if only:
+            hd = instr.heredocs[0]
+            if hd.content.startswith("#!"):
+                return [f"/dev/pipes/{hd.name}"], (hd.name, hd.content)
+            return shell + [hd.content], None
+        text = line + "\n" + "".join(hd.content + hd.name + "\n" for hd in instr.heredocs)
+        return shell + [text], None
+
     def _i_run(self, state, instr):
         from lamina.build.cache import cache_key
         from lamina.build.run import discard, parse_run_mounts, run_in_layers
         from lamina.runtime.commit import layer_from_dir
         from lamina.snapshot import Layer, Snapshotter
-        args = self._shell_form(state, instr)
+        args, script = self._run_command(state, instr)
         build_env = self._run_args_env()
         flags = [(k, v) for k, v in instr.flags]
         network = dict(flags).get("network") or (self.opts.network if self.opts.network != "default" else "host")
@@ -552,7 +581,8 @@ class Builder:
         # the cache key sees the command, the build args and the flags -- never secret contents
         prefix = f"|{len(build_env)} {' '.join(build_env)} " if build_env else ""
         text = prefix + " ".join(args) if not instr.json else prefix + json.dumps(args)
-        key = cache_key(state.image_id, "RUN", [text, flags, [m for m in mounts_raw if "secret" not in m], secret_ids])
+        key = cache_key(state.image_id, "RUN", [text, flags, [m for m in mounts_raw if "secret" not in m], secret_ids]
+                        + ([script] if script is not None else []))
         hit = self._cached(state, key, instr_text=text)
         if hit is not None:
             return hit
@@ -566,12 +596,24 @@ class Builder:
         mounts = parse_run_mounts(mounts_raw, context_dir=self.context_dir,
                                   cache_root=os.path.join(self.store.root, "build-cache", "mounts"),
                                   secrets=self.opts.secrets, stage_root=self._stage_root)
+        script_dir = None
+        if script is not None:  # RUN <<EOF with a #! line: the heredoc is an executable file
+            import tempfile
+            from lamina.build.run import RunMount
+            script_dir = tempfile.mkdtemp(prefix="lamina-heredoc-")
+            path = os.path.join(script_dir, script[0])
+            with open(path, "w") as f:
+                f.write(script[1])
+            os.chmod(path, 0o755)
+            mounts.append(RunMount("bind", path, args[0], readonly=True))
         sys.stdout.flush()
         code, upper, cdir = run_in_layers(
             self.store, layers, args=args, env=env, cwd=state.cc.get("WorkingDir") or "/",
             user=state.cc.get("User") or "", mounts=mounts, network=network,
             out_fd=os.open(os.devnull, os.O_WRONLY) if self.opts.quiet else 1,
             on_id=lambda cid: self.out.line(f" ---> Running in {cid[:12]}"))
+        if script_dir is not None:
+            shutil.rmtree(script_dir, ignore_errors=True)
         try:
             if code != 0:
                 shown = " ".join(args) if not instr.json else json.dumps(args)
@@ -593,7 +635,16 @@ class Builder:
         return result
 
     def _stage_root(self, name: str) -> str:
-        raise InvalidArgument(f"RUN --mount from={name} is not supported yet; COPY --from the stage instead")
+        """RUN --mount=type=bind,from=<stage|index|image>: a merged copy of its filesystem."""
+        j = self._stage_index(name)
+        if j is not None and j in self.stage_results:
+            st = self.stage_results[j]
+        else:
+            try:
+                st = self._state_of(self.images.resolve(name))
+            except NotFound:
+                raise InvalidArgument(f"RUN --mount from={name}: no stage or image named {name!r}") from None
+        return self._merged_dir(st)
 
     # -- COPY / ADD -------------------------------------------------------------------------
     def _context(self):
@@ -656,7 +707,9 @@ class Builder:
         else:
             local = [s for s in srcs if s not in urls]
             ctx = self._context()
-            resolved = ctx.resolve(local) if local else []
+            # Docker reads a source without wildcards literally (a backslash is a name character
+            # then, e.g. with `# escape=\``); only a wildcard pattern gives backslash its escaping role
+            resolved = [r for src in local for r in ctx.resolve([src], allow_wildcards=contains_wildcards(src))]
             checksum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
             for src in resolved:
                 items.append((CopyItem(src.name, src.abspath, src.is_dir), _ctx_walker(ctx, src)))
@@ -682,7 +735,10 @@ class Builder:
         os.makedirs(staging)
         try:
             if add:
-                items = self._expand_archives(items, staging, instr, state, lowers)
+                # only local archives are unpacked; a downloaded one is copied as it is
+                local_items = [it for it in items if it[0].abspath not in {p for p, _, _ in url_files}]
+                remote_items = [it for it in items if it not in local_items]
+                items = self._expand_archives(local_items, staging, instr, state, lowers) + remote_items
             stage_copy(staging, items, dest, workdir=state.cc.get("WorkingDir") or "/", lowers=lowers,
                        owner=owner, chmod=chmod, wildcard=wildcard, what=instr.cmd)
             desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch)

@@ -118,7 +118,9 @@ class Builder:
             except FileNotFoundError:
                 raise InvalidArgument(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
                                       f"lstat {df_path}: no such file or directory") from None
-            name = os.path.relpath(df_path, self.context_dir) if df_path.startswith(self.context_dir) else df_path
+            # errors say "Dockerfile:3" (a Dockerfile outside the context: by its base name, like BuildKit)
+            name = (os.path.relpath(df_path, self.context_dir) if df_path.startswith(self.context_dir + "/")
+                    else os.path.basename(df_path))
         self.df = parse(data, filename=name)
         if not self.df.stages:
             raise InvalidArgument(f"{name}: file with no instructions")
@@ -616,7 +618,7 @@ class Builder:
             shutil.rmtree(script_dir, ignore_errors=True)
         try:
             if code != 0:
-                shown = " ".join(args) if not instr.json else json.dumps(args)
+                shown = " ".join(args)  # Docker: strings.Join(runConfig.Cmd, " "), exec form too
                 last = state.image_id[7:19] if state.image_id else "<scratch>"
                 raise BuildFailed(f"The command '{shown}' returned a non-zero code: {code}\n"
                                   f"Step {self.step}/{self.total} failed: {_show(instr)} "

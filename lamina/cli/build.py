@@ -116,8 +116,15 @@ def cmd_build(argv, ctx) -> int:
                         no_cache=a.no_cache, quiet=a.quiet, labels=_kv(a.label, "label"), network=a.network,
                         secrets=secrets, progress=a.progress, platform=a.platform,
                         memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a))
+    from lamina.build.builder import BuildFailed
+    from lamina.errors import LaminaError
     try:
         rec = build(ctx.store, opts)
+    except BuildFailed:
+        raise  # a failed RUN: the command's own exit code, as the classic `docker build` returns it
+    except LaminaError as e:
+        e.exit_code = 1  # any other build error: 1, as `docker build` exits (125 stays for bad flags)
+        raise
     finally:
         if tmp_ctx:
             import shutil

@@ -398,7 +398,13 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             break
         restarts += 1
         containers.set_state(cid, Status="restarting", Restarting=True)
-        time.sleep(min(0.1 * (2 ** min(restarts, 6)), 5))
+        # back off (Docker: 100 ms doubling), but a `stop` during the pause ends the loop
+        deadline = time.monotonic() + min(0.1 * (2 ** min(restarts - 1, 6)), 5)
+        while time.monotonic() < deadline and not containers.get(cid)["State"].get("StoppedByUser"):
+            time.sleep(0.05)
+        if containers.get(cid)["State"].get("StoppedByUser"):
+            containers.set_state(cid, Status="exited", Restarting=False)
+            break
     m.broadcast(EXIT, str(code if client_code is None else client_code).encode())
     state["done"] = True
     os.write(wake_w, b"x")
@@ -515,6 +521,9 @@ def stop(containers: Containers, doc: dict, *, timeout: int | None = None, sig: 
     """STOPSIGNAL, wait ``timeout`` (default StopTimeout or 10 s), then SIGKILL."""
     doc = containers.refresh(doc)
     containers.set_state(doc["Id"], StoppedByUser=True)
+    if doc["State"]["Status"] == "restarting":  # between two runs: the monitor ends its loop
+        wait_exit(containers, doc, timeout=10)
+        return
     if not doc["State"]["Running"]:
         return
     if doc["State"].get("Paused"):

@@ -533,9 +533,10 @@ class Builder:
                 self.args[k] = self.meta_env[k]
             else:
                 self.args[k] = None
-        # ARG changes no config: Docker's classic builder still reports a step
-        self.out.line(f" ---> {state.image_id[7:19] if state.image_id else '<scratch>'}")
-        return state
+        # ARG changes no config, but the classic builder commits it as a step of its own
+        # (history "#(nop)  ARG V=x", cached like any metadata step; its value is not in the key:
+        # RUN steps see build args through their own keys)
+        return self._metadata_step(state, instr, lambda s: None)
 
     # -- RUN --------------------------------------------------------------------------------
     def _run_args_env(self) -> list[str]:
@@ -820,9 +821,11 @@ class Builder:
         return path, name, got
 
     def _from_sources(self, frm: str, srcs: list[str]):
-        """COPY --from=<stage|index|image>: sources from that filesystem (via a merged copy)."""
-        import glob
-        from lamina.build.copy import CopyItem, host_walker
+        """COPY --from=<stage|index|image>: sources from that filesystem (a merged copy), resolved
+        with the context's rules (wildcards; symlinks followed inside that root) and keyed by
+        their contents, like the classic builder: a stage rebuilt with identical files still hits."""
+        from lamina.build.context import Context, contains_wildcards
+        from lamina.build.copy import CopyItem
         j = self._stage_index(frm)
         if j is not None and j in self.stage_results:
             st = self.stage_results[j]
@@ -832,27 +835,18 @@ class Builder:
             except NotFound:
                 raise InvalidArgument(f"COPY --from={frm}: no stage or image named {frm!r}") from None
         root = self._merged_dir(st)
-        items, manifest = [], {}
-        import hashlib
-        h = hashlib.sha256(st.image_id.encode())
-        for s in srcs:
-            pattern = os.path.join(root, s.lstrip("/"))
-            matches = sorted(glob.glob(pattern)) if any(c in s for c in "*?[") else [pattern]
-            found = False
-            for m in matches:
-                real = os.path.realpath(m)
-                if not (real == root or real.startswith(root + "/")):
-                    real = m
-                if not os.path.lexists(real):
-                    continue
-                found = True
-                isdir = os.path.isdir(real)
-                items.append((CopyItem(os.path.relpath(m, root), real, isdir), host_walker(real, isdir)))
-                manifest[os.path.relpath(m, root)] = st.image_id
-                h.update(m.encode())
-            if not found:
-                raise InvalidArgument(f'failed to compute cache key: "/{s.lstrip("/")}" not found in {frm}')
-        return h.hexdigest(), items, manifest
+        ctx = Context(root)
+        self._from_ctxs = getattr(self, "_from_ctxs", [])
+        self._from_ctxs.append(ctx)
+        resolved = []
+        for src in srcs:
+            try:
+                resolved += ctx.resolve([src], allow_wildcards=contains_wildcards(src))
+            except InvalidArgument:
+                raise InvalidArgument(f'failed to compute cache key: "/{src.lstrip("/")}" not found in {frm}') from None
+        checksum, manifest = ctx.checksum_with_manifest(resolved)
+        items = [(CopyItem(r.name, r.abspath, r.is_dir), _ctx_walker(ctx, r)) for r in resolved]
+        return checksum, items, manifest
 
     def _merged_dir(self, st: State) -> str:
         """A directory holding the merged filesystem of a state (cached per image for the build)."""
@@ -894,6 +888,8 @@ class Builder:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def cleanup(self) -> None:
+        for c in getattr(self, "_from_ctxs", []):
+            c.close()
         for d in (getattr(self, "_merged", None) or {}).values():
             shutil.rmtree(d, ignore_errors=True)
         if self._ctx is not None:

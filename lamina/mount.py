@@ -57,7 +57,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from lamina.errors import InvalidArgument, Unavailable
 

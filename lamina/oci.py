@@ -9,8 +9,9 @@ all: the bytes we received are stored as-is so their digest is preserved.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
-from typing import Any
+
 
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument
@@ -76,8 +77,7 @@ class Platform:
 
 
 def host_platform() -> Platform:
-    import platform as _p
-    m = _p.machine()
+    m = os.uname().machine
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(m, m)
     return Platform("linux", arch, "v8" if arch == "arm64" else ("v7" if arch == "arm" else None))

@@ -25,7 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
 
 from lamina.digest import Digest
 from lamina.errors import DigestMismatch, InvalidArgument, NotFound

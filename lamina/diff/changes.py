@@ -41,7 +41,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from lamina.errors import InvalidArgument, NotFound, Unsupported
 

@@ -49,7 +49,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable
 from lamina.layer import tarstream as ts

@@ -20,7 +20,7 @@ import json
 import os
 import stat
 import tarfile
-from typing import BinaryIO
+
 
 from lamina import oci
 from lamina.digest import Digest

@@ -8,7 +8,7 @@ breakouts. Nothing is unpacked here: snapshots are made on first use (run, build
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+
 
 from lamina import oci
 from lamina.image.changes import apply_changes

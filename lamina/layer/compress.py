@@ -14,7 +14,7 @@ and standard zstd frames. gzip goes through ISA-L (``isal.igzip_threaded``), zst
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
+
 
 from lamina.errors import InvalidArgument
 

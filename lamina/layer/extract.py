@@ -31,7 +31,7 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO
+
 
 from lamina.errors import InvalidArgument, Unavailable, Unsupported
 from lamina.layer import tarstream as ts

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import BinaryIO
+
 
 from lamina.digest import Digest, HashingWriter
 from lamina.errors import InvalidArgument

@@ -15,7 +15,7 @@ round-trips through ``os`` calls.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument
 

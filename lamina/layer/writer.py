@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
 
 from lamina.errors import InvalidArgument, NotFound, Unsupported
 

@@ -143,18 +143,50 @@ def cmd_df(argv, ctx) -> int:
     n_img = len({c for _, c, _ in images})
     active = len({c for m, c, _ in images if m in used})
     pct = f" ({reclaim * 100 // total}%)" if total else ""
+    containers = db.query("SELECT id, data FROM containers")
+    running = 0
+    for _, data in containers:
+        if '"Running": true' in data:
+            running += 1
+    c_size = 0
+    for cid, _ in containers:
+        c_size += _du(os.path.join(ctx.store.containers_dir, cid, "upper"))
+    cache_rows = db.one("SELECT COUNT(*) FROM build_cache")[0]
+    inter = db.query("SELECT size FROM images WHERE intermediate=1")
+    cache_size = _du(os.path.join(ctx.store.root, "build-cache"))
     rows = [
         {"Type": "Images", "TotalCount": n_img, "Active": active, "Size": human_size(total),
          "Reclaimable": f"{human_size(reclaim)}{pct}"},
-        {"Type": "Containers", "TotalCount": len(used), "Active": 0, "Size": "0B", "Reclaimable": "0B"},
-        {"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"},
-        {"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Containers", "TotalCount": len(containers), "Active": running, "Size": human_size(c_size),
+         "Reclaimable": human_size(c_size)},
+        {"Type": "Local Volumes", "TotalCount": _count_volumes(ctx.store.root), "Active": 0, "Size": "0B",
+         "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": cache_rows + len(inter), "Active": 0, "Size": human_size(cache_size),
+         "Reclaimable": human_size(cache_size)},
     ]
     fmt = a.format or "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
     headers = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}
     out = format_table(rows, fmt, headers=headers)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
+
+
+def _du(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _count_volumes(root: str) -> int:
+    try:
+        return len(os.listdir(os.path.join(root, "volumes")))
+    except FileNotFoundError:
+        return 0
 
 
 def cmd_prune(argv, ctx) -> int:
@@ -174,6 +206,15 @@ def cmd_prune(argv, ctx) -> int:
                      else "  - all dangling images")
         if not _confirm("WARNING! This will remove:\n" + "\n".join(items)):
             return 0
+    from lamina.cli.containers import prune_containers
+    removed = prune_containers(ctx)
+    if removed:
+        print("Deleted Containers:")
+        for cid in removed:
+            print(cid)
+        print()
+    from lamina.build.cache import BuildCache
+    BuildCache(ctx.store).prune()
     lines, freed = prune_images(Images(ctx.store), all_unused=a.all,
                                 filters=_parse_filters(a.filter, ("until", "label")))
     if lines:

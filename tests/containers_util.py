@@ -87,6 +87,15 @@ class Pty:
                 raise AssertionError(f"{pat!r} not seen; got {self.buf!r}")
         return self.buf
 
+    def expect_re(self, pat: bytes, timeout: float = 10):
+        import re
+        deadline = time.monotonic() + timeout
+        while not (m := re.search(pat, self.buf)):
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._read(min(left, 0.2)):
+                raise AssertionError(f"{pat!r} not matched; got {self.buf!r}")
+        return m
+
     def send(self, data: bytes) -> None:
         os.write(self.fd, data)
 

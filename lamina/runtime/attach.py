@@ -3,7 +3,7 @@
 Framing, both directions: 1 byte type + 4 bytes big-endian length + payload.
   monitor -> client: STDOUT(1), STDERR(2), EXIT(3, payload = decimal exit code)
   client -> monitor: STDIN(0), RESIZE(4, payload = "rows cols"), CLOSE_STDIN(5)
-A client first sends one JSON line: {"stdin": bool}.
+A client first sends one JSON line: {"stdin": bool, "size": "rows cols" or ""}.
 Detach keys (default ctrl-p ctrl-q) are handled by the client: it disconnects and the
 container keeps running.
 """
@@ -107,13 +107,16 @@ def attach(sock_path: str, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x1
             s.connect(addr)
     except OSError as e:
         raise Unavailable(f"cannot attach: the container's monitor is not reachable ({e.strerror})") from None
-    s.sendall(b'{"stdin": %s}\n' % (b"true" if stdin else b"false"))
     in_fd, out_fd, err_fd = 0, 1, 2
+    size = _winsize(out_fd) if tty and os.isatty(out_fd) else None
+    # the header carries the window size, so a container started for this client (run -t)
+    # gets it before its first instruction
+    s.sendall(b'{"stdin": %s, "size": "%s"}\n' % (b"true" if stdin else b"false", size or b""))
     raw = stdin and tty and os.isatty(in_fd)
     saved = None
     if raw:
         saved = termios.tcgetattr(in_fd)
-        ttymod.setraw(in_fd)
+        ttymod.setraw(in_fd, termios.TCSANOW)  # keep typeahead (Docker does not flush either)
     if tty and os.isatty(out_fd):
         ws = _winsize(out_fd)
         if ws:

@@ -53,10 +53,30 @@ def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user
     return _exec_tty(launcher, pid, process, interactive)
 
 
+def _container_pty(pid: int, uid: int, gid: int) -> tuple[int, int]:
+    """A pty pair from the container's own devpts (``/proc/<pid>/root/dev/ptmx``), so the
+    process's ``tty`` is ``/dev/pts/N`` inside the container, as with Docker; the slave is
+    owned by the exec user. Falls back to a host pty."""
+    import fcntl
+    import struct
+    try:
+        master = os.open(f"/proc/{pid}/root/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return os.openpty()
+    try:
+        fcntl.ioctl(master, 0x40045431, struct.pack("i", 0))  # TIOCSPTLCK: unlock
+        slave = fcntl.ioctl(master, 0x5441, os.O_RDWR | os.O_NOCTTY)  # TIOCGPTPEER
+        os.fchown(slave, uid, gid)
+    except OSError:
+        os.close(master)
+        return os.openpty()
+    return master, slave
+
+
 def _exec_tty(launcher, pid: int, process: dict, interactive: bool) -> int:
     import termios
     import tty as ttymod
-    master, slave = os.openpty()
+    master, slave = _container_pty(pid, process["user"]["uid"], process["user"]["gid"])
     raw = interactive and os.isatty(0)
     saved = termios.tcgetattr(0) if raw else None
     if os.isatty(1):
@@ -66,7 +86,7 @@ def _exec_tty(launcher, pid: int, process: dict, interactive: bool) -> int:
         except OSError:
             pass
     if raw:
-        ttymod.setraw(0)
+        ttymod.setraw(0, termios.TCSANOW)  # keep typeahead (Docker does not flush either)
     stop = threading.Event()
 
     def pump_out() -> None:

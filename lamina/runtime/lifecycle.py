@@ -242,7 +242,7 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
     sel.register(listener, selectors.EVENT_READ, ("accept", None))
     wake_r, wake_w = os.pipe()
     sel.register(wake_r, selectors.EVENT_READ, ("wake", None))
-    state = {"stdin_w": None, "master": None, "done": False}
+    state = {"stdin_w": None, "master": None, "done": False, "size": None}
     readers: dict = {}
 
     def io_loop() -> None:
@@ -288,8 +288,13 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                         head, _, data = info[1].partition(b"\n")
                         info[2] = True
                         try:
-                            want_stdin = bool(json.loads(head).get("stdin"))
-                        except ValueError:
+                            hdr = json.loads(head)
+                            want_stdin = bool(hdr.get("stdin"))
+                            if hdr.get("size"):
+                                state["size"] = hdr["size"].encode()
+                                if state["master"] is not None:
+                                    _set_winsize(state["master"], state["size"])
+                        except (ValueError, AttributeError):
                             want_stdin = False
                         with m.lock:
                             m.clients[c] = {"stdin": want_stdin}
@@ -301,8 +306,10 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                                 os.write(target, payload)
                             except OSError:
                                 pass
-                        elif fkind == RESIZE and state["master"] is not None:
-                            _set_winsize(state["master"], payload)
+                        elif fkind == RESIZE:
+                            state["size"] = payload
+                            if state["master"] is not None:
+                                _set_winsize(state["master"], payload)
                         elif fkind == CLOSE_STDIN and not m.tty and state["stdin_w"] is not None:
                             os.close(state["stdin_w"])
                             state["stdin_w"] = None
@@ -333,6 +340,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
         console = None
         if m.tty:
             master, slave = os.openpty()
+            if state["size"]:
+                _set_winsize(master, state["size"])
             state["master"] = master
             sel.register(master, selectors.EVENT_READ, ("out", (master, "stdout")))
             stdio = (slave, slave, slave)

@@ -127,10 +127,12 @@ class Builder:
         self.meta_env = self._meta_args()
         target = self._target_index()
         needed = self._needed(target)
-        self.total = sum(1 + len(self.df.stages[i].instructions) for i in needed)
+        self.total = sum(1 + len(self.df.stages[i].instructions) for i in needed) + len(self.opts.labels)
         with self.store.operation():
             for i in needed:
                 self.stage_results[i] = self._build_stage(self.df.stages[i])
+            if self.opts.labels:
+                self.stage_results[target] = self._label_step(self.stage_results[target])
             final = self.stage_results[target]
             rec = self.images.get(final.manifest) if final.manifest else None
             if rec is None:
@@ -164,6 +166,18 @@ class Builder:
         memo["final_id"] = str(rec.id)
         memo["output"] = "".join(self.out.transcript)
         fastpath.record(self.store, self.opts.memo_key, memo)
+
+    def _label_step(self, state: State) -> State:
+        """--label: the classic builder (dockerd 20.10) appends one ``LABEL k=v`` step per label,
+        sorted by key, after the target stage; they override the Dockerfile's labels."""
+        from lamina.dockerfile.parser import parse
+        for k, v in sorted(self.opts.labels.items()):
+            text = f"LABEL {_quote_kv(k)}={_quote_kv(v)}"
+            instr = parse(f"FROM scratch\n{text}\n", filename="--label").stages[0].instructions[0]
+            self.step += 1
+            self.out.line(f"Step {self.step}/{self.total} : {text}")
+            state = self._step(state, instr)
+        return state
 
     # -- planning -----------------------------------------------------------------------
     def _meta_args(self) -> dict:

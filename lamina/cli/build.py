@@ -163,10 +163,10 @@ def _after(ctx, a, image_id: str, rec=None) -> None:
         if rec is None:
             from lamina.image.service import Images
             rec = Images(ctx.store).resolve(image_id)
-        _export(ctx, rec, a.output)
+        _export(ctx, rec, a.output, tags=list(a.tag))
 
 
-def _export(ctx, rec, spec: str) -> None:
+def _export(ctx, rec, spec: str, *, tags: list[str] = ()) -> None:
     from lamina.image.service import Images
     kv = dict(x.split("=", 1) for x in spec.split(",") if "=" in x)
     if "=" not in spec:
@@ -178,7 +178,9 @@ def _export(ctx, rec, spec: str) -> None:
     if typ in ("oci", "docker"):
         from lamina.image.archive import save
         with open(dest, "wb") as f:
-            save(images, [str(rec.manifest)], f)
+            # the archive carries the build's tags (and name=..., like BuildKit's exporter)
+            names = list(tags) + [n for n in kv.get("name", "").split(";") if n]
+            save(images, names or [str(rec.manifest)], f)
         return
     if typ not in ("tar", "local"):
         raise InvalidArgument(f"--output {spec}: unsupported type {typ!r} (want local, tar, oci or docker)")

@@ -1,0 +1,186 @@
+"""Multi-stage builds and the ways a build gets its inputs and hands over its result:
+``--target``, ``-f`` (elsewhere, or ``-``), a context tar on stdin, ``.dockerignore`` (and
+``<Dockerfile>.dockerignore``), ``--iidfile``, ``-q``, ``--label``, ``--output``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+import textwrap
+
+import pytest
+
+
+@pytest.fixture
+def bb(lamina, busybox_tar):
+    lamina("import", "-c", 'CMD ["sh"]', busybox_tar, "busybox")
+    return lamina
+
+
+def mkctx(tmp_path, dockerfile: str | None, files: dict | None = None, name: str = "ctx"):
+    d = tmp_path / name
+    d.mkdir(exist_ok=True)
+    if dockerfile is not None:
+        (d / "Dockerfile").write_text(textwrap.dedent(dockerfile).lstrip())
+    for rel, data in (files or {}).items():
+        p = d / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return d
+
+
+def sh(lam, ref, script: str) -> str:
+    return lam("run", "--rm", ref, "sh", "-c", script).out
+
+
+MULTI = """
+    FROM busybox AS base
+    RUN echo base > /base
+    FROM base AS broken
+    RUN exit 1
+    FROM busybox AS other
+    RUN echo other > /other
+    FROM base AS app
+    COPY --from=other /other /other
+    RUN cat /base /other > /app
+    FROM broken AS final
+    """
+
+
+def test_target_runs_only_needed_stages(bb, tmp_path):
+    ctx = mkctx(tmp_path, MULTI)
+    r = bb("build", "--target", "app", "-t", "app", str(ctx))
+    assert "exit 1" not in r.out
+    steps = re.findall(r"^Step \d+/(\d+) : (.*)$", r.out, re.M)
+    assert [s for _, s in steps] == ["FROM busybox AS base", "RUN echo base > /base", "FROM busybox AS other",
+                                     "RUN echo other > /other", "FROM base AS app",
+                                     "COPY --from=other /other /other", "RUN cat /base /other > /app"]
+    assert {n for n, _ in steps} == {"7"}
+    assert sh(bb, "app", "cat /app") == "base\nother\n"
+    # the target by name is case-insensitive; a stage in the middle is a fine target
+    r = bb("build", "--target", "BASE", "-q", str(ctx))
+    assert sh(bb, r.out.strip(), "cat /base") == "base\n"
+    # the whole file needs the broken stage
+    r = bb("build", str(ctx), check=False)
+    assert r.rc == 1 and "returned a non-zero code: 1" in r.err
+    r = bb("build", "--target", "nope", str(ctx), check=False)
+    assert r.rc == 1 and "nope" in r.err
+
+
+def test_dockerfile_elsewhere_and_from_stdin(bb, tmp_path):
+    ctx = mkctx(tmp_path, None, {"f": "ctx-file\n"})
+    elsewhere = tmp_path / "defs" / "my.Dockerfile"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("FROM busybox\nCOPY f /f\n")
+    bb("build", "-f", str(elsewhere), "-t", "e1", str(ctx))
+    assert sh(bb, "e1", "cat /f") == "ctx-file\n"
+    # -f relative to the context
+    (ctx / "sub").mkdir()
+    (ctx / "sub" / "Df").write_text("FROM busybox\nCOPY f /g\n")
+    bb("build", "-f", "sub/Df", "-t", "e2", str(ctx))
+    assert sh(bb, "e2", "cat /g") == "ctx-file\n"
+    # -f - : the Dockerfile on stdin, the context from the directory
+    bb("build", "-f", "-", "-t", "e3", str(ctx), input=b"FROM busybox\nCOPY f /h\n")
+    assert sh(bb, "e3", "cat /h") == "ctx-file\n"
+    # missing Dockerfile
+    r = bb("build", str(tmp_path / "defs"), check=False)
+    assert r.rc == 1 and "Dockerfile" in r.err
+
+
+def _tar(files: dict) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            data = data.encode()
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o644
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_context_tar_on_stdin(bb, tmp_path):
+    tar = _tar({"Dockerfile": "FROM busybox\nCOPY a /a\nCOPY sub/b /b\n", "a": "A\n", "sub/b": "B\n"})
+    bb("build", "-t", "st", "-", input=tar)
+    assert sh(bb, "st", "cat /a /b") == "A\nB\n"
+    import gzip
+    r = bb("build", "-", input=gzip.compress(tar))
+    assert r.out.count("Using cache") == 2
+    # a plain Dockerfile on stdin: no context
+    bb("build", "-t", "st2", "-", input=b"FROM busybox\nRUN echo x > /x\n")
+    assert sh(bb, "st2", "cat /x") == "x\n"
+    r = bb("build", "-f", "-", "-", input=b"", check=False)
+    assert r.rc != 0
+
+
+def test_dockerignore(bb, tmp_path):
+    files = {"keep.txt": "k", "secret.env": "s", "logs/a.log": "a", "logs/keep.log": "k",
+             "deep/x/y/z.tmp": "t", "deep/x/y/ok.txt": "o", "node_modules/m/index.js": "m"}
+    ctx = mkctx(tmp_path, "FROM busybox\nCOPY . /app/\n", files)
+    (ctx / ".dockerignore").write_text("# comment\n*.env\nlogs/*.log\n!logs/keep.log\n**/*.tmp\nnode_modules\n")
+    bb("build", "-t", "ign", str(ctx))
+    out = sh(bb, "ign", "cd /app && find . -type f | sort")
+    assert out.split() == ["./.dockerignore", "./Dockerfile", "./deep/x/y/ok.txt", "./keep.txt", "./logs/keep.log"]
+    # an ignored file does not bust the cache
+    (ctx / "secret.env").write_text("changed")
+    r = bb("build", str(ctx))
+    assert r.out.count("Using cache") == 1
+    # naming an excluded file is an error
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY secret.env /\n")
+    r = bb("build", str(ctx), check=False)
+    assert r.rc == 1 and "secret.env" in r.err
+    # <Dockerfile>.dockerignore next to the Dockerfile wins over .dockerignore
+    df = ctx / "build.Dockerfile"
+    df.write_text("FROM busybox\nCOPY . /app/\n")
+    (ctx / "build.Dockerfile.dockerignore").write_text("keep.txt\ndeep\n")
+    bb("build", "-f", str(df), "-t", "ign2", str(ctx))
+    out = sh(bb, "ign2", "cd /app && find . -type f | sort").split()
+    assert "./keep.txt" not in out and "./secret.env" in out and "./logs/a.log" in out
+    assert not any(p.startswith("./deep") for p in out)
+
+
+def test_quiet_iidfile_label(bb, tmp_path):
+    ctx = mkctx(tmp_path, "FROM busybox\nLABEL a=from-file\nRUN echo x > /x\n")
+    iid = tmp_path / "iid.txt"
+    r = bb("build", "-q", "--iidfile", str(iid), "--label", "a=cli", "--label", "b=2", "-t", "lab", str(ctx))
+    full = iid.read_text()
+    assert r.out == full + "\n" and r.err == ""
+    labels = json.loads(bb("inspect", "-f", "{{json .Config.Labels}}", "lab").out)
+    assert labels == {"a": "cli", "b": "2"}
+    assert bb("inspect", "-f", "{{.Id}}", "lab").out.strip() == full
+
+
+def test_outputs(bb, tmp_path):
+    ctx = mkctx(tmp_path, """
+        FROM busybox AS b
+        RUN mkdir /out && echo made > /out/made
+        FROM scratch
+        COPY --from=b /out /
+        COPY f /f
+        """, {"f": "F\n"})
+    dest = tmp_path / "local"
+    bb("build", "-q", "--output", f"type=local,dest={dest}", str(ctx))
+    assert sorted(os.listdir(dest)) == ["f", "made"]
+    assert (dest / "made").read_text() == "made\n"
+    dest2 = tmp_path / "plain"
+    bb("build", "-q", "-o", str(dest2), str(ctx))
+    assert sorted(os.listdir(dest2)) == ["f", "made"]
+    tarpath = tmp_path / "out.tar"
+    bb("build", "-q", "--output", f"type=tar,dest={tarpath}", str(ctx))
+    with tarfile.open(tarpath) as tf:
+        names = {n.lstrip("./") for n in tf.getnames()} - {""}
+    assert names == {"f", "made"}
+    arch = tmp_path / "img.tar"
+    bb("build", "-q", "-t", "exported", "--output", f"type=docker,dest={arch}", str(ctx))
+    with tarfile.open(arch) as tf:
+        names = set(tf.getnames())
+    assert "manifest.json" in names or "index.json" in names
+    # the archive loads into another store
+    from conftest import Lamina
+    other = Lamina(str(tmp_path / "root2"))
+    other("load", "-i", str(arch))
+    assert "exported" in other("images").out

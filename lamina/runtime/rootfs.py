@@ -13,6 +13,16 @@ import sys
 from lamina.errors import LaminaError
 
 
+def _unshare_mount_ns() -> None:
+    """unshare(CLONE_NEWNS) (os.unshare is Python 3.12+; this is 3.11)."""
+    import ctypes
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.unshare(0x00020000) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWNS): {os.strerror(err)}")
+
+
 def with_container_root(containers, doc: dict, fn) -> int:
     """Call ``fn(root_dir)``; returns 0, or the error's exit code after printing it."""
     from lamina.runtime.containers import process_alive
@@ -32,7 +42,7 @@ def with_container_root(containers, doc: dict, fn) -> int:
             code = 0
             try:
                 from lamina import mount
-                os.unshare(os.CLONE_NEWNS)
+                _unshare_mount_ns()
                 mount.make_private("/")
                 target = os.path.join(d, "rootfs")
                 mount.mount_all(mounts, target)

@@ -388,7 +388,7 @@ class Builder:
         new.cmd_set = state.cmd_set
         return new
 
-    def _metadata_step(self, state: State, instr, apply) -> State:
+    def _metadata_step(self, state: State, instr, apply, layer=None) -> State:
         from lamina.build.cache import cache_key
         text = _canonical(instr)
         key = cache_key(state.image_id, instr.cmd, text)
@@ -403,7 +403,8 @@ class Builder:
                     image_id=state.image_id, manifest=state.manifest, cmd_set=state.cmd_set)
         apply(new)
         shown = f"/bin/sh -c #(nop)  {text}"
-        result = self._commit(new, instr_text=text, history={"created_by": shown}, key=key)
+        new_layer = layer(new) if layer is not None else None
+        result = self._commit(new, instr_text=text, history={"created_by": shown}, key=key, new_layer=new_layer)
         self.out.line(f"Removing intermediate container {cid}")
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
@@ -483,7 +484,44 @@ class Builder:
         def apply(s):
             wd = instr.args[0] if instr.args else "/"
             s.cc["WorkingDir"] = posixpath.normpath(posixpath.join(s.cc.get("WorkingDir") or "/", wd))
-        return self._metadata_step(state, instr, apply)
+        return self._metadata_step(state, instr, apply, layer=lambda s: self._workdir_layer(s))
+
+    def _workdir_layer(self, state: State):
+        """WORKDIR creates its directory (and missing parents, root:root 0755) in a layer of its
+        own when the image lacks it, like the classic builder (an existing directory: no layer,
+        Docker drops empty diffs)."""
+        import stat as stat_
+        from lamina.build.copy import _ensure_parents, lower_stat
+        from lamina.runtime.commit import layer_from_dir
+        from lamina.snapshot import Layer, Snapshotter
+        rel = (state.cc.get("WorkingDir") or "/").lstrip("/")
+        if not rel:
+            return None
+        snap = Snapshotter(self.store)
+        layers = [Layer(c, d, desc.digest) for c, (desc, d, _) in
+                  zip(chain_ids([x[1] for x in state.layers]), state.layers)]
+        lowers = list(reversed(snap.prepare(layers))) if layers else []
+        cur = ""
+        for part in rel.split("/"):
+            cur = f"{cur}/{part}" if cur else part
+            st = lower_stat(lowers, cur)
+            if st is None:
+                break
+            if not stat_.S_ISDIR(st.st_mode):
+                return None  # a symlink (resolved by the runtime) or a file (RUN will say so)
+        else:
+            return None
+        staging = os.path.join(self.store.snapshots_dir, f"tmp-stage-{os.urandom(8).hex()}")
+        os.makedirs(staging)
+        try:
+            _ensure_parents(staging, rel, lowers)
+            desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch)
+            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
+            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
+            snap.adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, staging, desc[2])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return desc
 
     def _i_stopsignal(self, state, instr):
         def apply(s):
@@ -977,7 +1015,7 @@ def _source_date_epoch() -> int | None:
 
 
 def _rfc3339(epoch: int | None) -> str:
-    from lamina.image.service import rfc3339
+    from lamina.timefmt import rfc3339
     return rfc3339(float(epoch)) if epoch is not None else rfc3339()
 
 

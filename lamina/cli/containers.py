@@ -135,7 +135,7 @@ def _read_env_files(paths: list[str]) -> list[str]:
 
 def _options(a, verb: str):
     from lamina.cli.format import parse_size
-    from lamina.runtime.containers import CreateOptions
+    from lamina.runtime.options import CreateOptions
     image, cmd = a.args[0], tuple(a.args[1:])
     entry = None
     if a.entrypoint is not None:
@@ -249,7 +249,7 @@ def cmd_start(argv, ctx) -> int:
 # -- ps ---------------------------------------------------------------------------------
 def _status(st: dict, now: float) -> str:
     from lamina.cli.format import human_duration
-    from lamina.image.service import parse_time
+    from lamina.timefmt import parse_time
     s = st.get("Status")
     if s == "created":
         return "Created"
@@ -286,7 +286,7 @@ def cmd_ps(argv, ctx) -> int:
     p.args("args", max=0)
     a = parse(p, argv)
     from lamina.cli.format import ago, format_table
-    from lamina.image.service import parse_time
+    from lamina.timefmt import parse_time
     docs = sorted(_containers(ctx).all(), key=lambda d: d["Created"], reverse=True)
     last = int(a.last) if a.last not in (None, "") else (1 if a.latest else -1)
     show_all = a.all or last > 0
@@ -389,6 +389,19 @@ def cmd_rm(argv, ctx) -> int:
     p.flag("-l", "--link", help="Remove the specified link")
     p.args("containers", min=1)
     a = parse(p, argv)
+    if a.force and len(a.containers) > 1:
+        # kill every running one first, so their exits overlap instead of queueing
+        import signal as _signal
+        from lamina.runtime import lifecycle
+        cs = _containers(ctx)
+        for ref in a.containers:
+            try:
+                d = cs.get(ref)
+                if d["State"]["Running"]:
+                    cs.set_state(d["Id"], StoppedByUser=True)
+                    lifecycle.signal_container(d, _signal.SIGKILL)
+            except (LaminaError, ProcessLookupError):
+                pass  # reported by the removal below
     return _each(a.containers, ctx, lambda cs, d: cs.remove(d, force=a.force, volumes=a.volumes))
 
 

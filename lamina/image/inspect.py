@@ -75,7 +75,7 @@ def inspect_image(images: Images, rec: ImageRecord) -> dict:
 
 
 def _last_tag_time(images: Images, rec: ImageRecord) -> str:
-    from lamina.image.service import rfc3339
+    from lamina.timefmt import rfc3339
     row = images.db.one("SELECT MAX(added) FROM tags WHERE manifest=?", (str(rec.manifest),))
     return rfc3339(row[0]) if row and row[0] else "0001-01-01T00:00:00Z"
 

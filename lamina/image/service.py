@@ -16,41 +16,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from lamina import oci
 from lamina.digest import Digest, chain_ids
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
 from lamina.store import Store
-
-
-def rfc3339(ts: float | None = None) -> str:
-    """Docker's timestamp format: RFC 3339 with nanoseconds, trailing zeros trimmed, 'Z'."""
-    ns = time.time_ns() if ts is None else int(ts * 1e9)
-    sec, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    f = f"{frac:09d}".rstrip("0")
-    return f"{base}.{f}Z" if f else f"{base}Z"
-
-
-def parse_time(text: str | None) -> float | None:
-    """Parse an RFC 3339 timestamp (any fraction length, Z or offset) to epoch seconds."""
-    if not text:
-        return None
-    try:
-        t = text.strip()
-        frac = 0.0
-        if "." in t:
-            head, rest = t.split(".", 1)
-            i = 0
-            while i < len(rest) and rest[i].isdigit():
-                i += 1
-            frac = float("0." + rest[:i]) if i else 0.0
-            t = head + rest[i:]
-        t = t.replace("Z", "+00:00").replace("z", "+00:00")
-        return datetime.fromisoformat(t).timestamp() + frac
-    except ValueError:
-        return None
+from lamina.timefmt import parse_time, rfc3339  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)

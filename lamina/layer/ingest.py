@@ -126,3 +126,51 @@ def ingest_layer(src: BinaryIO, out: BinaryIO, *, compression: str | None = "gzi
         digest, size = hashed_out.digest(), hashed_out.size
     return LayerInfo(diff_id=diff_id, digest=digest, size=size, uncompressed_size=total,
                      media_type=MEDIA_TYPES[compression], content_size=content, entries=entries)
+
+
+class LayerSink:
+    """Push-side twin of :func:`ingest_layer` for tars lamina writes itself (commit, build
+    steps): ``write()`` the plain tar into it; it hashes the diff ID in the caller's thread
+    while ISA-L compresses in its own threads and the blob is hashed as it is written to
+    ``out``. No pipe, no extra copy. ``close()`` returns the LayerInfo (``entries`` is -1;
+    ``content_size`` is what the caller reports via ``add_content``).
+
+    The tar is trusted (lamina produced it), so its headers are not re-checked.
+    """
+
+    def __init__(self, out, *, compression: str | None = "gzip", level: int | None = None,
+                 threads: int = 2) -> None:
+        if compression not in MEDIA_TYPES:
+            raise InvalidArgument(f"unsupported layer compression {compression!r}: want gzip, zstd or none")
+        self.compression = compression
+        self._diff = hashlib.sha256()
+        self._hashed_out = HashingWriter(out)
+        self._comp = (open_compressor(self._hashed_out, compression, level=level, threads=threads)
+                      if compression else None)
+        self._sink = self._comp if self._comp is not None else out
+        self.total = 0
+        self.content_size = 0
+
+    def write(self, data) -> int:
+        self._diff.update(data)
+        self.total += len(data)
+        self._sink.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def add_content(self, n: int) -> None:
+        self.content_size += n
+
+    def close(self) -> LayerInfo:
+        if self._comp is not None:
+            self._comp.close()
+        diff_id = Digest("sha256", self._diff.hexdigest())
+        if self._comp is None:
+            digest, size = diff_id, self.total
+        else:
+            digest, size = self._hashed_out.digest(), self._hashed_out.size
+        return LayerInfo(diff_id=diff_id, digest=digest, size=size, uncompressed_size=self.total,
+                         media_type=MEDIA_TYPES[self.compression], content_size=self.content_size,
+                         entries=-1)

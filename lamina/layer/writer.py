@@ -195,7 +195,7 @@ def _selected(root: bytes, paths: Iterable[str]) -> Iterable[tuple[bytes, bytes,
 
 def write_layer(root: str, out: BinaryIO, *, overlay_upper: bool = False,
                 source_date_epoch: int | None = None,
-                paths: Iterable[str] | None = None) -> int:
+                paths: Iterable[str] | None = None, content=None) -> int:
     """Write the tree under ``root`` as a layer tar to ``out``; returns the number of entries.
 
     ``overlay_upper``: ``root`` is an overlayfs upper dir (mounted with redirect_dir=off,
@@ -204,6 +204,8 @@ def write_layer(root: str, out: BinaryIO, *, overlay_upper: bool = False,
     ``source_date_epoch``: clamp every mtime to it (reproducible builds).
     ``paths``: write only these paths (relative to ``root``, each must exist; directories
     are not recursed), in the same canonical order.
+    ``content``: called with each regular file's size (lets the caller total the layer's
+    content size without a second walk).
     The output is deterministic for the same tree. ``out`` is written sequentially and not
     closed. Files that change while being read are cut or zero-padded to their size at
     stat time, so the tar stays well formed.
@@ -260,6 +262,8 @@ def write_layer(root: str, out: BinaryIO, *, overlay_upper: bool = False,
                                typ=b"0", xattrs=xattrs))
             if size:
                 _copy_data(path, size, w)
+            if content is not None:
+                content(size)
         elif stat.S_ISLNK(mode):
             target = os.readlink(path)
             w.write(tar_header(rel, mode=perm, uid=uid, gid=gid, size=0, mtime=mtime,

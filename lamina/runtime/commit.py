@@ -8,7 +8,6 @@ digest): nothing is staged on disk but the blob itself.
 from __future__ import annotations
 
 import os
-import threading
 
 from lamina import oci
 from lamina.digest import Digest
@@ -23,36 +22,25 @@ def layer_from_dir(store, root: str, *, overlay_upper: bool = False,
                    source_date_epoch: int | None = None) -> tuple[oci.Descriptor, Digest, int]:
     """Write the tree ``root`` (an overlay upper dir with ``overlay_upper``) as a gzip layer
     blob; returns (descriptor, diff ID, content size). The caller holds ``store.operation()``.
+
+    The tar is written straight into a LayerSink (diff ID hashed here, ISA-L compressing in
+    its threads, the blob hashed as it lands in the content store): one pass, no pipe.
     """
-    from lamina.layer.ingest import ingest_layer
+    from lamina.layer.ingest import LayerSink
     from lamina.layer.writer import write_layer
-    r, w = os.pipe()
-    failure: list[BaseException] = []
-
-    def produce() -> None:
+    with store.content.writer(f"commit-{os.getpid()}-{os.urandom(4).hex()}", resume=False, hashing=False) as cw:
+        sink = LayerSink(cw, compression="gzip")
         try:
-            with os.fdopen(w, "wb", buffering=1 << 20) as out:
-                write_layer(root, out, overlay_upper=overlay_upper, source_date_epoch=source_date_epoch)
-        except BaseException as e:  # surfaced below; the reader sees a short tar
-            failure.append(e)
-
-    t = threading.Thread(target=produce, daemon=True)
-    t.start()
-    try:
-        with os.fdopen(r, "rb", buffering=1 << 20) as src, \
-                store.content.writer(f"commit-{os.getpid()}-{os.urandom(4).hex()}", resume=False, hashing=False) as cw:
+            write_layer(root, sink, overlay_upper=overlay_upper, source_date_epoch=source_date_epoch,
+                        content=sink.add_content)
+        except BaseException:
             try:
-                info = ingest_layer(src, cw, compression="gzip")
-            except BaseException:
-                t.join()
-                if failure:
-                    raise failure[0] from None
-                raise
-            cw.commit(digest=info.digest)
-    finally:
-        t.join()
-    if failure:
-        raise failure[0]
+                sink.close()
+            except Exception:
+                pass
+            raise
+        info = sink.close()
+        cw.commit(digest=info.digest)
     return oci.Descriptor(info.media_type, info.digest, info.size), info.diff_id, info.content_size
 
 

@@ -29,53 +29,14 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 
 from lamina.errors import Conflict, InvalidArgument, NotFound
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class CreateOptions:
-    """``lamina create/run`` options, Docker's names and defaults."""
-
-    image: str
-    cmd: tuple[str, ...] = ()
-    name: str | None = None
-    entrypoint: tuple[str, ...] | None = None   # None: not given; (): --entrypoint ""
-    env: tuple[str, ...] = ()
-    workdir: str | None = None
-    user: str | None = None
-    hostname: str | None = None
-    tty: bool = False
-    interactive: bool = False
-    volumes: tuple[str, ...] = ()        # -v specs
-    mounts: tuple[str, ...] = ()         # --mount specs
-    tmpfs: tuple[str, ...] = ()          # --tmpfs specs
-    read_only: bool = False
-    network: str = "host"
-    init: bool = False
-    stop_signal: str | None = None
-    stop_timeout: int | None = None
-    restart: str = "no"
-    cap_add: tuple[str, ...] = ()
-    cap_drop: tuple[str, ...] = ()
-    privileged: bool = False
-    security_opt: tuple[str, ...] = ()
-    memory: int | None = None
-    cpus: float | None = None
-    pids_limit: int | None = None
-    ulimits: tuple[str, ...] = ()
-    shm_size: int | None = None
-    labels: dict = field(default_factory=dict)
-    runtime: str = "builtin"
-    auto_remove: bool = False
-    detach_keys: str | None = None
-
-
 def now_rfc3339() -> str:
-    from lamina.image.service import rfc3339
+    from lamina.timefmt import rfc3339
     return rfc3339()
 
 
@@ -85,7 +46,10 @@ def _pid_start(pid: int) -> str | None:
             data = f.read()
     except OSError:
         return None
-    return data[data.rindex(b")") + 2:].split()[19].decode()
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):  # a zombie is gone, even if nobody reaped it yet
+        return None
+    return fields[19].decode()
 
 
 def process_alive(pid: int | None, start: str | None) -> bool:
@@ -118,7 +82,14 @@ class Containers:
 
     # -- records ------------------------------------------------------------------
     def all(self) -> list[dict]:
+        """Every container (refreshed); directories a crashed ``create`` left without a row
+        are removed on the way (see ``gc_orphans``)."""
         docs = [json.loads(r[0]) for r in self.db.query("SELECT data FROM containers")]
+        try:
+            if len(os.listdir(self.root)) > len(docs):
+                self.gc_orphans()
+        except FileNotFoundError:
+            pass
         return [self.refresh(d) for d in docs]
 
     def get(self, ref: str) -> dict:
@@ -162,6 +133,8 @@ class Containers:
             alive = process_alive(st.get("Pid"), st.get("PidStart")) or \
                 process_alive(st.get("MonitorPid"), st.get("MonitorStart"))
             if not alive:
+                from lamina.runtime import launcher
+                launcher.remove_cgroups(doc["Id"])
                 return self.set_state(doc["Id"], Status="exited", Running=False, Paused=False,
                                       Restarting=False, Pid=0, ExitCode=255, FinishedAt=now_rfc3339(),
                                       Error="container process is gone (its lamina monitor was killed)")
@@ -220,6 +193,23 @@ class Containers:
         d = self.dir(cid)
         for sub in ("upper", "work", "rootfs"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
+        # held until the row exists: gc_orphans leaves a directory alone while it is locked
+        import fcntl
+        creating = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(creating, fcntl.LOCK_EX)
+        try:
+            return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
+                                     network, restart_name, restart_max, workdir, user, stop_signal,
+                                     mounts, Snapshotter, image_layers, env)
+        except BaseException:
+            _rmtree(d)
+            raise
+        finally:
+            os.close(creating)
+
+    def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, network,
+                     restart_name, restart_max, workdir, user, stop_signal, mounts, Snapshotter,
+                     image_layers, env) -> dict:
         _write(os.path.join(d, "hostname"), hostname + "\n")
         _write(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                          f"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff00::1\tip6-allnodes\n"
@@ -340,20 +330,39 @@ class Containers:
     def delete(self, doc: dict, *, volumes: bool = False) -> None:
         """Drop the row, then the directory (and anonymous volumes with ``volumes``)."""
         from lamina.runtime.volumes import remove_anonymous
+        from lamina.runtime import launcher
         with self.db.tx() as c:
             c.execute("DELETE FROM containers WHERE id=?", (doc["Id"],))
         _rmtree(self.dir(doc["Id"]))
+        launcher.remove_cgroups(doc["Id"])  # left behind when its monitor was killed
         if volumes:
             remove_anonymous(self.store, doc)
 
     def gc_orphans(self) -> list[str]:
-        """Remove container directories without a row (a crash during create)."""
+        """Remove container directories without a row (a crash during create); a directory
+        whose ``create`` is still running holds a flock on itself and is skipped."""
+        import fcntl
         known = {r[0] for r in self.db.query("SELECT id FROM containers")}
         out = []
         for name in os.listdir(self.root):
-            if name not in known:
-                _rmtree(os.path.join(self.root, name))
-                out.append(name)
+            if name in known:
+                continue
+            path = os.path.join(self.root, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue  # being created right now
+            try:
+                if self.db.one("SELECT id FROM containers WHERE id=?", (name,)) is None:
+                    _rmtree(path)
+                    out.append(name)
+            finally:
+                os.close(fd)
         return out
 
 

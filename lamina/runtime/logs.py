@@ -54,7 +54,7 @@ def parse_since(text: str | None, now: float) -> float | None:
         return None
     import re
     from lamina.errors import InvalidArgument
-    from lamina.image.service import parse_time
+    from lamina.timefmt import parse_time
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
     if m:
         return now - float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
@@ -92,7 +92,7 @@ def format_entry(e: dict, *, timestamps: bool) -> bytes:
 
 
 def write_entries(entries: list[dict], *, timestamps: bool, since: float | None, until: float | None) -> None:
-    from lamina.image.service import parse_time
+    from lamina.timefmt import parse_time
     out, err = os.fdopen(os.dup(1), "wb"), os.fdopen(os.dup(2), "wb")
     try:
         for e in entries:

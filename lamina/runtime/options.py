@@ -1,0 +1,44 @@
+"""``lamina create/run`` options as a value (kept apart from lamina.runtime.containers so
+listing commands never pay for the dataclass machinery)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """``lamina create/run`` options, Docker's names and defaults."""
+
+    image: str
+    cmd: tuple[str, ...] = ()
+    name: str | None = None
+    entrypoint: tuple[str, ...] | None = None   # None: not given; (): --entrypoint ""
+    env: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    tty: bool = False
+    interactive: bool = False
+    volumes: tuple[str, ...] = ()        # -v specs
+    mounts: tuple[str, ...] = ()         # --mount specs
+    tmpfs: tuple[str, ...] = ()          # --tmpfs specs
+    read_only: bool = False
+    network: str = "host"
+    init: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    restart: str = "no"
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False
+    security_opt: tuple[str, ...] = ()
+    memory: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    ulimits: tuple[str, ...] = ()
+    shm_size: int | None = None
+    labels: dict = field(default_factory=dict)
+    runtime: str = "builtin"
+    auto_remove: bool = False
+    detach_keys: str | None = None

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 def bb(lamina, busybox_tar):
     """The lamina CLI with ``busybox`` imported into its fresh store."""
     lamina("import", busybox_tar, "busybox")
-    return lamina
+    yield lamina
+    # never leave a container running after a test, whatever happened in it
+    ids = lamina("ps", "-a", "-q", "--no-trunc", check=False).out.split()
+    if ids:
+        lamina("rm", "-f", *ids, check=False)
 
 
 def image(lamina, busybox_tar, name: str, *changes: str) -> None:

@@ -130,6 +130,9 @@ def test_build_arg_misses_at_first_use(bb, tmp_path):
     assert s == "FCCCRR"          # RUN echo before, ARG, ENV hit; the RUN after the ARG misses
     s, _ = build(bb, ctx, "--build-arg", "V=other")
     assert s == "FCCCCC"
+    # an undeclared proxy arg reaches RUN but is not part of its cache key (Docker's rule)
+    s, _ = build(bb, ctx, "--build-arg", "V=other", "--build-arg", "http_proxy=http://p:1")
+    assert s == "FCCCCC"
     # giving the default's value explicitly is the same build
     s, _ = build(bb, ctx, "--build-arg", "V=default")
     assert s == "FCCCCC"

@@ -256,7 +256,10 @@ class Builder:
         self.out.line(f" ---> {state.image_id[7:19] if state.image_id else '<scratch>'}" if state.image_id
                       else " ---> <scratch>")
         self.args: dict[str, str | None] = {}   # ARGs declared in this stage (value or None)
-        for trigger in list(state.cc.get("OnBuild") or []):
+        triggers = list(state.cc.get("OnBuild") or [])
+        if triggers:  # the classic builder's wording
+            self.out.line(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+        for trigger in triggers:
             state = self._onbuild(state, trigger)
         if state.cc.get("OnBuild"):
             state.cc["OnBuild"] = None
@@ -315,7 +318,6 @@ class Builder:
         from lamina.dockerfile.parser import parse
         df = parse(f"FROM scratch\n{trigger}\n", filename="ONBUILD")
         for instr in df.stages[0].instructions:
-            self.out.line(f"# Executing 1 build trigger")
             state = self._step(state, instr)
         return state
 
@@ -334,7 +336,8 @@ class Builder:
         from lamina.dockerfile.expand import expand_instruction
         from lamina.dockerfile.parser import format_error
         try:
-            if instr.cmd not in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "HEALTHCHECK", "ONBUILD", "MAINTAINER"):
+            if instr.cmd not in ("CMD", "ENTRYPOINT", "SHELL", "HEALTHCHECK", "ONBUILD", "MAINTAINER"):
+                # (RUN: only its --mount values are expanded; the command is the shell's)
                 instr = expand_instruction(instr, self._env(state), escape=self.df.escape)
             handler = getattr(self, f"_i_{instr.cmd.lower()}", None)
             if handler is None:
@@ -627,6 +630,8 @@ class Builder:
         from lamina.snapshot import Layer, Snapshotter
         args, script = self._run_command(state, instr)
         build_env = self._run_args_env()
+        proxies = [e for e in build_env if e.split("=", 1)[0] in PROXY_ARGS and e.split("=", 1)[0] not in self.args]
+        keyed_env = [e for e in build_env if e not in proxies]
         flags = [(k, v) for k, v in instr.flags]
         network = dict(flags).get("network") or (self.opts.network if self.opts.network != "default" else "host")
         mounts_raw = [v for k, v in flags if k == "mount"]
@@ -634,7 +639,8 @@ class Builder:
             self.memo_ok = False  # bind-mounted context content is not tracked by the memo
         secret_ids = sorted(self.opts.secrets)
         # the cache key sees the command, the build args and the flags -- never secret contents
-        prefix = f"|{len(build_env)} {' '.join(build_env)} " if build_env else ""
+        # undeclared proxy args reach RUN's environment but, like Docker, neither its history nor its key
+        prefix = f"|{len(keyed_env)} {' '.join(keyed_env)} " if keyed_env else ""
         text = prefix + " ".join(args) if not instr.json else prefix + json.dumps(args)
         key = cache_key(state.image_id, "RUN", [text, flags, [m for m in mounts_raw if "secret" not in m], secret_ids]
                         + ([script] if script is not None else []))

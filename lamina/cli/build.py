@@ -65,6 +65,7 @@ def cmd_build(argv, ctx) -> int:
         if t.digest is not None:
             raise InvalidArgument(f"invalid tag {t}: a tag cannot contain a digest")
     secrets = {}
+    env_secret_files: list[str] = []  # --secret id=x,env=VAR: temp files removed after the build
     for s in a.secret:
         kv = dict(x.split("=", 1) for x in s.split(",") if "=" in x)
         sid = kv.get("id")
@@ -74,6 +75,7 @@ def cmd_build(argv, ctx) -> int:
         if src is None and kv.get("env"):
             import tempfile
             fd, src = tempfile.mkstemp(prefix="lamina-secret-")
+            env_secret_files.append(src)
             os.write(fd, os.environ.get(kv["env"], "").encode())
             os.close(fd)
         if not src or not os.path.isfile(src):
@@ -129,6 +131,8 @@ def cmd_build(argv, ctx) -> int:
         if tmp_ctx:
             import shutil
             shutil.rmtree(tmp_ctx, ignore_errors=True)
+        for f in env_secret_files:
+            os.unlink(f)
     _after(ctx, a, str(rec.id), rec)
     return 0
 

@@ -11,6 +11,12 @@ Two ways a container runs:
 
 The record's State keeps Pid/PidStart of the container's init and MonitorPid/MonitorStart
 of whoever waits for it; ``Containers.refresh`` uses them to notice a killed monitor.
+
+Crash semantics (decided, tested in tests/test_containers_crash.py): a container dies with
+whoever runs it (the launcher sets PR_SET_PDEATHSIG), so SIGKILL of a monitor or of a
+foreground ``lamina run`` ends the container too; the next command shows it ``Exited (255)``
+with State.Error naming the cause, ``rm -f``/``start`` work, its cgroups are removed, and
+nothing was ever mounted on the host (mounts live in the container's mount namespace).
 """
 
 from __future__ import annotations

@@ -104,6 +104,13 @@ def test_stop_timeout_signal_kill_wait(bb):
     assert state(bb, "u") == "running"
     bb("stop", "u")
     assert bb("inspect", "-f", "{{.State.ExitCode}}", "u").out == "12\n"
+    # STOPSIGNAL from the image
+    bb("commit", "-c", "STOPSIGNAL SIGUSR1", "u", "stopsig")
+    bb("run", "-d", "--name", "v", "stopsig", "sh", "-c", "trap 'exit 21' USR1; while :; do sleep 0.1; done")
+    assert bb("inspect", "-f", "{{.Config.StopSignal}}", "v").out == "SIGUSR1\n"
+    time.sleep(0.2)
+    bb("stop", "v")
+    assert bb("inspect", "-f", "{{.State.ExitCode}}", "v").out == "21\n"
     # wait blocks until exit and prints the code; kill defaults to SIGKILL
     bb("run", "-d", "--name", "w", "busybox", "sleep", "100")
     p = bb.popen("wait", "w", stdout=__import__("subprocess").PIPE)

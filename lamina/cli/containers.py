@@ -155,6 +155,14 @@ def _options(a, verb: str):
         except ValueError:
             raise InvalidArgument(f'invalid argument "{v}" for "{what}" flag') from None
     pids = num(a.pids_limit, "--pids-limit")
+
+    def size(v, what):
+        if not v:
+            return None
+        try:
+            return parse_size(v)
+        except InvalidArgument as e:  # Docker names the flag: invalid argument "x" for "-m, --memory" flag: ...
+            raise InvalidArgument(f'invalid argument "{v}" for "{what}" flag: {e}') from None
     return CreateOptions(
         image=image, cmd=cmd, name=a.name, entrypoint=entry,
         env=tuple(_read_env_files(a.env_file) + list(a.env)), workdir=a.workdir, user=a.user,
@@ -162,9 +170,9 @@ def _options(a, verb: str):
         mounts=tuple(a.mount), tmpfs=tuple(a.tmpfs), read_only=a.read_only, network=a.network,
         init=a.init, stop_signal=a.stop_signal, stop_timeout=num(a.stop_timeout, "--stop-timeout"),
         restart=a.restart, cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), privileged=a.privileged,
-        security_opt=tuple(a.security_opt), memory=parse_size(a.memory) if a.memory else None,
+        security_opt=tuple(a.security_opt), memory=size(a.memory, "-m, --memory"),
         cpus=num(a.cpus, "--cpus", float), pids_limit=None if pids is None or pids <= 0 else pids,
-        ulimits=tuple(a.ulimit), shm_size=parse_size(a.shm_size) if a.shm_size else None, labels=labels,
+        ulimits=tuple(a.ulimit), shm_size=size(a.shm_size, "--shm-size"), labels=labels,
         runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys)
 
 

@@ -527,3 +527,39 @@ def test_failing_on_start_kills_the_container(box):
         launcher.run(b, container_id="t" + uuid.uuid4().hex[:12], rootfs_mounts=box.mounts(),
                      on_start=boom)
     assert seen and not os.path.exists(f"/proc/{seen[0]}")
+
+
+@pytest.mark.parametrize("path", ["direct", "p1-clone3", "p1-fork"])
+def test_start_paths_join_every_cgroup(box, monkeypatch, path):
+    """P2 is cloned by a single-threaded caller (direct) or by P1 (threaded caller), born in
+    the v2 / hybrid unified cgroup by clone3 or forked and moved there (no clone3): in each
+    case every hierarchy holds it under /lamina/<id> before its cgroup namespace exists."""
+    if path == "direct":
+        assert launcher._single_threaded()  # pytest's own process: no other thread
+    else:
+        monkeypatch.setattr(launcher, "_single_threaded", lambda: False)
+    if path == "p1-fork":
+        def no_clone3(*a):
+            raise OSError(38, "ENOSYS")
+        monkeypatch.setattr(launcher, "_clone", no_clone3)
+    b = box.bundle(RunOptions(args=("sh", "-c", "cat /proc/self/cgroup; sleep 0.3")))
+    cid = "t" + uuid.uuid4().hex[:12]
+    seen = {}
+
+    def on_start(pid):
+        seen["pid"] = pid
+        with open(f"/proc/{pid}/cgroup") as f:
+            seen["host"] = f.read().splitlines()
+        seen["ppid"] = int(status_field(open(f"/proc/{pid}/status").read(), "PPid"))
+
+    with tempfile.TemporaryFile() as out:
+        code = launcher.run(b, container_id=cid, rootfs_mounts=box.mounts(),
+                            stdio=(0, out.fileno(), 2), on_start=on_start)
+        out.seek(0)
+        inside = out.read().decode().splitlines()
+    assert code == 0
+    assert inside and all(line.endswith(":/") for line in inside), inside
+    assert seen["host"] and all(line.endswith(f":/lamina/{cid}") for line in seen["host"]), \
+        seen["host"]
+    assert (seen["ppid"] == os.getpid()) == (path == "direct")
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/lamina/{cid}")

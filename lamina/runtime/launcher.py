@@ -8,16 +8,23 @@ exit code. :func:`exec_in` runs one more process inside a running container.
 
 Process tree of the built-in runtime (no subprocess, no exec of helpers)::
 
-    caller ── fork ──> P1 "setup parent": PR_SET_PDEATHSIG, unshare(CLONE_NEWPID), waits
-                        └─ fork ──> P2 = PID 1 of the new pid namespace, host pid given to
-                                    ``on_start``; joins the cgroups, unshares mnt/uts/ipc/
-                                    (net)/cgroup, mounts, pivot_root, drops privileges, execs
-                                    the command (or, with ``init``, stays a Python reaper that
-                                    forks the command; see below)
+    caller ── clone3 ──> P2 = PID 1 of the new pid namespace (single-threaded caller)
 
-P1 exists so the caller's own later forks stay in the caller's pid namespace: ``run`` may be
-called many times from one process (a build with several RUN steps). P1 exits with the Docker
-exit code of P2 (``code`` or ``128+signal``). Both P1 and P2 die with their parent
+    caller ── fork ──> P1 "setup parent": PR_SET_PDEATHSIG, waits (caller with threads)
+                        └─ clone3 (or unshare(CLONE_NEWPID) + fork) ──> P2
+
+P2's host pid is given to ``on_start``; P2 joins the v1 cgroups, unshares mnt/uts/ipc/
+(net)/cgroup, mounts, pivot_root, drops privileges, execs the command (or, with ``init``,
+stays a Python reaper that forks the command; see below).
+
+P2 is made with a raw ``clone3(CLONE_NEWPID | CLONE_INTO_CGROUP)``: born in its pid namespace
+(the cloning process's own later forks stay in its namespace) and in its v2 (or hybrid
+``unified``) cgroup, so no cgroup.procs write is needed. A raw clone skips glibc's fork
+handlers, which is safe only in a process with one thread (no other thread can hold a libc
+lock): a single-threaded caller (``lamina run``) clones P2 itself and waits for it; a caller
+with threads (the monitor, the build) forks P1, which clones P2 and exits with its Docker
+exit code (``code`` or ``128+signal``). Without clone3 (old kernel, seccomp), P1 unshares
+CLONE_NEWPID, forks P2 and writes its pid into cgroup.procs. P1 and P2 die with their parent
 (``PR_SET_PDEATHSIG``): a SIGKILLed caller takes its container with it (note: the death
 signal fires when the *thread* that called :func:`run` exits).
 
@@ -30,8 +37,10 @@ of the old root (which lamina.mount has no verbs for). Mount destinations are re
 ``openat2(RESOLVE_IN_ROOT)``, so a symlink in the image cannot point a mount outside the
 rootfs; missing destinations are created (a file for a bind of a file).
 
-Order in P2 (as runc): cgroups joined -> namespaces -> loopback up (new netns) ->
-``/`` rprivate -> rootfs -> spec mounts -> /dev nodes and symlinks -> pivot_root ->
+Order in P2 (as runc, but for the cgroup namespace): namespaces but cgroup -> loopback up
+(new netns) -> ``/`` rprivate -> rootfs -> spec mounts [before the first cgroup mount: wait
+until the parent has P2 in the v2 cgroup, join the v1 cgroups, unshare the cgroup
+namespace] -> /dev nodes and symlinks -> pivot_root ->
 masked paths -> readonly paths -> read-only root -> hostname -> rlimits -> [seccomp, when
 ``noNewPrivileges`` is false, while CAP_SYS_ADMIN is still held] -> bounding set ->
 setgroups/setresgid/setresuid (PR_SET_KEEPCAPS) -> capset + ambient -> no_new_privs ->
@@ -56,7 +65,11 @@ CLOEXEC pipe that reaches EOF at the successful execve. Setup failures raise
 
 cgroups (host side, in the caller): v1 creates ``<hierarchy>/<cgroup_parent>/<id>`` in every
 mounted v1 hierarchy (and the hybrid ``unified`` one), writes memory/cpu/pids limits and
-Docker's device allow-list, and removes the cgroups after exit; v2 (when
+Docker's device allow-list, and removes the cgroups after exit. P2 joins every v1 hierarchy
+(all of them, as runc: one left out would make the container's cgroup namespace root, and so
+its /sys/fs/cgroup/<ctl> mount, the caller's cgroup) by writing ``0`` to each ``tasks`` file:
+moving one thread of a single-threaded process skips the global threadgroup rwsem whose
+write side, taken by every cgroup.procs write, waits for an RCU grace period (3-15 ms). v2 (when
 ``/sys/fs/cgroup/cgroup.controllers`` exists) uses ``/sys/fs/cgroup/<parent>/<id>``. A
 requested limit whose controller is missing raises :class:`~lamina.errors.Unavailable`.
 
@@ -74,6 +87,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import gc
 import os
 import signal
 import sys
@@ -275,6 +289,79 @@ def _compile_seccomp(profile: dict) -> tuple:
     hit = _bpf_cache.get(key)
     if hit is not None:
         return hit
+    disk = _bpf_disk_path(key)
+    prog = None
+    if disk is not None:
+        try:
+            with open(disk, "rb") as f:
+                prog = f.read()
+        except OSError:
+            pass
+    if not prog or len(prog) % 8:
+        prog = _compile_bpf(profile)
+        if disk is not None:
+            _store_bpf(disk, prog)
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = _SockFprog(len(prog) // 8, ctypes.addressof(buf))
+    _bpf_cache[key] = (fprog, buf)
+    return _bpf_cache[key]
+
+
+#: Compiled filters kept across processes (root-only, cleared at boot): ~1 ms per start.
+BPF_CACHE_DIR = "/run/lamina/seccomp"
+
+
+def _bpf_disk_path(key: str) -> str | None:
+    """Cache file of a profile: keyed by the profile, this libseccomp file and the kernel
+    (libseccomp asks the kernel which actions it supports). None if not cacheable."""
+    import hashlib
+
+    if os.geteuid() != 0:
+        return None
+    try:
+        lib = None
+        with open("/proc/self/maps") as f:
+            for line in f:
+                if "libseccomp.so" in line:
+                    lib = line.split(None, 5)[5].strip()
+                    break
+        if lib is None:  # what dlopen("libseccomp.so.2") finds on usual systems
+            m = os.uname().machine
+            for d in (f"/usr/lib/{m}-linux-gnu", f"/lib/{m}-linux-gnu", "/usr/lib64",
+                      "/lib64", "/usr/lib", "/lib"):
+                if os.path.exists(d + "/libseccomp.so.2"):
+                    lib = d + "/libseccomp.so.2"
+                    break
+            else:
+                return None
+        st = os.stat(lib)
+    except OSError:
+        return None
+    u = os.uname()
+    ident = f"{key}\0{os.path.realpath(lib)}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0" \
+            f"{u.machine}\0{u.release}\0{u.version}"
+    return os.path.join(BPF_CACHE_DIR, hashlib.sha256(ident.encode()).hexdigest() + ".bpf")
+
+
+def _store_bpf(path: str, prog: bytes) -> None:
+    try:
+        os.makedirs(BPF_CACHE_DIR, 0o700, exist_ok=True)
+        st = os.lstat(BPF_CACHE_DIR)
+        if st.st_uid != 0 or st.st_mode & 0o022 or not os.path.isdir(BPF_CACHE_DIR):
+            return  # someone else's directory: never trust, never write
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, prog)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _compile_bpf(profile: dict) -> bytes:
+    """Classic BPF of ``profile`` through libseccomp."""
     global _seccomp_lib
     if _seccomp_lib is None:
         try:
@@ -338,10 +425,7 @@ def _compile_seccomp(profile: dict) -> tuple:
             os.close(fd)
     finally:
         lib.seccomp_release(ctx)
-    buf = ctypes.create_string_buffer(prog, len(prog))
-    fprog = _SockFprog(len(prog) // 8, ctypes.addressof(buf))
-    _bpf_cache[key] = (fprog, buf)
-    return _bpf_cache[key]
+    return prog
 
 
 def _load_seccomp(fprog) -> None:
@@ -738,6 +822,13 @@ class _Cgroup:
         self.dirs = cgroup_dirs(cgroups_path)
         self.created: list[str] = []
         self.v2 = _is_v2()
+        # Joined by P2 itself writing "0" (its only thread) into each v1 ``tasks`` file: a
+        # single-thread move of the caller skips the global threadgroup rwsem, whose write
+        # side waits for an RCU grace period (3-15 ms) on every cgroup.procs write.
+        self.tasks: list[str] = []
+        # cgroup.procs of v2 / the hybrid unified tree: a v2 domain cgroup only takes whole
+        # processes, so these pay that grace period; P1 writes P2's pid into them while P2
+        # is busy with its namespaces and mounts.
         self.procs: list[str] = []
         try:
             self._create(resources or {})
@@ -809,7 +900,10 @@ class _Cgroup:
         for ctl, d in self.dirs.items():
             top = d[: len(d) - len(self.path.strip("/")) - 1]
             self._mkdirs(d, top, "cpuset" in ctl.split(","))
-            self.procs.append(os.path.join(d, "cgroup.procs"))
+            if ctl:
+                self.tasks.append(os.path.join(d, "tasks"))
+            else:
+                self.procs.append(os.path.join(d, "cgroup.procs"))
         try:
             if mem is not None:
                 _write(os.path.join(_dir_for(self.dirs, "memory"), "memory.limit_in_bytes"),
@@ -836,9 +930,14 @@ class _Cgroup:
             raise Unavailable(f"cgroup setup of {self.path} failed: {e.strerror}: "
                               f"{e.filename or ''}") from e
 
-    def join(self) -> None:
-        """Move the calling process in (used in the child, before the cgroup namespace)."""
+    def join_pid(self, pid: int) -> None:
+        """Move process ``pid`` into the v2 / hybrid unified cgroup (P1, for P2)."""
         for p in self.procs:
+            _write(p, str(pid))
+
+    def join_self(self) -> None:
+        """Move the calling single-threaded process into the v1 cgroups (P2 itself)."""
+        for p in self.tasks:
             _write(p, "0")
 
     def remove(self) -> None:
@@ -981,7 +1080,10 @@ class _Plan:
         self.hierarchies = {} if _is_v2() else dict(_v1_hierarchies())
 
 
-def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None) -> None:
+def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
+                  before_cgroup: Callable[[], None] = lambda: None) -> None:
+    """Every mount of P2 before pivot_root. ``before_cgroup`` runs once before the first
+    cgroup filesystem mount (it joins the cgroups and unshares the cgroup namespace)."""
     from lamina.mount import Mount, mount_all
 
     rootfs = plan.rootfs
@@ -1008,8 +1110,11 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None) -> None:
             make = "dir" if os.path.isdir(src) else "file"
             _mount_at(rootfs, dest, [Mount("bind", src, opts)], what=dest, make=make)
         elif typ == "cgroup":
+            before_cgroup()
             _mount_cgroups(plan, dest, opts)
         else:
+            if typ == "cgroup2":
+                before_cgroup()
             _mount_at(rootfs, dest, [Mount(typ, src, opts)], what=dest)
             if dest == "/dev" and typ == "tmpfs":
                 dev_tmpfs = True
@@ -1106,28 +1211,56 @@ def _mask_and_protect(plan: _Plan) -> None:
 
 
 def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, console,
-                    errfd: int) -> None:
-    """P2: PID 1 of the container. Never returns."""
+                    errfd: int, syncfd: int) -> None:
+    """P2: PID 1 of the container. Never returns.
+
+    ``syncfd`` gets one byte from P1 once P2 is in the v2 / hybrid unified cgroup (EOF if
+    P1 failed: it reports the error). Waiting for it, joining the v1 cgroups and unsharing
+    the cgroup namespace happen just before the first cgroup mount, so P1's grace period
+    overlaps the namespace and rootfs work; nothing of the image runs before that point.
+    """
     try:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if console is not None:
             os.setsid()
             if _lib().ioctl(console, _TIOCSCTTY, None) != 0:
                 _check(-1, "ioctl TIOCSCTTY on the console")
-        _setup_stdio(stdio if console is None else (console,) * 3, errfd)
-        errfd = 3
-        if cg is not None:
-            try:
-                cg.join()
-            except OSError as e:
-                raise Unavailable(f"joining cgroup {cg.path} failed: {e.strerror}") from e
+        _setup_stdio(stdio if console is None else (console,) * 3, errfd, syncfd)
+        errfd, syncfd = 3, 4
+        joined = []
+
+        def join() -> None:
+            if joined:
+                return
+            joined.append(True)
+            while True:
+                try:
+                    ok = os.read(syncfd, 1)
+                    break
+                except InterruptedError:
+                    continue
+            if ok != b"1":
+                os._exit(125)  # P1 failed to join us and reports why
+            os.close(syncfd)
+            if cg is not None:
+                try:
+                    cg.join_self()
+                except OSError as e:
+                    raise Unavailable(f"joining cgroup {cg.path} failed: {e.strerror}") from e
+            if plan.ns_flags & _CLONE_NEWCGROUP:
+                try:
+                    _unshare(_CLONE_NEWCGROUP)
+                except OSError as e:
+                    raise Unavailable(f"creating the cgroup namespace failed: {e}") from e
+
         try:
-            _unshare(plan.ns_flags)
+            _unshare(plan.ns_flags & ~_CLONE_NEWCGROUP)
         except OSError as e:
             raise Unavailable(f"creating namespaces failed: {e}") from e
         if plan.ns_flags & _CLONE_NEWNET:
             _bring_lo_up()
-        _setup_mounts(plan, rootfs_mounts, 0 if console is not None else None)
+        _setup_mounts(plan, rootfs_mounts, 0 if console is not None else None, join)
+        join()
         _pivot_root(plan.rootfs)
         _mask_and_protect(plan)
         if plan.hostname:
@@ -1162,14 +1295,18 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
     _run_command(plan.proc, errfd)
 
 
-def _setup_stdio(stdio, errfd: int) -> None:
-    """Put stdio on 0/1/2 and errfd on 3 (CLOEXEC); close every other descriptor."""
+def _setup_stdio(stdio, errfd: int, syncfd: int | None = None) -> None:
+    """Put stdio on 0/1/2, errfd on 3 and syncfd (if any) on 4 (CLOEXEC); close every other
+    descriptor."""
     tmp = [os.dup(fd) for fd in stdio]
     e = os.dup(errfd)
+    s = None if syncfd is None else os.dup(syncfd)
     for i, fd in enumerate(tmp):
         os.dup2(fd, i, inheritable=True)
     os.dup2(e, 3, inheritable=False)
-    _close_from(4)
+    if s is not None:
+        os.dup2(s, 4, inheritable=False)
+    _close_from(4 if s is None else 5)
 
 
 def _close_from(lowfd: int) -> None:
@@ -1237,7 +1374,10 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
     if runtime != "builtin":
         raise InvalidArgument(f"unknown runtime {runtime!r}: use builtin, runc or crun")
     import lamina.layer.extract  # noqa: F401 - used in the child: import before the fork
-    import lamina.mount  # noqa: F401
+    import lamina.mount
+
+    if any(getattr(m, "type", None) == "overlay" for m in rootfs_mounts):
+        lamina.mount._new_api_supported()  # probe once here, not in every child (2-7 ms)
 
     bundle = os.path.abspath(bundle)
     spec = _load_spec(bundle)
@@ -1247,6 +1387,18 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
     cg = _Cgroup(plan.cgroups_path or f"/{cgroup_parent}/{container_id}", plan.resources)
     try:
         errr, errw = os.pipe2(os.O_CLOEXEC)
+        p2 = 0
+        try:
+            if _single_threaded():
+                p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=True)
+        except _NoClone:
+            pass
+        except BaseException:
+            os.close(errr)
+            os.close(errw)
+            raise
+        if p2:
+            return _finish(p2, p2, b"", errr, errw, stdio, console, on_start)
         try:
             p1 = os.fork()
         except BaseException:
@@ -1256,22 +1408,12 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
         if p1 == 0:  # P1
             code = 125
             try:
+                gc.disable()  # a collection here would copy the caller's heap page by page
                 os.close(errr)
                 _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                          signal.SIGUSR1, signal.SIGUSR2, signal.SIGTSTP, signal.SIGTTIN,
-                          signal.SIGTTOU, signal.SIGWINCH):
+                for s in _TERMINAL_SIGNALS:
                     signal.signal(s, signal.SIG_IGN)
-                if plan.pidns:
-                    _unshare(_CLONE_NEWPID)
-                p2 = os.fork()
-                if p2 == 0:
-                    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                              signal.SIGUSR1, signal.SIGUSR2, signal.SIGTSTP, signal.SIGTTIN,
-                              signal.SIGTTOU, signal.SIGWINCH):
-                        signal.signal(s, signal.SIG_DFL)
-                    _container_main(plan, cg, rootfs_mounts, stdio, console, errw)
-                    os._exit(125)
+                p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=False)
                 os.write(errw, f"P{p2}\n".encode())
                 os.close(errw)
                 code = _docker_code(_wait(p2))
@@ -1280,31 +1422,157 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
             os._exit(code)
         os.close(errw)
         data = _read_all(errr)
-        p2 = 0
         if data.startswith(b"P"):
             line, _, data = data.partition(b"\n")
             p2 = int(line[1:])
-        try:
-            _raise_or_print(data, console if console is not None else stdio[2])
-        except BaseException:
-            _wait(p1)
-            raise
-        try:
-            if on_start is not None and p2 and not data:
-                on_start(p2)
-            return _docker_code(_wait(p1))
-        except BaseException:
-            # on_start failed or the caller was interrupted (KeyboardInterrupt): never leave
-            # a container running without its runner.
-            if p2:
-                try:
-                    os.kill(p2, signal.SIGKILL)
-                except OSError:
-                    pass
-            _wait(p1)
-            raise
+        return _finish(p1, p2, data, None, None, stdio, console, on_start)
     finally:
         cg.remove()
+
+
+_TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGTSTP, signal.SIGTTIN,
+                     signal.SIGTTOU, signal.SIGWINCH)
+
+
+def _finish(waitee: int, p2: int, data: bytes, errr: int | None, errw: int | None, stdio,
+            console, on_start) -> int:
+    """The caller's side once P2 exists: read the child's report up to the exec (when
+    ``errr`` is given), raise setup errors, call ``on_start``, wait for ``waitee`` (P2 itself
+    or P1) and return Docker's exit code. Never leaves the container running on an error."""
+    if errr is not None:
+        os.close(errw)
+        data = _read_all(errr)
+    try:
+        _raise_or_print(data, console if console is not None else stdio[2])
+    except BaseException:
+        _wait(waitee)
+        raise
+    try:
+        if on_start is not None and p2 and not data:
+            on_start(p2)
+        return _docker_code(_wait(waitee))
+    except BaseException:
+        # on_start failed or the caller was interrupted (KeyboardInterrupt): never leave
+        # a container running without its runner.
+        if p2:
+            try:
+                os.kill(p2, signal.SIGKILL)
+            except OSError:
+                pass
+        _wait(waitee)
+        raise
+
+
+def _single_threaded() -> bool:
+    """Whether this process has one thread (then a raw clone3 is as safe as fork)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[17] == b"1"
+    except (OSError, IndexError):
+        return False
+
+
+class _NoClone(Exception):
+    """clone3 is not available: start P2 through P1 instead."""
+
+
+def _spawn_p2(plan: _Plan, cg: _Cgroup, rootfs_mounts, stdio, console, errw: int, *,
+              direct: bool) -> int:
+    """Start P2 (from P1, or ``direct``ly from a single-threaded caller) in a new pid
+    namespace when the spec asks, put it into the v2 / hybrid unified cgroup (born there
+    through clone3(CLONE_INTO_CGROUP) when the kernel can, else moved) and let it go on.
+    Returns P2's pid; never returns in P2. ``direct`` raises _NoClone if clone3 fails."""
+    syncr, syncw = os.pipe2(os.O_CLOEXEC)
+    try:
+        p2, joined = _fork_p2(cg, plan.pidns, direct)
+    except BaseException:
+        os.close(syncr)
+        os.close(syncw)
+        raise
+    if p2 == 0:
+        try:
+            gc.disable()
+            for s in _TERMINAL_SIGNALS:
+                signal.signal(s, signal.SIG_DFL)
+            _container_main(plan, cg, rootfs_mounts, stdio, console, errw, syncr)
+        finally:
+            os._exit(125)
+    os.close(syncr)
+    try:
+        if not joined:
+            cg.join_pid(p2)
+    except OSError as e:
+        os.close(syncw)
+        os.kill(p2, signal.SIGKILL)
+        _wait(p2)
+        raise Unavailable(f"joining cgroup {cg.path} failed: {e.strerror}") from e
+    os.write(syncw, b"1")
+    os.close(syncw)
+    return p2
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("flags", "pidfd", "child_tid", "parent_tid",
+                                              "exit_signal", "stack", "stack_size", "tls",
+                                              "set_tid", "set_tid_size", "cgroup")]
+
+
+_SYS_CLONE3 = 435  # the unified number of every architecture but alpha
+_CLONE_INTO_CGROUP = 0x200000000
+_pylibc = None
+
+
+def _clone(flags: int, cgroup_dir: str | None) -> int:
+    """``fork`` through clone3: ``flags`` (CLONE_NEWPID) and, with ``cgroup_dir`` (a v2
+    cgroup), CLONE_INTO_CGROUP: the child is born there, no migration. Only for a
+    single-threaded process: a raw clone skips glibc's fork handlers, so the child's
+    malloc/stdio locks are consistent only when no other thread could hold them. Python's
+    own fork bookkeeping is done as os.fork does it (PyOS_BeforeFork/AfterFork_*).
+    Returns the pid (0 in the child); raises OSError (ENOSYS, EINVAL on old kernels ...)."""
+    global _pylibc
+    if _pylibc is None:
+        lib = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held over the clone
+        lib.syscall.restype = ctypes.c_long
+        _pylibc = lib
+    fd = -1 if cgroup_dir is None else \
+        os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    pid = -1
+    try:
+        if fd >= 0:
+            flags |= _CLONE_INTO_CGROUP
+        args = _CloneArgs(flags=flags, exit_signal=signal.SIGCHLD, cgroup=max(fd, 0))
+        api = ctypes.pythonapi
+        api.PyOS_BeforeFork()
+        pid = _pylibc.syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
+                              ctypes.c_size_t(ctypes.sizeof(args)))
+        if pid == 0:
+            api.PyOS_AfterFork_Child()
+            return 0
+        err = ctypes.get_errno()
+        api.PyOS_AfterFork_Parent()
+    finally:
+        if pid != 0 and fd >= 0:
+            os.close(fd)
+    if pid < 0:
+        raise OSError(err, os.strerror(err))
+    return pid
+
+
+def _fork_p2(cg: _Cgroup, pidns: bool, direct: bool) -> tuple[int, bool]:
+    """Fork P2 (in a new pid namespace if ``pidns``): ``(pid, joined)``, joined when P2 was
+    born in its v2 / hybrid unified cgroup, else it must still be moved there. ``direct``
+    (the caller itself): clone3 or _NoClone; from P1: clone3, else unshare + fork."""
+    flags = _CLONE_NEWPID if pidns else 0
+    if direct or len(cg.procs) == 1:
+        try:
+            return _clone(flags, cg.procs[0].rpartition("/")[0] if cg.procs else None), True
+        except OSError:
+            if direct:
+                raise _NoClone() from None
+    if pidns:
+        _unshare(_CLONE_NEWPID)
+    return os.fork(), False
 
 
 def _run_external(runtime: str, bundle: str, *, container_id: str, rootfs_mounts, stdio,

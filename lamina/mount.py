@@ -451,9 +451,7 @@ def _new_api_supported() -> bool:
     """Whether fsopen/fsconfig with overlay's ``lowerdir+`` key work here (probed once)."""
     global _new_api
     if _new_api is None:
-        import platform
-
-        ok = platform.machine().lower() in _NEW_API_MACHINES
+        ok = os.uname().machine.lower() in _NEW_API_MACHINES
         if ok:
             try:
                 fd = _syscall("fsopen", b"overlay", _FSOPEN_CLOEXEC)

@@ -450,4 +450,4 @@ def test_imports_only_leaf_modules_of_lamina():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == [
-        "['lamina',", "'lamina.digest',", "'lamina.errors',", "'lamina.reference']"]
+        "['lamina',", "'lamina._dcache',", "'lamina.digest',", "'lamina.errors',", "'lamina.reference']"]

@@ -125,6 +125,174 @@ def bench_images(t: Tools, runs: int, work: str, count: int = 200) -> dict[str, 
     return res
 
 
+def _bases(t: Tools, work: str) -> dict[str, str]:
+    """The same busybox rootfs as a base image in every tool: name per tool."""
+    tar = "/var/tmp/peers-bases/busybox.tar"
+    if not os.path.exists(tar):
+        tar = os.path.join(work, "busybox.tar")
+        if not os.path.exists(tar):
+            _busybox_tar(tar, work)
+    out = {"lamina": "bench/busybox"}
+    if getattr(t, "_based", False):
+        return {**out, **({"docker": "busybox:local"} if t.docker else {}),
+                **({"podman": "localhost/busybox:local"} if t.podman else {})}
+    t._based = True
+    t.L("import", "-c", 'CMD ["sh"]', tar, "bench/busybox")
+    if t.docker:
+        if sh("docker", "image", "inspect", "busybox:local", check=False).returncode != 0:
+            sh("docker", "import", "-c", 'CMD ["sh"]', tar, "busybox:local")
+        out["docker"] = "busybox:local"
+    if t.podman:
+        if sh("podman", "image", "exists", "localhost/busybox:local", check=False).returncode != 0:
+            sh("podman", "import", "-q", "-c", 'CMD ["sh"]', tar, "localhost/busybox:local")
+        out["podman"] = "localhost/busybox:local"
+    return out
+
+
+def _busybox_tar(tar: str, work: str) -> None:
+    """busybox-static + its applet links + /etc/passwd, as examples/make-busybox-base.sh."""
+    root = os.path.join(work, "bb-rootfs")
+    for d in ("bin", "etc", "tmp", "root", "proc", "sys", "dev"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    bb = os.path.realpath(shutil.which("busybox") or "/bin/busybox")
+    shutil.copy2(bb, os.path.join(root, "bin", "busybox"))
+    for name in sh(bb, "--list").stdout.decode().split():
+        if name != "busybox":
+            os.symlink("busybox", os.path.join(root, "bin", name))
+    with open(os.path.join(root, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    with open(os.path.join(root, "etc", "group"), "w") as f:
+        f.write("root:x:0:\nnogroup:x:65534:\n")
+    sh("tar", "-C", root, "-cf", tar, ".")
+
+
+def bench_run(t: Tools, runs: int, work: str) -> dict[str, list[float]]:
+    bases = _bases(t, work)
+    res: dict[str, list[float]] = {"lamina": [], "docker": [], "podman": []}
+    for _ in range(max(runs, 10)):
+        res["lamina"].append(timed(lambda: t.L("run", "--rm", bases["lamina"], "true")))
+        if t.docker:
+            res["docker"].append(timed(lambda: sh("docker", "run", "--rm", bases["docker"], "true")))
+        if t.podman:
+            res["podman"].append(timed(lambda: sh("podman", "run", "--rm", bases["podman"], "true")))
+    return res
+
+
+def bench_many(t: Tools, work: str, n: int = 50) -> tuple[dict, dict, dict]:
+    bases = _bases(t, work)
+    start: dict[str, list[float]] = {"lamina": [], "docker": []}
+    ps: dict[str, list[float]] = {"lamina": [], "docker": []}
+    rm: dict[str, list[float]] = {"lamina": [], "docker": []}
+
+    def phases(run, list_, remove, key):
+        ids = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            ids.append(run(i))
+        start[key].append(time.perf_counter() - t0)
+        ps[key].append(timed(list_))
+        rm[key].append(timed(lambda: remove(ids)))
+
+    phases(lambda i: t.L("run", "-d", bases["lamina"], "sleep", "300").stdout.decode().strip(),
+           lambda: t.L("ps"), lambda ids: t.L("rm", "-f", *ids), "lamina")
+    if t.docker:
+        phases(lambda i: sh("docker", "run", "-d", bases["docker"], "sleep", "300").stdout.decode().strip(),
+               lambda: sh("docker", "ps"), lambda ids: sh("docker", "rm", "-f", *ids), "docker")
+    return start, ps, rm
+
+
+def bench_commit(t: Tools, runs: int, work: str) -> dict[str, list[float]]:
+    bases = _bases(t, work)
+    res: dict[str, list[float]] = {"lamina": [], "docker": []}
+    write = ["sh", "-c", "dd if=/dev/urandom of=/big bs=1M count=100 2>/dev/null"]
+    for i in range(runs):
+        t.L("run", "--name", f"bench-commit-{i}", bases["lamina"], *write)
+        res["lamina"].append(timed(lambda: t.L("commit", f"bench-commit-{i}", f"bench/committed:{i}")))
+        t.L("rm", f"bench-commit-{i}")
+        t.L("rmi", f"bench/committed:{i}")
+        if t.docker:
+            sh("docker", "run", "--name", f"bench-commit-{i}", bases["docker"], *write)
+            res["docker"].append(timed(lambda: sh("docker", "commit", f"bench-commit-{i}", f"bench/committed:{i}")))
+            sh("docker", "rm", f"bench-commit-{i}")
+            sh("docker", "rmi", f"bench/committed:{i}")
+    return res
+
+
+TUTORIAL = """ARG BASE
+FROM ${BASE}
+RUN mkdir -p /opt/tree && for i in $(seq 1 2000); do echo $i > /opt/tree/f$i; done
+ENV APP_MODE=prod
+COPY testfile /
+CMD ["/bin/sh","-c","cat /testfile"]
+"""
+
+BIGCOPY = """ARG BASE
+FROM ${BASE}
+COPY big /big
+COPY small /small
+RUN ls /small | wc -l
+COPY edit.txt /edit.txt
+CMD ["sh"]
+"""
+
+
+def _make_contexts(work: str) -> tuple[str, str]:
+    tut = os.path.join(work, "ctx-tutorial")
+    os.makedirs(tut, exist_ok=True)
+    with open(os.path.join(tut, "Dockerfile"), "w") as f:
+        f.write(TUTORIAL)
+    with open(os.path.join(tut, "testfile"), "w") as f:
+        f.write("hello testfile\n")
+    big = os.path.join(work, "ctx-big")
+    os.makedirs(os.path.join(big, "big"), exist_ok=True)
+    os.makedirs(os.path.join(big, "small"), exist_ok=True)
+    with open(os.path.join(big, "Dockerfile"), "w") as f:
+        f.write(BIGCOPY)
+    for i in range(3):
+        with open(os.path.join(big, "big", f"blob{i}"), "wb") as f:
+            f.write(os.urandom(64 << 20))
+    for i in range(3000):
+        with open(os.path.join(big, "small", f"f{i:04d}"), "w") as f:
+            f.write(f"file {i}\n" * 20)
+    with open(os.path.join(big, "edit.txt"), "w") as f:
+        f.write("v0\n")
+    return tut, big
+
+
+def bench_build(t: Tools, runs: int, work: str) -> list[tuple[str, dict]]:
+    bases = _bases(t, work)
+    tut, big = _make_contexts(work)
+    buildah = bool(shutil.which("buildah"))
+    # Debian's docker.io client (20.10) has BuildKit built in; a newer client may lack buildx
+    dk = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+    tools = {"lamina": lambda ctx, tag, *extra: t.L("build", "-q", "--build-arg", f"BASE={bases['lamina']}", "-t", tag, *extra, ctx)}
+    if t.docker:
+        tools["buildkit"] = lambda ctx, tag, *extra: sh(dk, "build", "-q", "--build-arg", f"BASE={bases['docker']}",
+                                                        "-t", tag, *extra, ctx, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+        tools["classic"] = lambda ctx, tag, *extra: sh(dk, "build", "-q", "--build-arg", f"BASE={bases['docker']}",
+                                                       "-t", tag, *extra, ctx, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    if buildah and t.podman:
+        tools["buildah"] = lambda ctx, tag, *extra: sh("buildah", "bud", "-q", "--layers", "--build-arg",
+                                                       f"BASE={bases['podman']}", "-t", tag, *extra, ctx)
+    rows = []
+    for label, ctx in (("tutorial example", tut), ("3x64MB+3000 files COPY", big)):
+        cold = {k: [] for k in tools}
+        cached = {k: [] for k in tools}
+        edited = {k: [] for k in tools}
+        for i in range(runs):
+            for name, fn in tools.items():
+                cold[name].append(timed(lambda: fn(ctx, f"bench/build:{name}", "--no-cache")))
+                fn(ctx, f"bench/build:{name}")  # prime
+                cached[name].append(timed(lambda: fn(ctx, f"bench/build:{name}")))
+                edit = os.path.join(ctx, "testfile" if ctx == tut else "edit.txt")
+                with open(edit, "a") as f:
+                    f.write(f"{name} {i} {time.time()}\n")
+                edited[name].append(timed(lambda: fn(ctx, f"bench/build:{name}")))
+        rows += [(f"build {label}, cold", cold), (f"build {label}, cached", cached),
+                 (f"build {label}, 1 file edited", edited)]
+    return rows
+
+
 def report(name: str, res: dict[str, list[float]]) -> None:
     lam = statistics.median(res["lamina"])
     cells = [f"lamina {lam:7.3f}s"]
@@ -168,7 +336,7 @@ def debian_tar(path: str | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="import,save,load,images")
+    ap.add_argument("--only", default="import,save,load,images,run,many,commit,build")
     ap.add_argument("--debian-tar", default=None)
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -189,6 +357,18 @@ def main() -> int:
                 report("load docker-save archive", load)
         if "images" in only:
             report("images (200 images)", bench_images(t, a.runs, work))
+        if "run" in only:
+            report("run --rm busybox true", bench_run(t, a.runs, work))
+        if "many" in only:
+            start, ps, rm = bench_many(t, work)
+            report("50 x run -d", start)
+            report("ps (50 running)", ps)
+            report("rm -f (50 running)", rm)
+        if "commit" in only:
+            report("commit 100 MB written", bench_commit(t, a.runs, work))
+        if "build" in only:
+            for name, res in bench_build(t, a.runs, work):
+                report(name, res)
     return 0
 
 

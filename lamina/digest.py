@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 from lamina.errors import DigestMismatch, InvalidArgument
 

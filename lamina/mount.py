@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 from collections.abc import Callable, Sequence
 
 from lamina.errors import InvalidArgument, Unavailable

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from lamina._dcache import dataclass, field
 
 
 from lamina.digest import Digest

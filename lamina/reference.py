@@ -49,7 +49,7 @@ to import.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from lamina._dcache import dataclass, replace
 
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument

@@ -16,7 +16,7 @@ import posixpath
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from lamina._dcache import dataclass, field, replace
 
 from lamina import oci
 from lamina.digest import Digest, chain_ids

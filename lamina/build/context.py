@@ -36,7 +36,7 @@ import sqlite3
 import stat as st
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from lamina._dcache import dataclass, field
 
 from lamina.errors import InvalidArgument
 

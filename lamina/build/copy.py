@@ -15,7 +15,7 @@ import os
 import posixpath
 import shutil
 import stat
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
 

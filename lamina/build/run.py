@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
 

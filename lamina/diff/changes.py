@@ -40,7 +40,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 from collections.abc import Iterable, Sequence
 
 from lamina.errors import InvalidArgument, NotFound, Unsupported

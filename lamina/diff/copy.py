@@ -48,7 +48,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
+from lamina._dcache import dataclass, field
 from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable

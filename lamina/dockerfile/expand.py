@@ -25,7 +25,7 @@ variable for the ``?`` modifiers. Pure functions: no I/O, thread-safe.
 
 from __future__ import annotations
 
-import dataclasses
+from lamina import _dcache as dataclasses
 import re
 from collections.abc import Mapping
 

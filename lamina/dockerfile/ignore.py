@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from lamina._dcache import dataclass, field
 
 from lamina.errors import InvalidArgument
 from lamina.dockerfile.expand import ExpansionError, _lex_words
@@ -864,5 +864,5 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> Dockerfile:
 
 
 def _with_lines(ins: Instruction, start: int, end: int, **kw) -> Instruction:
-    from dataclasses import replace
+    from lamina._dcache import replace
     return replace(ins, line=start, end_line=end, **kw)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from lamina._dcache import dataclass, field
 
 from lamina.digest import Digest, chain_ids
 from lamina.errors import LaminaError

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 from lamina import oci
 from lamina.digest import Digest, chain_ids

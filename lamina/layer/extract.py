@@ -30,7 +30,7 @@ import errno
 import os
 import shutil
 import stat
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 
 from lamina.errors import InvalidArgument, Unavailable, Unsupported

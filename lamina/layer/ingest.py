@@ -16,7 +16,7 @@ decompression and compression overlap with the Python header parser.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 
 from lamina.digest import Digest, HashingWriter

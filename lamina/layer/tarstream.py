@@ -14,7 +14,7 @@ round-trips through ``os`` calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from lamina._dcache import dataclass, field
 from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument

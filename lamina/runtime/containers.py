@@ -448,7 +448,7 @@ def read_in_layers(dirs: list[str], rel: str) -> bytes | None:
 def with_primary_gid(user):
     """Docker's daemon adds the primary gid to the supplementary groups (``id`` in a container
     shows ``groups=0(root)``), then the groups of /etc/group that list the user."""
-    import dataclasses
+    from lamina import _dcache as dataclasses
     gids = [user.gid] + [g for g in user.additional_gids if g != user.gid]
     return dataclasses.replace(user, additional_gids=tuple(gids))
 

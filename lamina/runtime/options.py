@@ -3,7 +3,7 @@ listing commands never pay for the dataclass machinery)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from lamina._dcache import dataclass, field
 
 
 @dataclass(frozen=True)

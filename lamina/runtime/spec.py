@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import dataclass, field
+from lamina._dcache import dataclass, field
 from typing import Mapping
 
 from lamina.errors import InvalidArgument

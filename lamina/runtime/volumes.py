@@ -12,7 +12,7 @@ content (Docker's copy-up), so ``VOLUME /data`` keeps the image's /data files.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
 

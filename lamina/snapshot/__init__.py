@@ -24,7 +24,7 @@ import fcntl
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from lamina._dcache import dataclass
 
 from lamina.digest import Digest
 from lamina.errors import LaminaError, Unavailable

@@ -134,7 +134,6 @@ def _read_env_files(paths: list[str]) -> list[str]:
 
 
 def _options(a, verb: str):
-    from lamina.cli.format import parse_size
     from lamina.runtime.options import CreateOptions
     image, cmd = a.args[0], tuple(a.args[1:])
     entry = None
@@ -159,6 +158,7 @@ def _options(a, verb: str):
     def size(v, what):
         if not v:
             return None
+        from lamina.cli.format import parse_size
         try:
             return parse_size(v)
         except InvalidArgument as e:  # Docker names the flag: invalid argument "x" for "-m, --memory" flag: ...

@@ -11,7 +11,6 @@ container keeps running.
 from __future__ import annotations
 
 import os
-import socket
 import struct
 import sys
 
@@ -98,6 +97,7 @@ def attach(sock_path: str, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x1
     the monitor closed the connection without an exit code."""
     import selectors
     import signal
+    import socket
     import termios
     import tty as ttymod
     from lamina.errors import Unavailable

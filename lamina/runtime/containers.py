@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 
-from lamina.errors import Conflict, InvalidArgument, NotFound
+from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -367,8 +367,16 @@ class Containers:
 
 
 def _rmtree(path: str) -> None:
-    from lamina.image.gc import _rmtree as rm
-    rm(path)
+    """Remove a container's tree, unmounting first anything a crashed run left mounted."""
+    if not os.path.lexists(path):
+        return
+    from lamina import mount
+    try:
+        for mp in reversed(mount.mounts_under(path)):
+            mount.unmount(mp, detach=True, ignore_not_mounted=True)
+    except (LaminaError, OSError):
+        pass
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _write(path: str, text: str) -> None:

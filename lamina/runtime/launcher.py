@@ -92,7 +92,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable, Unsupported
 

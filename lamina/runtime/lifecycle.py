@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -228,6 +227,7 @@ def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = F
 
 def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False) -> int:
     import selectors
+    import socket
     from lamina.runtime import launcher
     from lamina.runtime.attach import CLOSE_STDIN, EXIT, RESIZE, STDERR, STDIN, STDOUT, FrameReader
     m = _Monitor(store_root, cid)

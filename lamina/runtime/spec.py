@@ -30,7 +30,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 from lamina._dcache import dataclass, field
-from typing import Mapping
+from collections.abc import Mapping
 
 from lamina.errors import InvalidArgument
 

@@ -60,3 +60,12 @@ def test_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "Usage:  lamina images" in out and "-a, --all" in out and "--format string" in out
+
+
+def test_h_is_a_flag_when_a_verb_claims_it():
+    p = Parser("run", "IMAGE", interspersed=False)
+    p.option("-h", "--hostname")
+    p.args("args", min=1)
+    a = p.parse(["-h", "box", "busybox"])
+    assert a.hostname == "box" and a.args == ["busybox"]
+    assert p.parse(["-hbox", "x"]).hostname == "box"

@@ -81,7 +81,7 @@ class Parser:
             if arg == "--":
                 pos.extend(argv[i:])
                 break
-            if arg in ("-h", "--help"):
+            if arg == "--help" or (arg == "-h" and "-h" not in self._by_name):
                 sys.stdout.write(self.help_text())
                 raise SystemExit(0)
             if not arg.startswith("-") or arg == "-":

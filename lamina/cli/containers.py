@@ -90,32 +90,6 @@ def _create_parser(verb: str) -> Parser:
     return p
 
 
-def _hostname_short(p: Parser, argv: list[str]) -> list[str]:
-    """``-h`` means ``--hostname`` for run/create (as in Docker), not help: rewrite it before
-    the shared parser (which treats a bare ``-h`` as help) sees it. Only flags before IMAGE."""
-    out = list(argv)
-    i = 0
-    while i < len(out):
-        arg = out[i]
-        if arg == "--" or not arg.startswith("-") or arg == "-":
-            break
-        if arg == "-h":
-            out[i] = "--hostname"
-            i += 2
-            continue
-        if arg.startswith("-h") and not arg.startswith("--"):
-            out[i] = "--hostname=" + arg[2:].lstrip("=")
-            i += 1
-            continue
-        f = p._by_name.get(arg.split("=", 1)[0] if arg.startswith("--") else arg[:2])
-        takes_value = f is not None and f.kind != "bool"
-        if takes_value and ((arg.startswith("--") and "=" not in arg) or (not arg.startswith("--") and len(arg) == 2)):
-            i += 2
-        else:
-            i += 1
-    return out
-
-
 def _read_env_files(paths: list[str]) -> list[str]:
     out = []
     for path in paths:
@@ -178,7 +152,7 @@ def _options(a, verb: str):
 
 def cmd_create(argv, ctx) -> int:
     p = _create_parser("create")
-    a = parse(p, _hostname_short(p, argv))
+    a = parse(p, argv)
     doc = _containers(ctx).create(_options(a, "create"))
     print(doc["Id"])
     return 0
@@ -186,7 +160,7 @@ def cmd_create(argv, ctx) -> int:
 
 def cmd_run(argv, ctx) -> int:
     p = _create_parser("run")
-    a = parse(p, _hostname_short(p, argv))
+    a = parse(p, argv)
     from lamina.runtime import lifecycle
     from lamina.runtime.attach import DETACHED, attach, parse_detach_keys
     if a.detach and a.rm and a.restart not in ("no", ""):

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -129,3 +130,23 @@ def tar_bytes(entries: list[tuple]) -> bytes:
                 ti.linkname = payload
                 tf.addfile(ti)
     return buf.getvalue()
+
+
+@pytest.fixture
+def bb(lamina, busybox_tar):
+    """A store with the busybox base imported as ``busybox`` (CMD sh)."""
+    lamina("import", "-c", 'CMD ["sh"]', busybox_tar, "busybox")
+    return lamina
+
+
+def mkctx(tmp_path, dockerfile: str | None, files: dict | None = None, name: str = "ctx"):
+    """A build context dir: the (dedented) Dockerfile, if any, plus ``files`` {relpath: data}."""
+    d = tmp_path / name
+    d.mkdir(exist_ok=True)
+    if dockerfile is not None:
+        (d / "Dockerfile").write_text(textwrap.dedent(dockerfile).lstrip())
+    for rel, data in (files or {}).items():
+        p = d / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return d

@@ -22,24 +22,12 @@ import threading
 
 import pytest
 
+from conftest import mkctx
+
 
 # --- helpers (kept per file: every test_build_*.py stands alone) ----------------------------
 
-@pytest.fixture
-def bb(lamina, busybox_tar):
-    lamina("import", "-c", 'CMD ["sh"]', busybox_tar, "busybox")
-    return lamina
 
-
-def mkctx(tmp_path, dockerfile: str, files: dict | None = None, name: str = "ctx"):
-    d = tmp_path / name
-    d.mkdir(exist_ok=True)
-    (d / "Dockerfile").write_text(textwrap.dedent(dockerfile).lstrip())
-    for rel, data in (files or {}).items():
-        p = d / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data if isinstance(data, bytes) else data.encode())
-    return d
 
 
 def build(lam, ctx, *args, check=True):

@@ -17,22 +17,10 @@ import textwrap
 
 import pytest
 
-
-@pytest.fixture
-def bb(lamina, busybox_tar):
-    lamina("import", "-c", 'CMD ["sh"]', busybox_tar, "busybox")
-    return lamina
+from conftest import mkctx
 
 
-def mkctx(tmp_path, dockerfile: str, files: dict | None = None, name: str = "ctx"):
-    d = tmp_path / name
-    d.mkdir(exist_ok=True)
-    (d / "Dockerfile").write_text(textwrap.dedent(dockerfile).lstrip())
-    for rel, data in (files or {}).items():
-        p = d / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data if isinstance(data, bytes) else data.encode())
-    return d
+
 
 
 TREE = """

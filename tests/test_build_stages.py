@@ -15,22 +15,7 @@ import textwrap
 import pytest
 
 
-@pytest.fixture
-def bb(lamina, busybox_tar):
-    lamina("import", "-c", 'CMD ["sh"]', busybox_tar, "busybox")
-    return lamina
 
-
-def mkctx(tmp_path, dockerfile: str | None, files: dict | None = None, name: str = "ctx"):
-    d = tmp_path / name
-    d.mkdir(exist_ok=True)
-    if dockerfile is not None:
-        (d / "Dockerfile").write_text(textwrap.dedent(dockerfile).lstrip())
-    for rel, data in (files or {}).items():
-        p = d / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data if isinstance(data, bytes) else data.encode())
-    return d
 
 
 def sh(lam, ref, script: str) -> str:
@@ -180,7 +165,7 @@ def test_outputs(bb, tmp_path):
         names = set(tf.getnames())
     assert "manifest.json" in names or "index.json" in names
     # the archive loads into another store
-    from conftest import Lamina
+    from conftest import Lamina, mkctx
     other = Lamina(str(tmp_path / "root2"))
     other("load", "-i", str(arch))
     assert "exported" in other("images").out

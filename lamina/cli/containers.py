@@ -678,12 +678,8 @@ def cmd_prune(argv, ctx) -> int:
     from lamina.cli.images import _confirm
     if not a.force and not _confirm("WARNING! This will remove all stopped containers."):
         return 0
-    ids = prune_containers(ctx)
-    if ids:
-        print("Deleted Containers:")
-        for i in ids:
-            print(i)
-        print()
+    from lamina.cli.images import print_pruned
+    print_pruned("Deleted Containers:", prune_containers(ctx))
     print("Total reclaimed space: 0B")
     return 0
 

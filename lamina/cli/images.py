@@ -366,13 +366,18 @@ def cmd_prune(argv, ctx) -> int:
         if not _confirm(warn):
             return 0
     lines, freed = prune_images(_images(ctx), all_unused=a.all, filters=_parse_filters(a.filter, ("until", "label")))
+    print_pruned("Deleted Images:", lines)
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+def print_pruned(title: str, lines: list[str]) -> None:
+    """Docker's prune report: a titled block of what went, then a blank line."""
     if lines:
-        print("Deleted Images:")
+        print(title)
         for line in lines:
             print(line)
         print()
-    print(f"Total reclaimed space: {human_size(freed)}")
-    return 0
 
 
 def _confirm(warning: str) -> bool:

@@ -197,7 +197,7 @@ def cmd_prune(argv, ctx) -> int:
     p.option("--filter", append=True)
     a = parse(p, argv)
     from lamina.cli.format import human_size
-    from lamina.cli.images import _confirm, _parse_filters
+    from lamina.cli.images import _confirm, _parse_filters, print_pruned
     from lamina.image.prune import prune_images
     from lamina.image.service import Images
     if not a.force:
@@ -207,20 +207,11 @@ def cmd_prune(argv, ctx) -> int:
         if not _confirm("WARNING! This will remove:\n" + "\n".join(items)):
             return 0
     from lamina.cli.containers import prune_containers
-    removed = prune_containers(ctx)
-    if removed:
-        print("Deleted Containers:")
-        for cid in removed:
-            print(cid)
-        print()
+    print_pruned("Deleted Containers:", prune_containers(ctx))
     from lamina.build.cache import BuildCache
     BuildCache(ctx.store).prune()
     lines, freed = prune_images(Images(ctx.store), all_unused=a.all,
                                 filters=_parse_filters(a.filter, ("until", "label")))
-    if lines:
-        print("Deleted Images:")
-        for line in lines:
-            print(line)
-        print()
+    print_pruned("Deleted Images:", lines)
     print(f"Total reclaimed space: {human_size(freed)}")
     return 0

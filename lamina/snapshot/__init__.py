@@ -76,11 +76,7 @@ class Snapshotter:
             found = self.dir_of(layer.chain_id)
             if found:
                 return found
-            db = self.store.db
-            with db.tx() as c:
-                row = c.execute("SELECT value FROM meta WHERE key='snapshot_seq'").fetchone()
-                n = int(row[0]) + 1 if row else 1
-                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('snapshot_seq', ?)", (str(n),))
+            n = self._reserve()
             tmp = os.path.join(self.root, f"tmp-{n}")
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(os.path.join(tmp, "fs"))
@@ -91,10 +87,7 @@ class Snapshotter:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            with db.tx() as c:
-                c.execute("INSERT OR REPLACE INTO snapshots(chain_id, parent, dir, diff_id, size, created) "
-                          "VALUES(?,?,?,?,?,?)", (str(layer.chain_id), str(parent) if parent else None,
-                                                 str(n), str(layer.diff_id), size, time.time()))
+            self._record(layer, parent, n, size)
             return os.path.join(final, "fs")
         finally:
             os.close(fd)
@@ -110,19 +103,27 @@ class Snapshotter:
         found = self.dir_of(layer.chain_id)
         if found:
             return found
-        db = self.store.db
-        with db.tx() as c:
-            row = c.execute("SELECT value FROM meta WHERE key='snapshot_seq'").fetchone()
-            n = int(row[0]) + 1 if row else 1
-            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('snapshot_seq', ?)", (str(n),))
+        n = self._reserve()
         final = os.path.join(self.root, str(n))
         os.makedirs(final)
         os.rename(src_dir, os.path.join(final, "fs"))
-        with db.tx() as c:
+        self._record(layer, parent, n, size)
+        return os.path.join(final, "fs")
+
+    def _reserve(self) -> int:
+        """A fresh snapshot directory number (short, so lowerdir strings stay short)."""
+        with self.store.db.tx() as c:
+            row = c.execute("SELECT value FROM meta WHERE key='snapshot_seq'").fetchone()
+            n = int(row[0]) + 1 if row else 1
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('snapshot_seq', ?)", (str(n),))
+        return n
+
+    def _record(self, layer: Layer, parent: Digest | None, n: int, size: int) -> None:
+        """The snapshot row, written after its directory is complete."""
+        with self.store.db.tx() as c:
             c.execute("INSERT OR REPLACE INTO snapshots(chain_id, parent, dir, diff_id, size, created) "
                       "VALUES(?,?,?,?,?,?)", (str(layer.chain_id), str(parent) if parent else None,
                                              str(n), str(layer.diff_id), size, time.time()))
-        return os.path.join(final, "fs")
 
     def _apply(self, layer: Layer, dest: str, *, mode: str) -> int:
         """Unpack one layer blob into ``dest``, verifying it against its diff ID as it goes."""

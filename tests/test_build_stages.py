@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-
+from conftest import mkctx
 
 
 
@@ -165,7 +165,7 @@ def test_outputs(bb, tmp_path):
         names = set(tf.getnames())
     assert "manifest.json" in names or "index.json" in names
     # the archive loads into another store
-    from conftest import Lamina, mkctx
+    from conftest import Lamina
     other = Lamina(str(tmp_path / "root2"))
     other("load", "-i", str(arch))
     assert "exported" in other("images").out

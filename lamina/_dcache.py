@@ -21,8 +21,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace  # noqa: F401
 
 _PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__",
                      f"dataclass-methods.{sys.implementation.cache_tag}.marshal")
-_cache: dict[str, object] = {}
-_new: dict[str, object] = {}
+_cache: dict[str, bytes] = {}   # method source text -> marshal.dumps(code), unmarshalled on use
+_new: dict[str, bytes] = {}
 
 
 def _install() -> None:
@@ -40,7 +40,7 @@ def _install() -> None:
         with open(_PATH, "rb") as f:
             loaded = marshal.load(f)
         if isinstance(loaded, dict):
-            _cache.update(loaded)
+            _cache.update((k, v) for k, v in loaded.items() if isinstance(v, bytes))
     except (OSError, EOFError, ValueError, TypeError):
         pass
 
@@ -57,10 +57,11 @@ def _install() -> None:
         txt = f" def {name}({args}){return_annotation}:\n{body}"
         local_vars = ", ".join(locals.keys())
         txt = f"def __create_fn__({local_vars}):\n{txt}\n return {name}"
-        code = _cache.get(txt)
+        data = _cache.get(txt)
+        code = marshal.loads(data) if data is not None else None
         if code is None:
             code = compile(txt, "<string>", "exec")
-            _cache[txt] = _new[txt] = code
+            _cache[txt] = _new[txt] = marshal.dumps(code)
         ns: dict = {}
         exec(code, globals, ns)
         return ns["__create_fn__"](**locals)

@@ -156,7 +156,7 @@ class Builder:
         from lamina.build import fastpath
         dockerfile = (self.opts.dockerfile_data if self.opts.dockerfile_data is not None else None)
         memo = dict(self.memo)
-        memo["dockerfile"] = (fastpath.hashlib.sha256(dockerfile).hexdigest() if dockerfile is not None
+        memo["dockerfile"] = (fastpath._sha256(dockerfile).hexdigest() if dockerfile is not None
                               else fastpath.file_digest(df_path))
         memo["ignore"] = {p: fastpath.file_digest(p) for p in
                           fastpath.ignore_candidates(self.context_dir, self.opts.dockerfile or df_path)}

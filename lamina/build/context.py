@@ -35,7 +35,6 @@ import re
 import sqlite3
 import stat as st
 import time
-from concurrent.futures import ThreadPoolExecutor
 from lamina._dcache import dataclass, field
 
 from lamina.errors import InvalidArgument
@@ -399,6 +398,7 @@ class Context:
             return item, self._hash_file(full, s)
 
         if len(todo) > 1 and self.workers > 1:
+            from concurrent.futures import ThreadPoolExecutor  # costs ~10 ms: only when needed
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
                 results = list(pool.map(one, todo))
         else:

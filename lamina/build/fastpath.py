@@ -14,17 +14,22 @@ Only cheap modules are imported here: this is the start-up path of a cached buil
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 import time
 
 
+try:  # the builtin sha256: the OpenSSL-backed hashlib costs ~7 ms to import
+    from _sha256 import sha256 as _sha256
+except ImportError:  # another Python: fall back
+    from hashlib import sha256 as _sha256
+
+
 def memo_key(**inputs) -> str:
     """Identity of a build invocation (the raw CLI inputs that shape its result and output)."""
     data = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(data.encode()).hexdigest()
+    return _sha256(data.encode()).hexdigest()
 
 
 def stat_key(path: str) -> list | None:
@@ -40,7 +45,7 @@ def file_digest(path: str | None) -> str | None:
         return None
     try:
         with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+            return _sha256(f.read()).hexdigest()
     except OSError:
         return None
 
@@ -69,7 +74,7 @@ def replay(store, key: str, *, dockerfile_path: str | None, dockerfile_data: byt
     if row is None:
         return None
     m = json.loads(row[0])
-    df = (hashlib.sha256(dockerfile_data).hexdigest() if dockerfile_data is not None
+    df = (_sha256(dockerfile_data).hexdigest() if dockerfile_data is not None
           else file_digest(dockerfile_path))
     if df is None or df != m["dockerfile"]:
         return None

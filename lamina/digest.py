@@ -6,7 +6,6 @@ reads sha256 and sha512.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from lamina._dcache import dataclass
 
@@ -14,6 +13,26 @@ from lamina.errors import DigestMismatch, InvalidArgument
 
 _HEX_LEN = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+
+
+def new_hash(algorithm: str = "sha256"):
+    """A hashlib object (OpenSSL: fast on big data; imported on first use, ~2-7 ms)."""
+    import hashlib
+    return hashlib.new(algorithm)
+
+
+def hexdigest(data: bytes, algorithm: str = "sha256") -> str:
+    """Hex digest of small data (manifests, configs, chain IDs) without importing OpenSSL:
+    the builtin sha256 is slower per byte but free to load; big data goes to hashlib."""
+    if algorithm == "sha256" and len(data) < (1 << 20):
+        try:
+            from _sha256 import sha256
+            return sha256(data).hexdigest()
+        except ImportError:
+            pass
+    h = new_hash(algorithm)
+    h.update(data)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True, order=True)
@@ -41,7 +60,7 @@ class Digest:
 
     @classmethod
     def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> "Digest":
-        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+        return cls(algorithm, hexdigest(data, algorithm))
 
     @classmethod
     def sha256(cls, hexstr: str) -> "Digest":
@@ -56,7 +75,7 @@ class Digest:
         return self.hex[:12]
 
     def new_hasher(self):
-        return hashlib.new(self.algorithm)
+        return new_hash(self.algorithm)
 
 
 class HashingWriter:
@@ -68,7 +87,7 @@ class HashingWriter:
 
     def __init__(self, f, algorithm: str = "sha256") -> None:
         self._f = f
-        self._h = hashlib.new(algorithm)
+        self._h = new_hash(algorithm)
         self._algorithm = algorithm
         self.size = 0
 
@@ -98,7 +117,7 @@ class HashingReader:
 
     def __init__(self, f, algorithm: str = "sha256") -> None:
         self._f = f
-        self._h = hashlib.new(algorithm)
+        self._h = new_hash(algorithm)
         self._algorithm = algorithm
         self.size = 0
 

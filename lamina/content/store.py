@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator
 
-from lamina.digest import Digest
+from lamina.digest import Digest, hexdigest, new_hash
 from lamina.errors import DigestMismatch, InvalidArgument, NotFound
 
 _CHUNK = 1 << 20
@@ -102,7 +101,7 @@ class ContentStore:
             data = f.read(limit + 1)
         if len(data) > limit:
             raise InvalidArgument(f"blob {digest} is larger than {limit} bytes; not a manifest or config")
-        if verify and hashlib.new(digest.algorithm, data).hexdigest() != digest.hex:
+        if verify and hexdigest(data, digest.algorithm) != digest.hex:
             raise DigestMismatch(f"blob {digest} is corrupt: its content does not match its digest")
         return data
 
@@ -118,7 +117,7 @@ class ContentStore:
     # -- writing --------------------------------------------------------------------
     def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
         """Store ``data``; returns its sha256 digest. Raises DigestMismatch if ``expected`` differs."""
-        got = Digest("sha256", hashlib.sha256(data).hexdigest())
+        got = Digest("sha256", hexdigest(data))
         if expected is not None and expected != got:
             raise DigestMismatch(f"blob digest mismatch: expected {expected}, got {got}")
         if self.exists(got):
@@ -201,7 +200,7 @@ class Writer:
                 raise Unavailable(f"content {ref} is being written by another lamina process") from None
             raise
         self.data_path = os.path.join(self.dir, "data")
-        self._h = hashlib.new(expected.algorithm if expected else "sha256") if hashing else None
+        self._h = new_hash(expected.algorithm if expected else "sha256") if hashing else None
         self.offset = 0
         if resume and hashing and os.path.exists(self.data_path):
             with open(self.data_path, "rb") as f:

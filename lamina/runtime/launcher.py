@@ -314,7 +314,7 @@ BPF_CACHE_DIR = "/run/lamina/seccomp"
 def _bpf_disk_path(key: str) -> str | None:
     """Cache file of a profile: keyed by the profile, this libseccomp file and the kernel
     (libseccomp asks the kernel which actions it supports). None if not cacheable."""
-    import hashlib
+    from lamina.digest import hexdigest
 
     if os.geteuid() != 0:
         return None
@@ -340,7 +340,7 @@ def _bpf_disk_path(key: str) -> str | None:
     u = os.uname()
     ident = f"{key}\0{os.path.realpath(lib)}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0" \
             f"{u.machine}\0{u.release}\0{u.version}"
-    return os.path.join(BPF_CACHE_DIR, hashlib.sha256(ident.encode()).hexdigest() + ".bpf")
+    return os.path.join(BPF_CACHE_DIR, hexdigest(ident.encode()) + ".bpf")
 
 
 def _store_bpf(path: str, prog: bytes) -> None:

@@ -318,3 +318,19 @@ def test_version_info_help(lamina):
         assert f"  {verb}" in h
     r = lamina("frobnicate", check=False)
     assert r.rc == 125 and "'frobnicate' is not a lamina command" in r.err
+
+
+def test_images_filters_label_before_since(lamina, busybox_tar):
+    import time
+    lamina("import", "-c", "LABEL team=core", busybox_tar, "one")
+    time.sleep(0.05)
+    lamina("import", "-c", "LABEL team=edge", busybox_tar, "two")
+    time.sleep(0.05)
+    lamina("import", busybox_tar, "three")
+    fmt = ["--format", "{{.Repository}}"]
+    assert lamina("images", "-f", "label=team", *fmt).out.split() == ["two", "one"]
+    assert lamina("images", "-f", "label=team=core", *fmt).out.split() == ["one"]
+    assert lamina("images", "-f", "before=two", *fmt).out.split() == ["one"]
+    assert lamina("images", "-f", "since=one", *fmt).out.split() == ["three", "two"]
+    r = lamina("images", "-f", "color=red", check=False)
+    assert r.rc == 125 and "invalid filter 'color'" in r.err

@@ -80,6 +80,16 @@ def cmd_images(argv, ctx) -> int:
         from lamina import reference
         ref = reference.parse(a.repository, default_tag=False)
         want_repo, want_tag = ref.familiar_name, ref.tag
+    before = since_t = None
+    if "before" in filters or "since" in filters:
+        from lamina.image.service import Images
+        imgs = Images(ctx.store)
+        if "before" in filters:
+            r = imgs.resolve(filters["before"][-1])
+            before = r.created or r.added
+        if "since" in filters:
+            r = imgs.resolve(filters["since"][-1])
+            since_t = r.created or r.added
     now = time.time()
     out = []
     for manifest, config, size, created, added, inter in sorted(rows, key=lambda r: -(r[3] or r[4])):
@@ -91,6 +101,11 @@ def cmd_images(argv, ctx) -> int:
             want = filters["dangling"][0].lower() in ("true", "1")
             if want != dangling:
                 continue
+        t = created or added
+        if (before is not None and t >= before) or (since_t is not None and t <= since_t):
+            continue
+        if "label" in filters and not _labels_match(ctx, config, filters["label"]):
+            continue
         short = config if a.no_trunc else config[7:19]
         size_text = human_size(size)
         since = ago(created, now) if created else "N/A"
@@ -115,6 +130,18 @@ def cmd_images(argv, ctx) -> int:
     fmt = a.format or (IMAGES_TABLE_DIGESTS if a.digests else IMAGES_TABLE)
     _render(out, fmt, IMAGES_HEADERS)
     return 0
+
+
+def _labels_match(ctx, config: str, wanted: list[str]) -> bool:
+    """``label=key`` or ``label=key=value`` against an image's config labels (all must hold)."""
+    import json
+    from lamina.digest import Digest
+    labels = (json.loads(ctx.store.content.read(Digest.parse(config), verify=False)).get("config") or {}).get("Labels") or {}
+    for w in wanted:
+        k, sep, v = w.partition("=")
+        if k not in labels or (sep and labels[k] != v):
+            return False
+    return True
 
 
 def _ref_match(pattern: str, repo: str, tag: str) -> bool:

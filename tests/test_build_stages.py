@@ -169,3 +169,38 @@ def test_outputs(bb, tmp_path):
     other = Lamina(str(tmp_path / "root2"))
     other("load", "-i", str(arch))
     assert "exported" in other("images").out
+
+
+def test_independent_stages_build_concurrently(bb, tmp_path):
+    """Two stages that do not depend on each other run at the same time; the log still
+    reads stage by stage, and a failure in one is reported like a sequential build's."""
+    import time
+    ctx = mkctx(tmp_path, """
+        FROM busybox AS a
+        RUN sleep 1 && echo built-a > /a
+        FROM busybox AS b
+        RUN sleep 1 && echo built-b > /b
+        FROM busybox
+        COPY --from=a /a /a
+        COPY --from=b /b /b
+        CMD ["cat", "/a", "/b"]
+        """)
+    t = time.monotonic()
+    out = bb("build", "-t", "par", str(ctx)).out
+    took = time.monotonic() - t
+    assert took < 1.9, f"two 1 s stages took {took:.2f} s: not concurrent"
+    steps = [l for l in out.splitlines() if l.startswith("Step ")]
+    assert [s.split(" : ")[0] for s in steps] == [f"Step {i}/8" for i in range(1, 9)]
+    assert out.index("Step 2/8") < out.index("Step 3/8") < out.index("Step 5/8")
+    assert bb("run", "--rm", "par").out == "built-a\nbuilt-b\n"
+    bad = mkctx(tmp_path, """
+        FROM busybox AS a
+        RUN sleep 0.3 && exit 7
+        FROM busybox AS b
+        RUN echo fine
+        FROM busybox
+        COPY --from=a / /x
+        COPY --from=b / /y
+        """, name="bad")
+    r = bb("build", str(bad), check=False)
+    assert r.rc == 7 and "returned a non-zero code: 7" in r.out + r.err

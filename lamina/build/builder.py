@@ -129,8 +129,12 @@ class Builder:
         needed = self._needed(target)
         self.total = sum(1 + len(self.df.stages[i].instructions) for i in needed) + len(self.opts.labels)
         with self.store.operation():
-            for i in needed:
-                self.stage_results[i] = self._build_stage(self.df.stages[i])
+            for wave in self._waves(needed):
+                if len(wave) == 1 or os.environ.get("LAMINA_BUILD_SERIAL"):
+                    for i in wave:
+                        self.stage_results[i] = self._build_stage(self.df.stages[i])
+                else:
+                    self._build_concurrently(wave)
             if self.opts.labels:
                 self.stage_results[target] = self._label_step(self.stage_results[target])
             final = self.stage_results[target]
@@ -235,6 +239,7 @@ class Builder:
                         if j is not None and j < s.index:
                             d.add(j)
             deps[s.index] = d
+        self.deps = deps
         out: list[int] = []
 
         def visit(i: int) -> None:
@@ -247,6 +252,107 @@ class Builder:
         return out
 
     # -- stages -------------------------------------------------------------------------
+    def _waves(self, needed: list[int]) -> list[list[int]]:
+        """``needed`` in dependency waves: every stage of a wave depends only on earlier waves."""
+        done: set[int] = set()
+        left = list(needed)
+        waves = []
+        while left:
+            wave = [i for i in left if self.deps[i] <= done]
+            if not wave:  # cannot happen (deps point to earlier stages); stay correct anyway
+                wave = left[:1]
+            waves.append(wave)
+            done.update(wave)
+            left = [i for i in left if i not in done]
+        return waves
+
+    def _build_concurrently(self, wave: list[int]) -> None:
+        """Build independent stages at once, each in a forked child with its output captured;
+        the outputs are then printed in stage order, so the log reads as a sequential build.
+
+        Children share nothing mutable with the parent but the store (SQLite connections are
+        closed before fork; every child opens its own) and report their result as JSON.
+        """
+        import json as _json
+        import tempfile
+        self.store.close_db()
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        sys.stdout.flush()
+        children = []
+        step = self.step
+        for i in wave:
+            stage = self.df.stages[i]
+            out = tempfile.TemporaryFile()
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child: build one stage, report, never return
+                code = 0
+                try:
+                    os.close(r)
+                    os.dup2(out.fileno(), 1)
+                    sys.stdout = open(1, "w", buffering=1, closefd=False)
+                    self.step = step
+                    st = self._build_stage(stage)
+                    res = {"manifest": st.manifest, "cmd_set": st.cmd_set, "memo_ok": self.memo_ok,
+                           "memo": self.memo, "used": sorted(self.used_args)}
+                except BuildFailed as e:
+                    res, code = {"error": str(e), "code": e.exit_code}, 1
+                except LaminaError as e:
+                    res, code = {"error": str(e), "code": None}, 1
+                except BaseException as e:  # noqa: BLE001 - reported to the parent
+                    res, code = {"error": f"stage {i} failed: {e!r}", "code": None}, 1
+                try:
+                    sys.stdout.flush()
+                    os.write(w, _json.dumps(res).encode())
+                finally:
+                    os._exit(code)
+            os.close(w)
+            children.append((i, pid, r, out))
+            step += 1 + len(stage.instructions)
+        results = {}
+        for i, pid, r, out in children:
+            data = b""
+            while chunk := os.read(r, 1 << 16):
+                data += chunk
+            os.close(r)
+            os.waitpid(pid, 0)
+            results[i] = (_json.loads(data) if data else {"error": f"stage {i}: the build process died", "code": None}, out)
+        failure = None
+        for i in wave:  # replay in order; stop at the first failed stage like a sequential build
+            res, out = results[i]
+            out.seek(0)
+            text = out.read().decode(errors="replace")
+            out.close()
+            if not self.out.quiet:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                self.out.transcript.append(text)
+            if "error" in res:
+                failure = res
+                break
+            self.step += 1 + len(self.df.stages[i].instructions)
+            for key in ("files", "bases", "images", "keys"):
+                if key == "files":
+                    self.memo["files"].update(res["memo"]["files"])
+                else:
+                    self.memo[key].extend(res["memo"][key])
+            self.memo_ok = self.memo_ok and res["memo_ok"]
+            self.used_args.update(res["used"])
+            if res["manifest"]:
+                st = self._state_of(self.images.get(res["manifest"]))
+                st.cmd_set = res["cmd_set"]
+            else:
+                st = self._from("scratch", self.df.stages[i])
+            self.stage_results[i] = st
+        for i in wave:
+            results[i][1].close()
+        if failure is not None:
+            if failure.get("code") is not None:
+                raise BuildFailed(failure["error"], failure["code"])
+            raise InvalidArgument(failure["error"])
+
     def _build_stage(self, stage) -> State:
         from lamina.dockerfile.expand import expand_word
         self.step += 1

@@ -508,7 +508,8 @@ def cmd_attach(argv, ctx) -> int:
         raise Conflict(f"container {doc['Id'][:12]} runs in the foreground of another lamina process; "
                        f"it has no attach socket (run it with -d or -t to attach later)")
     code = attach(sock, stdin=not a.no_stdin and doc["Config"]["OpenStdin"], tty=doc["Config"]["Tty"],
-                  detach_keys=parse_detach_keys(a.detach_keys or doc.get("Lamina", {}).get("DetachKeys")))
+                  detach_keys=parse_detach_keys(a.detach_keys or doc.get("Lamina", {}).get("DetachKeys")),
+                  sig_proxy_pid=doc["State"].get("Pid") if a.sig_proxy else None)
     if code is DETACHED:
         return 0
     if code is None:

@@ -94,7 +94,8 @@ def _winsize(fd: int) -> bytes | None:
 def attach(sock_path: str, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11",
            sig_proxy_pid: int | None = None):
     """Attach this terminal to a container. Returns its exit code, DETACHED, or None when
-    the monitor closed the connection without an exit code."""
+    the monitor closed the connection without an exit code. With ``sig_proxy_pid`` (and no
+    raw tty, where ctrl-c is just a byte for the container) signals are forwarded to it."""
     import selectors
     import signal
     import socket
@@ -130,6 +131,16 @@ def attach(sock_path: str, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x1
                 except OSError:
                     pass
         signal.signal(signal.SIGWINCH, on_winch)
+    if sig_proxy_pid and not raw:
+        # --sig-proxy: without a raw tty, signals sent to this client go to the container
+        def forward(signum, _frame):
+            try:
+                os.kill(sig_proxy_pid, signum)
+            except ProcessLookupError:
+                pass
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                    signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, forward)
     sel = selectors.DefaultSelector()
     sel.register(s, selectors.EVENT_READ, "sock")
     if stdin:

@@ -27,7 +27,7 @@ def debian_tar(tmp_path_factory) -> str:
         return CACHED_TAR
     need_tool("debootstrap")
     root = str(tmp_path_factory.mktemp("debootstrap") / "rootfs")
-    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", root, "http://deb.debian.org/debian"],
+    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", root],
                    check=True, capture_output=True, timeout=1800)
     tmp = CACHED_TAR + f".tmp{os.getpid()}"
     subprocess.run(["tar", "--numeric-owner", "-C", root, "-cf", tmp, "."], check=True)

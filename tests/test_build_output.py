@@ -142,3 +142,20 @@ def test_quiet_and_iidfile(bb, tmp_path):
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", full)
     assert r.out.strip() == full and r.err == ""
     assert bb("inspect", "-f", "{{.Id}}", full[7:19]).out.strip() == full
+
+
+def test_rmi_of_a_parent_by_name_only_untags(bb, tmp_path):
+    """Like dockerd: `rmi base` of an image other images were built on removes the name and
+    keeps the image (their parent); by ID it is a conflict."""
+    bb("tag", "busybox", "solo:v1")
+    bb("rmi", "busybox")
+    ctx = mkctx(tmp_path, """
+        FROM solo:v1
+        RUN echo hi > /x
+        """)
+    bb("build", "-t", "child", str(ctx))
+    pid = bb("inspect", "-f", "{{.Id}}", "solo:v1").out.strip()
+    assert bb("rmi", "solo:v1").out.splitlines() == ["Untagged: solo:v1"]
+    assert bb("run", "--rm", "child", "cat", "/x").out == "hi\n"
+    r = bb("rmi", pid[7:19], check=False)
+    assert r.rc == 125 and "image has dependent child images" in r.err

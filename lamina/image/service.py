@@ -287,7 +287,10 @@ class Images:
                 self.untag(t)
                 out.append(f"Untagged: {reference.parse(t).familiar}")
             return out
-        if self.children(rec) and not force:
+        if self.children(rec):
+            if by_name:  # Docker: the name goes, the image stays as its children's parent
+                self.untag(str(ref))
+                return [f"Untagged: {ref.familiar}"]
             raise Conflict(f"conflict: unable to delete {rec.id.short} (cannot be forced) - "
                            f"image has dependent child images")
         try:

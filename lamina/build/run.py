@@ -110,6 +110,9 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     if on_id is not None:
         on_id(cid)
     d = os.path.join(store.containers_dir, cid)
+    from lamina.runtime.containers import lock_new_dir
+    lock_fd = lock_new_dir(d)  # released by discard() (or by death): `ps` must not sweep it meanwhile
+    _LOCKS[d] = lock_fd
     upper, work = os.path.join(d, "upper"), os.path.join(d, "work")
     for sub in (upper, work, os.path.join(d, "rootfs")):
         os.makedirs(sub)
@@ -141,6 +144,9 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     devnull = os.open(os.devnull, os.O_RDONLY)
     try:
         code = launcher.run(d, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=(devnull, out_fd, out_fd))
+    except BaseException:
+        discard(d)
+        raise
     finally:
         os.close(devnull)
     for p in stubs:  # RUN --mount targets the runtime had to create
@@ -171,5 +177,11 @@ def _remove_stub(upper: str, rel: str) -> None:
         parent = os.path.dirname(parent)
 
 
+_LOCKS: dict[str, int] = {}
+
+
 def discard(container_dir: str) -> None:
     shutil.rmtree(container_dir, ignore_errors=True)
+    fd = _LOCKS.pop(container_dir, None)
+    if fd is not None:
+        os.close(fd)

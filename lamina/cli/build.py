@@ -140,10 +140,11 @@ def cmd_build(argv, ctx) -> int:
 def _memo_key(a) -> str:
     """What makes two build invocations the same (see build/fastpath.py)."""
     from lamina.build.fastpath import memo_key
+    # values, not the flags as typed: `--build-arg FOO` takes FOO from the environment
     return memo_key(context=os.path.abspath(a.context), file=os.path.abspath(a.file) if a.file else None,
-                    tags=a.tag, build_args=sorted(a.build_arg), target=a.target, quiet=a.quiet,
-                    labels=sorted(a.label), network=a.network, secrets=sorted(a.secret), progress=a.progress,
-                    platform=a.platform)
+                    tags=a.tag, build_args=sorted(_kv(a.build_arg, "build arg").items()), target=a.target,
+                    quiet=a.quiet, labels=sorted(_kv(a.label, "label").items()), network=a.network,
+                    secrets=sorted(a.secret), progress=a.progress, platform=a.platform)
 
 
 def _replay(ctx, a) -> str | None:
@@ -192,16 +193,16 @@ def _export(ctx, rec, spec: str, *, tags: list[str] = ()) -> None:
     import tempfile
     root = tempfile.mkdtemp(prefix="lamina-out-", dir=ctx.store.snapshots_dir) if typ == "tar" else os.path.abspath(dest)
     try:
-        with ctx.store.operation():
+        with ctx.store.operation():  # held until the tar is written: GC must not sweep the staging dir
             Snapshotter(ctx.store).copy_rootfs(image_layers(images, rec), root)
-        if typ == "tar":
-            from lamina.layer.writer import write_layer
-            out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
-            try:
-                write_layer(root, out)
-            finally:
-                if out is not sys.stdout.buffer:
-                    out.close()
+            if typ == "tar":
+                from lamina.layer.writer import write_layer
+                out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
+                try:
+                    write_layer(root, out)
+                finally:
+                    if out is not sys.stdout.buffer:
+                        out.close()
     finally:
         if typ == "tar":
             import shutil

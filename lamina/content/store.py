@@ -122,7 +122,8 @@ class ContentStore:
             raise DigestMismatch(f"blob digest mismatch: expected {expected}, got {got}")
         if self.exists(got):
             return got
-        with self.writer(f"put-{got.hex}", expected=got, size=len(data), resume=False) as w:
+        with self.writer(f"put-{got.hex[:16]}-{os.getpid()}-{os.urandom(3).hex()}", expected=got,
+                         size=len(data), resume=False) as w:
             w.write(data)
             w.commit()
         return got
@@ -189,8 +190,14 @@ class Writer:
         self.expected = expected
         self.expected_size = size
         self.dir = os.path.join(store.ingest_dir, ref)
-        os.makedirs(self.dir, exist_ok=True)
-        self._lockfd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        for attempt in range(3):  # a finishing writer of the same ref may remove the dir under us
+            os.makedirs(self.dir, exist_ok=True)
+            try:
+                self._lockfd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         try:
             fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -298,6 +305,8 @@ class Writer:
             self._f.close()
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.rename(self.data_path, dest)
+            if sync:
+                _fsync_dir(os.path.dirname(dest))  # the rename itself survives a power loss
         self.digest = got
         self._done = True
         return got

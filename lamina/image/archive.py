@@ -64,9 +64,9 @@ class _TarOut:
         self._header(name, size)
         self.out.flush()
         with open(path, "rb") as f:
+            left, off = size, 0
             try:
                 outfd = self.out.fileno()
-                left, off = size, 0
                 while left:
                     n = os.sendfile(outfd, f.fileno(), off, left)
                     if n == 0:
@@ -74,9 +74,10 @@ class _TarOut:
                     off += n
                     left -= n
             except (OSError, io.UnsupportedOperation, AttributeError):
-                f.seek(0)
-                while chunk := f.read(1 << 20):
+                f.seek(off)  # continue after what sendfile already wrote
+                while chunk := f.read(min(left, 1 << 20)):
                     self.out.write(chunk)
+                    left -= len(chunk)
         self._pad(size)
 
     def _pad(self, size: int) -> None:

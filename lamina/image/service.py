@@ -174,7 +174,10 @@ class Images:
                 if not fact:
                     c.execute("INSERT OR IGNORE INTO layer_blobs(blob, diff_id, media_type) VALUES(?,?,?)",
                               (str(desc.digest), str(diff_id), desc.media_type))
-            c.execute(f"INSERT OR REPLACE INTO images({_COLS}) VALUES(?,?,?,?,?,?,?,?,?)",
+            # re-adding an image we hold (load of a saved copy) keeps what we knew of it
+            c.execute(f"INSERT INTO images({_COLS}) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(manifest) DO UPDATE SET "
+                      "size=excluded.size, parent=COALESCE(excluded.parent, images.parent), "
+                      "intermediate=MIN(images.intermediate, excluded.intermediate)",
                       (str(mdigest), str(m.config.digest), m.media_type, len(manifest_bytes), size,
                        parse_time(cfg.created), time.time(), parent, int(intermediate)))
             for ref in tags:
@@ -220,23 +223,24 @@ class Images:
 
     def write_index(self) -> None:
         """Rewrite content/index.json from the DB: every image, once per tag (ref.name = full
-        reference) and once untagged if it has no tag. Atomic; serialised by the store lock."""
+        reference) and once untagged if it has no tag. Atomic; the DB is read and the file
+        written under the store lock, so concurrent writers cannot leave an older view last."""
         from lamina.content.store import atomic_write
         import os
-        tags = self.all_tags()
-        entries = []
-        for manifest, mt, msize in self.db.query("SELECT manifest, media_type, manifest_size FROM images ORDER BY added"):
-            base = {"mediaType": mt, "digest": manifest, "size": msize}
-            names = tags.get(manifest)
-            if names:
-                for n in names:
-                    entries.append({**base, "annotations": {oci.ANNOTATION_IMAGE_NAME: n,
-                                                            oci.ANNOTATION_REF_NAME: n}})
-            else:
-                entries.append(base)
-        data = json.dumps({"schemaVersion": 2, "mediaType": oci.MT_OCI_INDEX, "manifests": entries},
-                          indent=None, separators=(",", ":")).encode()
         with self.store.lock():
+            tags = self.all_tags()
+            entries = []
+            for manifest, mt, msize in self.db.query("SELECT manifest, media_type, manifest_size FROM images ORDER BY added"):
+                base = {"mediaType": mt, "digest": manifest, "size": msize}
+                names = tags.get(manifest)
+                if names:
+                    for n in names:
+                        entries.append({**base, "annotations": {oci.ANNOTATION_IMAGE_NAME: n,
+                                                                oci.ANNOTATION_REF_NAME: n}})
+                else:
+                    entries.append(base)
+            data = json.dumps({"schemaVersion": 2, "mediaType": oci.MT_OCI_INDEX, "manifests": entries},
+                              indent=None, separators=(",", ":")).encode()
             atomic_write(os.path.join(self.content.root, "index.json"), data, sync=False)
 
     # -- chains -------------------------------------------------------------------
@@ -301,14 +305,16 @@ class Images:
             out.append(f"Untagged: {reference.parse(t).familiar}")
         for rd in self.repo_digests_of(rec.manifest):
             out.append(f"Untagged: {rd}")
-        # other manifests sharing this config (same image ID) go too
+        # only this manifest goes: another manifest of the same config (same image ID, e.g. a
+        # differently compressed copy) keeps its own tags and users
         with self.db.tx() as c:
-            same = [r[0] for r in c.execute("SELECT manifest FROM images WHERE config=?", (str(rec.id),))]
-            for m in same:
-                c.execute("DELETE FROM tags WHERE manifest=?", (m,))
-                c.execute("DELETE FROM repo_digests WHERE manifest=?", (m,))
-                c.execute("DELETE FROM images WHERE manifest=?", (m,))
+            c.execute("DELETE FROM tags WHERE manifest=?", (str(rec.manifest),))
+            c.execute("DELETE FROM repo_digests WHERE manifest=?", (str(rec.manifest),))
+            c.execute("DELETE FROM images WHERE manifest=?", (str(rec.manifest),))
+            still = c.execute("SELECT 1 FROM images WHERE config=?", (str(rec.id),)).fetchone()
         self.write_index()
+        if still:
+            return out
         out.append(f"Deleted: {rec.id}")
         report = gc.collect(self.store)
         out.extend(f"Deleted: {c}" for c in reversed(mine) if c not in report.kept_chains)

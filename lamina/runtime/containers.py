@@ -191,12 +191,10 @@ class Containers:
         from lamina.runtime.volumes import parse_mounts
         mounts = parse_mounts(self.store, opts, image_volumes=list((cfg.get("Volumes") or {}).keys()))
         d = self.dir(cid)
+        # locked from its first moment until the row exists: gc_orphans skips a locked directory
+        creating = lock_new_dir(d)
         for sub in ("upper", "work", "rootfs"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
-        # held until the row exists: gc_orphans leaves a directory alone while it is locked
-        import fcntl
-        creating = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(creating, fcntl.LOCK_EX)
         try:
             return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
                                      network, restart_name, restart_max, workdir, user, stop_signal,
@@ -263,9 +261,14 @@ class Containers:
             "Lamina": {"ChainID": str(layers[-1].chain_id) if layers else None,
                        "DetachKeys": opts.detach_keys},
         }
-        with self.db.tx() as c:
-            c.execute("INSERT INTO containers(id, name, image, chain_id, created, data) VALUES(?,?,?,?,?,?)",
-                      (cid, name, str(rec.manifest), doc["Lamina"]["ChainID"], time.time(), json.dumps(doc)))
+        import sqlite3
+        try:
+            with self.db.tx() as c:
+                c.execute("INSERT INTO containers(id, name, image, chain_id, created, data) VALUES(?,?,?,?,?,?)",
+                          (cid, name, str(rec.manifest), doc["Lamina"]["ChainID"], time.time(), json.dumps(doc)))
+        except sqlite3.IntegrityError:  # another lamina took the name between our check and now
+            raise Conflict(f'Conflict. The container name "/{name}" is already in use by another container. '
+                           f'You have to remove (or rename) that container to be able to reuse that name.') from None
         return doc
 
     # -- start support --------------------------------------------------------------
@@ -364,6 +367,18 @@ class Containers:
             finally:
                 os.close(fd)
         return out
+
+
+def lock_new_dir(path: str) -> int:
+    """Create ``path`` and flock it (exclusive) before anything is put in it; returns the fd.
+
+    ``Containers.gc_orphans`` removes row-less container dirs only when it can lock them, so
+    a container being created, or a build step's throwaway container, is never swept away."""
+    import fcntl
+    os.makedirs(path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def _rmtree(path: str) -> None:

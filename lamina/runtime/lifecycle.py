@@ -267,8 +267,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                         data = os.read(fd, 65536)
                     except OSError:
                         data = b""
-                    if not data:
-                        sel.unregister(fd)
+                    if not data:  # the pty master is closed by the run loop, pipes here
+                        _close_out(sel, fd, close=fd != state["master"])
                         continue
                     with m.lock:
                         m.log.write(stream, data)
@@ -358,6 +358,11 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             err_r, err_w = os.pipe()
             if m.open_stdin:
                 in_r, in_w = os.pipe()
+                if state["stdin_w"] is not None:  # the previous run's (restart)
+                    try:
+                        os.close(state["stdin_w"])
+                    except OSError:
+                        pass
                 state["stdin_w"] = in_w
             else:
                 in_r = os.open(os.devnull, os.O_RDONLY)
@@ -392,7 +397,7 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
         for fd in child_fds:
             os.close(fd)
         time.sleep(0.02)  # let the pump drain what the container wrote last
-        _drain(sel, m, STDOUT, STDERR)
+        _drain(sel, m, STDOUT, STDERR, keep=state["master"])
         if state["master"] is not None:
             try:
                 sel.unregister(state["master"])
@@ -440,7 +445,7 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
     return 0
 
 
-def _drain(sel, m, STDOUT, STDERR) -> None:
+def _drain(sel, m, STDOUT, STDERR, keep: int | None = None) -> None:
     """Read whatever is still buffered in the output pipes (non-blocking)."""
     for key in list(sel.get_map().values()):
         kind, extra = key.data
@@ -454,14 +459,25 @@ def _drain(sel, m, STDOUT, STDERR) -> None:
             except (BlockingIOError, OSError):
                 break
             if not data:
-                try:
-                    sel.unregister(fd)
-                except (KeyError, ValueError):
-                    pass
+                _close_out(sel, fd, close=fd != keep)
                 break
             with m.lock:
                 m.log.write(stream, data)
             m.broadcast(STDERR if stream == "stderr" else STDOUT, data)
+
+
+def _close_out(sel, fd: int, *, close: bool = True) -> None:
+    """An output pipe reached EOF: stop watching it and close it (the io thread and the
+    final drain may both get here; whoever is second finds nothing to do)."""
+    try:
+        sel.unregister(fd)
+    except (KeyError, ValueError):
+        return
+    if close:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _set_winsize(fd: int, payload: bytes) -> None:
@@ -556,6 +572,8 @@ def stop(containers: Containers, doc: dict, *, timeout: int | None = None, sig: 
 
 
 def kill_and_wait(containers: Containers, doc: dict) -> None:
+    """SIGKILL and wait; the restart policy must not bring it back (``rm -f``, ``stop``)."""
+    containers.set_state(doc["Id"], StoppedByUser=True)
     doc = containers.refresh(doc)
     if doc["State"].get("Paused"):
         unpause(containers, doc)

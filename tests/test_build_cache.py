@@ -201,3 +201,38 @@ def test_source_date_epoch_reproducible(bb, tmp_path):
     del bb.env["SOURCE_DATE_EPOCH"]
     r3 = bb("build", "--no-cache", str(ctx))
     assert re.search(r"Successfully built (\w+)", r3.out).group(1) != id1
+
+
+def test_replay_sees_build_arg_values_from_the_environment(bb, tmp_path):
+    """`--build-arg FOO` takes FOO from the environment: a replayed build must notice a new value."""
+    ctx = mkctx(tmp_path, """
+        FROM busybox
+        ARG FOO
+        RUN echo "foo=$FOO" > /foo
+        """)
+    old = bb.env.get("FOO")
+    try:
+        for value in ("1", "1", "2"):
+            bb.env["FOO"] = value
+            bb("build", "-q", "--build-arg", "FOO", "-t", "envarg", str(ctx))
+            assert bb("run", "--rm", "envarg", "cat", "/foo").out == f"foo={value}\n"
+    finally:
+        bb.env.pop("FOO", None) if old is None else bb.env.__setitem__("FOO", old)
+
+
+def test_ps_during_a_build_leaves_the_run_step_alone(bb, tmp_path):
+    """A RUN step's throwaway container has no record; `ps` (which sweeps orphan dirs) must
+    not take its directory away mid-step."""
+    import subprocess
+    import time
+    ctx = mkctx(tmp_path, """
+        FROM busybox
+        RUN echo hello > /a && sleep 1.5 && echo world > /b
+        """)
+    p = bb.popen("build", "-q", "-t", "pscheck", str(ctx), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.7)
+    bb("ps", "-a")
+    bb("container", "prune", "-f")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert bb("run", "--rm", "pscheck", "cat", "/a", "/b").out == "hello\nworld\n"

@@ -26,3 +26,18 @@ def test_attach_forwards_signals(lamina, busybox_tar):
     finally:
         lamina("rm", "-f", "trap")
         p.wait(10)
+
+
+def test_rm_f_stops_a_restart_policy_container(lamina, busybox_tar):
+    """`rm -f` of a --restart always container must not leave it restarting without a record."""
+    import os
+    lamina("import", busybox_tar, "busybox")
+    lamina("run", "-d", "--restart", "always", "--name", "again", "busybox", "sleep", "100")
+    monitor = int(lamina("inspect", "-f", "{{.State.MonitorPid}}", "again").out)
+    assert os.path.exists(f"/proc/{monitor}")
+    lamina("rm", "-f", "again")
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{monitor}") and time.time() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{monitor}"), "the monitor kept restarting a removed container"
+    assert lamina("ps", "-a", "-q").out.strip() == ""

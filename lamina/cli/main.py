@@ -85,7 +85,8 @@ class Context:
 
 
 def _usage() -> str:
-    lines = [f"  {name:<10}{summary}" for name, (_, summary) in COMMANDS.items()]
+    width = max(len(n) for n in COMMANDS) + 2
+    lines = [f"  {name:<{width}}{summary}" for name, (_, summary) in COMMANDS.items()]
     return USAGE.format(commands="\n".join(lines))
 
 

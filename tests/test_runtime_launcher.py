@@ -350,8 +350,99 @@ def test_terminal(box, runtime):
         os.close(master)
     text = data.decode()
     assert code == 0, text
-    assert "not a tty" not in text and re.search(r"/dev/(pts/\d+|console)", text), text
+    # a caller-given host pty slave is bound on /dev/console (invisible in the new devpts)
+    tty = "/dev/console" if runtime == "builtin" else r"/dev/pts/\d+"
+    assert "not a tty" not in text and re.search(rf"^{tty}\r$", text, re.M), text
     assert "33 99" in text
+
+
+def _read_pty(master: int) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _run_on_console(box, opts, *, threaded: bool = False, **kw):
+    """launcher.run with on_console: (code, terminal output, [masters received])."""
+    b = box.bundle(opts)
+    got: list[int] = []
+    res: dict = {}
+
+    def go():
+        try:
+            res["code"] = launcher.run(b, container_id="t" + uuid.uuid4().hex[:12],
+                                       rootfs_mounts=box.mounts(), on_console=got.append, **kw)
+        except BaseException as e:  # noqa: BLE001
+            res["err"] = e
+
+    if threaded:  # a caller with threads: P2 comes through P1
+        t = threading.Thread(target=go)
+        t.start()
+        t.join(30)
+    else:
+        go()
+    try:
+        data = b"".join(_read_pty(m) for m in got)
+    finally:
+        for m in got:
+            os.close(m)
+    if "err" in res:
+        raise res["err"]
+    return res["code"], data.decode(), got
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_terminal_in_container_devpts(box, threaded):
+    # as runc: the pty comes from the container's own devpts, /dev/console is its slave
+    opts = RunOptions(args=("sh", "-c", "tty; stty size; ps -o pid,tty,comm; "
+                                       "[ /dev/console -ef /dev/pts/0 ] && echo same; "
+                                       "ls /dev/pts; stat -c %U /dev/pts/0"), terminal=True)
+    code, text, got = _run_on_console(box, opts, threaded=threaded, console_size=(33, 99))
+    assert code == 0, text
+    assert len(got) == 1
+    assert re.search(r"^/dev/pts/0\r$", text, re.M), text
+    assert "33 99\r\n" in text
+    assert re.search(r"^ +1 (pts/0|136,0) +sh\r$", text, re.M), text  # busybox: major,minor
+    assert "same\r\n" in text
+    assert re.search(r"^0 +ptmx\r$", text, re.M), text  # one pty in its devpts
+    assert text.endswith("root\r\n"), text
+
+
+def test_terminal_in_container_devpts_user_size_and_errors(box):
+    # the spec's consoleSize when the caller gives none; a non-root user owns its tty
+    opts = RunOptions(args=("sh", "-c", "stty size; stat -c %U $(tty); id -u"), terminal=True,
+                      user=resolve_user(box.rootfs_src, "app"))
+    b = box.bundle(opts)
+    with open(b + "/config.json") as f:
+        spec = json.load(f)
+    spec["process"]["consoleSize"] = {"height": 12, "width": 34}
+    with open(b + "/config.json", "w") as f:
+        json.dump(spec, f)
+    fds = set(os.listdir("/proc/self/fd"))
+    got: list[int] = []
+    code = launcher.run(b, container_id="t" + uuid.uuid4().hex[:12],
+                        rootfs_mounts=box.mounts(), on_console=got.append)
+    assert not os.get_inheritable(got[0])
+    text = _read_pty(got[0]).decode()
+    os.close(got[0])
+    assert code == 0 and text == "12 34\r\napp\r\n1000\r\n", text
+    # exec errors reach the terminal; setup errors (here after the pty was made) raise
+    code, text, _ = _run_on_console(box, RunOptions(args=("nosuch",), terminal=True))
+    assert code == 127 and 'exec: "nosuch": executable file not found in $PATH' in text, text
+    bad = RunOptions(args=("true",), terminal=True, cwd="/etc/marker/x")
+    with pytest.raises(LaminaError, match="cwd"):
+        _run_on_console(box, bad)
+    with pytest.raises(InvalidArgument, match="no console"):
+        launcher.run(box.bundle(RunOptions(args=("true",), terminal=True)),
+                     container_id="t" + uuid.uuid4().hex[:12], rootfs_mounts=box.mounts())
+    assert set(os.listdir("/proc/self/fd")) == fds  # nothing leaked, errors included
 
 
 def _start_background(box, opts, started):

@@ -77,10 +77,22 @@ requested limit whose controller is missing raises :class:`~lamina.errors.Unavai
 ``runc run --bundle B <id>`` runs in the foreground (its cgroupsPath defaults to
 ``/<cgroup_parent>/<id>``, written into config.json when missing), then they are unmounted.
 With a terminal, runc (in the foreground) allocates the pty inside the container and relays
-it to ``console``, given as its stdio; so ``tty`` prints ``/dev/pts/0`` there, while the
-built-in runtime hands the caller's pty slave itself to the container, bind-mounted on
-``/dev/console`` (``tty`` prints ``/dev/console``). Before calling runc, the command is
-looked up in the rootfs so a missing / non-executable one gives Docker's 127 / 126.
+it to ``console``, given as its stdio; so ``tty`` prints ``/dev/pts/0`` there. Before calling
+runc, the command is looked up in the rootfs so a missing / non-executable one gives
+Docker's 127 / 126.
+
+Terminals of the built-in runtime. With ``on_console`` (the monitor's way), P2 allocates the
+pty as runc does: after the spec's mounts it opens ``<rootfs>/dev/pts/ptmx`` (the
+container's own devpts instance), sets the window size (``console_size`` or the spec's
+``process.consoleSize``), makes the slave its controlling tty and 0/1/2, bind-mounts it on
+``/dev/console`` and sends the master to the caller over a socketpair (SCM_RIGHTS, runc's
+"console socket"); the caller hands it to ``on_console`` before the command is exec'd, so
+``tty`` prints ``/dev/pts/0`` and ``ps`` shows ``pts/0``. (A rootfs without a devpts on
+/dev/pts gets a pty of the host's devpts instead.) The caller keeps a slave of that pty open
+(``TIOCGPTPEER``) until the container exits, for exec error messages, as a caller-given
+console would be. With ``console`` (a pty slave the caller made, e.g. with os.openpty()),
+that slave itself is the container's tty, bind-mounted on ``/dev/console``: a host pty is
+invisible in the container's new devpts, so ``tty`` prints ``/dev/console``.
 """
 
 from __future__ import annotations
@@ -115,7 +127,7 @@ _PR_SET_PDEATHSIG, _PR_SET_KEEPCAPS, _PR_SET_SECCOMP = 1, 8, 22
 _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 24, 38, 47
 _PR_CAP_AMBIENT_RAISE, _PR_CAP_AMBIENT_CLEAR_ALL = 2, 4
 _SECCOMP_MODE_FILTER = 2
-_TIOCSCTTY = 0x540E
+_TIOCSCTTY, _TIOCSWINSZ, _TIOCSPTLCK, _TIOCGPTPEER = 0x540E, 0x5414, 0x40045431, 0x5441
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 _RLIMIT_NUM = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
@@ -524,6 +536,8 @@ class _Proc:
         self.seccomp = _compile_seccomp(seccomp) if seccomp else None
         self.init = init
         self.terminal = bool(process.get("terminal"))
+        size = process.get("consoleSize") or {}
+        self.console_size = (int(size.get("height") or 0), int(size.get("width") or 0))
         self.last_cap = _cap_last_cap()
         self.hdr = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
         lo, hi = (lambda m: m & 0xFFFFFFFF), (lambda m: m >> 32)
@@ -1081,9 +1095,12 @@ class _Plan:
 
 
 def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
-                  before_cgroup: Callable[[], None] = lambda: None) -> None:
+                  before_cgroup: Callable[[], None] = lambda: None,
+                  console_sock: int | None = None) -> None:
     """Every mount of P2 before pivot_root. ``before_cgroup`` runs once before the first
-    cgroup filesystem mount (it joins the cgroups and unshares the cgroup namespace)."""
+    cgroup filesystem mount (it joins the cgroups and unshares the cgroup namespace).
+    With ``console_sock``, the terminal is made in the container's devpts (_make_console)
+    and becomes ``console``."""
     from lamina.mount import Mount, mount_all
 
     rootfs = plan.rootfs
@@ -1134,6 +1151,9 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
             raise Unavailable(f"creating device nodes in {dev} failed: {e.strerror}") from e
         finally:
             os.umask(old)
+    if console_sock is not None:
+        _make_console(rootfs, console_sock, plan.proc.console_size)
+        console = 0
     if console is not None:
         # The console's own path: an fd opened in the caller's mount namespace cannot be
         # the source of a bind mount made in this one (EINVAL), its path in our copy can.
@@ -1141,6 +1161,50 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
         if src.startswith("/"):
             _mount_at(rootfs, "/dev/console", [Mount("bind", src, ("bind",))],
                       what="/dev/console", make="file")
+
+
+def _make_console(rootfs: str, sockfd: int, size: tuple[int, int]) -> None:
+    """P2, after the spec's mounts: allocate the container's pty in its own devpts
+    (``/dev/pts/ptmx``, as runc), set its window size, make the slave the controlling tty
+    (P2 is a session leader) and 0/1/2, and send the master to the caller over ``sockfd``
+    (SCM_RIGHTS), which is closed. Without a devpts in the rootfs the pty is the host's."""
+    import socket  # imported by run() before the fork: no file is read here
+
+    try:
+        master = os.open(_in_root(rootfs, "/dev/pts/ptmx", make=None),
+                         os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        master = -1
+    except OSError as e:
+        raise Unavailable(f"opening the container's /dev/pts/ptmx failed: {e.strerror}") from e
+    if master >= 0:
+        try:
+            unlock = ctypes.c_int(0)
+            _check(_lib().ioctl(master, _TIOCSPTLCK, ctypes.byref(unlock)), "unlocking the pty")
+            slave = _check(_lib().ioctl(master, _TIOCGPTPEER,
+                                        os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC),
+                           "opening the pty slave")
+        except BaseException:
+            os.close(master)
+            raise
+    else:
+        master, slave = os.openpty()
+    try:
+        rows, cols = size
+        if rows and cols:
+            ws = (ctypes.c_ushort * 4)(rows, cols, 0, 0)
+            _check(_lib().ioctl(master, _TIOCSWINSZ, ws), "setting the terminal size")
+        _check(_lib().ioctl(slave, _TIOCSCTTY, None), "ioctl TIOCSCTTY on the console")
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd, inheritable=True)
+        s = socket.socket(fileno=sockfd)
+        try:
+            socket.send_fds(s, [b"c"], [master])
+        finally:
+            s.close()
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def _mount_cgroups(plan: _Plan, dest: str, opts: tuple) -> None:
@@ -1211,22 +1275,28 @@ def _mask_and_protect(plan: _Plan) -> None:
 
 
 def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, console,
-                    errfd: int, syncfd: int) -> None:
+                    errfd: int, syncfd: int, console_sock: int | None = None) -> None:
     """P2: PID 1 of the container. Never returns.
 
     ``syncfd`` gets one byte from P1 once P2 is in the v2 / hybrid unified cgroup (EOF if
     P1 failed: it reports the error). Waiting for it, joining the v1 cgroups and unsharing
     the cgroup namespace happen just before the first cgroup mount, so P1's grace period
     overlaps the namespace and rootfs work; nothing of the image runs before that point.
+
+    ``console_sock``: make the terminal in the container's devpts and send its master there.
     """
     try:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if console is not None:
+        if console is not None or console_sock is not None:
             os.setsid()
+        if console is not None:
             if _lib().ioctl(console, _TIOCSCTTY, None) != 0:
                 _check(-1, "ioctl TIOCSCTTY on the console")
-        _setup_stdio(stdio if console is None else (console,) * 3, errfd, syncfd)
+        _setup_stdio(stdio if console is None else (console,) * 3, errfd, syncfd,
+                     console_sock)
         errfd, syncfd = 3, 4
+        if console_sock is not None:
+            console_sock = 5
         joined = []
 
         def join() -> None:
@@ -1259,7 +1329,8 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
             raise Unavailable(f"creating namespaces failed: {e}") from e
         if plan.ns_flags & _CLONE_NEWNET:
             _bring_lo_up()
-        _setup_mounts(plan, rootfs_mounts, 0 if console is not None else None, join)
+        _setup_mounts(plan, rootfs_mounts, 0 if console is not None else None, join,
+                      console_sock)
         join()
         _pivot_root(plan.rootfs)
         _mask_and_protect(plan)
@@ -1278,7 +1349,7 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
         except OSError as e:
             raise Unavailable(f"chdir to cwd ({p.cwd!r}) set in config.json failed: "
                               f"{e.strerror}") from e
-        if console is not None and p.uid:
+        if (console is not None or console_sock is not None) and p.uid:
             try:
                 os.fchown(0, p.uid, -1)  # the user must be able to reopen its tty
             except OSError:
@@ -1295,18 +1366,22 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
     _run_command(plan.proc, errfd)
 
 
-def _setup_stdio(stdio, errfd: int, syncfd: int | None = None) -> None:
-    """Put stdio on 0/1/2, errfd on 3 and syncfd (if any) on 4 (CLOEXEC); close every other
-    descriptor."""
+def _setup_stdio(stdio, errfd: int, syncfd: int | None = None,
+                 sockfd: int | None = None) -> None:
+    """Put stdio on 0/1/2, errfd on 3, syncfd (if any) on 4 and sockfd (if any, with a
+    syncfd) on 5 (CLOEXEC); close every other descriptor."""
     tmp = [os.dup(fd) for fd in stdio]
     e = os.dup(errfd)
     s = None if syncfd is None else os.dup(syncfd)
+    c = None if sockfd is None else os.dup(sockfd)
     for i, fd in enumerate(tmp):
         os.dup2(fd, i, inheritable=True)
     os.dup2(e, 3, inheritable=False)
     if s is not None:
         os.dup2(s, 4, inheritable=False)
-    _close_from(4 if s is None else 5)
+    if c is not None:
+        os.dup2(c, 5, inheritable=False)
+    _close_from(4 if s is None else 5 if c is None else 6)
 
 
 def _close_from(lowfd: int) -> None:
@@ -1353,19 +1428,24 @@ def _raise_or_print(data: bytes, errfd: int) -> None:
 def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
         stdio: tuple[int, int, int] = (0, 1, 2), console: int | None = None,
         runtime: str = "builtin", on_start: Callable[[int], None] | None = None,
-        cgroup_parent: str = "lamina") -> int:
+        cgroup_parent: str = "lamina", on_console: Callable[[int], None] | None = None,
+        console_size: tuple[int, int] | None = None) -> int:
     """Run the container of ``bundle/config.json`` in the foreground; return Docker's exit code.
 
     ``rootfs_mounts`` (lamina.mount.Mount values, e.g. the snapshot's overlay) are mounted on
     ``root.path`` inside the container's mount namespace (builtin) or on the host around the
     runtime call (runc/crun). ``stdio`` fds become the container's 0/1/2 unless ``console``
     (a pty slave fd) is given with ``process.terminal``: then it is the controlling tty and
-    0/1/2. ``on_start(pid)`` is called with the host pid of the container's PID 1 once the
-    command was exec'd (builtin) or runc started. The return value is the command's exit
-    code, ``128+N`` for death by signal N, 127/126 for an exec failure (message written to
-    ``stdio[2]``). Setup failures raise LaminaError subclasses. The cgroups
-    ``/<cgroup_parent>/<container_id>`` (unless config.json names ``linux.cgroupsPath``)
-    are created before and removed after.
+    0/1/2. Builtin only: without ``console``, ``on_console(master_fd)`` makes the terminal
+    in the container's own devpts (``tty`` prints ``/dev/pts/0``, as with runc; see the
+    module docstring) and is called with its pty master (then the caller's, CLOEXEC) before
+    the command is exec'd; ``console_size`` = ``(rows, cols)`` is its window size (default:
+    the spec's ``process.consoleSize``). ``on_start(pid)`` is called with the host pid of the
+    container's PID 1 once the command was exec'd (builtin) or runc started. The return
+    value is the command's exit code, ``128+N`` for death by signal N, 127/126 for an exec
+    failure (message written to ``stdio[2]``, or to the terminal). Setup failures raise
+    LaminaError subclasses. The cgroups ``/<cgroup_parent>/<container_id>`` (unless
+    config.json names ``linux.cgroupsPath``) are created before and removed after.
     """
     if runtime in ("runc", "crun"):
         return _run_external(runtime, bundle, container_id=container_id,
@@ -1382,15 +1462,24 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
     bundle = os.path.abspath(bundle)
     spec = _load_spec(bundle)
     plan = _Plan(spec, bundle)
+    sock = None  # the "console socket": P2 sends the pty master over it
     if plan.proc.terminal and console is None:
-        raise InvalidArgument("process.terminal is set but no console fd was given")
+        if on_console is None:
+            raise InvalidArgument("process.terminal is set but no console fd was given")
+        import socket
+        sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # CLOEXEC
+        if console_size:
+            plan.proc.console_size = (int(console_size[0]), int(console_size[1]))
+    csock = None if sock is None else sock[1].fileno()
+    peer = None  # the caller's slave of the container's pty
     cg = _Cgroup(plan.cgroups_path or f"/{cgroup_parent}/{container_id}", plan.resources)
     try:
         errr, errw = os.pipe2(os.O_CLOEXEC)
         p2 = 0
         try:
             if _single_threaded():
-                p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=True)
+                p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=True,
+                               console_sock=csock)
         except _NoClone:
             pass
         except BaseException:
@@ -1398,7 +1487,16 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
             os.close(errw)
             raise
         if p2:
-            return _finish(p2, p2, b"", errr, errw, stdio, console, on_start)
+            if sock is not None:
+                sock[1].close()
+                try:
+                    peer = _take_console(sock[0], on_console)
+                except BaseException:
+                    os.close(errw)
+                    _kill_and_reap(p2, p2, errr)
+                    raise
+            return _finish(p2, p2, b"", errr, errw, stdio, console if sock is None else peer,
+                           on_start)
         try:
             p1 = os.fork()
         except BaseException:
@@ -1413,7 +1511,10 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
                 _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
                 for s in _TERMINAL_SIGNALS:
                     signal.signal(s, signal.SIG_IGN)
-                p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=False)
+                p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=False,
+                               console_sock=csock)
+                if csock is not None:
+                    os.close(csock)
                 os.write(errw, f"P{p2}\n".encode())
                 os.close(errw)
                 code = _docker_code(_wait(p2))
@@ -1421,13 +1522,71 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
                 _report(errw, e)
             os._exit(code)
         os.close(errw)
+        if sock is not None:
+            sock[1].close()
+            try:
+                peer = _take_console(sock[0], on_console)
+            except BaseException:
+                _kill_and_reap(p1, 0, errr)
+                raise
         data = _read_all(errr)
         if data.startswith(b"P"):
             line, _, data = data.partition(b"\n")
             p2 = int(line[1:])
-        return _finish(p1, p2, data, None, None, stdio, console, on_start)
+        return _finish(p1, p2, data, None, None, stdio, console if sock is None else peer,
+                       on_start)
     finally:
+        if sock is not None:
+            sock[0].close()
+            sock[1].close()
+        if peer is not None:
+            os.close(peer)
         cg.remove()
+
+
+def _take_console(sock, on_console: Callable[[int], None]) -> int | None:
+    """The caller's end of the console socket: receive the pty master P2 made in the
+    container's devpts (None when P2 failed before: it reports why), open a slave of it
+    for the caller (exec error messages; -1 from TIOCGPTPEER gives None) and hand the
+    master to ``on_console``. Returns that slave (the caller closes it when the run ends)."""
+    import array
+    import socket
+
+    fds = array.array("i")
+    try:
+        # not socket.recv_fds: Python 3.11's ignores its flags (MSG_CMSG_CLOEXEC)
+        _, anc, _, _ = sock.recvmsg(16, socket.CMSG_SPACE(fds.itemsize),
+                                    socket.MSG_CMSG_CLOEXEC)
+    finally:
+        sock.close()
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    for extra in fds[1:]:
+        os.close(extra)
+    if not fds:
+        return None
+    master = fds[0]
+    peer = _lib().ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        on_console(master)
+    except BaseException:
+        if peer >= 0:
+            os.close(peer)
+        raise
+    return peer if peer >= 0 else None
+
+
+def _kill_and_reap(waitee: int, p2: int, errr: int) -> None:
+    """The caller failed while P2 sets up: kill it (P2, or P1 whose death kills P2 through
+    its PDEATHSIG) and reap ``waitee``."""
+    for pid in {waitee, p2} - {0}:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os.close(errr)
+    _wait(waitee)
 
 
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
@@ -1478,7 +1637,7 @@ class _NoClone(Exception):
 
 
 def _spawn_p2(plan: _Plan, cg: _Cgroup, rootfs_mounts, stdio, console, errw: int, *,
-              direct: bool) -> int:
+              direct: bool, console_sock: int | None = None) -> int:
     """Start P2 (from P1, or ``direct``ly from a single-threaded caller) in a new pid
     namespace when the spec asks, put it into the v2 / hybrid unified cgroup (born there
     through clone3(CLONE_INTO_CGROUP) when the kernel can, else moved) and let it go on.
@@ -1495,7 +1654,8 @@ def _spawn_p2(plan: _Plan, cg: _Cgroup, rootfs_mounts, stdio, console, errw: int
             gc.disable()
             for s in _TERMINAL_SIGNALS:
                 signal.signal(s, signal.SIG_DFL)
-            _container_main(plan, cg, rootfs_mounts, stdio, console, errw, syncr)
+            _container_main(plan, cg, rootfs_mounts, stdio, console, errw, syncr,
+                            console_sock)
         finally:
             os._exit(125)
     os.close(syncr)

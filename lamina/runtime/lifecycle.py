@@ -343,8 +343,25 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                 m.broadcast(EXIT, str(e.exit_code).encode())
             containers.set_state(cid, **_exited_state(128), Error=str(e))
             return 1
-        console = None
-        if m.tty:
+        console = on_console = console_size = None
+        runtime = doc["HostConfig"].get("Runtime") or "builtin"
+        if m.tty and runtime == "builtin":
+            # the launcher makes the pty in the container's own devpts (tty: /dev/pts/0, as
+            # runc) and hands us its master before the exec; 0/1/2 (/dev/null) until then
+            def on_console(master: int) -> None:
+                state["master"] = master
+                if state["size"]:  # a resize that came after console_size was read
+                    _set_winsize(master, state["size"])
+                sel.register(master, selectors.EVENT_READ, ("out", (master, "stdout")))
+                os.write(wake_w, b"x")
+
+            try:
+                console_size = tuple(int(x) for x in (state["size"] or b"").split()) or None
+            except ValueError:
+                console_size = None
+            stdio = (0, 1, 2)
+            child_fds = []
+        elif m.tty:
             master, slave = os.openpty()
             if state["size"]:
                 _set_winsize(master, state["size"])
@@ -383,8 +400,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
 
         try:
             code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=stdio,
-                                console=console, runtime=doc["HostConfig"].get("Runtime") or "builtin",
-                                on_start=on_start)
+                                console=console, runtime=runtime, on_start=on_start,
+                                on_console=on_console, console_size=console_size)
             error = ""
         except LaminaError as e:
             code, error = 128, str(e)

@@ -204,3 +204,23 @@ def test_independent_stages_build_concurrently(bb, tmp_path):
         """, name="bad")
     r = bb("build", str(bad), check=False)
     assert r.rc == 7 and "returned a non-zero code: 7" in r.out + r.err
+
+
+def test_replay_notices_a_file_copied_by_a_concurrent_stage(bb, tmp_path):
+    """The replay memo must cover context files read by stages built in forked children."""
+    ctx = mkctx(tmp_path, """
+        FROM busybox AS a
+        COPY one.txt /one.txt
+        FROM busybox AS b
+        COPY two.txt /two.txt
+        FROM busybox
+        COPY --from=a /one.txt /one.txt
+        COPY --from=b /two.txt /two.txt
+        CMD ["cat", "/one.txt", "/two.txt"]
+        """, files={"one.txt": "1\n", "two.txt": "2\n"})
+    for _ in range(3):  # cold, cached (records the memo), replayed
+        bb("build", "-q", "-t", "memo", str(ctx))
+    assert bb("run", "--rm", "memo").out == "1\n2\n"
+    (ctx / "two.txt").write_text("22\n")
+    bb("build", "-q", "-t", "memo", str(ctx))
+    assert bb("run", "--rm", "memo").out == "1\n22\n"

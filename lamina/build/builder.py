@@ -104,6 +104,7 @@ class Builder:
         # every step was a cache hit is recorded
         self.memo_ok = not opts.no_cache and opts.memo_key is not None
         self.memo = {"files": {}, "bases": [], "images": [], "keys": []}
+        self._memo_pending: list = []   # (context, source names, resolved sources) of COPY/ADD steps
 
     # -- entry ------------------------------------------------------------------------
     def build(self):
@@ -158,6 +159,8 @@ class Builder:
 
     def _record_memo(self, rec, df_path: str) -> None:
         from lamina.build import fastpath
+        for ctx, names, resolved in self._memo_pending:
+            self._memo_sources(ctx, names, resolved)
         dockerfile = (self.opts.dockerfile_data if self.opts.dockerfile_data is not None else None)
         memo = dict(self.memo)
         memo["dockerfile"] = (fastpath._sha256(dockerfile).hexdigest() if dockerfile is not None
@@ -295,6 +298,9 @@ class Builder:
                     sys.stdout = open(1, "w", buffering=1, closefd=False)
                     self.step = step
                     st = self._build_stage(stage)
+                    if self.memo_ok:  # the parent records the memo: it needs this stage's files
+                        for ctx, names, resolved in self._memo_pending:
+                            self._memo_sources(ctx, names, resolved)
                     res = {"manifest": st.manifest, "cmd_set": st.cmd_set, "memo_ok": self.memo_ok,
                            "memo": self.memo, "used": sorted(self.used_args)}
                 except BuildFailed as e:
@@ -880,7 +886,7 @@ class Builder:
             checksum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
             for src in resolved:
                 items.append((CopyItem(src.name, src.abspath, src.is_dir), _ctx_walker(ctx, src)))
-            self._memo_sources(ctx, local, resolved)
+            self._memo_pending.append((ctx, local, resolved))  # stat'ed only if a memo is recorded
         url_files = [self._fetch_url(u, flags.get("checksum")) for u in urls]
         if urls or (frm and self._stage_index(frm) is None):
             self.memo_ok = False

@@ -63,7 +63,16 @@ class Metadata:
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout=30000")
         if new or self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            for attempt in range(100):  # SQLite does not retry a journal-mode switch on BUSY
+                try:
+                    if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        self.conn.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError:  # another lamina process is creating the store
+                    if attempt == 99:
+                        raise
+                    import time
+                    time.sleep(0.02)
             with self.tx() as c:
                 for stmt in _SCHEMA.strip().split(";"):
                     if stmt.strip():

@@ -16,6 +16,10 @@ from lamina._dcache import dataclass, field
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import Any
+
 # media types
 OCI_LAYOUT_VERSION = "1.0.0"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"

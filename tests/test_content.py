@@ -107,3 +107,16 @@ def test_chain_ids():
     assert ids[0] == a
     assert ids[1] == Digest.of_bytes(f"{a} {b}".encode())
     assert ids[2] == Digest.of_bytes(f"{ids[1]} {c}".encode())
+
+
+def test_many_first_commands_on_a_new_store_at_once(tmp_path):
+    """Several lamina processes creating the same store at the same moment all succeed."""
+    import subprocess
+    import sys
+    root = str(tmp_path / "fresh")
+    env = {**os.environ, "LAMINA_ROOT": root, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    procs = [subprocess.Popen([sys.executable, "-m", "lamina", "images", "-q"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(6)]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()

@@ -15,11 +15,10 @@ import os
 import posixpath
 import shutil
 import sys
-import time
 from lamina._dcache import dataclass, field, replace
 
 from lamina import oci
-from lamina.digest import Digest, chain_ids
+from lamina.digest import chain_ids
 from lamina.errors import InvalidArgument, LaminaError, NotFound
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -809,15 +808,17 @@ class Builder:
 
     def _stage_root(self, name: str) -> str:
         """RUN --mount=type=bind,from=<stage|index|image>: a merged copy of its filesystem."""
+        return self._merged_dir(self._stage_or_image(name, "RUN --mount from"))
+
+    def _stage_or_image(self, name: str, what: str) -> State:
+        """The state of a built stage (by name or index) or of a local image."""
         j = self._stage_index(name)
         if j is not None and j in self.stage_results:
-            st = self.stage_results[j]
-        else:
-            try:
-                st = self._state_of(self.images.resolve(name))
-            except NotFound:
-                raise InvalidArgument(f"RUN --mount from={name}: no stage or image named {name!r}") from None
-        return self._merged_dir(st)
+            return self.stage_results[j]
+        try:
+            return self._state_of(self.images.resolve(name))
+        except NotFound:
+            raise InvalidArgument(f"{what}={name}: no stage or image named {name!r}") from None
 
     # -- COPY / ADD -------------------------------------------------------------------------
     def _context(self):
@@ -854,7 +855,7 @@ class Builder:
 
     def _copy(self, state, instr, *, add: bool):
         from lamina.build.cache import cache_key
-        from lamina.build.context import Context, contains_wildcards
+        from lamina.build.context import contains_wildcards
         from lamina.build.copy import CopyItem, host_walker, stage_copy
         from lamina.runtime.commit import layer_from_dir
         from lamina.snapshot import Layer, Snapshotter
@@ -948,7 +949,7 @@ class Builder:
     def _expand_archives(self, items, staging, instr, state, lowers):
         """ADD: local tar archives are unpacked at the destination instead of copied."""
         from lamina.build.copy import resolve_dest
-        from lamina.layer.compress import open_decompressed, sniff
+        from lamina.layer.compress import open_decompressed
         from lamina.layer.extract import apply_layer
         out = []
         dest, _ = resolve_dest(instr.args[-1], state.cc.get("WorkingDir") or "/")
@@ -996,14 +997,7 @@ class Builder:
         their contents, like the classic builder: a stage rebuilt with identical files still hits."""
         from lamina.build.context import Context, contains_wildcards
         from lamina.build.copy import CopyItem
-        j = self._stage_index(frm)
-        if j is not None and j in self.stage_results:
-            st = self.stage_results[j]
-        else:
-            try:
-                st = self._state_of(self.images.resolve(frm))
-            except NotFound:
-                raise InvalidArgument(f"COPY --from={frm}: no stage or image named {frm!r}") from None
+        st = self._stage_or_image(frm, "COPY --from")
         root = self._merged_dir(st)
         ctx = Context(root)
         self._from_ctxs = getattr(self, "_from_ctxs", [])
@@ -1036,7 +1030,6 @@ class Builder:
     def _copy_heredocs(self, state, instr, flags):
         """COPY <<EOF /dest : the heredoc bodies become files."""
         import tempfile
-        from lamina.build.copy import CopyItem, host_walker
         tmp = tempfile.mkdtemp(prefix="lamina-heredoc-")
         try:
             files = []

@@ -35,7 +35,7 @@ import re
 import sqlite3
 import stat as st
 import time
-from lamina._dcache import dataclass, field
+from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
 
@@ -306,7 +306,15 @@ class Context:
             return
         os.makedirs(os.path.dirname(os.path.abspath(self.cache_path)), exist_ok=True)
         db = sqlite3.connect(self.cache_path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        for attempt in range(100):  # a journal-mode switch is not retried by SQLite's busy handler
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:  # another process (a concurrent stage) switches it
+                if attempt == 99:
+                    raise
+                time.sleep(0.02)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS filehash (path TEXT PRIMARY KEY, ino INTEGER,"
                    " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, digest TEXT)")

@@ -162,7 +162,7 @@ def cmd_run(argv, ctx) -> int:
     p = _create_parser("run")
     a = parse(p, argv)
     from lamina.runtime import lifecycle
-    from lamina.runtime.attach import DETACHED, attach, parse_detach_keys
+    from lamina.runtime.attach import attach, parse_detach_keys
     if a.detach and a.rm and a.restart not in ("no", ""):
         raise Conflict("conflicting options: cannot specify both --restart and --rm")
     keys = parse_detach_keys(a.detach_keys)
@@ -177,12 +177,19 @@ def cmd_run(argv, ctx) -> int:
     # -t: the container belongs to a monitor, this process attaches (so ctrl-p ctrl-q can detach)
     sock = os.path.join(cs.dir(doc["Id"]), "attach.sock")
     lifecycle.start_monitored(cs, doc, wait_client=True)
-    code = attach(sock, stdin=a.interactive, tty=True, detach_keys=keys)
+    return _exit_code(cs, doc, attach(sock, stdin=a.interactive, tty=True, detach_keys=keys))
+
+
+def _exit_code(cs, doc: dict, code) -> int:
+    """What an attached client returns: 0 on detach, else the container's exit code (read
+    from its record when the monitor went away without sending one)."""
+    from lamina.runtime import lifecycle
+    from lamina.runtime.attach import DETACHED
     if code is DETACHED:
         return 0
     if code is None:
         final = lifecycle.wait_exit(cs, doc)
-        code = final["State"]["ExitCode"] if final else 0
+        return final["State"]["ExitCode"] if final else 0
     return code
 
 
@@ -194,7 +201,7 @@ def cmd_start(argv, ctx) -> int:
     p.args("containers", min=1)
     a = parse(p, argv)
     from lamina.runtime import lifecycle
-    from lamina.runtime.attach import DETACHED, attach, parse_detach_keys
+    from lamina.runtime.attach import attach, parse_detach_keys
     cs = _containers(ctx)
     if (a.attach or a.interactive) and len(a.containers) > 1:
         raise InvalidArgument("you cannot start and attach multiple containers at once")
@@ -213,12 +220,7 @@ def cmd_start(argv, ctx) -> int:
                 sock = os.path.join(cs.dir(doc["Id"]), "attach.sock")
                 code = attach(sock, stdin=a.interactive, tty=doc["Config"]["Tty"],
                               detach_keys=parse_detach_keys(a.detach_keys or doc.get("Lamina", {}).get("DetachKeys")))
-                if code is DETACHED:
-                    return 0
-                if code is None:
-                    final = lifecycle.wait_exit(cs, doc)
-                    code = final["State"]["ExitCode"] if final else 0
-                return code
+                return _exit_code(cs, doc, code)
             print(ref)
         except LaminaError as e:
             sys.stderr.write(f"Error: {e}\n")
@@ -497,8 +499,7 @@ def cmd_attach(argv, ctx) -> int:
     p.flag("--sig-proxy", default=True, help="Proxy all received signals to the process (default true)")
     p.args("container", min=1, max=1)
     a = parse(p, argv)
-    from lamina.runtime import lifecycle
-    from lamina.runtime.attach import DETACHED, attach, parse_detach_keys
+    from lamina.runtime.attach import attach, parse_detach_keys
     cs = _containers(ctx)
     doc = cs.get(a.container)
     if not doc["State"]["Running"]:
@@ -510,12 +511,7 @@ def cmd_attach(argv, ctx) -> int:
     code = attach(sock, stdin=not a.no_stdin and doc["Config"]["OpenStdin"], tty=doc["Config"]["Tty"],
                   detach_keys=parse_detach_keys(a.detach_keys or doc.get("Lamina", {}).get("DetachKeys")),
                   sig_proxy_pid=doc["State"].get("Pid") if a.sig_proxy else None)
-    if code is DETACHED:
-        return 0
-    if code is None:
-        final = lifecycle.wait_exit(cs, doc)
-        code = final["State"]["ExitCode"] if final else 0
-    return code
+    return _exit_code(cs, doc, code)
 
 
 # -- exec / top / port ------------------------------------------------------------------------

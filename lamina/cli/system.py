@@ -63,7 +63,6 @@ def cmd_info(argv, ctx) -> int:
     n_images = db.one("SELECT COUNT(DISTINCT config) FROM images")[0]
     n_cont = db.one("SELECT COUNT(*) FROM containers")[0]
     from lamina import __version__
-    from lamina.oci import host_platform
     mem = 0
     try:
         with open("/proc/meminfo") as f:

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 
 from lamina.digest import Digest, hexdigest, new_hash
 from lamina.errors import DigestMismatch, InvalidArgument, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import BinaryIO
 
 _CHUNK = 1 << 20
 

@@ -57,6 +57,10 @@ from lamina.layer.extract import (RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, clean_
                                   openat2)
 from lamina.layer.writer import tar_header, write_layer
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import BinaryIO
+
 __all__ = ["copy_in", "copy_out", "copy_in_tar", "copy_out_tar", "export_tar"]
 
 _IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS

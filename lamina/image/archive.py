@@ -27,6 +27,10 @@ from lamina.digest import Digest
 from lamina.errors import InvalidArgument, LaminaError, NotFound
 from lamina.image.service import ImageRecord, Images
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import BinaryIO
+
 _SMALL = 4 << 20
 
 
@@ -321,7 +325,6 @@ def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict,
 
 def load(images: Images, src: BinaryIO) -> list[str]:
     """Load every image in the archive; returns Docker's output lines."""
-    from lamina import reference
     store = images.store
     out: list[str] = []
     with store.operation():

@@ -14,6 +14,10 @@ from lamina import oci
 from lamina.image.changes import apply_changes
 from lamina.image.service import ImageRecord, Images, rfc3339
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import BinaryIO
+
 
 def import_tar(images: Images, src: BinaryIO, *, tags: list = (), changes: list[str] = (),
                message: str | None = None, platform: oci.Platform | None = None,

@@ -18,6 +18,10 @@ import io
 
 from lamina.errors import InvalidArgument
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import BinaryIO
+
 GZIP = "gzip"
 ZSTD = "zstd"
 BZIP2 = "bzip2"

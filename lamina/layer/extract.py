@@ -36,6 +36,10 @@ from lamina._dcache import dataclass
 from lamina.errors import InvalidArgument, Unavailable, Unsupported
 from lamina.layer import tarstream as ts
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import BinaryIO
+
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"

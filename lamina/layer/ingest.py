@@ -25,6 +25,10 @@ from lamina.layer import tarstream as ts
 from lamina.layer.compress import open_compressor, open_decompressed
 from lamina.layer.extract import check_member
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import BinaryIO
+
 MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPE_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_TYPE_TAR_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"

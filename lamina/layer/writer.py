@@ -23,6 +23,10 @@ from collections.abc import Iterable
 
 from lamina.errors import InvalidArgument, NotFound, Unsupported
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from typing import BinaryIO
+
 _NUL = b"\x00"
 _ZERO = bytes(512)
 _MAX_OCTAL7 = 0o7777777

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE, CLOSE_STDIN = 0, 1, 2, 3, 4, 5
 DETACHED = object()

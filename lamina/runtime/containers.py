@@ -32,6 +32,10 @@ import time
 
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    from lamina.runtime.options import CreateOptions
+
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

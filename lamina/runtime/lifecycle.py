@@ -30,6 +30,10 @@ import time
 from lamina.errors import Conflict, InvalidArgument, LaminaError, Unavailable
 from lamina.runtime.containers import Containers, _pid_start, now_rfc3339, process_alive
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
+    import socket
+
 
 def _running_state(pid: int) -> dict:
     return {"Status": "running", "Running": True, "Paused": False, "Restarting": False, "Pid": pid,

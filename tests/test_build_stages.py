@@ -177,9 +177,9 @@ def test_independent_stages_build_concurrently(bb, tmp_path):
     import time
     ctx = mkctx(tmp_path, """
         FROM busybox AS a
-        RUN sleep 1 && echo built-a > /a
+        RUN sleep 2 && echo built-a > /a
         FROM busybox AS b
-        RUN sleep 1 && echo built-b > /b
+        RUN sleep 2 && echo built-b > /b
         FROM busybox
         COPY --from=a /a /a
         COPY --from=b /b /b
@@ -188,7 +188,7 @@ def test_independent_stages_build_concurrently(bb, tmp_path):
     t = time.monotonic()
     out = bb("build", "-t", "par", str(ctx)).out
     took = time.monotonic() - t
-    assert took < 1.9, f"two 1 s stages took {took:.2f} s: not concurrent"
+    assert took < 3.6, f"two 2 s stages took {took:.2f} s: not concurrent (serial: over 4 s)"
     steps = [l for l in out.splitlines() if l.startswith("Step ")]
     assert [s.split(" : ")[0] for s in steps] == [f"Step {i}/8" for i in range(1, 9)]
     assert out.index("Step 2/8") < out.index("Step 3/8") < out.index("Step 5/8")

@@ -65,34 +65,27 @@ class Store:
             db.close()
 
     @contextmanager
-    def lock(self):
-        """Exclusive store lock for writers of shared files (index.json)."""
-        fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    def _flock(self, name: str, mode: int):
+        """flock(2) ``<root>/<name>`` for the block; a killed process drops it with its fds."""
+        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
             yield
         finally:
             os.close(fd)
 
-    @contextmanager
+    def lock(self):
+        """Exclusive store lock for writers of shared files (index.json)."""
+        return self._flock("lock", fcntl.LOCK_EX)
+
     def operation(self):
         """Pin everything this process writes until the block ends: GC waits for it.
 
         Held shared by every command that adds blobs or snapshots; GC holds it exclusive.
         A killed process drops it with its file descriptors, so nothing stays pinned.
         """
-        fd = os.open(os.path.join(self.root, "gc.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
+        return self._flock("gc.lock", fcntl.LOCK_SH)
 
-    @contextmanager
     def gc_lock(self):
-        fd = os.open(os.path.join(self.root, "gc.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        """Exclusive: GC runs only when no operation is adding content."""
+        return self._flock("gc.lock", fcntl.LOCK_EX)

@@ -338,15 +338,7 @@ def test_terminal(box, runtime):
             code = launcher.run(b, container_id="t" + uuid.uuid4().hex[:12], runtime=runtime,
                                 rootfs_mounts=box.mounts(), console=slave)
             os.close(slave)
-            data = b""
-            while True:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
+            data = _read_pty(master)
         finally:
             os.close(master)
         text = data.decode()

@@ -156,12 +156,8 @@ _libc = None
 def _lib():
     global _libc
     if _libc is None:
-        lib = ctypes.CDLL(None, use_errno=True)
-        lib.syscall.restype = ctypes.c_long
-        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                              ctypes.c_ulong, ctypes.c_char_p]
-        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        lib.unshare.argtypes = [ctypes.c_int]
+        from lamina.mount import _libc as mount_libc
+        lib = mount_libc()  # the same libc handle; mount, umount2, unshare, syscall typed there
         lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
         lib.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                               ctypes.c_ulong]

@@ -216,7 +216,7 @@ def cmd_builder_prune(argv, ctx) -> int:
     p.option("--filter", append=True, help="Provide filter values")
     a = parse(p, argv)
     from lamina.build.cache import BuildCache
-    from lamina.cli.format import human_size
+    from lamina.cli.units import human_size
     from lamina.cli.images import _confirm
     if not a.force and not _confirm("WARNING! This will remove all dangling build cache."):
         return 0

@@ -132,7 +132,7 @@ def _options(a, verb: str):
     def size(v, what):
         if not v:
             return None
-        from lamina.cli.format import parse_size
+        from lamina.cli.units import parse_size
         try:
             return parse_size(v)
         except InvalidArgument as e:  # Docker names the flag: invalid argument "x" for "-m, --memory" flag: ...
@@ -232,7 +232,7 @@ def cmd_start(argv, ctx) -> int:
 
 # -- ps ---------------------------------------------------------------------------------
 def _status(st: dict, now: float) -> str:
-    from lamina.cli.format import human_duration
+    from lamina.cli.units import human_duration
     from lamina.timefmt import parse_time
     s = st.get("Status")
     if s == "created":
@@ -269,7 +269,8 @@ def cmd_ps(argv, ctx) -> int:
     p.flag("-s", "--size", help="Display total file sizes")
     p.args("args", max=0)
     a = parse(p, argv)
-    from lamina.cli.format import ago, format_table
+    from lamina.cli.table import format_table
+    from lamina.cli.units import ago
     from lamina.timefmt import parse_time
     docs = sorted(_containers(ctx).all(), key=lambda d: d["Created"], reverse=True)
     last = int(a.last) if a.last not in (None, "") else (1 if a.latest else -1)
@@ -558,7 +559,7 @@ def cmd_top(argv, ctx) -> int:
         raise InvalidArgument('Couldn\'t find PID field in ps output')
     col = header.index("PID")
     rows = [l for l in lines[1:] if len(l.split()) > col and l.split()[col].isdigit() and int(l.split()[col]) in pids]
-    from lamina.cli.format import tabwrite
+    from lamina.cli.table import tabwrite
     sys.stdout.write(tabwrite("\t".join(header) + "\n" + "".join(
         "\t".join(l.split(None, len(header) - 1)) + "\n" for l in rows)))
     return 0

@@ -36,7 +36,7 @@ def cmd_version(argv, ctx) -> int:
     a = parse(p, argv)
     data = _version_data()
     if a.format:
-        from lamina.cli.format import compile_template
+        from lamina.gotemplate.template import compile_template
         print(compile_template(a.format).render(data))
         return 0
     c = data["Client"]
@@ -76,10 +76,10 @@ def cmd_info(argv, ctx) -> int:
             "NCPU": os.cpu_count(), "MemTotal": mem, "CgroupVersion": _cgroup_version(),
             "Name": platform.node()}
     if a.format:
-        from lamina.cli.format import compile_template
+        from lamina.gotemplate.template import compile_template
         print(compile_template(a.format).render(data))
         return 0
-    from lamina.cli.format import bytes_size
+    from lamina.cli.units import bytes_size
     print(f"Client:\n Version:    {__version__}\n Context:    daemonless\n\nServer:\n"
           f" Containers: {n_cont}\n Images: {n_images}\n Server Version: {__version__}\n"
           f" Storage Driver: overlay\n  Backing Filesystem: {data['DriverStatus'][0][1]}\n"
@@ -119,7 +119,8 @@ def cmd_df(argv, ctx) -> int:
     p.flag("-v", "--verbose")
     p.option("--format")
     a = parse(p, argv)
-    from lamina.cli.format import format_table, human_size
+    from lamina.cli.table import format_table
+    from lamina.cli.units import human_size
     db = ctx.store.db
     images = db.query("SELECT manifest, config, size FROM images")
     used = {r[0] for r in db.query("SELECT image FROM containers")}
@@ -195,7 +196,7 @@ def cmd_prune(argv, ctx) -> int:
     p.flag("--volumes", help="Prune anonymous volumes")
     p.option("--filter", append=True)
     a = parse(p, argv)
-    from lamina.cli.format import human_size
+    from lamina.cli.units import human_size
     from lamina.cli.images import _confirm, _parse_filters, print_pruned
     from lamina.image.prune import prune_images
     from lamina.image.service import Images

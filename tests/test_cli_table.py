@@ -5,11 +5,17 @@ Expected strings come from Go's text/tabwriter tests and from docker's own outpu
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from lamina.cli.table import format_table, prepare_format, tabwrite
 from lamina.gotemplate.header import derive_header
 from lamina.gotemplate.template import TemplateError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,3 +145,86 @@ def test_table_rows_are_structs_like_dockers_formatter_contexts():
     )
     # `--format json` (and {{json .}}) sorts the keys, as Docker's MarshalJSON does
     assert format_table([{"b": "2", "a": "1"}], "json") == '{"a":"1","b":"2"}\n'
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain-field tables (the default `images`, `ps`, `history` formats) need no template engine
+
+
+def _engine_table(rows, fmt, headers=None, type_name="*formatter.Context"):
+    """What the template engine renders for a table: the slow path, spelled out."""
+    from lamina.gotemplate.template import compile_template
+    from lamina.gotemplate.values import GoStruct
+
+    is_table, text = prepare_format(fmt)
+    tmpl = compile_template(text)
+    body = "".join(tmpl.render(GoStruct(sorted(r.items()), type_name)) + "\n" for r in rows)
+    return tabwrite(tmpl.render_header(headers) + "\n" + body) if is_table else body
+
+
+@pytest.mark.parametrize(
+    "rows,fmt,headers",
+    [
+        (ROWS, "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}", IMAGE_HEADERS),
+        (ROWS, "table {{.Repository}}\\t{{.CreatedSince}}", None),  # derived titles
+        (ROWS, "table {{.Repository}}\\t{{.Tag}}", {"Repository": "", "Tag": "T"}),  # an empty title
+        ([], "table {{.ID}}\\t{{.Size}}", IMAGE_HEADERS),  # header only
+        ([{"A": 1, "B": "x"}, {"A": -20, "B": "本本"}], "table {{.A}}\\t{{.B}}", None),  # ints, wide text
+        ([{"A": 1, "B": "x\ty"}], "table {{.A}}\\t{{.B}}", None),  # a tab inside a value
+        ([{"A": 1, "B": "x"}], "{{.A}}\\t{{.B}}", None),  # no table: no header, tabs kept
+        ([{"A": True, "B": "x"}], "table {{.A}}\\t{{.B}}", None),  # bool: the engine prints it
+        ([{"A": None, "B": "x"}], "table {{.A}}\\t{{.B}}", None),  # nil: <no value>
+        ([{"A": [1, 2], "B": "x"}], "table {{.A}}\\t{{.B}}", None),  # a slice: [1 2]
+        ([{"_a": "1", "B2": "x"}], "table {{._a}}\\t{{.B2}}", None),
+        ([{"A": "1"}], "table {{.A}}\\t", None),  # an empty part is not a field
+        ([{"A": "1"}], "table {{ .A }}", None),  # spaces: not the plain form, same output
+    ],
+)
+def test_plain_field_tables_render_like_the_engine(rows, fmt, headers):
+    assert format_table(rows, fmt, headers=headers) == _engine_table(rows, fmt, headers)
+
+
+def test_non_ascii_field_names_go_through_the_parser():
+    # Python calls "Ⅰ" (a letter number) an identifier; Go's lexer does not take it in a field
+    # name, so the template must fail to parse as in Docker, not print the value.
+    with pytest.raises(TemplateError, match="bad character U\\+2160"):
+        format_table([{"Ⅰ": "x"}], "table {{.Ⅰ}}")
+
+
+def _imported_modules(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "; import sys; print(' '.join(sys.modules))"],
+                         cwd=REPO, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=REPO)).stdout
+    return set(out.split())
+
+
+def test_plain_field_tables_do_not_import_the_template_engine():
+    mods = _imported_modules(
+        "from lamina.cli.table import format_table; "
+        "assert format_table([{'ID': 'abc', 'Size': 1}], 'table {{.ID}}\\\\t{{.Size}}', headers={'ID': 'IMAGE ID'})"
+        " == 'IMAGE ID   SIZE\\nabc        1\\n'"
+    )
+    assert "lamina.cli.table" in mods
+    assert not {m for m in mods if m.startswith("lamina.gotemplate.")} - {"lamina.gotemplate.header"}
+    # a format that is more than plain fields does load it
+    mods = _imported_modules("from lamina.cli.table import format_table; format_table([{'ID': 'a'}], 'table {{lower .ID}}')")
+    assert {"lamina.gotemplate.parser", "lamina.gotemplate.exec"} <= mods
+
+
+def _lamina_imports(lamina, *args: str) -> tuple[str, set[str]]:
+    """stdout of a real ``lamina`` command, and the lamina modules it imported (-X importtime)."""
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "lamina", *args], env=lamina.env, cwd=REPO,
+                       capture_output=True, text=True, check=True)
+    mods = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+    return p.stdout, {m for m in mods if m.startswith("lamina")}
+
+
+def test_images_and_ps_load_the_template_engine_only_for_a_format(bb):
+    engine = {"lamina.gotemplate.template", "lamina.gotemplate.parser", "lamina.gotemplate.exec"}
+    out, mods = _lamina_imports(bb, "images")
+    assert out.splitlines()[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert "busybox" in out and "lamina.cli.table" in mods and not mods & engine
+    out, mods = _lamina_imports(bb, "ps", "-a")
+    assert out.startswith("CONTAINER ID") and "lamina.cli.table" in mods and not mods & engine
+    out, mods = _lamina_imports(bb, "images", "--format", "{{upper .Repository}}")
+    assert out == "BUSYBOX\n" and engine <= mods

@@ -162,14 +162,20 @@ def tabwrite(text: str, *, minwidth: int = 10, tabwidth: int = 1, padding: int =
     return "".join(w.out)
 
 
-def _simple_fields(text: str) -> list[str] | None:
-    """["A", "B"] if ``text`` is exactly "{{.A}}<tab>{{.B}}..." (plain field actions), else None."""
+def _plain_fields(text: str) -> list[str] | None:
+    """["A", "B"] if ``text`` is exactly "{{.A}}<tab>{{.B}}..." with ASCII field names, else None.
+
+    Such a template always parses (ASCII letters, digits and ``_`` are what Go's lexer takes
+    in a field name; other characters Python calls identifiers may not be), and over rows whose
+    fields are str or int it prints each row's values, and the header row each field's title,
+    joined by tabs: what the engine would print, without loading it.
+    """
     out = []
     for part in text.split("\t"):
         if not (part.startswith("{{.") and part.endswith("}}")):
             return None
         name = part[3:-2]
-        if not name or not name.isidentifier():
+        if not name or not name.isascii() or not name.isidentifier():
             return None
         out.append(name)
     return out
@@ -191,17 +197,22 @@ def format_table(
     Docker (pass ``"*formatter.imageContext"`` to match ``docker images`` word for word).
     Raises :class:`TemplateError` for a bad template or a failing row.
     """
+    is_table, text = prepare_format(fmt)
+    fields = _plain_fields(text)
+    if fields and all(type(row.get(f)) in (str, int) for row in rows for f in fields):
+        # the default formats of images, ps, history ...: same output, no template engine
+        body = "".join("\t".join([str(row[f]) for f in fields]) + "\n" for row in rows)
+        if not is_table:
+            return body
+        from lamina.gotemplate.header import HeaderDot
+
+        dot = HeaderDot(headers)
+        return tabwrite("\t".join([str(dot.lookup(dot, f)) for f in fields]) + "\n" + body)
     from lamina.gotemplate.template import compile_template
     from lamina.gotemplate.values import GoStruct
 
-    is_table, text = prepare_format(fmt)
     tmpl = compile_template(text)
-    fields = _simple_fields(text)
-    if fields and all(type(row.get(f)) in (str, int) for row in rows for f in fields):
-        # fast path for the common "{{.A}}\t{{.B}}" formats: same output, no template walk
-        body = "".join("\t".join([str(row[f]) for f in fields]) + "\n" for row in rows)
-    else:
-        body = "".join(
+    body = "".join(
         tmpl.render(GoStruct(sorted(row.items()), type_name) if type(row) is dict else row) + "\n" for row in rows
     )
     if not is_table:

@@ -11,34 +11,16 @@ import time
 from lamina.cli.args import Parser, parse
 from lamina.errors import Conflict, InvalidArgument, LaminaError
 
-GROUP = {"ls": "ps", "list": "ps", "run": "run", "create": "create", "start": "start", "stop": "stop",
-         "kill": "kill", "rm": "rm", "remove": "rm", "restart": "restart", "wait": "wait", "rename": "rename",
-         "pause": "pause", "unpause": "unpause", "logs": "logs", "attach": "attach", "exec": "exec",
-         "top": "top", "port": "port", "commit": "commit", "diff": "diff", "cp": "cp", "export": "export",
-         "inspect": "inspect", "prune": "prune"}
-
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedAt}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED",
               "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
               "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS", "State": "STATE"}
 
 
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "container":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina container COMMAND\n\nManage containers\n\nCommands:")
-            for k in sorted(set(GROUP) - {"list", "remove"}):
-                print(f"  {k}")
-            return 0
-        sub = argv.pop(0)
-        if sub not in GROUP:
-            sys.stderr.write(f"lamina: 'container {sub}' is not a lamina command.\nSee 'lamina container --help'\n")
-            return 125
-        verb = GROUP[sub]
-        if verb == "inspect":
-            from lamina.cli.images import cmd_inspect
-            return cmd_inspect(["--type", "container", *argv], ctx)
-    return globals()[f"cmd_{verb}"](argv, ctx)
+def cmd_container_inspect(argv, ctx) -> int:
+    """``container inspect``: ``inspect --type container``."""
+    from lamina.cli.images import cmd_inspect
+    return cmd_inspect(["--type", "container", *argv], ctx)
 
 
 def _containers(ctx):

@@ -19,26 +19,6 @@ HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{
 HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
 
-IMAGE_SUBCOMMANDS = {"ls": "images", "list": "images", "import": "import", "inspect": "inspect",
-                     "history": "history", "tag": "tag", "rm": "rmi", "remove": "rmi", "save": "save",
-                     "load": "load", "prune": "prune"}
-
-
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "image":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina image COMMAND\n\nManage images\n\nCommands:")
-            for k in ("history", "import", "inspect", "load", "ls", "prune", "rm", "save", "tag"):
-                print(f"  {k}")
-            return 0
-        sub = argv.pop(0)
-        if sub not in IMAGE_SUBCOMMANDS:
-            sys.stderr.write(f"lamina: 'image {sub}' is not a lamina command.\nSee 'lamina image --help'\n")
-            return 125
-        verb = IMAGE_SUBCOMMANDS[sub]
-    return globals()[f"cmd_{verb}"](argv, ctx)
-
-
 def _images(ctx):
     from lamina.image.service import Images
     return Images(ctx.store)

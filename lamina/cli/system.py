@@ -9,19 +9,6 @@ import sys
 from lamina.cli.args import Parser, parse
 
 
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "system":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina system COMMAND\n\nManage lamina\n\nCommands:\n  df\n  info\n  prune")
-            return 0
-        sub = argv.pop(0)
-        if sub not in ("df", "info", "prune"):
-            sys.stderr.write(f"lamina: 'system {sub}' is not a lamina command.\nSee 'lamina system --help'\n")
-            return 125
-        verb = sub
-    return globals()[f"cmd_{verb}"](argv, ctx)
-
-
 def _version_data() -> dict:
     from lamina import __version__
     from lamina.oci import host_platform

@@ -102,6 +102,12 @@ def test_go_sprint(value, want):
     assert render("{{.V}}", {"V": value}) == want
 
 
+def test_printf_type_of_nil_is_nil_like_go():
+    # fmt prints a nil interface{} operand of %T as <nil> (docker inspect -f '{{printf "%T" .Nope}}')
+    assert render('{{printf "%T" .Nope}}|{{printf "%T" .Config.Entrypoint}}|{{printf "%5T|" nil}}') == "<nil>|<nil>|<nil>|"
+    assert render('{{printf "%T" .Config}}') == "map[string]interface {}"
+
+
 def test_none_at_top_level_prints_no_value():
     assert render("{{.}}", None) == "<no value>"
     assert render("{{range .}}{{.}},{{end}}", [None, 1]) == "<no value>,1,"

@@ -78,7 +78,7 @@ def _bad_verb(verb: str, a) -> str:
 def _fmt_arg(verb: str, a, flags: str, width, prec) -> str:
     plus, minus, sharp, space, zero = ("+" in flags, "-" in flags, "#" in flags, " " in flags, "0" in flags)
     if verb == "T":
-        return _pad(go_type(a), width, minus)
+        return _pad("<nil>" if a is None or a is MISSING else go_type(a), width, minus)
     if a is None or a is MISSING:
         if verb == "v":
             return _pad("<nil>", width, minus)

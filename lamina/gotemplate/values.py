@@ -13,7 +13,9 @@ Immutable values and pure predicates; no I/O, standard library only (``collectio
   ``[]`` / ``map[]``) but JSON-encode as ``null``, like the nil slices and maps of Docker's
   typed inspect values;
 * lists and tuples are slices, str is string, int is int, float is float64, complex is
-  complex128, bytes is ``[]uint8``; :func:`go_type` names the Go type of a value.
+  complex128, bytes is ``[]uint8``; :func:`go_type` names the Go type of a value;
+* any other object is a struct too: ``.Name`` reads an attribute and calls it if it is a
+  method, like a Go method on a struct.
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ is rendered. Pure functions; no I/O.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
     from collections.abc import Mapping
 
 __all__ = ["format_table", "prepare_format", "tabwrite"]

@@ -12,9 +12,8 @@ title its columns without loading the lexer, parser or executor.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
     from collections.abc import Mapping
 
 __all__ = ["HeaderDot", "HeaderName", "derive_header"]

@@ -27,9 +27,10 @@ class CallError(Exception):
 class Func:
     """A template function and its Go signature.
 
-    ``params`` are the fixed parameters' kinds (keys of ``PARAM_TYPES``), ``variadic`` the kind
-    of the rest (None: not variadic); a ``builtin`` (Go's own functions) receives values as
-    they are, Docker's functions get arguments checked against their Go types first.
+    ``params`` are the fixed parameters' kinds (keys of ``PARAM_TYPES``; the executor checks
+    each argument against its kind, "value" and "any" take anything), ``variadic`` the kind of
+    the rest (None: not variadic); ``builtin`` marks Go's own functions (of which the executor
+    evaluates ``and`` / ``or`` itself, lazily).
     """
 
     __slots__ = ("impl", "params", "variadic", "builtin")

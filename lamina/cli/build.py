@@ -9,21 +9,6 @@ from lamina.cli.args import Parser, parse
 from lamina.errors import InvalidArgument
 
 
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "builder":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina builder COMMAND\n\nManage builds\n\nCommands:\n  build\n  prune")
-            return 0
-        sub = argv.pop(0)
-        if sub == "build":
-            return cmd_build(argv, ctx)
-        if sub != "prune":
-            sys.stderr.write(f"lamina: 'builder {sub}' is not a lamina command.\nSee 'lamina builder --help'\n")
-            return 125
-        return cmd_builder_prune(argv, ctx)
-    return cmd_build(argv, ctx)
-
-
 def _kv(items: list[str], what: str) -> dict:
     out = {}
     for it in items:
@@ -216,7 +201,7 @@ def cmd_builder_prune(argv, ctx) -> int:
     p.option("--filter", append=True, help="Provide filter values")
     a = parse(p, argv)
     from lamina.build.cache import BuildCache
-    from lamina.cli.format import human_size
+    from lamina.cli.units import human_size
     from lamina.cli.images import _confirm
     if not a.force and not _confirm("WARNING! This will remove all dangling build cache."):
         return 0

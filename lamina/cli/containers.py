@@ -11,34 +11,16 @@ import time
 from lamina.cli.args import Parser, parse
 from lamina.errors import Conflict, InvalidArgument, LaminaError
 
-GROUP = {"ls": "ps", "list": "ps", "run": "run", "create": "create", "start": "start", "stop": "stop",
-         "kill": "kill", "rm": "rm", "remove": "rm", "restart": "restart", "wait": "wait", "rename": "rename",
-         "pause": "pause", "unpause": "unpause", "logs": "logs", "attach": "attach", "exec": "exec",
-         "top": "top", "port": "port", "commit": "commit", "diff": "diff", "cp": "cp", "export": "export",
-         "inspect": "inspect", "prune": "prune"}
-
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedAt}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED",
               "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
               "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS", "State": "STATE"}
 
 
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "container":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina container COMMAND\n\nManage containers\n\nCommands:")
-            for k in sorted(set(GROUP) - {"list", "remove"}):
-                print(f"  {k}")
-            return 0
-        sub = argv.pop(0)
-        if sub not in GROUP:
-            sys.stderr.write(f"lamina: 'container {sub}' is not a lamina command.\nSee 'lamina container --help'\n")
-            return 125
-        verb = GROUP[sub]
-        if verb == "inspect":
-            from lamina.cli.images import cmd_inspect
-            return cmd_inspect(["--type", "container", *argv], ctx)
-    return globals()[f"cmd_{verb}"](argv, ctx)
+def cmd_container_inspect(argv, ctx) -> int:
+    """``container inspect``: ``inspect --type container``."""
+    from lamina.cli.images import cmd_inspect
+    return cmd_inspect(["--type", "container", *argv], ctx)
 
 
 def _containers(ctx):
@@ -132,7 +114,7 @@ def _options(a, verb: str):
     def size(v, what):
         if not v:
             return None
-        from lamina.cli.format import parse_size
+        from lamina.cli.units import parse_size
         try:
             return parse_size(v)
         except InvalidArgument as e:  # Docker names the flag: invalid argument "x" for "-m, --memory" flag: ...
@@ -232,7 +214,7 @@ def cmd_start(argv, ctx) -> int:
 
 # -- ps ---------------------------------------------------------------------------------
 def _status(st: dict, now: float) -> str:
-    from lamina.cli.format import human_duration
+    from lamina.cli.units import human_duration
     from lamina.timefmt import parse_time
     s = st.get("Status")
     if s == "created":
@@ -269,7 +251,8 @@ def cmd_ps(argv, ctx) -> int:
     p.flag("-s", "--size", help="Display total file sizes")
     p.args("args", max=0)
     a = parse(p, argv)
-    from lamina.cli.format import ago, format_table
+    from lamina.cli.table import format_table
+    from lamina.cli.units import ago
     from lamina.timefmt import parse_time
     docs = sorted(_containers(ctx).all(), key=lambda d: d["Created"], reverse=True)
     last = int(a.last) if a.last not in (None, "") else (1 if a.latest else -1)
@@ -558,7 +541,7 @@ def cmd_top(argv, ctx) -> int:
         raise InvalidArgument('Couldn\'t find PID field in ps output')
     col = header.index("PID")
     rows = [l for l in lines[1:] if len(l.split()) > col and l.split()[col].isdigit() and int(l.split()[col]) in pids]
-    from lamina.cli.format import tabwrite
+    from lamina.cli.table import tabwrite
     sys.stdout.write(tabwrite("\t".join(header) + "\n" + "".join(
         "\t".join(l.split(None, len(header) - 1)) + "\n" for l in rows)))
     return 0

@@ -827,7 +827,7 @@ class Builder:
             from lamina.dockerfile.ignore import find_ignore_file, read_ignore_file
             ign_path = find_ignore_file(self.context_dir, self.opts.dockerfile)
             ign = read_ignore_file(ign_path) if ign_path else None
-            os.makedirs(os.path.join(self.store.root, "build-cache"), exist_ok=True)
+            os.makedirs(os.path.join(self.store.root, "build-cache"), mode=0o700, exist_ok=True)
             self._ctx = Context(self.context_dir, ignore=ign,
                                 cache_path=os.path.join(self.store.root, "build-cache", "context-hashes.db"))
         return self._ctx

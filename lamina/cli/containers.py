@@ -660,11 +660,21 @@ def cmd_export(argv, ctx) -> int:
         sys.stdout.flush()
         return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer))
     out = os.path.abspath(a.output)
+    from lamina.perms import open_output
+    f, tmp = open_output(out)  # 0600, as Docker's client writes it; renamed over out when complete
 
     def write(root):
-        with open(out, "wb") as f:
+        with f:
             export_tar(root, f)
-    return with_container_root(cs, doc, write)
+    try:
+        code = with_container_root(cs, doc, write)
+        if code == 0:
+            os.rename(tmp, out)
+        return code
+    finally:
+        f.close()
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def cmd_prune(argv, ctx) -> int:

@@ -98,11 +98,16 @@ class Store:
 
     @contextmanager
     def _flock(self, name: str, mode: int):
-        """flock(2) ``<root>/<name>`` for the block; a killed process drops it with its fds."""
-        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT, 0o600)
+        """flock(2) ``<root>/<name>`` for the block; a killed process drops it with its fds.
+        With ``LOCK_NB`` in ``mode`` the block runs either way and gets whether it holds it."""
+        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, mode)
-            yield
+            try:
+                fcntl.flock(fd, mode)
+                held = True
+            except BlockingIOError:
+                held = False
+            yield held
         finally:
             os.close(fd)
 
@@ -118,6 +123,7 @@ class Store:
         """
         return self._flock("gc.lock", fcntl.LOCK_SH)
 
-    def gc_lock(self):
-        """Exclusive: GC runs only when no operation is adding content."""
-        return self._flock("gc.lock", fcntl.LOCK_EX)
+    def gc_lock(self, *, wait: bool = True):
+        """Exclusive: GC runs only when no operation is adding content. With ``wait=False``
+        the block runs at once and gets True only if it holds the lock."""
+        return self._flock("gc.lock", fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -395,14 +395,18 @@ def _register(images: Images, found: _Loaded) -> list[str]:
                     index_by_config[m.config.digest] = (mbytes, tags)
     manifest_json = found.files.get("manifest.json")
     if manifest_json is not None:
-        try:
-            entries = json.loads(manifest_json)
-            assert isinstance(entries, list)
-        except (ValueError, AssertionError):
-            raise InvalidArgument("archive manifest.json is not a JSON list of images") from None
+        from lamina.jsonsafe import loads
+        entries = loads(manifest_json, what="archive manifest.json")
+        if not isinstance(entries, list):
+            raise InvalidArgument("archive manifest.json is not a JSON list of images")
         for n, e in enumerate(entries):
-            if not isinstance(e, dict) or "Config" not in e or not isinstance(e.get("Layers", []), list):
-                raise InvalidArgument(f"archive manifest.json entry {n}: needs Config and Layers")
+            if not isinstance(e, dict) or not isinstance(e.get("Config"), str) or \
+                    not isinstance(e.get("Layers") or [], list) or \
+                    not all(isinstance(x, str) for x in e.get("Layers") or []) or \
+                    not isinstance(e.get("RepoTags") or [], list) or \
+                    not all(isinstance(x, str) for x in e.get("RepoTags") or []):
+                raise InvalidArgument(f"archive manifest.json entry {n}: needs Config (a path), "
+                                      f"Layers (paths) and RepoTags (references)")
             cfg_bytes = found.get_bytes(e["Config"], content)
             cfg_digest = Digest.of_bytes(cfg_bytes)
             tags = [str(reference.parse(t)) for t in (e.get("RepoTags") or [])]
@@ -466,8 +470,11 @@ def _register(images: Images, found: _Loaded) -> list[str]:
     return lines
 
 
-def _manifests_for(images: Images, found: _Loaded, desc: oci.Descriptor) -> list[bytes]:
-    """The image manifest(s) an index entry names: itself, or the host-platform entry of a nested index."""
+def _manifests_for(images: Images, found: _Loaded, desc: oci.Descriptor, depth: int = 0) -> list[bytes]:
+    """The image manifest(s) an index entry names: itself, or the host-platform entry of a
+    nested index (nested at most 8 deep)."""
+    if depth > 8:
+        raise InvalidArgument(f"archive: index {desc.digest} is nested more than 8 indexes deep")
     content = images.content
     data = content.read(desc.digest) if content.exists(desc.digest) else found.get_bytes(
         f"blobs/{desc.digest.algorithm}/{desc.digest.hex}", content)
@@ -482,9 +489,9 @@ def _manifests_for(images: Images, found: _Loaded, desc: oci.Descriptor) -> list
         host = oci.host_platform()
         for d in idx.manifests:
             if d.platform and d.platform.os == host.os and d.platform.architecture == host.architecture:
-                return _manifests_for(images, found, d)
+                return _manifests_for(images, found, d, depth + 1)
         if len(idx.manifests) == 1:
-            return _manifests_for(images, found, idx.manifests[0])
+            return _manifests_for(images, found, idx.manifests[0], depth + 1)
         raise NotFound(f"index {desc.digest} has no image for platform {host}")
     if mt in oci.MANIFEST_TYPES:
         return [data]

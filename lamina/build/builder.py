@@ -1112,6 +1112,8 @@ def _duration_ns(text: str, flag: str) -> int:
         raise InvalidArgument(f"HEALTHCHECK --{flag}={text}: want a duration like 30s or 1m30s")
     for num, unit in parts:
         total += float(num) * units[unit]
+    if not total * 1e9 < 1 << 63:
+        raise InvalidArgument(f"HEALTHCHECK --{flag}={text}: duration out of range")
     return int(total * 1e9)
 
 
@@ -1120,9 +1122,12 @@ def _source_date_epoch() -> int | None:
     if v is None or v == "":
         return None
     try:
-        return int(v)
+        n = int(v)
     except ValueError:
         raise InvalidArgument(f"SOURCE_DATE_EPOCH={v!r} is not a number of seconds") from None
+    if not 0 <= n < 253402300800:  # before year 10000: RFC 3339 has four year digits
+        raise InvalidArgument(f"SOURCE_DATE_EPOCH={v!r} is out of range")
+    return n
 
 
 def _rfc3339(epoch: int | None) -> str:

@@ -451,6 +451,10 @@ def _ulimit_doc(spec: str) -> dict:
         h = int(hard) if hard else s
     except ValueError:
         raise InvalidArgument(f"invalid ulimit argument: {spec}") from None
+    for v, text in ((s, soft), (h, hard)):
+        if not -(1 << 63) <= v < 1 << 63:
+            raise InvalidArgument(f'invalid argument "{spec}" for "--ulimit" flag: strconv.ParseInt: '
+                                  f'parsing "{text}": value out of range')
     if s > h:
         raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {s} > {h}")
     return {"Name": name, "Soft": s, "Hard": h}

@@ -1,6 +1,6 @@
 """A seeded, time-bounded fuzz run (issue 7) of what reads untrusted input: the Dockerfile
-parser with variable expansion, the reference parser, and the archive loader
-(docker-archive and oci-archive tars with mutated JSON and tar headers).
+parser with variable expansion, .dockerignore patterns, the reference parser, and the
+archive loader (docker-archive and oci-archive tars with mutated JSON and tar headers).
 
 Every input must give a result or a LaminaError with a one-line first line: no other
 exception (no traceback), no hang (each case runs under an alarm far above its cost), and a
@@ -29,7 +29,7 @@ import pytest
 
 from conftest import REPO, tar_bytes
 
-BUDGET = float(os.environ.get("LAMINA_FUZZ_SECONDS", "12"))  # per target
+BUDGET = float(os.environ.get("LAMINA_FUZZ_SECONDS", "10"))  # per target
 CASE_ALARM = 30  # seconds: a case costs milliseconds; one this slow is a hang
 
 
@@ -156,6 +156,39 @@ def test_fuzz_dockerfile_parser_and_expansion():
 
 def _replay_dockerfile(data: bytes) -> None:  # for a failure printed above
     _check_dockerfile(data)
+
+
+# -- .dockerignore patterns -------------------------------------------------------------------
+
+_IGN_TOKENS = [b"*", b"**", b"**/", b"?", b"/", b"[", b"]", b"[^a]", b"[!a-c]", b"\\", b"\\*", b"!", b".", b"..",
+               b"a", b"b", b"#", b" ", b"\n", b"\xff", b"-"]
+_IGN_CORPUS = [b"*.md\n!README.md\n", b"**/node_modules\nbuild/\n", b"a/**/b/*.go\n", b"[a-c]?x\n!\\*y\n",
+               b"/abs/path\n../up\n**\n"]
+
+
+def _check_ignore(case: tuple[bytes, list[str]]) -> None:
+    import re
+    from lamina.dockerfile import ignore
+    data, paths = case
+    m = ignore.Matcher.from_lines(data.splitlines())
+    for p in paths:
+        m.excluded(p)
+        m.may_exclude_children(p)
+        m.can_skip_dir(p)
+        for pat in m.patterns:  # the NFA answers as the regex does (where re is quick: short
+            # paths, few unbounded parts)
+            if pat.kind == ignore._REGEXP and len(p) <= 12 and ignore._unbounded(pat.regex.pattern) <= 6:
+                assert pat.matches(p) == bool(pat.regex.match(p)), (str(pat), p)
+
+
+def test_fuzz_dockerignore_patterns():
+    def gen(rng):
+        paths = ["".join(rng.choice("ab/.-c") for _ in range(rng.randint(0, 12))) for _ in range(3)]
+        return _mutate(rng, rng.choice(_IGN_CORPUS), _IGN_TOKENS), paths + ["a" * 300, "/".join("d" * 200)]
+    n, failures = _run_cases("dockerignore", 17, gen, _check_ignore)
+    assert not failures, "\n\n".join(failures)
+    assert n > 50, n
+    print(f"dockerignore: {n} cases")
 
 
 # -- the reference parser -----------------------------------------------------------------------

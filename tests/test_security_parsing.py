@@ -220,6 +220,24 @@ def test_patterns_cannot_backtrack_exponentially():
     assert _parse_in_child(df) == str(60000)
 
 
+_IGNORE = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from lamina.dockerfile.ignore import Matcher
+m = Matcher.from_lines(["*a*a*a*a*a*a*a*a*a*a*a*a*c", "**/**/**/**/**/**/**/x", "!*?*?*?*?*?*?*?*?*?*?c",
+                        "d/*a*a*a*a*a*a*a*a*a*c/e"])
+print(m.excluded("a" * 200), m.excluded("/".join(["d"] * 300)), m.excluded("a" * 199 + "c"),
+      m.may_exclude_children("d/" + "a" * 200), m.excluded("b/x"))
+"""
+
+
+def test_dockerignore_patterns_cannot_backtrack_exponentially():
+    # *a*a*...c against a 40-character name took 5 minutes with a backtracking regex
+    p = subprocess.run([sys.executable, "-c", _IGNORE, REPO], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    assert p.stdout.decode().split() == ["False", "False", "False", "True", "True"]
+
+
 @pytest.mark.parametrize("args, message", [
     (("--cpus", "nan"), 'invalid argument "nan" for "--cpus" flag: failed to parse nan as a rational number'),
     (("--cpus", "inf"), 'invalid argument "inf" for "--cpus" flag: failed to parse inf as a rational number'),

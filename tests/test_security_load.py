@@ -126,3 +126,11 @@ def test_oci_diff_id_mismatch_leaves_nothing(seeded):
     layer = tar_bytes([("f", "file", "x")])
     arch, _, _ = _oci(layer, diff_id="sha256:" + "e" * 64)
     assert "diff ID" in _refused(seeded, arch)
+
+
+def test_import_with_a_bad_change_writes_nothing(lamina, busybox_tar):
+    lamina("images")  # a store with nothing in it
+    before = lamina.snapshot_of_store()
+    r = lamina("import", "-c", "BOGUS x", busybox_tar, "bad", check=False)
+    assert (r.rc, r.err) == (125, "Error: --change 'BOGUS x': BOGUS is not a valid change command\n")
+    assert lamina.snapshot_of_store() == before

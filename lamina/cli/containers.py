@@ -102,14 +102,12 @@ def _options(a, verb: str):
     runtime = a.runtime
     if runtime not in ("builtin", "runc", "crun", "lamina"):
         raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
-    def num(v, what, typ=int):
-        if v is None:
-            return None
-        try:
-            return typ(v)
-        except ValueError:
-            raise InvalidArgument(f'invalid argument "{v}" for "{what}" flag') from None
+    from lamina.cli.args import go_int, nano_cpus
+
+    def num(v, what):
+        return None if v is None else go_int(v, what)
     pids = num(a.pids_limit, "--pids-limit")
+    nano = nano_cpus(a.cpus) if a.cpus is not None else 0
 
     def size(v, what):
         if not v:
@@ -124,10 +122,11 @@ def _options(a, verb: str):
         env=tuple(_read_env_files(a.env_file) + list(a.env)), workdir=a.workdir, user=a.user,
         hostname=a.hostname, tty=a.tty, interactive=a.interactive, volumes=tuple(a.volume),
         mounts=tuple(a.mount), tmpfs=tuple(a.tmpfs), read_only=a.read_only, network=a.network,
-        init=a.init, stop_signal=a.stop_signal, stop_timeout=num(a.stop_timeout, "--stop-timeout"),
+        init=a.init, stop_signal=a.stop_signal, stop_timeout=None if a.stop_timeout is None else
+        go_int(a.stop_timeout, "--stop-timeout", bits=32),
         restart=a.restart, cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), privileged=a.privileged,
         security_opt=tuple(a.security_opt), memory=size(a.memory, "-m, --memory"),
-        cpus=num(a.cpus, "--cpus", float), pids_limit=None if pids is None or pids <= 0 else pids,
+        cpus=nano / 1e9 if nano else None, pids_limit=None if pids is None or pids <= 0 else pids,
         ulimits=tuple(a.ulimit), shm_size=size(a.shm_size, "--shm-size"), labels=labels,
         runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys)
 
@@ -255,7 +254,8 @@ def cmd_ps(argv, ctx) -> int:
     from lamina.cli.units import ago
     from lamina.timefmt import parse_time
     docs = sorted(_containers(ctx).all(), key=lambda d: d["Created"], reverse=True)
-    last = int(a.last) if a.last not in (None, "") else (1 if a.latest else -1)
+    from lamina.cli.args import go_int
+    last = go_int(a.last, "-n, --last", bits=32) if a.last not in (None, "") else (1 if a.latest else -1)
     show_all = a.all or last > 0
     filters: dict[str, list[str]] = {}
     for f in a.filter:
@@ -329,8 +329,9 @@ def cmd_stop(argv, ctx) -> int:
     p.option("-s", "--signal", help="Signal to send to the container")
     p.args("containers", min=1)
     a = parse(p, argv)
+    from lamina.cli.args import go_int
     from lamina.runtime import lifecycle
-    t = int(a.time) if a.time is not None else None
+    t = go_int(a.time, "-t, --time", bits=32) if a.time is not None else None
     return _each(a.containers, ctx, lambda cs, d: lifecycle.stop(cs, d, timeout=t, sig=a.signal))
 
 
@@ -378,8 +379,9 @@ def cmd_restart(argv, ctx) -> int:
     p.option("-s", "--signal", help="Signal to send to the container")
     p.args("containers", min=1)
     a = parse(p, argv)
+    from lamina.cli.args import go_int
     from lamina.runtime import lifecycle
-    t = int(a.time) if a.time is not None else None
+    t = go_int(a.time, "-t, --time", bits=32) if a.time is not None else None
 
     def restart(cs, d):
         lifecycle.stop(cs, d, timeout=t, sig=a.signal)
@@ -643,11 +645,21 @@ def cmd_export(argv, ctx) -> int:
         sys.stdout.flush()
         return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer))
     out = os.path.abspath(a.output)
+    from lamina.perms import open_output
+    f, tmp = open_output(out)  # 0600, as Docker's client writes it; renamed over out when complete
 
     def write(root):
-        with open(out, "wb") as f:
+        with f:
             export_tar(root, f)
-    return with_container_root(cs, doc, write)
+    try:
+        code = with_container_root(cs, doc, write)
+        if code == 0:
+            os.rename(tmp, out)
+        return code
+    finally:
+        f.close()
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def cmd_prune(argv, ctx) -> int:

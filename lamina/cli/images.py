@@ -324,13 +324,14 @@ def cmd_save(argv, ctx) -> int:
         sys.stdout.flush()
         save(imgs, a.images, sys.stdout.buffer)
         return 0
-    tmp = f"{a.output}.lamina-tmp-{os.getpid()}"
+    from lamina.perms import open_output
+    f, tmp = open_output(a.output)  # 0600, as Docker's client writes it
     try:
-        with open(tmp, "wb") as f:
+        with f:
             save(imgs, a.images, f)
         os.rename(tmp, a.output)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
     return 0
 

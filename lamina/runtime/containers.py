@@ -197,8 +197,7 @@ class Containers:
         d = self.dir(cid)
         # locked from its first moment until the row exists: gc_orphans skips a locked directory
         creating = lock_new_dir(d)
-        for sub in ("upper", "work", "rootfs"):
-            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        make_layer_dirs(d)
         try:
             return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
                                      network, restart_name, restart_max, workdir, user, stop_signal,
@@ -212,15 +211,15 @@ class Containers:
     def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, network,
                      restart_name, restart_max, workdir, user, stop_signal, mounts, Snapshotter,
                      image_layers, env) -> dict:
-        _write(os.path.join(d, "hostname"), hostname + "\n")
+        _write(os.path.join(d, "hostname"), hostname + "\n", shared=True)
         _write(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                          f"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff00::1\tip6-allnodes\n"
-                                         f"ff00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n")
+                                         f"ff00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n", shared=True)
         try:
             resolv = open("/etc/resolv.conf").read()
         except OSError:
             resolv = ""
-        _write(os.path.join(d, "resolv.conf"), resolv if network == "host" else "")
+        _write(os.path.join(d, "resolv.conf"), resolv if network == "host" else "", shared=True)
         layers = image_layers(images, rec)
         with self.store.operation():
             Snapshotter(self.store).prepare(layers)
@@ -377,9 +376,10 @@ def lock_new_dir(path: str) -> int:
     """Create ``path`` and flock it (exclusive) before anything is put in it; returns the fd.
 
     ``Containers.gc_orphans`` removes row-less container dirs only when it can lock them, so
-    a container being created, or a build step's throwaway container, is never swept away."""
+    a container being created, or a build step's throwaway container, is never swept away.
+    The directory is 0700: only the store's owner may enter it (lamina.perms)."""
     import fcntl
-    os.makedirs(path)
+    os.mkdir(path, 0o700)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
@@ -398,11 +398,22 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
+def make_layer_dirs(d: str) -> tuple[str, str]:
+    """A container dir's ``upper`` (0755 whatever the umask: the overlay shows it as the
+    container's ``/``), ``work`` and ``rootfs`` (0700); returns (upper, work)."""
+    from lamina import perms
+    upper, work = os.path.join(d, "upper"), os.path.join(d, "work")
+    perms.mkdir(upper, perms.VISIBLE_DIR)
+    perms.mkdir(work)
+    perms.mkdir(os.path.join(d, "rootfs"))
+    return upper, work
+
+
+def _write(path: str, text: str, *, shared: bool = False) -> None:
+    """Replace a file of a container dir atomically: 0600, or 0644 for the ``shared`` files
+    bound into the container (/etc/hosts ...), which every user there must read."""
+    from lamina import perms
+    perms.write_file(path, text, perms.VISIBLE_FILE if shared else perms.PRIVATE_FILE)
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:
@@ -440,6 +451,10 @@ def _ulimit_doc(spec: str) -> dict:
         h = int(hard) if hard else s
     except ValueError:
         raise InvalidArgument(f"invalid ulimit argument: {spec}") from None
+    for v, text in ((s, soft), (h, hard)):
+        if not -(1 << 63) <= v < 1 << 63:
+            raise InvalidArgument(f'invalid argument "{spec}" for "--ulimit" flag: strconv.ParseInt: '
+                                  f'parsing "{text}": value out of range')
     if s > h:
         raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {s} > {h}")
     return {"Name": name, "Soft": s, "Hard": h}

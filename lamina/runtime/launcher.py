@@ -353,6 +353,11 @@ def _bpf_disk_path(key: str) -> str | None:
 
 def _store_bpf(path: str, prog: bytes) -> None:
     try:
+        parent = os.path.dirname(BPF_CACHE_DIR)
+        os.makedirs(parent, 0o700, exist_ok=True)
+        pst = os.lstat(parent)
+        if pst.st_uid == 0 and pst.st_mode & 0o170000 == 0o040000 and pst.st_mode & 0o077:
+            os.chmod(parent, 0o700)  # /run/lamina of an older lamina was 0755
         os.makedirs(BPF_CACHE_DIR, 0o700, exist_ok=True)
         st = os.lstat(BPF_CACHE_DIR)
         if st.st_uid != 0 or st.st_mode & 0o022 or not os.path.isdir(BPF_CACHE_DIR):
@@ -1748,8 +1753,8 @@ def _run_external(runtime: str, bundle: str, *, container_id: str, rootfs_mounts
     if not linux.get("cgroupsPath"):
         linux["cgroupsPath"] = f"/{cgroup_parent}/{container_id}"
         tmp = os.path.join(bundle, ".config.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(spec, f)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w") as f:
+            json.dump(spec, f)  # 0600: the spec holds the container's environment
         os.replace(tmp, os.path.join(bundle, "config.json"))
     terminal = bool((spec.get("process") or {}).get("terminal"))
     if terminal and console is None:

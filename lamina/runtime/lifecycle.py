@@ -221,7 +221,8 @@ def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = F
             pass
         try:
             import traceback
-            with open(os.path.join(store_root, "containers", cid, "monitor.log"), "a") as f:
+            with open(os.open(os.path.join(store_root, "containers", cid, "monitor.log"),
+                              os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "a") as f:
                 f.write(f"{now_rfc3339()} monitor failed:\n{traceback.format_exc()}\n")
         except OSError:
             pass
@@ -246,6 +247,7 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with unix_path(sock_path) as addr:
         listener.bind(addr)
+        os.chmod(addr, 0o600)  # the container dir is 0700 already; the socket is private too
     listener.listen(16)
     containers.set_state(cid, MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()))
     sel = selectors.DefaultSelector()

@@ -23,7 +23,8 @@ class LogWriter:
     (or ``flush``). Not thread-safe: one pump writes."""
 
     def __init__(self, path: str) -> None:
-        self.f = open(path, "ab", buffering=0)
+        self.f = open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600),
+                      "ab", buffering=0)  # 0600: a log holds what the container printed
         self.partial = {"stdout": b"", "stderr": b""}
 
     def write(self, stream: str, data: bytes) -> None:

@@ -671,13 +671,10 @@ def cmd_export(argv, ctx) -> int:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer))
-    out = os.path.abspath(a.output)
-
-    def write(root):
-        with open(out, "wb") as f:
-            export_tar(root, f)
-    return with_container_root(cs, doc, write)
+        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer), mounts=False)
+    # opened here, on the host: the export itself may run chrooted in the container's root
+    with open(os.path.abspath(a.output), "wb") as f:
+        return with_container_root(cs, doc, lambda root: export_tar(root, f), mounts=False)
 
 
 def cmd_prune(argv, ctx) -> int:

@@ -20,7 +20,6 @@ import struct
 
 import pytest
 
-from conftest import need_tool  # noqa: F401
 from containers_util import bb  # noqa: F401  (fixture)
 from security_util import host_python
 

@@ -192,7 +192,6 @@ def _create_start_wait(runtime: str, exe: str, bundle: str, cid: str, stdio, ter
     work = tempfile.mkdtemp(prefix="lamina-rt-", dir=_run_dir())
     listener = None
     pid = 0
-    started = False
     try:
         pid_file = os.path.join(work, "pid")
         args = [exe, "--log", os.path.join(work, "log.json"), "--log-format", "json",
@@ -222,22 +221,15 @@ def _create_start_wait(runtime: str, exe: str, bundle: str, cid: str, stdio, ter
                 _set_winsize(master, console_size)
             on_console(master)
         _verb(runtime, "start", cid, what="start")
-        started = True
         if on_start is not None:
             on_start(pid)
         return _wait_child(pid)
     except BaseException:
-        if pid and not started:
+        if pid:  # never leave a container running without whoever runs it
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        elif pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if pid:
             _wait_child(pid)
         raise
     finally:

@@ -140,18 +140,23 @@ def test_no_umask_env_or_fds_of_the_caller(bb, tmp_path):
     extra = os.open(tmp_path, os.O_RDONLY)  # an inheritable fd of the caller (a host dir)
     os.set_inheritable(extra, True)
     env = dict(bb.env, LAMINA_TEST_TOKEN="host-token-1234")
-    probe = "umask; env | grep -c LAMINA_TEST_TOKEN; ls /proc/self/fd | tr '\\n' ' '; echo; mkdir -p /w/new; stat -c %a /w/new"
+    probe = "umask; env | grep -c LAMINA_TEST_TOKEN; ls /proc/self/fd | tr '\\n' ' '; echo; " \
+            "mkdir -p /w/new; stat -c %a /w/new; cat /proc/self/personality"
+    need_tool("setarch")
     try:
         for args in (("run", "--rm", "busybox", "sh", "-c", probe),
                      ("exec", "c", "sh", "-c", probe)):
-            r = subprocess.run(["sh", "-c", 'umask 077; exec "$@"', "sh", sys.executable, "-m",
-                                "lamina", *args], capture_output=True, text=True, env=env,
+            # a caller with umask 077, an extra fd, a token in its env and ASLR turned off
+            r = subprocess.run(["setarch", os.uname().machine, "-R", "sh", "-c",
+                                'umask 077; exec "$@"', "sh", sys.executable, "-m", "lamina",
+                                *args], capture_output=True, text=True, env=env,
                                cwd=REPO, timeout=60, pass_fds=(extra,))
             lines = r.stdout.splitlines()
             assert lines[0] == "0022", (args[0], r.stdout, r.stderr)   # runc's umask
             assert lines[1] == "0", (args[0], r.stdout)                # env: the container's only
             assert lines[2].split() == ["0", "1", "2", "3"], (args[0], r.stdout)  # 3: ls' own
             assert lines[3] == "755", (args[0], r.stdout)
+            assert lines[4] == "00000000", (args[0], r.stdout)        # ASLR back on
         # a WORKDIR the runtime creates is 0755 whatever the caller's umask
         r = subprocess.run(["sh", "-c", 'umask 077; exec "$@"', "sh", sys.executable, "-m",
                             "lamina", "run", "--rm", "-w", "/made/by/runtime", "busybox", "stat",

@@ -42,7 +42,7 @@ loopback up (new netns) -> ``/`` rprivate -> rootfs -> spec mounts [before the f
 mount: wait until the parent has P2 in the v2 cgroup, join the v1 cgroups, unshare the
 cgroup namespace] -> /dev nodes and symlinks -> pivot_root -> masked paths -> readonly paths
 -> read-only root -> hostname -> rlimits -> cwd -> a new anonymous session keyring -> the
-process's umask -> [seccomp, when ``noNewPrivileges`` is false, while CAP_SYS_ADMIN is still
+process's umask -> the caller's persona flags cleared -> [seccomp, when ``noNewPrivileges`` is false, while CAP_SYS_ADMIN is still
 held] -> bounding set -> setgroups/setresgid/setresuid (PR_SET_KEEPCAPS) -> capset + ambient
 -> no_new_privs -> [seccomp, when ``noNewPrivileges``] -> cwd again -> execve.
 
@@ -53,7 +53,8 @@ What a container process never gets from its caller (run and exec alike): its en
 (execve gets the spec's env only), its terminal or any other descriptor (0/1/2 are the
 given stdio, every other fd is closed; a stdio fd that is not a pipe, a socket or /dev/null,
 e.g. a terminal, is replaced by a pipe that a thread of the caller copies), its session
-keyring, its umask, its signal mask and dispositions, its cwd, its cgroups, namespaces,
+keyring, its umask, its persona flags (setarch -R), its OOM score adjustment, its signal
+mask and dispositions, its cwd, its cgroups, namespaces,
 capabilities and seccomp state (the container's own are applied), its rlimits beyond the
 container's (exec copies the container init's limits, never above them).
 
@@ -169,6 +170,7 @@ def _lib():
         lib.setrlimit.argtypes = [ctypes.c_int, ctypes.c_void_p]
         lib.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.fcntl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.personality.argtypes = [ctypes.c_ulong]
         _libc = lib
     return _libc
 
@@ -414,6 +416,11 @@ def _apply_security(p: _Proc) -> None:
     lib = _lib()
     _new_session_keyring()
     os.umask(p.umask)
+    # the caller's persona flags (setarch -R: ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC ...) are
+    # inherited across exec: keep only its execution domain (PER_LINUX, PER_LINUX32)
+    persona = lib.personality(0xFFFFFFFF)
+    if persona > 0 and persona & ~0xFF:
+        lib.personality(persona & 0xFF)
     if p.seccomp is not None and not p.nnp:
         _load_seccomp(p.seccomp[0])
     for cap in range(p.last_cap + 1):

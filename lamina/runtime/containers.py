@@ -329,7 +329,7 @@ class Containers:
             etc_files=etc,
         )
         spec = build_spec(opts, root_path="rootfs")
-        _write(os.path.join(d, "config.json"), json.dumps(spec, indent=1))
+        _write(os.path.join(d, "config.json"), json.dumps(spec, separators=(",", ":")))
         return d, rootfs_mounts
 
     # -- removal ------------------------------------------------------------------

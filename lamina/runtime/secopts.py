@@ -47,10 +47,6 @@ def normalize(opts, *, cwd: str | None = None) -> tuple[str, ...]:
     a seccomp profile file is read (relative to ``cwd``), checked and inlined as
     ``seccomp=<compact JSON>``. Raises InvalidArgument with Docker's message, Unsupported
     for AppArmor/SELinux options on a host that enforces them."""
-    import json
-
-    from lamina.runtime import seccomp
-
     out = []
     for opt in opts:
         if opt in ("no-new-privileges", "disable"):
@@ -73,6 +69,9 @@ def normalize(opts, *, cwd: str | None = None) -> tuple[str, ...]:
             except OSError as e:
                 raise InvalidArgument(f"opening seccomp profile ({value}) failed: open {value}: "
                                       f"{(e.strerror or str(e)).lower()}") from None
+            import json
+
+            from lamina.runtime import seccomp
             profile = seccomp.parse_profile(data, source=value)
             out.append("seccomp=" + json.dumps(profile, separators=(",", ":")))
         elif key == "no-new-privileges":

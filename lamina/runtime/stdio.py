@@ -97,19 +97,22 @@ class Pipes:
         return bool(self._jobs)
 
     def start(self) -> None:
-        """Start the copier threads (call once the container's first process exists)."""
+        """Start the copier threads (call once the container's first process exists): one
+        for both outputs, one for stdin (with ``-i``)."""
         if self._threads or self._stdin_thread:
             return
+        outs = [job[1:] for job in self._jobs if job[0] == "out"]
+        if outs:
+            t = threading.Thread(target=self._copy_out, args=(outs,), daemon=True,
+                                 name="lamina-output")
+            self._threads.append(t)
+            t.start()
         for job in self._jobs:
             if job[0] == "in":
                 t = threading.Thread(target=self._copy_in, args=job[1:], daemon=True,
                                      name="lamina-stdin")
                 self._stdin_thread = t
-            else:
-                t = threading.Thread(target=self._copy_out, args=job[1:], daemon=True,
-                                     name=f"lamina-{job[3]}")
-                self._threads.append(t)
-            t.start()
+                t.start()
 
     def finish(self, *, wait_eof: bool = True) -> None:
         """Close the container ends we hold, copy what is left, stop the stdin copier.
@@ -150,42 +153,60 @@ class Pipes:
                 os.close(fd)
         self._ours, self._jobs = [], []
 
-    def _copy_out(self, r: int, dest: int | None, stream: str) -> None:
+    def _copy_out(self, outs: list[tuple[int, int | None, str]]) -> None:
+        """Copy every output pipe (fd, caller's fd or None, stream name) until each reached
+        EOF; once stopped, copy what is buffered (at most _DRAIN bytes a pipe: a writer
+        may go on) and end."""
         import select
 
         poller = select.poll()
-        poller.register(r, select.POLLIN)
+        live = {r: [dest, stream] for r, dest, stream in outs}
+        for r in live:
+            poller.register(r, select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
-        left = -1  # bytes still to drain once stopped (-1: not stopped)
         try:
-            while True:
-                if left < 0 and self._stop_r in dict(poller.poll()):
-                    left = _DRAIN  # what is buffered (bounded: a writer may go on), then stop
-                    os.set_blocking(r, False)
-                try:
-                    data = os.read(r, _CHUNK)
-                except (InterruptedError, BlockingIOError):
-                    if left >= 0:
-                        break
-                    continue
-                except OSError:
+            while live:
+                ready = dict(poller.poll())
+                if self._stop_r in ready:
                     break
-                if not data:
-                    break
-                if dest is not None:
-                    try:
-                        _write_all(dest, data)
-                    except OSError:
-                        dest = None  # the reader went away: keep draining the container
-                if self.log is not None:
-                    with self.lock:
-                        self.log.write(stream, data)
-                if left >= 0:
-                    left -= len(data)
-                    if left < 0:
+                for r in ready:
+                    if not self._copy_chunk(r, live[r]):
+                        poller.unregister(r)
+                        os.close(r)
+                        del live[r]
+            for r, info in live.items():  # stopped: drain
+                os.set_blocking(r, False)
+                left = _DRAIN
+                while left > 0:
+                    n = self._copy_chunk(r, info)
+                    if not n:
                         break
+                    left -= n
         finally:
-            os.close(r)
+            for r in live:
+                os.close(r)
+
+    def _copy_chunk(self, r: int, info: list) -> int:
+        """Copy one read of pipe ``r``; the bytes copied, 0 at EOF (or nothing buffered)."""
+        while True:
+            try:
+                data = os.read(r, _CHUNK)
+                break
+            except InterruptedError:
+                continue
+            except OSError:  # BlockingIOError when draining: nothing left
+                return 0
+        if not data:
+            return 0
+        if info[0] is not None:
+            try:
+                _write_all(info[0], data)
+            except OSError:
+                info[0] = None  # the reader went away: keep draining the container
+        if self.log is not None:
+            with self.lock:
+                self.log.write(info[1], data)
+        return len(data)
 
     def _copy_in(self, src: int, w: int) -> None:
         import select

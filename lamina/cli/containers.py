@@ -50,8 +50,9 @@ def _create_parser(verb: str) -> Parser:
     p.option("--tmpfs", append=True, metavar="list", help="Mount a tmpfs directory")
     p.flag("--read-only", help="Mount the container's root filesystem as read only")
     p.option("-h", "--hostname", help="Container host name")
-    p.option("--network", "--net", default="host", help="Connect a container to a network: host or none "
-                                                         "(default host until bridge networking lands)")
+    p.option("--network", "--net", default="none", metavar="network",
+             help="Connect a container to a network: none (the default: only lo) or host (the host's own "
+                  "network, loopback services included); bridge is not available yet")
     p.flag("--init", help="Run an init inside the container that forwards signals and reaps processes")
     p.option("--stop-signal", help="Signal to stop the container")
     p.option("--stop-timeout", metavar="int", help="Timeout (in seconds) to stop a container")
@@ -61,6 +62,8 @@ def _create_parser(verb: str) -> Parser:
     p.flag("--privileged", help="Give extended privileges to this container")
     p.option("--security-opt", append=True, metavar="list", help="Security Options")
     p.option("-m", "--memory", metavar="bytes", help="Memory limit")
+    p.option("--memory-swap", metavar="bytes",
+             help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap (default: twice --memory)")
     p.option("--cpus", metavar="decimal", help="Number of CPUs")
     p.option("--pids-limit", metavar="int", help="Tune container pids limit (set -1 for unlimited)")
     p.option("--ulimit", append=True, metavar="ulimit", help="Ulimit options")
@@ -112,6 +115,8 @@ def _options(a, verb: str):
     def size(v, what):
         if not v:
             return None
+        if v == "-1" and what == "--memory-swap":
+            return -1
         from lamina.cli.units import parse_size
         try:
             return parse_size(v)
@@ -126,6 +131,7 @@ def _options(a, verb: str):
         go_int(a.stop_timeout, "--stop-timeout", bits=32),
         restart=a.restart, cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), privileged=a.privileged,
         security_opt=tuple(a.security_opt), memory=size(a.memory, "-m, --memory"),
+        memory_swap=size(a.memory_swap, "--memory-swap"),
         cpus=nano / 1e9 if nano else None, pids_limit=None if pids is None or pids <= 0 else pids,
         ulimits=tuple(a.ulimit), shm_size=size(a.shm_size, "--shm-size"), labels=labels,
         runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys)
@@ -448,31 +454,33 @@ def cmd_logs(argv, ctx) -> int:
     p.flag("--details", help="Show extra details provided to logs")
     p.args("container", min=1, max=1)
     a = parse(p, argv)
-    from lamina.runtime.logs import parse_since, read_entries, write_entries
+    from lamina.runtime.logs import LogReader, parse_since, write_entries
     cs = _containers(ctx)
     doc = cs.get(a.container)
     now = time.time()
     since, until = parse_since(a.since, now), parse_since(a.until, now)
-    entries, offset = read_entries(doc["LogPath"])
+    reader = LogReader(doc["LogPath"])
+    entries = reader  # streamed record by record: a log may be far larger than memory
     if a.tail != "all":
         try:
             n = int(a.tail)
         except ValueError:
             raise InvalidArgument(f'invalid value for "tail": {a.tail}') from None
-        entries = entries[-n:] if n > 0 else ([] if n == 0 else entries)
+        if n >= 0:
+            import collections
+            entries = collections.deque(reader, maxlen=n)
     write_entries(entries, timestamps=a.timestamps, since=since, until=until)
     if not a.follow:
         return 0
     while True:
-        new, offset = read_entries(doc["LogPath"], offset)
-        write_entries(new, timestamps=a.timestamps, since=since, until=until)
+        before = reader.offset
+        write_entries(reader, timestamps=a.timestamps, since=since, until=until)
         try:
             cur = cs.get(doc["Id"])
         except LaminaError:
             return 0
-        if not cur["State"]["Running"] and cur["State"]["Status"] != "restarting" and not new:
-            new, offset = read_entries(doc["LogPath"], offset)
-            write_entries(new, timestamps=a.timestamps, since=since, until=until)
+        if not cur["State"]["Running"] and cur["State"]["Status"] != "restarting" and reader.offset == before:
+            write_entries(reader, timestamps=a.timestamps, since=since, until=until)
             return 0
         time.sleep(0.05)
 
@@ -527,12 +535,17 @@ def cmd_top(argv, ctx) -> int:
     p.args("args", min=1)
     a = parse(p, argv)
     import subprocess
-    from lamina.runtime import launcher
+    from lamina.runtime import launcher, lifecycle
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
     if not doc["State"]["Running"]:
         raise Conflict(f"Container {doc['Id'][:12]} is not running")
-    pids = set(launcher.pids(doc["Id"]))
+    rt = lifecycle.external_runtime(doc)
+    if rt is not None:
+        from lamina.runtime import external
+        pids = set(external.pids(rt, doc["Id"]))
+    else:
+        pids = set(launcher.pids(doc["Id"]))
     ps_args = a.args[1:] or ["-ef"]
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -643,16 +656,18 @@ def cmd_export(argv, ctx) -> int:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer))
+        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer), mounts=False)
     out = os.path.abspath(a.output)
     from lamina.perms import open_output
-    f, tmp = open_output(out)  # 0600, as Docker's client writes it; renamed over out when complete
+    # opened here, on the host (0600, as Docker's client writes it; renamed over out when
+    # complete): the export itself may run chrooted in the container's root
+    f, tmp = open_output(out)
 
     def write(root):
         with f:
             export_tar(root, f)
     try:
-        code = with_container_root(cs, doc, write)
+        code = with_container_root(cs, doc, write, mounts=False)
         if code == 0:
             os.rename(tmp, out)
         return code

@@ -182,7 +182,9 @@ class BlobSource:
             try:
                 if self.resp is None:
                     self._open()
-                data = self.resp.read(min(n, self.size - self.pos), decode_content=False)
+                # what has arrived (at most 1 MiB): a caller asking for more must not wait
+                # for bytes that are slow to come while the ones it has are not on disk
+                data = self.resp.read1(min(n, self.size - self.pos, 1 << 20), decode_content=False)
                 if not data:
                     raise TransportError(f"blob {self.desc.digest}: connection closed after "
                                          f"{self.pos} of {self.size} bytes")
@@ -200,6 +202,7 @@ class BlobSource:
                 time.sleep(min(0.2 * (2 ** (self.retries - 1)), 5.0))
                 continue
             self.w.write(data)
+            self.w.flush()  # what arrived is on disk for a resume, even after kill -9
             self.pos += len(data)
             if self.on_bytes is not None:
                 self.on_bytes(self.pos)
@@ -504,7 +507,8 @@ def _translate(e: RegistryError, ref) -> RegistryError:
     """Docker's words for a failed pull (moby distribution/errors.go)."""
     from lamina.registry.client.api import RegistryDenied, RegistryNotFound
     codes = e.codes
-    cause = e.wire_text()
+    from lamina.registry.client.api import wire_text
+    cause = wire_text(e.errors[:1], e.status)  # Docker words the first error only
     if "DENIED" in codes or (e.status in (401, 403) and "UNAUTHORIZED" not in codes and not codes):
         return RegistryDenied(f"pull access denied for {ref.familiar_name}, repository does not exist or may "
                               f"require 'lamina login': {cause}", status=e.status, errors=e.errors)

@@ -29,6 +29,9 @@ from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, Re
 from lamina.errors import LaminaError
 from lamina.registry.client.hosts import Endpoint
 
+# unverified TLS is a decision (insecure registries, as Docker), not something to warn about
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BLOCK = 1 << 20
 
@@ -180,6 +183,9 @@ class Transport:
                 if scheme == self.ep.schemes[-1]:
                     raise
                 continue
+            if scheme == "http" and last is not None and r.status == 400 and \
+                    b"HTTPS server" in (body_of(r) if not kw.get("stream") else b""):
+                raise TransportError(str(last))  # it speaks TLS: the TLS failure is the news
             self.scheme = scheme
             return r
         raise TransportError(str(last))

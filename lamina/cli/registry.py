@@ -7,7 +7,6 @@ CLI does for these verbs, with ``Error: <Docker's wording>`` on stderr.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from lamina.cli.args import Parser, parse
@@ -24,19 +23,6 @@ def _fail(e: LaminaError, ctx) -> int:
         traceback.print_exc()
     sys.stderr.write(f"Error: {e}\n")
     return 1
-
-
-def _concurrency(name: str, default: int) -> int:
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        n = int(text)
-    except ValueError:
-        raise InvalidArgument(f"{name}={text!r}: want a whole number of parallel transfers") from None
-    if not 1 <= n <= 64:
-        raise InvalidArgument(f"{name}={n}: want 1 to 64 parallel transfers")
-    return n
 
 
 # -- pull ------------------------------------------------------------------------------
@@ -56,46 +42,12 @@ def cmd_pull(argv, ctx) -> int:
 
 def pull_image(ctx, name: str, *, all_tags: bool = False, platform: str | None = None,
                quiet: bool = False, out=None) -> int:
-    """``pull NAME``, Docker's output on ``out`` (stdout); raises LaminaError on failure.
-
-    Shared with ``run``/``create`` (missing image, ``--pull``) and the builder."""
-    from lamina import reference
+    """``pull NAME``, Docker's output on ``out`` (stdout); raises LaminaError on failure."""
     from lamina.registry.client.progress import Progress
-    from lamina.registry.client.pull import DEFAULT_CONCURRENCY, Puller, parse_platform
+    from lamina.registry.client.pull import pull_reporting
     out = out or sys.stdout
-    bare = reference.parse(name, default_tag=False)
-    if all_tags and (bare.tag is not None or bare.digest is not None):
-        raise InvalidArgument("tag can't be used with --all-tags/-a")
-    prog = Progress(out, quiet=quiet)
-    plat = parse_platform(platform) if platform else None
-    conc = _concurrency("LAMINA_MAX_CONCURRENT_DOWNLOADS", DEFAULT_CONCURRENCY)
-    puller = Puller(ctx.store, progress=prog, concurrency=conc, platform=plat)
-    if all_tags:
-        from lamina.registry.client.api import Registry
-        with Registry(bare.domain) as reg:
-            tags = sorted(reg.tags(bare.path))
-        if not tags:
-            raise InvalidArgument(f"no tags found for {bare.familiar_name}")
-        updated = False
-        for t in tags:
-            ref = bare.with_tag(t)
-            r = puller.pull(ref)
-            prog.line(f"Digest: {r.digest}")
-            updated = updated or r.updated
-        state = "Downloaded newer image" if updated else "Image is up to date"
-        prog.line(f"Status: {state} for {bare.familiar_name}")
-        out.write(f"{bare.name}\n")
-        return 0
-    ref = bare
-    if ref.tag is None and ref.digest is None:
-        prog.line(f"Using default tag: {reference.DEFAULT_TAG}")
-        ref = ref.with_tag(reference.DEFAULT_TAG)
-    r = puller.pull(ref)
-    prog.line(f"Digest: {r.digest}")
-    state = "Downloaded newer image" if r.updated else "Image is up to date"
-    prog.line(f"Status: {state} for {ref.familiar}")
-    out.write(f"{ref}\n")
-    out.flush()
+    pull_reporting(ctx.store, name, progress=Progress(out, quiet=quiet), all_tags=all_tags,
+                   platform=platform, out=out)
     return 0
 
 
@@ -136,8 +88,9 @@ def _push(ctx, name: str, *, all_tags: bool, quiet: bool) -> int:
             prog.line(f"Using default tag: {reference.DEFAULT_TAG}")
             ref = ref.with_tag(reference.DEFAULT_TAG)
         refs = [ref]
+    from lamina.registry.client.pull import concurrency
     pusher = Pusher(ctx.store, progress=prog,
-                    concurrency=_concurrency("LAMINA_MAX_CONCURRENT_UPLOADS", DEFAULT_CONCURRENCY))
+                    concurrency=concurrency("LAMINA_MAX_CONCURRENT_UPLOADS", DEFAULT_CONCURRENCY))
     for n, r in enumerate(refs):
         res = pusher.push(r, announce=(n == 0))
         prog.line(f"{res.tag}: digest: {res.digest} size: {res.size}")

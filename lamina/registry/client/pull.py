@@ -521,3 +521,63 @@ def _translate(e: RegistryError, ref) -> RegistryError:
         return RegistryNotFound(f"manifest for {ref.familiar} not found: manifest unknown: manifest unknown",
                                 status=404)
     return e
+
+
+def concurrency(env: str, default: int) -> int:
+    """Parallel transfers: ``$<env>`` (LAMINA_MAX_CONCURRENT_DOWNLOADS / _UPLOADS, like
+    dockerd's max-concurrent-downloads / -uploads), else ``default``."""
+    text = os.environ.get(env)
+    if not text:
+        return default
+    try:
+        n = int(text)
+    except ValueError:
+        raise InvalidArgument(f"{env}={text!r}: want a whole number of parallel transfers") from None
+    if not 1 <= n <= 64:
+        raise InvalidArgument(f"{env}={n}: want 1 to 64 parallel transfers")
+    return n
+
+
+def pull_reporting(store, name: str, *, progress: Progress, all_tags: bool = False,
+                   platform: str | None = None, out=None):
+    """``docker pull NAME`` end to end with Docker's output: ``Using default tag``, the
+    layers, ``Digest:``, ``Status:``, then the full reference on ``out`` (None: not
+    printed). Returns the Reference pulled. Raises LaminaError on failure."""
+    from lamina import reference
+    bare = reference.parse(name, default_tag=False)
+    if all_tags and (bare.tag is not None or bare.digest is not None):
+        raise InvalidArgument("tag can't be used with --all-tags/-a")
+    plat = parse_platform(platform) if platform else None
+    puller = Puller(store, progress=progress, platform=plat,
+                    concurrency=concurrency("LAMINA_MAX_CONCURRENT_DOWNLOADS", DEFAULT_CONCURRENCY))
+    if all_tags:
+        with Registry(bare.domain) as reg:
+            try:
+                tags = sorted(reg.tags(bare.path))
+            except RegistryError as e:
+                raise _translate(e, bare.with_tag(reference.DEFAULT_TAG)) from None
+        if not tags:
+            raise NotFound(f"no tags found for {bare.familiar_name}")
+        updated = False
+        for t in tags:
+            r = puller.pull(bare.with_tag(t))
+            progress.line(f"Digest: {r.digest}")
+            updated = updated or r.updated
+        state = "Downloaded newer image" if updated else "Image is up to date"
+        progress.line(f"Status: {state} for {bare.familiar_name}")
+        if out is not None:
+            out.write(f"{bare.name}\n")
+            out.flush()
+        return bare
+    ref = bare
+    if ref.tag is None and ref.digest is None:
+        progress.line(f"Using default tag: {reference.DEFAULT_TAG}")
+        ref = ref.with_tag(reference.DEFAULT_TAG)
+    r = puller.pull(ref)
+    progress.line(f"Digest: {r.digest}")
+    state = "Downloaded newer image" if r.updated else "Image is up to date"
+    progress.line(f"Status: {state} for {ref.familiar}")
+    if out is not None:
+        out.write(f"{ref}\n")
+        out.flush()
+    return ref

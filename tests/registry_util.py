@@ -118,6 +118,7 @@ class Front:
         self.release = threading.Event()        # ... until this is set
         self.held = threading.Event()           # set when a download is being held
         self.served: dict[str, int] = {}        # blob digest -> body bytes sent in total
+        self.manifests: dict[str, tuple[str, bytes]] = {}  # path -> (content type, body) served instead
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -258,6 +259,15 @@ class Front:
             res = [r for r in self.search_results if term in r["name"]][:n]
             return self._reply(h, 200, {"num_results": len(res), "query": term, "results": res})
         if not self._gate(h, method, u.path, u.query):
+            return
+        if u.path in self.manifests:
+            ctype, data = self.manifests[u.path]
+            h.send_response(200)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            if method != "HEAD":
+                h.wfile.write(data)
             return
         headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "authorization", "connection")}
         if body is not None:

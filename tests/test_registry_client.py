@@ -509,3 +509,69 @@ def test_lamina_help_ps_images_do_not_import_the_http_stack(lamina, busybox_tar)
         p = subprocess.run([_sys.executable, "-c", code], env=lamina.env, capture_output=True, text=True)
         line = [l for l in p.stderr.splitlines() if l.startswith("IMPORTED")][-1]
         assert line == "IMPORTED ", (args, line)
+
+
+def test_schema1_manifest_is_a_clear_unsupported_error(lamina, front):
+    name = f"{front.host}/old/schema1:v1"
+    doc = {"schemaVersion": 1, "name": "old/schema1", "tag": "v1", "architecture": "amd64",
+           "fsLayers": [{"blobSum": "sha256:" + "a" * 64}], "history": [{"v1Compatibility": "{}"}]}
+    front.manifests["/v2/old/schema1/manifests/v1"] = (
+        "application/vnd.docker.distribution.manifest.v1+prettyjws", json.dumps(doc).encode())
+    r = lamina("pull", name, check=False)
+    assert r.rc == 1
+    assert r.err.strip().splitlines() == [
+        f"Error: {name}: Docker Image Format v1 and Docker Image manifest version 2, schema 1 are not "
+        "supported: the image must be pushed again with a current tool (schema 2 or OCI)"]
+
+
+def test_a_long_pull_does_not_block_rmi(lamina, busybox_tar, front, tmp_path):
+    """While a pull is stuck mid-download, rmi of another image (which runs GC) completes."""
+    name = f"{front.host}/{repo()}/slow:v1"
+    _, layer, size = _big_layer_image(lamina, busybox_tar, name, mb=3)
+    other = fresh(lamina, tmp_path)
+    other("import", busybox_tar, "victim")
+    front.hold_after[layer] = size // 3
+    p = other.popen("pull", name, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert front.held.wait(120), "the download never reached the hold point"
+        r = other("rmi", "victim", timeout=60)
+        assert "Deleted: sha256:" in r.out
+        assert p.poll() is None, "the pull ended while it should be held"
+    finally:
+        del front.hold_after[layer]
+        front.release.set()
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    other("run", "--rm", name, "true")
+
+
+def test_progress_bars_on_a_terminal(lamina, busybox_tar, front, tmp_path):
+    """On a wide terminal each layer's line is redrawn in place with Docker's bar."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    name = f"{front.host}/{repo()}/tty:v1"
+    _big_layer_image(lamina, busybox_tar, name, mb=4)
+    other = fresh(lamina, tmp_path)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+    p = other.popen("pull", name, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    p.wait(120)
+    os.close(master)
+    text = b"".join(chunks).decode()
+    assert p.returncode == 0, text
+    assert "\x1b[2K\r" in text and "\x1b[1A" in text
+    assert ": Downloading [" in text and "=>" in text and "MB/" in text
+    assert ": Pull complete" in text
+    assert f"Status: Downloaded newer image for {name}" in text

@@ -300,7 +300,8 @@ class Puller:
         # config
         cfg_bytes = None
         if self.content.exists(m.config.digest):
-            cfg_raw = self.content.read(m.config.digest)
+            # kept to be stored again at the end: GC may collect it while the layers download
+            cfg_raw = cfg_bytes = self.content.read(m.config.digest)
         else:
             cfg_raw = cfg_bytes = reg.get_blob(path, str(m.config.digest))
             if Digest.of_bytes(cfg_raw, m.config.digest.algorithm) != m.config.digest or len(cfg_raw) != m.config.size:
@@ -317,30 +318,46 @@ class Puller:
         writers, facts, downloaded = self._layers(reg, path, m, cfg, quiet=known and all(
             self.content.exists(d.digest) for d in m.layers))
         try:
-            with self.store.operation():
-                for d in m.layers:
-                    if d.digest not in writers and not self.content.exists(d.digest):
-                        raise NotFound(f"layer {d.digest} was removed from the store while pulling; pull again")
-                for w in writers.values():
-                    w.commit()
-                if cfg_bytes is not None:
-                    self.content.put_bytes(cfg_bytes, m.config.digest)
-                self.content.put_bytes(body, mdigest)
-                if index_bytes is not None:
-                    self.content.put_bytes(index_bytes, top)
-                from lamina.image.service import Images
-                images = Images(self.store)
-                tags = [ref] if ref.digest is None else []
-                rec = images.add_image(body, tags=tags, layer_facts=facts,
-                                       repo_digest_names=[(ref.name, top)])
-                with self.store.db.tx() as c:
-                    c.executemany("INSERT OR IGNORE INTO blob_sources(blob, repo) VALUES(?,?)",
-                                  [(str(d.digest), ref.name) for d in (m.config, *m.layers)])
+            for attempt in range(4):
+                with self.store.operation():
+                    # a layer that was here when the pull began may have been collected since
+                    # (GC runs while layers download): fetch it, outside the lock, and retry
+                    gone = {d.digest for d in m.layers if d.digest not in writers and not self.content.exists(d.digest)}
+                    if not gone:
+                        rec = self._record(ref, m, body, mdigest, cfg_bytes, index_bytes, top, writers, facts)
+                        break
+                if attempt == 3:
+                    raise NotFound(f"layers of {ref.familiar} keep being removed from the store while "
+                                   "pulling; pull again")
+                more, more_facts, n = self._layers(reg, path, m, cfg, quiet=False, refetch=gone)
+                writers.update(more)
+                facts.update(more_facts)
+                downloaded += n
         finally:
             for w in writers.values():
                 w.close()
         return PullResult(digest=top, manifest=mdigest, image_id=rec.id,
                           updated=before != str(mdigest), downloaded=downloaded)
+
+    def _record(self, ref, m, body: bytes, mdigest: Digest, cfg_bytes, index_bytes, top: Digest,
+                writers: dict, facts: dict):
+        """Publish the verified blobs and record the image (inside store.operation())."""
+        for w in writers.values():
+            w.commit()
+        if cfg_bytes is not None:
+            self.content.put_bytes(cfg_bytes, m.config.digest)
+        self.content.put_bytes(body, mdigest)
+        if index_bytes is not None:
+            self.content.put_bytes(index_bytes, top)
+        from lamina.image.service import Images
+        images = Images(self.store)
+        tags = [ref] if ref.digest is None else []
+        rec = images.add_image(body, tags=tags, layer_facts=facts,
+                               repo_digest_names=[(ref.name, top)])
+        with self.store.db.tx() as c:
+            c.executemany("INSERT OR IGNORE INTO blob_sources(blob, repo) VALUES(?,?)",
+                          [(str(d.digest), ref.name) for d in (m.config, *m.layers)])
+        return rec
 
     def _current(self, ref) -> str | None:
         db = self.store.db
@@ -364,7 +381,8 @@ class Puller:
         raise NotFound(f"no matching manifest for {want} in the manifest list entries")
 
     # -- layers -----------------------------------------------------------------------
-    def _layers(self, reg: Registry, path: str, m: oci.Manifest, cfg: oci.ImageConfig, *, quiet: bool):
+    def _layers(self, reg: Registry, path: str, m: oci.Manifest, cfg: oci.ImageConfig, *, quiet: bool,
+                refetch: set | None = None):
         """Fetch the missing layer blobs. Returns ({digest: verified open writer},
         layer facts for add_image, number downloaded)."""
         p = self.progress
@@ -376,6 +394,10 @@ class Puller:
             if d.digest in seen:
                 continue
             seen.add(d.digest)
+            if refetch is not None:
+                if d.digest in refetch:
+                    todo.append((i, d))
+                continue
             if self.content.exists(d.digest):
                 row = self.store.db.one("SELECT diff_id FROM layer_blobs WHERE blob=?", (str(d.digest),))
                 if row and row[0] != str(cfg.diff_ids[i]):

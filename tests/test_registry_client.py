@@ -497,9 +497,14 @@ def test_layers_download_three_at_a_time(lamina, busybox_tar, front, tmp_path):
     assert out.decode().count("Waiting") == len(digests) - 3
 
 
-def test_lamina_help_ps_images_do_not_import_the_http_stack(lamina, busybox_tar):
+def test_lamina_help_ps_images_do_not_import_the_http_stack(lamina, busybox_tar, tmp_path):
     lamina("import", busybox_tar, "bb")
-    for args in (["--help"], ["ps"], ["images"], ["run", "--rm", "bb", "true"]):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM bb\nRUN echo hi > /hi\n")
+    lamina("build", "-q", "-t", "cached", str(ctx))
+    for args in (["--help"], ["ps"], ["images"], ["run", "--rm", "bb", "true"],
+                 ["build", "-q", "-t", "cached", str(ctx)]):
         code = ("import sys, runpy; sys.argv=['lamina', *%r]\n"
                 "try:\n    runpy.run_module('lamina', run_name='__main__')\nexcept SystemExit:\n    pass\n"
                 "bad = [m for m in sys.modules if m.split('.')[0] in ('urllib3', 'http', 'ssl', 'email') "

@@ -110,6 +110,9 @@ def test_pull_by_digest_records_repo_digest_without_tag(lamina, busybox_tar, reg
     assert f"Status: Downloaded newer image for {name}@{digest}" in out
     rows = other("images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}").out.split("\n")
     assert f"{name} <none> {digest}" in rows
+    # named by its digest: not dangling, so neither listed as such nor pruned
+    assert other("images", "-q", "--filter", "dangling=true").out == ""
+    other("image", "prune", "-f")
     other("run", "--rm", f"{name}@{digest}", "true")
 
 

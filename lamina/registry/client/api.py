@@ -253,11 +253,11 @@ class Registry:
         return urljoin(url_of(r) or self.t.url("/v2/"), loc)
 
     @staticmethod
-    def _with_query(url: str, **params: str) -> str:
+    def with_query(url: str, **params: str) -> str:
         from urllib.parse import urlencode
         return url + ("&" if "?" in url else "?") + urlencode(params)
 
-    def _upload_request(self, method: str, url: str, path: str, *, body, headers: dict, ok):
+    def upload_request(self, method: str, url: str, path: str, *, body, headers: dict, ok):
         """An upload step (its URL is absolute, from Location): authorized like the rest."""
         h = dict(headers)
         h.update(self.auth.header(self.scopes(path, "pull,push")))
@@ -268,33 +268,9 @@ class Registry:
 
     def upload_monolithic(self, path: str, location: str, digest: str, body, size: int) -> None:
         """Finish an upload with one ``PUT ?digest=`` carrying the whole blob."""
-        self._upload_request("PUT", self._with_query(location, digest=digest), path, body=body,
+        self.upload_request("PUT", self.with_query(location, digest=digest), path, body=body,
                              headers={"Content-Type": "application/octet-stream",
                                       "Content-Length": str(size)}, ok=(201, 204))
-
-    def upload_chunked(self, path: str, location: str, digest: str, f, size: int, *,
-                       chunk: int = 64 << 20, progress=None) -> None:
-        """``PATCH`` the blob in chunks (``Content-Range``), then ``PUT ?digest=``."""
-        from lamina.registry.client.transport import body_of as _b  # noqa: F401
-        offset = 0
-        url = location
-        while offset < size:
-            n = min(chunk, size - offset)
-            data = _read_exact(f, n)
-            r = self._upload_request("PATCH", url, path, body=data,
-                                     headers={"Content-Type": "application/octet-stream",
-                                              "Content-Length": str(n),
-                                              "Content-Range": f"{offset}-{offset + n - 1}"},
-                                     ok=(202, 204))
-            offset += n
-            loc = r.headers.get("Location")
-            if loc:
-                from urllib.parse import urljoin
-                url = urljoin(url, loc)
-            if progress:
-                progress(offset)
-        self._upload_request("PUT", self._with_query(url, digest=digest), path, body=b"",
-                             headers={"Content-Length": "0"}, ok=(201, 204))
 
     # -- listing ------------------------------------------------------------------
     def catalog(self, *, page: int = 1000) -> list[str]:
@@ -368,18 +344,6 @@ def _next_link(header: str | None) -> str | None:
             if s >= 0 and e > s:
                 return part[s + 1:e]
     return None
-
-
-def _read_exact(f, n: int) -> bytes:
-    parts = []
-    left = n
-    while left:
-        b = f.read(min(left, 8 << 20))
-        if not b:
-            raise RegistryError(f"blob ended {left} bytes early while uploading")
-        parts.append(b)
-        left -= len(b)
-    return b"".join(parts)
 
 
 def _release(r, stream: bool) -> None:

@@ -483,12 +483,9 @@ class Puller:
                 raise DigestMismatch(f"filesystem layer verification failed for digest {d.digest}") from None
             p.status(short, "Download complete")
             return w, info
-        except (TransportError, Cancelled, KeyboardInterrupt, OSError) as e:
-            if isinstance(e, RegistryError) and not isinstance(e, TransportError):
-                w.close()
-            else:
-                w.keep_partial()  # resumed by the next pull
-                w.close()
+        except (TransportError, Cancelled, KeyboardInterrupt, OSError):
+            w.keep_partial()  # the bytes so far are good: the next pull resumes from them
+            w.close()
             raise
         except BaseException:
             w.close()  # verification failed: the bytes are discarded

@@ -240,7 +240,7 @@ class Pusher:
         url = location
         while offset < size:
             n = min(CHUNK, size - offset)
-            r = reg._upload_request("PATCH", url, path, body=_Slice(f, n, progress),  # noqa: SLF001
+            r = reg.upload_request("PATCH", url, path, body=_Slice(f, n, progress),
                                     headers={"Content-Type": "application/octet-stream",
                                              "Content-Length": str(n),
                                              "Content-Range": f"{offset}-{offset + n - 1}"},
@@ -248,5 +248,5 @@ class Pusher:
             offset += n
             if r.headers.get("Location"):
                 url = urljoin(url, r.headers["Location"])
-        reg._upload_request("PUT", reg._with_query(url, digest=digest), path, body=b"",  # noqa: SLF001
+        reg.upload_request("PUT", reg.with_query(url, digest=digest), path, body=b"",
                             headers={"Content-Length": "0"}, ok=(201, 204))

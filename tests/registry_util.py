@@ -119,6 +119,9 @@ class Front:
         self.held = threading.Event()           # set when a download is being held
         self.served: dict[str, int] = {}        # blob digest -> body bytes sent in total
         self.manifests: dict[str, tuple[str, bytes]] = {}  # path -> (content type, body) served instead
+        self.fail_next: dict[str, int] = {}     # path substring -> answer 503 this many more times
+        self.uploads: list[tuple[str, str | None, int]] = []  # (method, Content-Range, body length)
+        self.connections = 0                    # TCP connections accepted
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -129,6 +132,11 @@ class Front:
 
             def log_message(self, *a):
                 pass
+
+            def setup(self):
+                with front._lock:
+                    front.connections += 1
+                super().setup()
 
             def do_GET(self):
                 front._handle(self)
@@ -260,6 +268,13 @@ class Front:
             return self._reply(h, 200, {"num_results": len(res), "query": term, "results": res})
         if not self._gate(h, method, u.path, u.query):
             return
+        if method in ("PATCH", "PUT") and "/blobs/uploads/" in u.path:
+            with self._lock:
+                self.uploads.append((method, h.headers.get("Content-Range"), len(body or b"")))
+        for key, n in list(self.fail_next.items()):
+            if key in h.path and n > 0:
+                self.fail_next[key] = n - 1
+                return self._reply(h, 503, {"errors": [{"code": "UNAVAILABLE", "message": "service unavailable"}]})
         if u.path in self.manifests:
             ctype, data = self.manifests[u.path]
             h.send_response(200)

@@ -583,3 +583,38 @@ def test_progress_bars_on_a_terminal(lamina, busybox_tar, front, tmp_path):
     assert ": Downloading [" in text and "=>" in text and "MB/" in text
     assert ": Pull complete" in text
     assert f"Status: Downloaded newer image for {name}" in text
+
+
+def test_retries_on_503_and_connections_are_reused(lamina, busybox_tar, front, tmp_path):
+    name = f"{front.host}/{repo()}/flaky:v1"
+    _, layer, _ = _big_layer_image(lamina, busybox_tar, name, mb=1)
+    other = fresh(lamina, tmp_path)
+    front.fail_next.update({"/manifests/v1": 2, f"/blobs/{layer}": 2})
+    front.log.clear()
+    front.connections = 0
+    out = other("pull", name).out
+    assert "Pull complete" in out
+    gets = [p for m, p, _ in front.log if m == "GET"]
+    assert sum(1 for p in gets if p.endswith("/manifests/v1")) == 3
+    assert sum(1 for p in gets if p.endswith(layer)) == 3
+    # keep-alive: one connection for the manifests and config, one per layer worker; the
+    # retries reuse theirs
+    assert len(front.log) == 9 and front.connections <= 3, (front.log, front.connections)
+    # pull does not unpack: snapshots are made by the first run
+    assert os.listdir(os.path.join(other.root, "snapshots")) == []
+    other("run", "--rm", name, "true")
+    assert os.listdir(os.path.join(other.root, "snapshots")) != []
+
+
+def test_push_sends_small_blobs_whole_and_large_ones_in_chunks(lamina, busybox_tar, front):
+    name = f"{front.host}/{repo()}/chunks:v1"
+    unique_image(lamina, busybox_tar, name, files=40, size=1 << 20)  # a ~40 MB incompressible layer
+    front.uploads.clear()
+    lamina("push", name)
+    patches = [u for u in front.uploads if u[0] == "PATCH"]
+    puts = [u for u in front.uploads if u[0] == "PUT"]
+    assert len(patches) >= 2 and all(cr and "-" in cr for _, cr, _ in patches)
+    assert patches[0][1] == f"0-{patches[0][2] - 1}"
+    # the busybox layer and the config went up in one PUT each (with their bytes), the big
+    # layer's closing PUT carries none
+    assert sorted(n > 0 for _, _, n in puts) == [False, True, True]

@@ -481,6 +481,7 @@ class Puller:
                 w.verify()
             except DigestMismatch:
                 raise DigestMismatch(f"filesystem layer verification failed for digest {d.digest}") from None
+            os.fsync(w.fileno)  # here, in parallel with the other downloads, not at publish time
             p.status(short, "Download complete")
             return w, info
         except (TransportError, Cancelled, KeyboardInterrupt, OSError):

@@ -369,6 +369,9 @@ def main() -> int:
         if "build" in only:
             for name, res in bench_build(t, a.runs, work):
                 report(name, res)
+        if "registry" in only:  # opt-in (--only registry): pull/push rows, bench/registry_client.py
+            from bench.registry_client import run_registry
+            run_registry(t, a.runs, work, debian_tar(a.debian_tar))
     return 0
 
 

@@ -52,6 +52,7 @@ class BuildOptions:
     progress: str = "auto"
     platform: str | None = None
     memo_key: str | None = None         # see build/fastpath.py
+    pull: str = "missing"               # base images (FROM, COPY --from, RUN --mount from=): always|missing|never
 
 
 @dataclass
@@ -398,12 +399,7 @@ class Builder:
             prev = self.stage_results[j]
             return State(config=json.loads(json.dumps(prev.config)), layers=list(prev.layers),
                          image_id=prev.image_id, manifest=prev.manifest)
-        try:
-            rec = self.images.resolve(base)
-        except NotFound:
-            raise InvalidArgument(f"pull access denied for {base}: the image is not in the local store and "
-                                  f"lamina does not pull during builds yet; load or import it first "
-                                  f"(Dockerfile:{stage.line})") from None
+        rec = self._base_image(base, f"FROM {base} (Dockerfile:{stage.line})")
         self._memo_base(base, rec)
         return self._state_of(rec)
 
@@ -816,9 +812,27 @@ class Builder:
         if j is not None and j in self.stage_results:
             return self.stage_results[j]
         try:
-            return self._state_of(self.images.resolve(name))
+            return self._state_of(self._base_image(name, f"{what}={name}"))
         except NotFound:
             raise InvalidArgument(f"{what}={name}: no stage or image named {name!r}") from None
+
+    def _base_image(self, name: str, where: str):
+        """A base image, pulled as ``--pull`` says (missing by default; ``always`` with
+        ``build --pull``), its pull output in the build's output. Pulled once per build."""
+        from lamina.registry.ensure import ensure_image
+        pulled = self.__dict__.setdefault("_pulled", {})
+        if name in pulled:
+            return pulled[name]
+        try:
+            rec = ensure_image(self.store, name, policy=self.opts.pull, out=sys.stdout, quiet=self.opts.quiet)
+        except NotFound as e:
+            if self.opts.pull == "never" or not getattr(e, "status", None):
+                raise NotFound(f"{where}: {e}") from None
+            raise InvalidArgument(f"{where}: {e}") from None
+        except LaminaError as e:
+            raise type(e)(f"{where}: {e}") from None
+        pulled[name] = rec
+        return rec
 
     # -- COPY / ADD -------------------------------------------------------------------------
     def _context(self):

@@ -39,8 +39,14 @@ def cmd_build(argv, ctx) -> int:
     p.option("--platform", help="Set platform if server is multi-platform capable")
     p.flag("--rm", default=True, help="Remove intermediate containers after a successful build (default true)")
     p.flag("--force-rm", help="Always remove intermediate containers")
+    p.option("--pull-policy", help="Pull policy for base images: always, missing or never (--pull=POLICY)")
     p.args("context", min=1, max=1)
+    # --pull is Docker's boolean; --pull=always|missing|never (as on run) names a policy
+    argv = [f"--pull-policy={x[7:]}" if x.startswith("--pull=") and x[7:] in ("always", "missing", "never")
+            else x for x in argv]
     a = parse(p, argv)
+    from lamina.registry.ensure import check_policy
+    a.pull_policy = check_policy("always" if a.pull else (a.pull_policy or "missing"))
     rid = _replay(ctx, a)
     if rid is not None:  # a fully cached build, replayed without the builder (build/fastpath.py)
         _after(ctx, a, rid)
@@ -104,7 +110,7 @@ def cmd_build(argv, ctx) -> int:
                         tags=tuple(tags), build_args=_kv(a.build_arg, "build arg"), target=a.target,
                         no_cache=a.no_cache, quiet=a.quiet, labels=_kv(a.label, "label"), network=a.network,
                         secrets=secrets, progress=a.progress, platform=a.platform,
-                        memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a))
+                        memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a), pull=a.pull_policy)
     from lamina.build.builder import BuildFailed
     from lamina.errors import LaminaError
     try:
@@ -135,8 +141,8 @@ def _memo_key(a) -> str:
 
 
 def _replay(ctx, a) -> str | None:
-    if a.no_cache or a.context == "-" or a.file == "-" or not os.path.isdir(a.context):
-        return None
+    if a.no_cache or a.pull_policy == "always" or a.context == "-" or a.file == "-" or not os.path.isdir(a.context):
+        return None  # --pull re-resolves every base: a memo cannot vouch for the registry
     from lamina.build import fastpath
     context = os.path.abspath(a.context)
     dockerfile = os.path.abspath(a.file) if a.file else os.path.join(context, "Dockerfile")

@@ -40,8 +40,8 @@ def prune_images(images: Images, *, all_unused: bool, filters: dict[str, list[st
         if str(rec.manifest) in used:
             continue
         tags = images.tags_of(rec.manifest)
-        if tags and not all_unused:
-            continue
+        if (tags or images.repo_digests_of(rec.manifest)) and not all_unused:
+            continue  # an image pulled by digest is named (name@digest), not dangling
         if intermediate_only and not rec.intermediate:
             continue
         if until is not None and (rec.created or rec.added) >= until:

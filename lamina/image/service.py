@@ -76,8 +76,8 @@ class Images:
         return out
 
     def repo_digests_of(self, manifest: Digest) -> list[str]:
-        return [f"{r[0]}@{manifest}" for r in
-                self.db.query("SELECT name FROM repo_digests WHERE manifest=? ORDER BY name", (str(manifest),))]
+        return [f"{n}@{d}" for n, d in self.db.query(
+            "SELECT name, digest FROM repo_digests WHERE manifest=? ORDER BY name, digest", (str(manifest),))]
 
     def resolve(self, text: str) -> ImageRecord:
         """Find an image by reference, full or short ID, or digest (``name@sha256:...``).
@@ -101,6 +101,10 @@ class Images:
                 rec = self._by_manifest_or_config(ref.digest)
                 if rec:
                     return rec
+                row = self.db.one("SELECT manifest FROM repo_digests WHERE name=? AND digest=?",
+                                  (ref.name, str(ref.digest)))
+                if row:  # an index (multi-platform pull) or the manifest a push sent
+                    return self.get(row[0])
             else:
                 row = self.db.one("SELECT manifest FROM tags WHERE name=?", (str(ref),))
                 if row:
@@ -147,7 +151,8 @@ class Images:
 
         ``manifest_bytes`` is stored verbatim (its digest is the manifest digest).
         ``layer_facts`` maps layer blob digest -> (diff_id, content_size, media_type) learned
-        at ingest. Verifies every referenced blob exists (NotFound names the missing digest)
+        at ingest. ``repo_digest_names`` are repository names (``name@<manifest>``) or
+        (name, digest) pairs: ``name@digest`` then names this image on its registry. Verifies every referenced blob exists (NotFound names the missing digest)
         and that the config's diff_ids count matches the layers.
         """
         mdigest = Digest.of_bytes(manifest_bytes)
@@ -183,8 +188,10 @@ class Images:
             for ref in tags:
                 c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
                           (str(ref), str(mdigest), time.time()))
-            for name in repo_digest_names:
-                c.execute("INSERT OR IGNORE INTO repo_digests(name, manifest) VALUES(?,?)", (name, str(mdigest)))
+            for item in repo_digest_names:
+                name, digest = (item, mdigest) if isinstance(item, str) else item
+                c.execute("INSERT OR REPLACE INTO repo_digests(name, digest, manifest) VALUES(?,?,?)",
+                          (name, str(digest), str(mdigest)))
         if write_index:
             self.write_index()
         return self.get(mdigest)

@@ -158,6 +158,8 @@ class Builder:
         elif self.opts.memo_key is not None:
             from lamina.build import fastpath
             fastpath.forget(self.store, self.opts.memo_key)  # an older memo would now replay a stale result
+        from lamina.testhook import pause
+        pause("build-done")
         return rec
 
     def _record_memo(self, rec, df_path: str) -> None:
@@ -877,6 +879,8 @@ class Builder:
             raise InvalidArgument(f"{instr.cmd} failed: no source files were specified")
         local_sum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
         checksum = local_sum
+        from lamina.testhook import pause
+        pause("copy-hashed")
         if urls or (frm and self._stage_index(frm) is None):
             self.memo_ok = False
         url_files = [self._fetch_url(u, flags.get("checksum")) for u in urls]

@@ -10,7 +10,10 @@ the builder.
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
+import sys
+import tempfile
 import threading
 
 from conftest import mkctx
@@ -28,8 +31,7 @@ class Pause:
     """One pause point of a lamina process (see lamina/testhook.py)."""
 
     def __init__(self, tmp_path, point: str, nth: int = 1) -> None:
-        self.dir = tmp_path / f"pause-{point}-{nth}"
-        self.dir.mkdir()
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix=f"pause-{point}-{nth}-", dir=tmp_path))
         os.mkfifo(self.dir / "reached")
         os.mkfifo(self.dir / "resume")
         self.spec = f"{point}#{nth}={self.dir}"
@@ -60,7 +62,6 @@ class Pause:
 
 
 def _cli() -> list[str]:
-    import sys
     return [sys.executable, "-m", "lamina"]
 
 

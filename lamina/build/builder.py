@@ -554,12 +554,13 @@ class Builder:
         return self._metadata_step(state, instr, apply)
 
     def _i_expose(self, state, instr):
-        from lamina.image.changes import normalize_port
+        from lamina.image.changes import expose_ports
 
         def apply(s):
             ports = dict(s.cc.get("ExposedPorts") or {})
             for p in instr.args:
-                ports[normalize_port(p)] = {}
+                for key in expose_ports(p):
+                    ports[key] = {}
             s.cc["ExposedPorts"] = ports
         return self._metadata_step(state, instr, apply)
 

@@ -174,7 +174,7 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     runtime had to create are removed again, so none of them reach the layer.
     """
     from lamina.runtime import launcher
-    from lamina.runtime.containers import resolve_user_in_layers
+    from lamina.runtime.containers import resolve_user_in_layers, with_primary_gid
     from lamina.snapshot import Snapshotter, make_init_layer
     cid = os.urandom(32).hex()
     if on_id is not None:
@@ -188,7 +188,8 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     snap = Snapshotter(store)
     rootfs_mounts = snap.mounts(layers, upper=upper, work=work, init=make_init_layer(os.path.join(d, "init")))
     lowers = [snap.dir_of(x.chain_id) for x in reversed(layers)]
-    u = resolve_user_in_layers([upper, *lowers], user)
+    # like Docker's daemon: the primary gid is a supplementary group too (busybox `id` shows it)
+    u = with_primary_gid(resolve_user_in_layers([upper, *lowers], user))
     hostname = cid[:12]
     from lamina import perms
     perms.write_file(os.path.join(d, "hostname"), hostname + "\n", perms.VISIBLE_FILE)

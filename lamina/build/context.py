@@ -54,6 +54,7 @@ import posixpath
 import re
 import sqlite3
 import stat as st
+import threading
 import time
 from lamina._dcache import dataclass
 
@@ -62,6 +63,19 @@ from lamina.errors import InvalidArgument
 __all__ = ["Source", "Context", "Manifest", "contains_wildcards", "entry_text", "stat_key"]
 
 _CHUNK = 1 << 20
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a fifo must not block
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_local = threading.local()
+
+
+def read_buffer() -> tuple[bytearray, memoryview]:
+    """A reusable 1 MiB buffer of the calling thread (allocating one per file costs more
+    than reading a small file)."""
+    got = getattr(_local, "buf", None)
+    if got is None:
+        buf = bytearray(_CHUNK)
+        got = _local.buf = (buf, memoryview(buf))
+    return got
 _MAX_SYMLINKS = 40
 _WILDCARD = re.compile(r"(?<!\\)[*?\[]")
 COARSE_WINDOW_NS = 2_000_000_000
@@ -253,11 +267,15 @@ class Context:
         self._observe(rel, s)
         return s
 
-    def open_file(self, rel: str) -> int:
-        """A read-only descriptor of the regular file at the physical path ``rel``."""
+    def open_file(self, rel: str, *, dir_fd: int | None = None, name: str | None = None) -> int:
+        """A read-only descriptor of the regular file at the physical path ``rel`` (or of
+        ``name`` in the directory descriptor ``dir_fd`` that :meth:`walk_fds` handed out)."""
         from lamina.inroot import open_physical
         try:
-            fd = open_physical(self.root_fd, rel, os.O_RDONLY)
+            if dir_fd is not None:
+                fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
+            else:
+                fd = open_physical(self.root_fd, rel, _OPEN_FILE)
         except OSError as e:
             raise self._changed(rel, e) from None
         if not st.S_ISREG(os.fstat(fd).st_mode):
@@ -272,9 +290,11 @@ class Context:
         except OSError as e:
             raise self._changed(rel, e) from None
 
-    def readlink(self, rel: str) -> str:
+    def readlink(self, rel: str, *, dir_fd: int | None = None, name: str | None = None) -> str:
         from lamina.inroot import readlink_physical
         try:
+            if dir_fd is not None:
+                return os.readlink(name, dir_fd=dir_fd)
             return readlink_physical(self.root_fd, rel)
         except OSError as e:
             raise self._changed(rel, e) from None
@@ -330,14 +350,18 @@ class Context:
             done.append(p)
         return "/".join(done), s
 
-    def _list(self, rel: str) -> list[tuple[str, os.stat_result]]:
-        """(name, lstat) of the entries of the physical directory ``rel``, sorted by name."""
-        fd = self.open_dir(rel)
+    def _list(self, rel: str, fd: int | None = None) -> list[tuple[str, os.stat_result]]:
+        """(name, lstat) of the entries of the physical directory ``rel`` (or of the open
+        directory ``fd``), sorted by name."""
+        own = fd is None
+        if own:
+            fd = self.open_dir(rel)
         try:
             with os.scandir(fd) as it:
                 out = [(e.name, e.stat(follow_symlinks=False)) for e in it]
         finally:
-            os.close(fd)
+            if own:
+                os.close(fd)
         out.sort(key=lambda x: x[0])
         return out
 
@@ -405,18 +429,44 @@ class Context:
         """Yield ``(relpath, os.stat_result)`` for every visible entry a source copies, in
         sorted order, the source itself first (relpaths are physical, root-relative).
         Symlinks inside directories are not followed."""
-        s = self.lstat(source.relpath)
-        if s is None or st.S_ISLNK(s.st_mode) or st.S_ISDIR(s.st_mode) != source.is_dir:
-            raise ContextChanged(f"build context changed while it was read: /{source.relpath}")
-        yield source.relpath, s
-        if source.is_dir:
-            yield from self._walk_dir(source.relpath)
+        for rel, s, _, _ in self.walk_fds(source):
+            yield rel, s
 
-    def _walk_dir(self, rel: str):
+    def walk_fds(self, source: Source):
+        """:meth:`walk`, yielding ``(relpath, stat, dir_fd, name)``: ``dir_fd`` is an open
+        descriptor of the entry's directory, valid until the next item is asked for (read the
+        entry with ``open_file``/``readlink(dir_fd=..., name=...)``, no path lookup)."""
+        rel = source.relpath
+        parent, _, name = rel.rpartition("/")
+        s = self.lstat(rel)
+        if s is None or st.S_ISLNK(s.st_mode) or st.S_ISDIR(s.st_mode) != source.is_dir:
+            raise ContextChanged(f"build context changed while it was read: /{rel}")
+        if not rel:  # the root itself
+            dfd = self.open_dir("")
+            try:
+                yield rel, s, None, None
+                yield from self._walk_dir("", dfd)
+            finally:
+                os.close(dfd)
+            return
+        pfd = self.open_dir(parent)
         try:
-            entries = self._list(rel)
-        except ContextChanged:
-            raise
+            yield rel, s, pfd, name
+            if source.is_dir:
+                try:
+                    dfd = os.open(name, _OPEN_DIR, dir_fd=pfd)
+                except OSError as e:
+                    raise self._changed(rel, e) from None
+                try:
+                    yield from self._walk_dir(rel, dfd)
+                finally:
+                    os.close(dfd)
+        finally:
+            os.close(pfd)
+
+    def _walk_dir(self, rel: str, dfd: int):
+        try:
+            entries = self._list(rel, dfd)
         except OSError as e:
             raise InvalidArgument(f"cannot read build context directory /{rel}: {e.strerror}") from None
         ign = self.ignore
@@ -430,16 +480,30 @@ class Context:
                 # but it was listed, so a new entry in it is noticed by the replay
                 self._observe(child, s)
                 first = True
-                for item in self._walk_dir(child):
-                    if first:
-                        yield child, s
-                        first = False
-                    yield item
+                cfd = self._open_child(child, dfd, name)
+                try:
+                    for item in self._walk_dir(child, cfd):
+                        if first:
+                            yield child, s, dfd, name
+                            first = False
+                        yield item
+                finally:
+                    os.close(cfd)
                 continue
             self._observe(child, s)
-            yield child, s
+            yield child, s, dfd, name
             if is_dir:
-                yield from self._walk_dir(child)
+                cfd = self._open_child(child, dfd, name)
+                try:
+                    yield from self._walk_dir(child, cfd)
+                finally:
+                    os.close(cfd)
+
+    def _open_child(self, rel: str, dfd: int, name: str) -> int:
+        try:
+            return os.open(name, _OPEN_DIR, dir_fd=dfd)
+        except OSError as e:
+            raise self._changed(rel, e) from None
 
     # --- hashing -------------------------------------------------------------------------
 
@@ -499,8 +563,7 @@ class Context:
             fd = self.open_file(rel)
             try:
                 before = os.fstat(fd)
-                buf = bytearray(_CHUNK)
-                view = memoryview(buf)
+                buf, view = read_buffer()
                 while True:
                     n = os.readv(fd, [buf])
                     if not n:

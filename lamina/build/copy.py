@@ -169,9 +169,9 @@ def resolve_dest(dest: str, workdir: str) -> tuple[str, bool]:
 
 def _copy_data(src_fd: int, dst_fd: int) -> str:
     """Copy ``src_fd`` to ``dst_fd`` and return the sha256 of exactly the bytes written."""
+    from lamina.build.context import read_buffer
     h = hashlib.sha256()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
+    buf, view = read_buffer()
     while True:
         n = os.readv(src_fd, [buf])
         if not n:
@@ -220,7 +220,7 @@ def stage_copy(staging_dir: str, items: list[CopyItem], dest_arg: str, *, workdi
                 _chmod_in(staging, target_rel, chmod)  # BuildKit: --chmod covers a new destination dir
             jobs = []
             base_rel = item.source.relpath
-            for rel, s in ctx.walk(item.source):
+            for rel, s, dfd, dname in ctx.walk_fds(item.source):
                 sub = rel[len(base_rel):].lstrip("/") if base_rel else rel
                 dst = posixpath.join(target_rel, sub) if sub else target_rel
                 mode = s.st_mode
@@ -234,13 +234,13 @@ def stage_copy(staging_dir: str, items: list[CopyItem], dest_arg: str, *, workdi
                     os.utime(name, ns=(s.st_atime_ns, s.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
                     manifest.setdefault(rel, entry_text(s))
                 elif stat.S_ISLNK(mode):
-                    target = ctx.readlink(rel)
+                    target = ctx.readlink(rel, dir_fd=dfd, name=dname)
                     pfd, name = staging.symlink(dst, target)
                     os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
                     os.utime(name, ns=(s.st_atime_ns, s.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
                     manifest.setdefault(rel, entry_text(s, target=target))
                 elif stat.S_ISREG(mode):
-                    src_fd = ctx.open_file(rel)
+                    src_fd = ctx.open_file(rel, dir_fd=dfd, name=dname)
                     try:
                         dst_fd = staging.create_file(dst)
                     except BaseException:

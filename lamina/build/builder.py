@@ -896,8 +896,16 @@ class Builder:
             hit = self._cached(state, key, instr_text=text, sources=sources_manifest)
             if hit is not None:
                 return hit
-            desc, copied = self._copy_layer(state, instr, items, add=add, chmod=chmod, owner_spec=flags.get("chown"),
-                                            wildcard=wildcard, dest=dest)
+            reuse = None
+            if not add and len(items) == 1 and resolved and not self.opts.no_cache:
+                reuse = self._reuse(state, text, sources_manifest)
+            try:
+                desc, copied = self._copy_layer(state, instr, items, add=add, chmod=chmod,
+                                                owner_spec=flags.get("chown"), wildcard=wildcard, dest=dest,
+                                                reuse=reuse)
+            finally:
+                if reuse is not None:
+                    reuse.close()
         finally:
             for uctx, _, _ in url_files:
                 uctx.close()
@@ -948,7 +956,26 @@ class Builder:
             shutil.rmtree(staging, ignore_errors=True)
         return desc, res
 
-    def _copy_layer(self, state, instr, items, *, add: bool, chmod, owner_spec, wildcard: bool, dest: str):
+    def _reuse(self, state: State, text: str, expect: dict):
+        """A copy.Reuse of the latest result of this COPY on this parent, if its snapshot is
+        still unpacked (see copy.Reuse)."""
+        from lamina.build.copy import Reuse
+        from lamina.runtime.commit import base_layers
+        from lamina.snapshot import Snapshotter
+        prev = self.cache.previous(parent=state.image_id, instr=text)
+        if prev is None:
+            return None
+        try:
+            layers = base_layers(self.images, self.images.get(prev[0]))
+        except LaminaError:
+            return None
+        if len(layers) != len(state.layers) + 1 or [x[1] for x in layers[:-1]] != [x[1] for x in state.layers]:
+            return None
+        d = Snapshotter(self.store).dir_of(chain_ids([x[1] for x in layers])[-1])
+        return Reuse(d, prev[1], expect) if d else None
+
+    def _copy_layer(self, state, instr, items, *, add: bool, chmod, owner_spec, wildcard: bool, dest: str,
+                    reuse=None):
         """Stage ``items`` (ADD: local archives unpacked) and make the layer; returns
         (descriptor triple, {context: manifest of what was copied})."""
         from lamina.build.copy import stage_copy
@@ -962,7 +989,8 @@ class Builder:
                                              dest=dest, owner=owner)
             if todo or not add:
                 for ctx, m in stage_copy(staging, todo, dest, workdir=state.cc.get("WorkingDir") or "/", view=view,
-                                         owner=owner, chmod=chmod, wildcard=wildcard, what=instr.cmd).items():
+                                         owner=owner, chmod=chmod, wildcard=wildcard, what=instr.cmd,
+                                         reuse=reuse).items():
                     for rel, entry in m.items():
                         copied.setdefault(ctx, {}).setdefault(rel, entry)
             return {c: dict(sorted(m.items())) for c, m in copied.items()}

@@ -943,8 +943,9 @@ class Builder:
         layer (adopted as that layer's snapshot). Returns (descriptor triple, fill's result)."""
         from lamina.runtime.commit import layer_from_dir
         from lamina.snapshot import Layer, Snapshotter
+        from lamina import perms
         staging = os.path.join(self.store.snapshots_dir, f"tmp-stage-{os.urandom(8).hex()}")
-        os.makedirs(staging)
+        perms.mkdir(staging, perms.VISIBLE_DIR)  # it becomes the snapshot's fs/: the layer's root
         try:
             with self._view(state) as view:
                 res = fill(staging, view)

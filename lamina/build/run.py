@@ -136,13 +136,16 @@ def _detach(mounts: list[RunMount], d: str) -> tuple[list[tuple[RunMount, int]],
                 out.append((m, -1))
                 continue
             if m.discard_writes:
+                from lamina import perms
                 scratch = os.path.join(d, f"mnt-{i}")
-                os.makedirs(scratch)
-                if stat_.S_ISDIR(os.fstat(m.fd).st_mode):
-                    for sub in ("upper", "work"):
-                        os.mkdir(os.path.join(scratch, sub))
-                    mfd = mnt.detached_overlay(m.fd, upper=os.path.join(scratch, "upper"),
-                                               work=os.path.join(scratch, "work"))
+                perms.mkdir(scratch)
+                src = os.fstat(m.fd)
+                if stat_.S_ISDIR(src.st_mode):
+                    upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
+                    perms.mkdir(work)
+                    perms.mkdir(upper, stat_.S_IMODE(src.st_mode))  # the mount's root shows the upper's
+                    os.chown(upper, src.st_uid, src.st_gid)
+                    mfd = mnt.detached_overlay(m.fd, upper=upper, work=work)
                 else:  # a file: a private copy takes the writes
                     copy = os.path.join(scratch, "file")
                     with open(f"/proc/self/fd/{m.fd}", "rb") as src, open(copy, "xb") as dst:

@@ -46,7 +46,7 @@ def cmd_images(argv, ctx) -> int:
     from lamina.cli.units import ago, human_size
     from lamina.refname import split_canonical
     db = ctx.store.db
-    rows = db.query("SELECT manifest, config, size, created, added, intermediate FROM images")
+    rows = db.query("SELECT manifest, config, size, created, added FROM images")
     tags: dict[str, list[str]] = {}
     for name, m in db.query("SELECT name, manifest FROM tags"):
         tags.setdefault(m, []).append(name)
@@ -72,17 +72,24 @@ def cmd_images(argv, ctx) -> int:
             since_t = r.created or r.added
     now = time.time()
     out = []
-    for manifest, config, size, created, added, inter in sorted(rows, key=lambda r: -(r[3] or r[4])):
+    tagged_configs = {config for manifest, config, *_ in rows if manifest in tags or manifest in rdigests}
+    for manifest, config, size, created, added in sorted(rows, key=lambda r: -(r[3] or r[4])):
         names = sorted(tags.get(manifest, []))
-        dangling = not names and manifest not in rdigests
-        if not names and not dangling:  # pulled by digest only: "name <none>", as Docker
+        named = bool(names) or manifest in rdigests
+        if not names and named:  # pulled by digest only: "name <none>", as Docker
             names = [f"{n}:<none>" for n in sorted(rdigests[manifest])]
-        if dangling and not a.all and (inter or config in parents) and not filters.get("dangling"):
-            continue
+        # Docker: an untagged image with children is an intermediate one (shown by -a only);
+        # one without children is dangling (a superseded build result, a failed build's last
+        # step ...), listed like any image and by -f dangling=true (with -a too)
+        intermediate = not named and config in parents
+        if not named and config in tagged_configs:
+            continue  # another manifest of this very image is tagged: Docker has one image per ID
         if "dangling" in filters:
             want = filters["dangling"][0].lower() in ("true", "1")
-            if want != dangling:
+            if want != (not named) or (want and intermediate):
                 continue
+        elif intermediate and not a.all:
+            continue
         t = created or added
         if (before is not None and t >= before) or (since_t is not None and t <= since_t):
             continue

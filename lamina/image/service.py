@@ -186,8 +186,7 @@ class Images:
                       (str(mdigest), str(m.config.digest), m.media_type, len(manifest_bytes), size,
                        parse_time(cfg.created), time.time(), parent, int(intermediate)))
             for ref in tags:
-                c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
-                          (str(ref), str(mdigest), time.time()))
+                _move_tag(c, str(ref), str(mdigest))
             for item in repo_digest_names:
                 name, digest = (item, mdigest) if isinstance(item, str) else item
                 c.execute("INSERT OR REPLACE INTO repo_digests(name, digest, manifest) VALUES(?,?,?)",
@@ -219,8 +218,7 @@ class Images:
     # -- tags ---------------------------------------------------------------------
     def tag(self, rec: ImageRecord, ref) -> None:
         with self.db.tx() as c:
-            c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
-                      (str(ref), str(rec.manifest), time.time()))
+            _move_tag(c, str(ref), str(rec.manifest))
         self.write_index()
 
     def untag(self, name: str) -> None:
@@ -331,3 +329,25 @@ class Images:
             if parent and parent.intermediate and not self.tags_of(parent.manifest) and not self.children(parent):
                 out.extend(self.remove(str(parent.manifest), force=False))
         return out
+
+
+def _move_tag(c, name: str, manifest: str) -> None:
+    """Point tag ``name`` at ``manifest`` (in transaction ``c``). Docker has one image per
+    ID: when the tag leaves another manifest of the *same* config (the same image loaded
+    again as another manifest, e.g. a podman oci-archive of an image saved before as a
+    docker-archive) and that record is left with no tag, no repo digest and no container,
+    it is dropped instead of lingering as a second, untagged row of the same image."""
+    row = c.execute("SELECT manifest FROM tags WHERE name=?", (name,)).fetchone()
+    c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)", (name, manifest, time.time()))
+    old = row[0] if row else None
+    if old is None or old == manifest:
+        return
+    same = c.execute("SELECT 1 FROM images a JOIN images b ON a.config = b.config "
+                     "WHERE a.manifest=? AND b.manifest=?", (old, manifest)).fetchone()
+    if not same:
+        return
+    for q in ("SELECT 1 FROM tags WHERE manifest=?", "SELECT 1 FROM repo_digests WHERE manifest=?",
+              "SELECT 1 FROM containers WHERE image=?"):
+        if c.execute(q, (old,)).fetchone():
+            return
+    c.execute("DELETE FROM images WHERE manifest=?", (old,))

@@ -22,6 +22,10 @@ names (``team/*``); ACTIONS is a comma list of ``pull``, ``push``, ``delete`` or
 The first line that matches both user and repository decides; ``#`` starts a comment.
 ``_catalog`` as the pattern grants the catalog (``registry:catalog:*``).
 
+A token grants, for each requested repository, the requested actions the ACL allows, with
+pull and push always together (a client that asked for pull before pushing still pushes);
+``delete`` only when asked for.
+
 Denials: missing or wrong credentials are ``401 UNAUTHORIZED`` with the challenge; a known
 user the ACL refuses gets ``403 DENIED``; a valid token that lacks a scope the ACL would
 grant gets ``401`` with ``error="insufficient_scope"`` (the client fetches a new token).
@@ -316,6 +320,8 @@ class Auth:
                            for a in claims.get("access") or () if isinstance(a, dict)}
                 for t, n, act in scopes:
                     if act not in granted.get((t, n), ()) and "*" not in granted.get((t, n), ()):
+                        if user is None:      # an anonymous token: log in first
+                            return self._unauthorized(req, scopes, error="insufficient_scope")
                         if not self._acl_allows(user, [(t, n, act)]):
                             return self._denied(scopes)
                         return self._unauthorized(req, scopes, error="insufficient_scope")
@@ -394,6 +400,10 @@ class Auth:
                     continue
                 allowed = self.acl.allowed(user, n)
                 want = set(ACTIONS) if "*" in acts else set(acts)
+                if want & {"pull", "push"}:
+                    # pull and push travel together: clients that got a pull token for a
+                    # push's first HEAD and never ask again (oras-py) still push
+                    want |= {"pull", "push"}
                 got = [a for a in ACTIONS if a in want and a in allowed]
                 access.append({"type": t, "name": n, "actions": got})
         return access

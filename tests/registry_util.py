@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import os
 import select
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections import deque
@@ -195,3 +197,33 @@ def store_files(root: str, sub: str) -> list[str]:
         for f in fn:
             out.append(os.path.relpath(os.path.join(dp, f), base))
     return sorted(out)
+
+
+def make_layout(path, layers: list[bytes]) -> None:
+    """An OCI image layout with tar layers holding ``layers`` as files."""
+    (path / "blobs" / "sha256").mkdir(parents=True)
+
+    def put(b: bytes) -> str:
+        h = hashlib.sha256(b).hexdigest()
+        (path / "blobs" / "sha256" / h).write_bytes(b)
+        return "sha256:" + h
+    descs, diffs = [], []
+    for i, content in enumerate(layers):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            ti = tarfile.TarInfo(f"file{i}")
+            ti.size = len(content)
+            tf.addfile(ti, io.BytesIO(content))
+        t = buf.getvalue()
+        d = put(t)
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": len(t)})
+        diffs.append(d)
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(cfg),
+                                 "size": len(cfg)}, "layers": descs}).encode()
+    md = put(man)
+    (path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": len(man),
+         "annotations": {"org.opencontainers.image.ref.name": "x"}}]}))

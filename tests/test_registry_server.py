@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import need_tool
-from registry_util import OCI_MANIFEST, Registry, add_query, digest, store_files
+from registry_util import OCI_MANIFEST, Registry, add_query, digest, make_layout, store_files
 
 
 def wait_for(cond, what: str, timeout: float = 60.0):
@@ -109,6 +109,41 @@ def test_kill_9_during_a_chunk_then_the_upload_resumes(tmp_path):
     assert r.status == 201, r
     assert reg.request("GET", f"/v2/crash/app/blobs/{dg}").body == data
     assert reg.stop() == 0
+
+
+def test_kill_9_during_a_skopeo_push_then_the_push_completes(tmp_path):
+    need_tool("skopeo")
+    root = str(tmp_path / "s")
+    reg = Registry(root, "--log-level", "warn")
+    lay = tmp_path / "layout"
+    make_layout(lay, [os.urandom(1 << 20), os.urandom(48 << 20)])
+    dest = f"docker://localhost:{reg.port}/crash/skopeo:v1"
+    push = subprocess.Popen(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false",
+                             f"oci:{lay}:x", dest], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def uploading():
+        for uid in os.listdir(os.path.join(root, "uploads")):
+            try:
+                if os.path.getsize(os.path.join(root, "uploads", uid, "data")) > (4 << 20):
+                    return True
+            except FileNotFoundError:
+                pass
+        return False
+    wait_for(uploading, "skopeo to be inside the big layer's upload")
+    reg.kill()
+    assert push.wait(timeout=120) != 0
+    push.stderr.close()
+    reg.start(port=reg.port)
+    p = subprocess.run(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{lay}:x", dest],
+                       capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    want = json.loads((lay / "index.json").read_text())["manifests"][0]["digest"]
+    r = reg.request("GET", "/v2/crash/skopeo/manifests/v1")
+    assert digest(r.body) == want
+    for d in json.loads(r.body)["layers"]:
+        b = reg.request("GET", f"/v2/crash/skopeo/blobs/{d['digest']}")
+        assert b.status == 200 and digest(b.body) == d["digest"]
+    reg.stop()
 
 
 def test_sigterm_finishes_the_request_in_flight(tmp_path):

@@ -36,6 +36,11 @@ from lamina.registry.server import names, uploads
 from lamina.registry.server.storage import Storage, blob_rel
 
 
+RESCAN_SLACK = 0.1
+"""File times come from the kernel's coarse clock, which lags the real one by up to a
+tick: a link changed just after the mark began may carry a time slightly before it."""
+
+
 class Result(NamedTuple):
     marked: int
     blobs_removed: list[str]
@@ -132,7 +137,7 @@ def collect(store: Storage, *, grace: float = 600.0, delete_untagged: bool = Fal
             r = _Repo(store, n)
             now_repos[n] = r
             for d, age in r.manifests.items():
-                if age >= t0 - 1.0:
+                if age >= t0 - RESCAN_SLACK:
                     mark_from(d, r, set())
         for repo, d in untagged:
             cur = now_repos.get(repo.name)

@@ -113,6 +113,9 @@ def import_registry2(src_path: str, store: Storage, *, log=None) -> ImportResult
                         continue
                     except FileNotFoundError:
                         continue
+                    except OSError as e:   # ELOOP: a symlink, refused, never followed
+                        problems.append(f"blobs/{alg}/{pre}/{h}/data: {e.strerror}, skipped")
+                        continue
                     ok_blobs.add(dg)
                     nblobs += 1
         nrepos = nmans = ntags = 0

@@ -385,3 +385,18 @@ def test_bad_flags_exit_125(tmp_path):
     assert lam("registry", "--help").out.split() == [
         "Usage:", "lamina", "registry", "COMMAND", "Run", "and", "maintain", "the", "built-in", "OCI",
         "registry", "Commands:", "gc", "htpasswd", "import", "serve"]
+
+
+def test_other_verbs_never_load_the_server():
+    import sys as _sys
+    code = ("import sys\nfrom lamina.cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('MODULES ' + ' '.join(sys.modules) + '\\n')\n")
+    from registry_util import REPO
+    for args in (["--help"], ["images", "--help"], ["registry", "--help"], ["registry", "serve", "--help"],
+                 ["registry", "gc", "--help"]):
+        p = subprocess.run([_sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=REPO))
+        mods = set(p.stderr.rsplit("MODULES ", 1)[1].split())
+        heavy = {m for m in mods if m.split(".")[0] in ("uvloop", "httptools", "bcrypt", "asyncio")
+                 or m.startswith("lamina.registry")}
+        assert heavy == set(), (args, heavy)

@@ -400,3 +400,48 @@ def test_other_verbs_never_load_the_server():
         heavy = {m for m in mods if m.split(".")[0] in ("uvloop", "httptools", "bcrypt", "asyncio")
                  or m.startswith("lamina.registry")}
         assert heavy == set(), (args, heavy)
+
+
+def test_symlinks_planted_in_the_store_are_never_followed(tmp_path):
+    root = str(tmp_path / "s")
+    reg = Registry(root, "--log-level", "warn")
+    try:
+        dg, data, blobs = reg.push_image("sym/app", "v1", layers=1)
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        secret = outside / "secret"
+        secret.write_bytes(b"host secret")
+        # a tag that is a symlink to a file holding a real digest
+        (outside / "tag").write_text(dg + "\n")
+        tag = os.path.join(root, "repositories", "sym/app", "_tags", "v2")
+        os.symlink(str(outside / "tag"), tag)
+        r = reg.request("GET", "/v2/sym/app/manifests/v2")
+        assert r.status == 404 and r.codes() == ["MANIFEST_UNKNOWN"], r
+        # a blob file replaced by a symlink to a host file
+        layer = blobs[1][7:]
+        bpath = os.path.join(root, "blobs", "sha256", layer[:2], layer)
+        os.unlink(bpath)
+        os.symlink(str(secret), bpath)
+        r = reg.request("GET", f"/v2/sym/app/blobs/{blobs[1]}")
+        assert r.status == 404 and b"host secret" not in r.body, r
+        # a repository directory that is a symlink out of the store
+        os.symlink(str(outside), os.path.join(root, "repositories", "evil"))
+        r = reg.request("GET", "/v2/evil/tags/list")
+        assert r.status == 404, r
+        r = reg.request("POST", f"/v2/evil/x/blobs/uploads/?digest={digest(b'payload')}", b"payload")
+        assert r.status >= 400, r
+        assert sorted(os.listdir(outside)) == ["secret", "tag"]
+        assert reg.request("GET", "/v2/sym/app/manifests/v1").body == data
+    finally:
+        reg.stop()
+
+
+def test_in_process_server(tmp_path):
+    from lamina.registry.server.serve import start_in_thread
+    reg = start_in_thread(root=str(tmp_path / "s"))
+    try:
+        import urllib.request
+        with urllib.request.urlopen(reg.url + "/v2/") as r:
+            assert r.status == 200 and r.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+    finally:
+        reg.stop()

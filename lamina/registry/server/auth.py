@@ -45,6 +45,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import time
 from collections import OrderedDict
 
@@ -52,6 +53,7 @@ from lamina.registry import errcodes
 from lamina.registry.server.http import Response
 
 ACTIONS = ("pull", "push", "delete")
+_HOST_RE = re.compile(r"[A-Za-z0-9.-]+(:\d+)?|\[[0-9A-Fa-f:.]+\](:\d+)?")
 TOKEN_TTL = 300
 SERVICE = "lamina-registry"
 
@@ -272,7 +274,9 @@ class Auth:
     # -- decisions -------------------------------------------------------------------------
     def _unauthorized(self, req, scopes, *, error: str | None = None, message: str | None = None) -> Response:
         if self.mode == "token":
-            host = req.headers.get("host", "localhost")
+            host = req.headers.get("host", "")
+            if not _HOST_RE.fullmatch(host):
+                host = "localhost"
             ch = f'Bearer realm="{req.scheme}://{host}/token",service="{self.service}"'
             if scopes:
                 ch += f',scope="{_challenge_scope(scopes)}"'

@@ -36,6 +36,15 @@ FORMAT_FILE = "lamina-registry"
 FORMAT_LINE = b"lamina-registry 1\n"
 
 
+_REFUSED = (errno.ELOOP, errno.EXDEV)   # a symlink, or a path that would leave the root
+
+
+def _absent(e: OSError) -> bool:
+    """An open that failed because the entry is not there, or is something the store
+    refuses to follow (a symlink planted in it): both read as "not stored"."""
+    return isinstance(e, (FileNotFoundError, NotADirectoryError)) or e.errno in _REFUSED
+
+
 class StoreError(Exception):
     """The store holds something it should not (a symlink, a malformed link file)."""
 
@@ -76,13 +85,18 @@ class Storage:
         """A descriptor of ``rel`` under the root (symlinks refused); OSError if missing."""
         return openat2(self.rootfd, rel, flags, _RESOLVE, mode if flags & os.O_CREAT else 0)
 
+    def _try(self, rel: str, flags: int) -> int | None:
+        try:
+            return openat2(self.rootfd, rel, flags, _RESOLVE)
+        except OSError as e:
+            if _absent(e):
+                return None
+            raise
+
     def read(self, rel: str, limit: int = 1 << 16) -> bytes | None:
         """The bytes of a small file, or None if it does not exist."""
-        try:
-            fd = openat2(self.rootfd, rel, _RD, _RESOLVE)
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
+        fd = self._try(rel, _RD)
+        if fd is None:
             return None
         try:
             return os.read(fd, limit)
@@ -90,9 +104,8 @@ class Storage:
             os.close(fd)
 
     def read_all(self, rel: str) -> bytes | None:
-        try:
-            fd = openat2(self.rootfd, rel, _RD, _RESOLVE)
-        except (FileNotFoundError, NotADirectoryError):
+        fd = self._try(rel, _RD)
+        if fd is None:
             return None
         try:
             size = os.fstat(fd).st_size
@@ -109,9 +122,8 @@ class Storage:
             os.close(fd)
 
     def stat(self, rel: str) -> os.stat_result | None:
-        try:
-            fd = openat2(self.rootfd, rel, os.O_PATH | os.O_CLOEXEC, _RESOLVE)
-        except (FileNotFoundError, NotADirectoryError):
+        fd = self._try(rel, os.O_PATH | os.O_CLOEXEC)
+        if fd is None:
             return None
         try:
             return os.fstat(fd)
@@ -146,9 +158,8 @@ class Storage:
 
     def listdir(self, rel: str) -> list[str] | None:
         """Names in directory ``rel`` (unsorted), or None if it does not exist."""
-        try:
-            fd = openat2(self.rootfd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, _RESOLVE)
-        except (FileNotFoundError, NotADirectoryError):
+        fd = self._try(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if fd is None:
             return None
         try:
             return os.listdir(fd)
@@ -157,9 +168,8 @@ class Storage:
 
     def scandir(self, rel: str) -> list[tuple[str, os.stat_result]] | None:
         """(name, lstat) of each entry of ``rel``, or None if it does not exist."""
-        try:
-            fd = openat2(self.rootfd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, _RESOLVE)
-        except (FileNotFoundError, NotADirectoryError):
+        fd = self._try(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if fd is None:
             return None
         try:
             out = []
@@ -256,11 +266,14 @@ class Storage:
     # -- blobs -----------------------------------------------------------------------------
     def open_blob(self, alg: str, hexd: str) -> tuple[int, int] | None:
         """(descriptor, size) of a stored blob, or None."""
-        try:
-            fd = openat2(self.rootfd, blob_rel(alg, hexd), _RD, _RESOLVE)
-        except (FileNotFoundError, NotADirectoryError):
+        fd = self._try(blob_rel(alg, hexd), _RD)
+        if fd is None:
             return None
-        return fd, os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return None
+        return fd, st.st_size
 
     def blob_size(self, alg: str, hexd: str) -> int | None:
         st = self.stat(blob_rel(alg, hexd))

@@ -285,11 +285,15 @@ def run(*, runs: int = 3, duration: float = 10.0, workers: int = 1, push_mb: int
             mget = {s.name: [wrk(s.port, paths[s.name][0], 16, duration, accept=True) for _ in range(runs)]
                     for s in servers}
             bget = {s.name: [wrk(s.port, paths[s.name][1], 8, duration) for _ in range(runs)] for s in servers}
-            src = make_layout(os.path.join(work, "layout"), push_mb << 20)
+            # new content for every push: skopeo remembers where it saw a blob (its blob info
+            # cache) and would mount it instead of uploading it again
             push = {s.name: [] for s in servers}
             for i in range(runs):
                 for s in servers:
+                    lay = os.path.join(work, f"layout-{s.name}-{i}".replace(":", ""))
+                    src = make_layout(lay, push_mb << 20)
                     push[s.name].append(skopeo_push(src, s.port, f"bench/push{i}"))
+                    shutil.rmtree(lay)
 
             def med(d, name, key=None):
                 if name not in d:

@@ -176,13 +176,11 @@ def add_query(location: str, **params) -> str:
 
 
 def check_envelope(r: Resp, method: str) -> None:
-    """Every 4xx/5xx JSON answer is a spec error envelope (416 of a blob GET and the
-    plain-text 404 of an unknown route excepted)."""
+    """Every 4xx/5xx answer with a body is a spec error envelope (a blob GET's 416 has an
+    empty body, as RFC 9110 has it)."""
     if r.status < 400 or method == "HEAD" or not r.body:
         return
-    ct = r.h("content-type") or ""
-    if not ct.startswith("application/json"):
-        return
+    assert (r.h("content-type") or "").startswith("application/json"), r
     doc = json.loads(r.body)
     assert isinstance(doc.get("errors"), list) and doc["errors"], r
     for e in doc["errors"]:

@@ -68,9 +68,12 @@ def test_base_endpoint(reg):
     assert r.status == 200 and r.body == b""
 
 
-def test_unknown_route_is_404(reg):
-    assert reg.request("GET", "/v3/").status == 404
-    assert reg.request("GET", "/v2/a/unknown/thing").status == 404
+def test_unknown_route_is_404_with_an_envelope(reg):
+    for path in ("/v3/", "/v2/a/unknown/thing", "/"):
+        r = reg.request("GET", path)
+        assert r.status == 404 and r.codes() == ["UNSUPPORTED"], r
+    r = reg.request("PATCH", "/v2/")
+    assert r.status == 405 and r.codes() == ["UNSUPPORTED"], r
 
 
 # -- pushing and pulling blobs ----------------------------------------------------------------

@@ -265,3 +265,41 @@ def test_htpasswd_lines_work_in_registry2_and_here(tmp_path):
         assert reg.request("GET", "/v2/", headers=ok).status == 401
     finally:
         reg.stop()
+
+
+def test_pushes_during_continuous_online_gc_lose_nothing(tmp_path):
+    """GC with no grace period running back to back while images are pushed: a manifest
+    the registry accepted (201) always keeps every blob it references; a push whose blob
+    GC took first is refused (MANIFEST_BLOB_UNKNOWN), never accepted with a hole."""
+    root = str(tmp_path / "s")
+    reg = Registry(root, "--gc-interval", "100ms", "--gc-grace", "0s", "--log-level", "warn")
+    accepted, refused = [], 0
+    try:
+        runs_before = 0
+        for i in range(40):
+            cfg = json.dumps({"n": i}).encode()
+            layer = os.urandom(20000)
+            c, l = reg.push_blob("race/app", cfg), reg.push_blob("race/app", layer)
+            m = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c,
+                                       "size": len(cfg)},
+                            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l,
+                                        "size": len(layer)}]}).encode()
+            r = reg.request("PUT", f"/v2/race/app/manifests/t{i}", m, {"Content-Type": OCI_MANIFEST})
+            if r.status == 201:
+                accepted.append((f"t{i}", m, c, l))
+            else:
+                assert r.status == 404 and r.codes() == ["MANIFEST_BLOB_UNKNOWN"], r
+                refused += 1
+        assert accepted
+        for tag, m, c, l in accepted:
+            assert reg.request("GET", f"/v2/race/app/manifests/{tag}").body == m
+            for b in (c, l):
+                got = reg.request("GET", f"/v2/race/app/blobs/{b}")
+                assert got.status == 200 and digest(got.body) == b, (tag, b)
+    finally:
+        reg.stop()
+    gc(root, "--grace", "0s")
+    have = blob_files(root)
+    for tag, m, c, l in accepted:
+        assert {digest(m), c, l} <= have

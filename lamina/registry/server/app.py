@@ -265,7 +265,7 @@ class App:
     def begin(self, req):
         route = self._route(req)
         if route is None:
-            return Response(404, [("Content-Type", "text/plain; charset=utf-8")], b"404 page not found\n")
+            return err("UNSUPPORTED", f"no such endpoint: {req.path[:200]}", status=404)
         kind = route[0]
         if len(route) > 1 and not names.valid_name(route[1]):
             return err("NAME_INVALID", f"invalid repository name {route[1][:300]!r}",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import time
 from collections import deque
 
@@ -47,7 +46,6 @@ REASONS = {
 HEAD_LIMIT = 1 << 16
 DEFER_LIMIT = 1 << 20
 SMALL_FILE = 1 << 18       # blobs up to this size are read and written, not sendfile'd
-SENDFILE_CHUNK = 1 << 24
 
 _date_cache = [0, b""]
 
@@ -122,24 +120,38 @@ class _Deferred:
 
 
 def _sendfile_blocking(sockfd: int, fd: int, offset: int, count: int, timeout: float) -> int:
-    """Send ``count`` bytes of ``fd`` from ``offset`` on the non-blocking socket ``sockfd``,
-    waiting for room with poll(2). Returns the bytes sent (short if the file shrank)."""
+    """Send ``count`` bytes of ``fd`` from ``offset`` on socket ``sockfd``; returns the bytes
+    sent (short if the file shrank).
+
+    The loop owns the socket's O_NONBLOCK flag; while this thread holds the socket the loop
+    neither reads nor writes it, so the flag is cleared for the duration (one sendfile call
+    then moves the whole range, the kernel sleeping while the peer reads) with SO_SNDTIMEO
+    as the give-up time, and restored after."""
+    import fcntl
+    import socket
+    import struct
+
     sent = 0
-    poller = None
-    while sent < count:
-        try:
-            n = os.sendfile(sockfd, fd, offset + sent, min(count - sent, SENDFILE_CHUNK))
-        except BlockingIOError:
-            if poller is None:
-                poller = select.poll()
-                poller.register(sockfd, select.POLLOUT)
-            if not poller.poll(timeout * 1000):
+    flags = fcntl.fcntl(sockfd, fcntl.F_GETFL)
+    sock = socket.socket(fileno=os.dup(sockfd))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(timeout), 0))
+        fcntl.fcntl(sockfd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        while sent < count:
+            try:
+                n = os.sendfile(sockfd, fd, offset + sent, min(count - sent, 1 << 30))
+            except BlockingIOError:
                 raise TimeoutError("client did not read for %.0f s" % timeout)
-            continue
-        if n == 0:
-            break
-        sent += n
-    return sent
+            if n == 0:
+                break
+            sent += n
+        return sent
+    finally:
+        fcntl.fcntl(sockfd, fcntl.F_SETFL, flags)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+        finally:
+            sock.close()      # a duplicate descriptor: the connection stays open
 
 
 class Protocol(asyncio.Protocol):

@@ -856,3 +856,37 @@ def test_max_manifest_size_flag(tmp_path):
         reg.push_manifest("small/app", "ok", json.dumps(json.loads(data)).encode())
     finally:
         reg.stop()
+
+
+def test_referrers_pages_with_link(reg):
+    """More referrers than one response holds (1000): the rest follow the Link header."""
+    name = repo()
+    sdg, sdata, _ = reg.push_image(name, "image")
+    reg.push_blob(name, b"{}")
+    subject = {"mediaType": OCI_MANIFEST, "digest": sdg, "size": len(sdata)}
+    want = set()
+    c = reg.conn()
+    for i in range(1005):
+        m = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                        "artifactType": "application/x-even" if i % 2 == 0 else "application/x-odd",
+                        "config": {"mediaType": OCI_EMPTY, "digest": digest(b"{}"), "size": 2},
+                        "layers": [], "subject": subject, "annotations": {"i": str(i)}}).encode()
+        r = reg.request("PUT", f"/v2/{name}/manifests/{digest(m)}", m, {"Content-Type": OCI_MANIFEST}, conn=c)
+        assert r.status == 201
+        want.add(digest(m))
+    c.close()
+    for at, expect in ((None, want), ("application/x-odd", None)):
+        got, url, pages = [], f"/v2/{name}/referrers/{sdg}" + (f"?artifactType={at}" if at else ""), 0
+        while url:
+            r = reg.request("GET", url)
+            assert r.status == 200
+            got += r.json()["manifests"]
+            pages += 1
+            link = r.h("link")
+            url = link[1:link.index(">")] if link else None
+        if at is None:
+            assert pages == 2 and len(got) == 1005
+            assert {d["digest"] for d in got} == want
+        else:
+            assert len(got) == 502 and all(d["artifactType"] == at for d in got)
+        assert len({d["digest"] for d in got}) == len(got)

@@ -45,6 +45,7 @@ from lamina.registry.server.storage import Storage
 
 JSON = "application/json; charset=utf-8"
 MAX_PAGE = 10000
+REFERRERS_PAGE = 1000
 
 _ROUTES = (
     (re.compile(r"/v2/(.+)/manifests/([^/]+)"), "manifest"),
@@ -389,12 +390,18 @@ class App:
     def referrers(self, req, name: str, dg: str) -> Response:
         if names.parse_digest(dg) is None:
             return err("DIGEST_INVALID", f"invalid digest {dg[:200]!r}", detail={"digest": dg[:200]})
-        descs = self.store.referrers(name, dg)
-        headers = []
         at = req.arg("artifactType")
+        last = req.arg("last")
+        if last is not None and names.parse_digest(last) is None:
+            return err("DIGEST_INVALID", f"invalid digest last={last[:200]!r}")
+        descs, more = self.store.referrers(name, dg, after=last, limit=REFERRERS_PAGE, artifact_type=at)
+        headers = []
         if at is not None:
-            descs = [d for d in descs if d.get("artifactType") == at]
             headers.append(("OCI-Filters-Applied", "artifactType"))
+        if more is not None:
+            from urllib.parse import quote
+            q = f"last={more}" + (f"&artifactType={quote(at, safe='')}" if at is not None else "")
+            headers.append(("Link", f'</v2/{name}/referrers/{dg}?{q}>; rel="next"'))
         return json_response(200, {"schemaVersion": 2, "mediaType": mf.MT_OCI_INDEX, "manifests": descs},
                              headers, content_type=mf.MT_OCI_INDEX)
 

@@ -359,12 +359,21 @@ class Storage:
     def remove_referrer(self, name: str, subject: str, digest: str) -> None:
         self.unlink(self.referrer_rel(name, subject, digest))
 
-    def referrers(self, name: str, subject: str) -> list[dict]:
-        """Descriptors of the manifests of ``name`` whose subject is ``subject`` (those whose
-        manifest is still in the repository), ordered by digest."""
+    def referrers(self, name: str, subject: str, *, after: str | None = None, limit: int = 1000,
+                  artifact_type: str | None = None) -> tuple[list[dict], str | None]:
+        """One page of the descriptors of the manifests of ``name`` whose subject is
+        ``subject`` (those still in the repository), ordered by digest: at most ``limit``
+        of them after digest ``after``, of ``artifact_type`` if given. Returns the page and
+        the digest to continue after (None on the last page)."""
         d = f"repositories/{name}/_referrers/{subject.replace(':', '-')}"
+        names = sorted(self.listdir(d) or ())
+        if after:
+            import bisect
+            names = names[bisect.bisect_right(names, after.replace(":", "-")):]
         out = []
-        for n in sorted(self.listdir(d) or ()):
+        for i, n in enumerate(names):
+            if len(out) == limit:
+                return out, names[i - 1].replace("-", ":", 1)
             alg, _, hexd = n.partition("-")
             if self.stat(self.manifest_link_rel(name, alg, hexd)) is None:
                 continue
@@ -373,9 +382,9 @@ class Storage:
                 desc = json.loads(b) if b else None
             except ValueError:
                 desc = None
-            if isinstance(desc, dict):
+            if isinstance(desc, dict) and (artifact_type is None or desc.get("artifactType") == artifact_type):
                 out.append(desc)
-        return out
+        return out, None
 
     # -- catalog ---------------------------------------------------------------------------
     def repositories(self) -> list[str]:

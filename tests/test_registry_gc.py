@@ -275,8 +275,14 @@ def test_pushes_during_continuous_online_gc_lose_nothing(tmp_path):
     reg = Registry(root, "--gc-interval", "100ms", "--gc-grace", "0s", "--log-level", "warn")
     accepted, refused = [], 0
     try:
-        runs_before = 0
-        for i in range(40):
+        # push until GC has visibly run (an orphan blob gone) and at least 40 images: the
+        # pushes overlap GC runs
+        orphan = reg.push_blob("race/app", os.urandom(100))
+        deadline = time.monotonic() + 120
+        i = -1
+        while i < 39 or orphan in blob_files(root):
+            i += 1
+            assert time.monotonic() < deadline, "online GC never ran"
             cfg = json.dumps({"n": i}).encode()
             layer = os.urandom(20000)
             c, l = reg.push_blob("race/app", cfg), reg.push_blob("race/app", layer)

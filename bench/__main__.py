@@ -390,6 +390,9 @@ def main() -> int:
     ap.add_argument("--debian-tar", default=None)
     a = ap.parse_args()
     only = set(a.only.split(","))
+    if "registry" in only:   # lamina registry serve vs registry:2 (bench/registry.py)
+        from bench.registry import run as bench_registry
+        bench_registry(runs=a.runs)
     with tempfile.TemporaryDirectory(prefix="lamina-bench-") as work:
         t = Tools(os.path.join(work, "root"))
         print(f"peers: docker={'yes' if t.docker else 'no'} podman={'yes' if t.podman else 'no'}; "

@@ -13,7 +13,7 @@ import sys
 
 # The verb table. A verb runs the function "module:function" under lamina.cli (imported only
 # when the verb runs; grep a function's name to find its verb); a management verb (image,
-# container, builder, system) has a table of its sub-verbs instead. Each function takes
+# container, builder, registry, system) has a table of its sub-verbs instead. Each function takes
 # (argv, ctx) and returns the exit code.
 
 IMAGE_VERBS: dict[str, str] = {
@@ -65,6 +65,13 @@ BUILDER_VERBS: dict[str, str] = {
     "prune": "build:cmd_builder_prune",
 }
 
+REGISTRY_VERBS: dict[str, str] = {
+    "gc": "registry_server:cmd_registry_gc",
+    "htpasswd": "registry_server:cmd_registry_htpasswd",
+    "import": "registry_server:cmd_registry_import",
+    "serve": "registry_server:cmd_registry_serve",
+}
+
 SYSTEM_VERBS: dict[str, str] = {
     "df": "system:cmd_df",
     "info": "system:cmd_info",
@@ -114,6 +121,7 @@ COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "cp": ("containers:cmd_cp", "Copy files/folders between a container and the local filesystem"),
     "export": ("containers:cmd_export", "Export a container's filesystem as a tar archive"),
     "builder": (BUILDER_VERBS, "Manage builds"),
+    "registry": (REGISTRY_VERBS, "Run and maintain the built-in OCI registry"),
     "system": (SYSTEM_VERBS, "Manage lamina"),
     "info": ("system:cmd_info", "Display system-wide information"),
     "version": ("system:cmd_version", "Show the lamina version information"),

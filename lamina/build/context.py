@@ -193,7 +193,7 @@ class Context:
 
     def __init__(self, root: str, *, ignore=None, cache_path: str | None = None,
                  racy_window_ns: int | None = None, workers: int | None = None) -> None:
-        from lamina.inroot import open_root, path_of
+        from lamina.safepath import open_root, path_of
         self.started_ns = time.time_ns()
         real = os.path.realpath(root)
         try:
@@ -262,7 +262,7 @@ class Context:
 
     def lstat(self, rel: str) -> os.stat_result | None:
         """lstat of the physical path ``rel`` (recorded in :attr:`seen`)."""
-        from lamina.inroot import lstat_physical
+        from lamina.safepath import lstat_physical
         s = lstat_physical(self.root_fd, rel)
         self._observe(rel, s)
         return s
@@ -270,7 +270,7 @@ class Context:
     def open_file(self, rel: str, *, dir_fd: int | None = None, name: str | None = None) -> int:
         """A read-only descriptor of the regular file at the physical path ``rel`` (or of
         ``name`` in the directory descriptor ``dir_fd`` that :meth:`walk_fds` handed out)."""
-        from lamina.inroot import open_physical
+        from lamina.safepath import open_physical
         try:
             if dir_fd is not None:
                 fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
@@ -284,14 +284,14 @@ class Context:
         return fd
 
     def open_dir(self, rel: str) -> int:
-        from lamina.inroot import open_physical
+        from lamina.safepath import open_physical
         try:
             return open_physical(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             raise self._changed(rel, e) from None
 
     def readlink(self, rel: str, *, dir_fd: int | None = None, name: str | None = None) -> str:
-        from lamina.inroot import readlink_physical
+        from lamina.safepath import readlink_physical
         try:
             if dir_fd is not None:
                 return os.readlink(name, dir_fd=dir_fd)

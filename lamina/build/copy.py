@@ -76,7 +76,7 @@ class Staging:
             return self.fd
         if self._cache is not None and self._cache[0] == rel:
             return self._cache[1]
-        from lamina.inroot import open_physical
+        from lamina.safepath import open_physical
         fd = open_physical(self.fd, rel, os.O_RDONLY | os.O_DIRECTORY)
         self._drop()
         self._cache = (rel, fd)
@@ -195,7 +195,7 @@ class Reuse:
     still holds exactly what its key says."""
 
     def __init__(self, snapshot_dir: str, old: dict, expect: dict) -> None:
-        from lamina.inroot import open_root
+        from lamina.safepath import open_root
         self.fd = open_root(snapshot_dir)
         self.old = old
         self.expect = expect
@@ -208,8 +208,7 @@ class Reuse:
         os.close(self.fd)
 
     def _parent(self, rel: str) -> int | None:
-        from lamina.inroot import PHYSICAL
-        from lamina.layer.extract import openat2
+        from lamina.safepath import PHYSICAL, openat2
         if not rel:
             return self.fd
         if self._dir is not None and self._dir[0] == rel:

@@ -60,7 +60,7 @@ def parse_run_mounts(values: list[str], *, context_dir: str, cache_root: str, se
 
 def _parse_one(value: str, *, context_dir: str, cache_root: str, secrets: dict[str, str],
                stage_root) -> RunMount | None:
-    from lamina.inroot import open_root, resolve_in_root
+    from lamina.safepath import open_root, resolve_in_root
     kv: dict[str, str] = {}
     flags: set[str] = set()
     for item in value.split(","):
@@ -256,8 +256,7 @@ def _remove_stub(upper: str, rel: str) -> None:
     upper dir, which the container wrote: every access goes through descriptors and stops
     at a symlink), and its empty parents."""
     import stat as stat_
-    from lamina.inroot import PHYSICAL, open_root
-    from lamina.layer.extract import openat2
+    from lamina.safepath import PHYSICAL, open_root, openat2
     try:
         rfd = open_root(upper)
     except OSError:

@@ -53,8 +53,7 @@ from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable
 from lamina.layer import tarstream as ts
-from lamina.layer.extract import (RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, clean_path,
-                                  openat2)
+from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, clean_path, openat2
 from lamina.layer.writer import tar_header, write_layer
 
 TYPE_CHECKING = False

@@ -513,7 +513,7 @@ def _in_root(rootfs: str, dest: str, *, make: str | None) -> str:
 
     ``make`` = ``"dir"`` or ``"file"`` creates a missing destination (and its parents).
     """
-    from lamina.layer.extract import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+    from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
     how = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
     rfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -84,7 +84,7 @@ class UserInfo:
 
 def _read_in_root(rootfs: str, path: str) -> str | None:
     """Text of ``path`` resolved inside ``rootfs`` (symlinks cannot leave it); None if absent."""
-    from lamina.layer.extract import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+    from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
     try:
         dfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

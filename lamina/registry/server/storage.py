@@ -25,10 +25,9 @@ import json
 import os
 import stat as _stat
 
-from lamina.layer.extract import (RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
-                                  openat2)
+from lamina.safepath import PHYSICAL, openat2
 
-_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+_RESOLVE = PHYSICAL
 _RD = os.O_RDONLY | os.O_CLOEXEC
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 

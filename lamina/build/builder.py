@@ -623,7 +623,7 @@ class Builder:
 
     def _i_stopsignal(self, state, instr):
         def apply(s):
-            from lamina.runtime.lifecycle import parse_signal
+            from lamina.runtime.signals import parse_signal
             parse_signal(instr.args[0])
             s.cc["StopSignal"] = instr.args[0]
         return self._metadata_step(state, instr, apply)

@@ -365,7 +365,8 @@ def cmd_kill(argv, ctx) -> int:
     p.args("containers", min=1)
     a = parse(p, argv)
     from lamina.runtime import lifecycle
-    sig = lifecycle.parse_signal(a.signal)
+    from lamina.runtime.signals import parse_signal
+    sig = parse_signal(a.signal)
 
     def kill(cs, d):
         if sig in (9,):
@@ -381,10 +382,10 @@ def cmd_rm(argv, ctx) -> int:
     p.flag("-l", "--link", help="Remove the specified link")
     p.args("containers", min=1)
     a = parse(p, argv)
+    from lamina.runtime import lifecycle
     if a.force and len(a.containers) > 1:
         # kill every running one first, so their exits overlap instead of queueing
         import signal as _signal
-        from lamina.runtime import lifecycle
         cs = _containers(ctx)
         for ref in a.containers:
             try:
@@ -394,7 +395,7 @@ def cmd_rm(argv, ctx) -> int:
                     lifecycle.signal_container(d, _signal.SIGKILL)
             except (LaminaError, ProcessLookupError):
                 pass  # reported by the removal below
-    return _each(a.containers, ctx, lambda cs, d: cs.remove(d, force=a.force, volumes=a.volumes))
+    return _each(a.containers, ctx, lambda cs, d: lifecycle.remove(cs, d, force=a.force, volumes=a.volumes))
 
 
 def cmd_restart(argv, ctx) -> int:

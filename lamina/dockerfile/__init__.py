@@ -1,7 +1,8 @@
 """Dockerfile front end: parse (with line numbers) -> typed instructions -> expansion.
 
 Modules: ``parser`` (bytes -> :class:`Dockerfile` of stages and instructions, located
-errors), ``expand`` (Docker's shell-word lexer and where it applies), ``ignore``
+errors), ``shell`` (Docker's shell-word lexer), ``expand`` (where Docker applies it to an
+instruction), ``ignore``
 (.dockerignore matching with moby/patternmatcher semantics).
 """
 

@@ -38,7 +38,7 @@ import re
 from lamina._dcache import dataclass, field
 
 from lamina.errors import InvalidArgument
-from lamina.dockerfile.expand import ExpansionError, _lex_words
+from lamina.dockerfile.shell import ExpansionError, lex_words
 
 __all__ = [
     "Heredoc", "Instruction", "Stage", "Dockerfile", "DockerfileError",
@@ -707,12 +707,12 @@ def _parse_heredoc(word: str) -> Heredoc | None:
     if not rest:
         return None
     try:
-        words = _lex_words(rest, raw_quotes=False, raw_escapes=False)
+        words = lex_words(rest, raw_quotes=False, raw_escapes=False)
     except ExpansionError as e:
         raise _Fail(str(e), word) from None
     if len(words) != 1:
         return None
-    raw = _lex_words(rest, raw_quotes=True, raw_escapes=False)
+    raw = lex_words(rest, raw_quotes=True, raw_escapes=False)
     if len(raw) != 1:
         raise _Fail(f"internal lexing of heredoc produced inconsistent results: {rest}", word)
     name = words[0]
@@ -724,7 +724,7 @@ def _parse_heredoc(word: str) -> Heredoc | None:
 
 def _heredocs_from_line(line: str) -> list[Heredoc]:
     try:
-        words = _lex_words(line, raw_quotes=True, raw_escapes=True)
+        words = lex_words(line, raw_quotes=True, raw_escapes=True)
     except ExpansionError:
         words = []
     out = []

@@ -194,7 +194,7 @@ class Containers:
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
         user = opts.user if opts.user is not None else (cfg.get("User") or "")
-        from lamina.runtime.lifecycle import parse_signal
+        from lamina.runtime.signals import parse_signal
         stop_signal = opts.stop_signal or cfg.get("StopSignal") or "SIGTERM"
         parse_signal(stop_signal)  # Docker: "Invalid signal: SIGBOGUS", 125
         memory_swap = _memory_swap(opts.memory, opts.memory_swap)
@@ -332,19 +332,9 @@ class Containers:
         return d, rootfs_mounts
 
     # -- removal ------------------------------------------------------------------
-    def remove(self, doc: dict, *, force: bool = False, volumes: bool = False) -> None:
-        from lamina.runtime import lifecycle
-        doc = self.refresh(doc)
-        st = doc["State"]
-        if st["Running"] or st["Status"] in ("running", "paused", "restarting"):
-            if not force:
-                raise Conflict(f"You cannot remove a running container {doc['Id']}. "
-                               f"Stop the container before attempting removal or force remove")
-            lifecycle.kill_and_wait(self, doc)
-        self.delete(doc, volumes=volumes)
-
     def delete(self, doc: dict, *, volumes: bool = False) -> None:
-        """Drop the row, then the directory (and anonymous volumes with ``volumes``)."""
+        """Drop the row, then the directory (and anonymous volumes with ``volumes``). The
+        container must not be running (:func:`lamina.runtime.lifecycle.remove` stops it)."""
         from lamina.runtime.volumes import remove_anonymous
         from lamina.runtime import launcher
         rt = doc["HostConfig"].get("Runtime") or "builtin"

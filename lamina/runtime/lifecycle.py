@@ -29,6 +29,7 @@ import time
 
 from lamina.errors import Conflict, InvalidArgument, LaminaError, Unavailable
 from lamina.runtime.containers import Containers, _pid_start, now_rfc3339, process_alive
+from lamina.runtime.signals import parse_signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -493,35 +494,6 @@ def _set_winsize(fd: int, payload: bytes) -> None:
 
 
 # -- signals and waiting ------------------------------------------------------------
-def parse_signal(name: str | int) -> int:
-    """A signal number from Docker's spellings: a number 1-64, ``SIGTERM``/``term``,
-    ``SIGRTMIN+3``, ``RTMAX-1``. Raises InvalidArgument ``Invalid signal: X`` (exit 125)
-    for anything else (0, 65, -1, SIGBOGUS, SIG_IGN)."""
-    text = str(name).strip()
-    if text.isdigit():
-        n = int(text)
-        if not 0 < n <= _SIGRTMAX:
-            raise InvalidArgument(f"Invalid signal: {name}")
-        return n
-    s = text.upper()
-    if not s.startswith("SIG"):
-        s = "SIG" + s
-    for base, sign, low in (("SIGRTMIN", "+", int(signal.SIGRTMIN)), ("SIGRTMAX", "-", _SIGRTMAX)):
-        if s == base:
-            return low
-        if s.startswith(base + sign) and s[len(base) + 1:].isdigit():
-            off = int(s[len(base) + 1:])
-            n = low + off if sign == "+" else low - off
-            if int(signal.SIGRTMIN) <= n <= _SIGRTMAX:
-                return n
-            raise InvalidArgument(f"Invalid signal: {name}")
-    try:
-        return int(signal.Signals[s])
-    except KeyError:
-        raise InvalidArgument(f"Invalid signal: {name}") from None
-
-
-_SIGRTMAX = int(signal.SIGRTMAX)
 
 
 def external_runtime(doc: dict) -> str | None:
@@ -606,6 +578,19 @@ def stop(containers: Containers, doc: dict, *, timeout: int | None = None, sig: 
         return
     if wait_exit(containers, doc, timeout=t) is None:
         kill_and_wait(containers, doc)
+
+
+def remove(containers: Containers, doc: dict, *, force: bool = False, volumes: bool = False) -> None:
+    """``docker rm``: a running (paused, restarting) container is a Conflict unless ``force``,
+    which kills it and waits for its monitor first; then :meth:`Containers.delete`."""
+    doc = containers.refresh(doc)
+    st = doc["State"]
+    if st["Running"] or st["Status"] in ("running", "paused", "restarting"):
+        if not force:
+            raise Conflict(f"You cannot remove a running container {doc['Id']}. "
+                           f"Stop the container before attempting removal or force remove")
+        kill_and_wait(containers, doc)
+    containers.delete(doc, volumes=volumes)
 
 
 def kill_and_wait(containers: Containers, doc: dict) -> None:

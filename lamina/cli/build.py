@@ -56,11 +56,11 @@ def cmd_build(argv, ctx) -> int:
     from lamina.registry.ensure import check_policy
     a.pull_policy = check_policy("always" if a.pull else (a.pull_policy or "missing"))
     rid = _replay(ctx, a)
-    if rid is not None:  # a fully cached build, replayed without the builder (build/fastpath.py)
+    if rid is not None:  # a fully cached build, replayed without the builder (builder/fastpath.py)
         _after(ctx, a, rid)
         return 0
     from lamina import reference
-    from lamina.build.builder import BuildOptions, build
+    from lamina.builder.builder import BuildOptions, build
     tags = [reference.parse(t) for t in a.tag]
     for t in tags:
         if t.digest is not None:
@@ -119,7 +119,7 @@ def cmd_build(argv, ctx) -> int:
                         no_cache=a.no_cache, quiet=a.quiet, labels=_kv(a.label, "label"), network=a.network,
                         secrets=secrets, progress=a.progress, platform=a.platform,
                         memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a, context), pull=a.pull_policy)
-    from lamina.build.builder import BuildFailed
+    from lamina.builder.builder import BuildFailed
     from lamina.errors import LaminaError
     try:
         rec = build(ctx.store, opts)
@@ -147,9 +147,9 @@ def _dockerfile_path(a, context: str) -> str:
 
 
 def _memo_key(a, context: str) -> str:
-    """What makes two build invocations the same (see build/fastpath.py): the *resolved*
+    """What makes two build invocations the same (see builder/fastpath.py): the *resolved*
     context path (``current -> r/v1`` re-pointed to ``r/v2`` is another build)."""
-    from lamina.build.fastpath import memo_key
+    from lamina.builder.fastpath import memo_key
     # values, not the flags as typed: `--build-arg FOO` takes FOO from the environment
     return memo_key(context=context, file=_dockerfile_path(a, context) if a.file else None,
                     tags=a.tag, build_args=sorted(_kv(a.build_arg, "build arg", from_env=True).items()),
@@ -160,7 +160,7 @@ def _memo_key(a, context: str) -> str:
 def _replay(ctx, a) -> str | None:
     if a.no_cache or a.pull_policy == "always" or a.context == "-" or a.file == "-" or not os.path.isdir(a.context):
         return None  # --pull re-resolves every base: a memo cannot vouch for the registry
-    from lamina.build import fastpath
+    from lamina.builder import fastpath
     context = os.path.realpath(a.context)
     dockerfile = _dockerfile_path(a, context) if a.file else os.path.join(context, "Dockerfile")
     return fastpath.replay(ctx.store, _memo_key(a, context), dockerfile_path=dockerfile, dockerfile_data=None)
@@ -223,14 +223,14 @@ def cmd_builder_prune(argv, ctx) -> int:
     p.flag("-f", "--force", help="Do not prompt for confirmation")
     p.option("--filter", append=True, help="Provide filter values")
     a = parse(p, argv)
-    from lamina.build.cache import BuildCache
+    from lamina.builder.cache import BuildCache
     from lamina.cli.units import human_size
     from lamina.cli.images import _confirm
     if not a.force and not _confirm("WARNING! This will remove all dangling build cache."):
         return 0
     import shutil
     n = BuildCache(ctx.store).prune()
-    from lamina.build.fastpath import forget
+    from lamina.builder.fastpath import forget
     forget(ctx.store)  # replays vouch for cache rows: none is left
     for sub in ("mounts", "context-hashes.db", "context-hashes.db-wal", "context-hashes.db-shm"):
         path = os.path.join(ctx.store.root, "build-cache", sub)

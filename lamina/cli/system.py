@@ -195,7 +195,7 @@ def cmd_prune(argv, ctx) -> int:
             return 0
     from lamina.cli.containers import prune_containers
     print_pruned("Deleted Containers:", prune_containers(ctx))
-    from lamina.build.cache import BuildCache
+    from lamina.builder.cache import BuildCache
     BuildCache(ctx.store).prune()
     lines, freed = prune_images(Images(ctx.store), all_unused=a.all,
                                 filters=_parse_filters(a.filter, ("until", "label")))

@@ -23,7 +23,7 @@ Everything the context looks at -- each path component met while resolving, each
 directory listed by a wildcard or a walk (including excluded directories listed because
 an exception could re-include something below), each entry a walk yields -- is recorded
 in :attr:`Context.seen` (physical path -> stat key, the first observation), so the replay
-of a fully cached build (build/fastpath.py) can check all of it and nothing else.
+of a fully cached build (builder/fastpath.py) can check all of it and nothing else.
 :meth:`Context.trustworthy` says whether that record can vouch for the content: no path
 was seen with two different stat keys, and none is *racily clean*.
 

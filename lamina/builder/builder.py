@@ -51,7 +51,7 @@ class BuildOptions:
     secrets: dict = field(default_factory=dict)
     progress: str = "auto"
     platform: str | None = None
-    memo_key: str | None = None         # see build/fastpath.py
+    memo_key: str | None = None         # see builder/fastpath.py
     pull: str = "missing"               # base images (FROM, COPY --from, RUN --mount from=): always|missing|never
 
 
@@ -75,7 +75,7 @@ class Output:
         self.quiet = quiet
         self.plain = progress == "plain"
         self.fd = 1
-        self.transcript: list[str] = []   # what was printed (replayed by build/fastpath.py)
+        self.transcript: list[str] = []   # what was printed (replayed by builder/fastpath.py)
 
     def line(self, text: str) -> None:
         if not self.quiet:
@@ -86,7 +86,7 @@ class Output:
 
 class Builder:
     def __init__(self, store, opts: BuildOptions) -> None:
-        from lamina.build.cache import BuildCache
+        from lamina.builder.cache import BuildCache
         from lamina.image.service import Images
         self.store = store
         self.opts = opts
@@ -100,7 +100,7 @@ class Builder:
         self.used_args: set[str] = set()
         self.step = 0
         self.total = 0
-        # what a replay of this build must re-check (build/fastpath.py); only a build whose
+        # what a replay of this build must re-check (builder/fastpath.py); only a build whose
         # every step was a cache hit is recorded
         self.memo_ok = not opts.no_cache and opts.memo_key is not None
         self.memo = {"seen": {}, "bases": [], "images": [], "keys": []}
@@ -157,14 +157,14 @@ class Builder:
         if self.memo_ok:
             self._record_memo(rec, df_path)
         elif self.opts.memo_key is not None:
-            from lamina.build import fastpath
+            from lamina.builder import fastpath
             fastpath.forget(self.store, self.opts.memo_key)  # an older memo would now replay a stale result
         from lamina.testhook import pause
         pause("build-done")
         return rec
 
     def _record_memo(self, rec, df_path: str) -> None:
-        from lamina.build import fastpath
+        from lamina.builder import fastpath
         dockerfile = (self.opts.dockerfile_data if self.opts.dockerfile_data is not None else None)
         memo = dict(self.memo)
         memo["dockerfile"] = (fastpath._sha256(dockerfile).hexdigest() if dockerfile is not None
@@ -503,7 +503,7 @@ class Builder:
         return new
 
     def _metadata_step(self, state: State, instr, apply, layer=None) -> State:
-        from lamina.build.cache import cache_key
+        from lamina.builder.cache import cache_key
         text = _canonical(instr)
         key = cache_key(state.image_id, instr.cmd, text)
         hit = self._cached(state, key, instr_text=text)
@@ -606,7 +606,7 @@ class Builder:
         own when the image lacks it, like the classic builder: the path is resolved inside the
         image's root (``WORKDIR /l/sub`` with ``/l -> /tmp`` makes ``/tmp/sub``); an existing
         directory gives no layer (Docker drops empty diffs)."""
-        from lamina.build.copy import Staging, ensure_parents
+        from lamina.builder.copy import Staging, ensure_parents
         wd = state.cc.get("WorkingDir") or "/"
         with self._view(state) as view:
             rel = view.resolve(wd)
@@ -719,8 +719,8 @@ class Builder:
         return shell + [text], None
 
     def _i_run(self, state, instr):
-        from lamina.build.cache import cache_key
-        from lamina.build.run import close_mounts, discard, parse_run_mounts, run_in_layers
+        from lamina.builder.cache import cache_key
+        from lamina.builder.run import close_mounts, discard, parse_run_mounts, run_in_layers
         from lamina.runtime.commit import layer_from_dir
         from lamina.snapshot import Layer, Snapshotter
         args, script = self._run_command(state, instr)
@@ -755,7 +755,7 @@ class Builder:
         try:
             if script is not None:  # RUN <<EOF with a #! line: the heredoc is an executable file
                 import tempfile
-                from lamina.build.run import RunMount
+                from lamina.builder.run import RunMount
                 script_dir = tempfile.mkdtemp(prefix="lamina-heredoc-")
                 path = os.path.join(script_dir, script[0])
                 with open(path, "w") as f:
@@ -828,7 +828,7 @@ class Builder:
     # -- COPY / ADD -------------------------------------------------------------------------
     def _context(self):
         if self._ctx is None:
-            from lamina.build.context import Context
+            from lamina.builder.context import Context
             from lamina.dockerfile.ignore import find_ignore_file, read_ignore_file
             ign_path = find_ignore_file(self.context_dir, self.opts.dockerfile)
             ign = read_ignore_file(ign_path) if ign_path else None
@@ -859,9 +859,9 @@ class Builder:
         return self._copy(state, instr, add=True)
 
     def _copy(self, state, instr, *, add: bool):
-        from lamina.build.cache import cache_key
-        from lamina.build.context import contains_wildcards
-        from lamina.build.copy import CopyItem
+        from lamina.builder.cache import cache_key
+        from lamina.builder.context import contains_wildcards
+        from lamina.builder.copy import CopyItem
         flags = dict(instr.flags)
         if instr.heredocs:
             return self._copy_heredocs(state, instr, flags)
@@ -974,7 +974,7 @@ class Builder:
     def _reuse(self, state: State, text: str, expect: dict):
         """A copy.Reuse of the latest result of this COPY on this parent, if its snapshot is
         still unpacked (see copy.Reuse)."""
-        from lamina.build.copy import Reuse
+        from lamina.builder.copy import Reuse
         from lamina.runtime.commit import base_layers
         from lamina.snapshot import Snapshotter
         prev = self.cache.previous(parent=state.image_id, instr=text)
@@ -993,7 +993,7 @@ class Builder:
                     reuse=None):
         """Stage ``items`` (ADD: local archives unpacked) and make the layer; returns
         (descriptor triple, {context: manifest of what was copied})."""
-        from lamina.build.copy import stage_copy
+        from lamina.builder.copy import stage_copy
 
         def fill(staging, view):
             owner = self._owner(view, owner_spec)
@@ -1012,7 +1012,7 @@ class Builder:
         return self._new_layer(state, fill)
 
     def _memo_context(self, ctx) -> None:
-        """Remember what the build context showed (build/fastpath.py replays only if all of
+        """Remember what the build context showed (builder/fastpath.py replays only if all of
         it still looks the same); a context that cannot vouch for it (a path changed while
         the build read it, or is racily clean) leaves no memo."""
         if ctx is None:
@@ -1031,8 +1031,8 @@ class Builder:
     def _expand_archives(self, items, staging, view, copied: dict, *, workdir: str, dest: str, owner):
         """ADD: local tar archives (compressed or not) are unpacked at the destination instead
         of copied; what was read is hashed into ``copied``. Returns the items left to copy."""
-        from lamina.build.context import entry_text
-        from lamina.build.copy import Staging, ensure_parents, resolve_dest
+        from lamina.builder.context import entry_text
+        from lamina.builder.copy import Staging, ensure_parents, resolve_dest
         from lamina.layer.compress import open_decompressed
         from lamina.layer.extract import apply_layer
         out = []
@@ -1073,7 +1073,7 @@ class Builder:
         import urllib.error
         import urllib.parse
         import urllib.request
-        from lamina.build.context import Context
+        from lamina.builder.context import Context
         name = os.path.basename(urllib.parse.urlparse(url).path) or "index.html"
         tmp = tempfile.mkdtemp(prefix="lamina-add-")
         path = os.path.join(tmp, name)
@@ -1100,7 +1100,7 @@ class Builder:
         sources resolve with the context's rules (wildcards; symlinks followed inside that
         root) and are keyed by their contents, like the classic builder: a stage rebuilt with
         identical files still hits."""
-        from lamina.build.context import Context
+        from lamina.builder.context import Context
         st = self._stage_or_image(frm, "COPY --from")
         root = self._merged_dir(st)
         ctxs = getattr(self, "_from_ctxs", None)

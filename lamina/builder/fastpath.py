@@ -15,7 +15,7 @@ arg values, ...): the exact output it printed and everything its result depended
   looked, never re-read at the end (a file edited during the build must not be vouched for).
 
 The builder records a memo only when the context can vouch for what it saw (nothing changed
-while it was read, nothing racily clean: lamina.build.context), and deletes the memo of an
+while it was read, nothing racily clean: lamina.builder.context), and deletes the memo of an
 invocation whose build could not be replayed, so an older memo never outlives a newer
 build. The next identical ``lamina build`` checks all of that with fstatat(2) calls relative
 to directory descriptors opened one component at a time without following symlinks, and a

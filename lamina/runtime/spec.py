@@ -201,7 +201,8 @@ class RunOptions:
     hostname: str = ""
     terminal: bool = False
     readonly_rootfs: bool = False
-    network: str = "none"  # "none" (only lo) | "host"
+    network: str = "none"  # "none" (only lo) | "host" | "path" (join ``netns_path``)
+    netns_path: str = ""   # with network="path": the namespace to join (lamina.network's)
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     privileged: bool = False
@@ -307,8 +308,8 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     """
     if not opts.args:
         raise InvalidArgument("no command specified")
-    if opts.network not in ("host", "none"):
-        raise InvalidArgument(f"network {opts.network!r} is not supported: use host or none")
+    if opts.network not in ("host", "none", "path") or (opts.network == "path") != bool(opts.netns_path):
+        raise InvalidArgument(f"network {opts.network!r} is not supported: use host, none or a netns path")
     env = list(opts.env)
     if opts.hostname and not _env_has(env, "HOSTNAME"):
         env.insert(0, f"HOSTNAME={opts.hostname}")
@@ -380,6 +381,8 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     namespaces = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
     if opts.network == "none":
         namespaces.append({"type": "network"})
+    elif opts.network == "path":
+        namespaces.append({"type": "network", "path": opts.netns_path})
     namespaces.append({"type": "cgroup"})
     resources: dict = {}
     if opts.privileged:

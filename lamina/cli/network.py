@@ -114,6 +114,8 @@ def cmd_network_ls(argv, ctx) -> int:
             raise InvalidArgument(f"invalid filter '{f}'")
         filters.setdefault(k, []).append(v)
     nets = _networks(ctx).list()
+    from lamina.network.sandbox import sweep
+    sweep(ctx.store, [n for n in nets if n.driver == "bridge" and n.state_dir])
     if any(n.is_default and not n.id for n in nets):  # the default bridge is made on first use
         nets = [_networks(ctx).ensure_up(n) if n.is_default else n for n in nets]
     rows = []

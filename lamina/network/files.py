@@ -1,7 +1,7 @@
 """The /etc/hosts and /etc/resolv.conf a container on a bridge network sees (Docker's).
 
 hosts: the localhost and IPv6 lines Docker writes, then ``--add-host`` entries, then the
-container's own address with its hostname (``<ip>\\t<host>.<domain>\\t<host>`` with a
+container's own address with its hostname (``<ip>\\t<host>.<domain> <host>`` with a
 domain name).
 
 resolv.conf on the default bridge: the host's, with loopback nameservers dropped (they
@@ -24,7 +24,7 @@ def hosts(*, ip: str, hostname: str, domainname: str = "", extra: list[tuple[str
         out.append(f"{addr}\t{name}\n")
     if ip:
         if domainname:
-            out.append(f"{ip}\t{hostname}.{domainname}\t{hostname}\n")
+            out.append(f"{ip}\t{hostname}.{domainname} {hostname}\n")
         else:
             out.append(f"{ip}\t{hostname}\n")
     return "".join(out)

@@ -209,6 +209,7 @@ class Networks:
             if gw not in want:
                 raise InvalidArgument(f"no matching subnet for gateway {gateway}")
         self._mkdir()
+        self._builtin_ids()  # made now: it takes the lock below itself
         with flocked(os.path.join(self.dir, "lock")):
             if any(n.name == name for n in self.list()):
                 raise Conflict(f"network with name {name} already exists")

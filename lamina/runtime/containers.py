@@ -234,11 +234,8 @@ class Containers:
         from lamina.network import files
         network = netcfg["Mode"]
         _write(os.path.join(d, "hostname"), hostname + "\n", shared=True)
-        if network == "host":
-            try:
-                hosts = open("/etc/hosts").read()
-            except OSError:
-                hosts = files.HOSTS_HEADER
+        if network == "host":  # lamina keeps the container's own hostname here
+            hosts = files.HOSTS_HEADER + f"127.0.1.1\t{hostname}\n"
         else:  # a bridge network's is written at each start, with the container's address
             hosts = files.hosts(ip="", hostname=hostname, domainname=opts.domainname or "",
                                 extra=[tuple(h.split(":", 1)) for h in netcfg["HostConfig"]["ExtraHosts"] or ()])

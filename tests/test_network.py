@@ -53,6 +53,28 @@ def wait_http(port: int, host: str = "127.0.0.1") -> bytes:
     return out[-1]
 
 
+def listeners(port: int) -> set[int]:
+    """Pids holding a TCP socket listening on ``port``."""
+    inodes = set()
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if int(f[1].split(":")[1], 16) == port and f[3] == "0A":
+            inodes.add(f[9])
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in {f"socket:[{i}]" for i in inodes}:
+                    pids.add(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def ppid(pid: int) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+
+
 def free_port(kind=socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
@@ -165,19 +187,28 @@ def test_unknown_network_and_bad_flags_are_errors(net):
 
 # -- published ports -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("forwarder", ["nat", "proxy"])
-def test_published_tcp_port_from_host_loopback_and_other_containers(net, forwarder, monkeypatch):
+@pytest.mark.parametrize("forwarder", ["nat", "proxy", "no-iptables"])
+def test_published_tcp_port_from_host_loopback_and_other_containers(net, forwarder):
     if forwarder == "proxy":
         net.env["LAMINA_USERLAND_PROXY"] = "1"
+    elif forwarder == "no-iptables":  # chosen automatically: iptables is not on the PATH
+        net.env["PATH"] = ":".join(p for p in os.environ["PATH"].split(":") if "sbin" not in p)
+        import shutil
+        assert shutil.which("iptables", path=net.env["PATH"]) is None
     port = free_port()
     cid = net("run", "-d", "--name", "web", "-p", f"{port}:8080", "busybox",
               "httpd", "-f", "-p", "8080", "-h", "/etc").out.strip()
     assert wait_http(port) == cid[:12].encode() + b"\n"
     nat = [r for r in rules() if f"c:{cid[:12]}:" in r]
-    if forwarder == "nat":
+    monitor = int(net("inspect", "-f", "{{.State.MonitorPid}}", "web").out)
+    holders = listeners(port)
+    if forwarder == "nat":  # the monitor holds the port (reserved); DNAT moves the packets
         assert len(nat) == 1 and f"--dport {port}" in nat[0] and "DNAT" in nat[0]
-    else:
+        assert holders == {monitor}
+    else:  # the proxy, a child of the container's monitor, accepts and relays
         assert nat == []
+        proxy = holders - {monitor}
+        assert monitor in holders and len(proxy) == 1 and ppid(proxy.pop()) == monitor
     # another container reaches it through the host's address on the bridge
     gw = gateway(net)
     out = net("run", "--rm", "busybox", "wget", "-qO-", f"http://{gw}:{port}/hostname").out
@@ -473,3 +504,21 @@ def test_kill_9_of_the_monitor_leaves_nothing_behind(net):
     # the ports are free again and the containers start again
     net("start", "k1")
     assert wait_http(port) == ids[0][:12].encode() + b"\n"
+
+
+def test_build_run_steps_keep_the_host_network_unless_told(net, tmp_path):
+    from conftest import mkctx
+    ctx = mkctx(tmp_path, """
+        FROM busybox
+        RUN ls /sys/class/net | tr '\\n' ' ' > /ifaces; ip -4 -o addr show eth0 2>/dev/null | awk '{print $4}' > /addr
+        """)
+    net("build", "-q", "-t", "hostnet", str(ctx))
+    assert set(net("run", "--rm", "hostnet", "cat", "/ifaces").out.split()) == set(os.listdir("/sys/class/net"))
+    net("build", "-q", "--no-cache", "--network", "bridge", "-t", "bridged", str(ctx))
+    assert net("run", "--rm", "bridged", "cat", "/ifaces").out.split() == ["eth0", "lo"]
+    subnet = net("network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", "bridge").out.strip()
+    import ipaddress
+    addr = net("run", "--rm", "bridged", "cat", "/addr").out.strip()
+    assert ipaddress.ip_interface(addr).network == ipaddress.ip_network(subnet)
+    r = net("build", "-q", "--no-cache", "--network", "nosuch", str(ctx), check=False)
+    assert r.rc != 0 and "network nosuch not found" in r.err

@@ -127,7 +127,14 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     perms.write_file(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
                      f"ip6-loopback\n127.0.1.1\t{hostname}\n", perms.VISIBLE_FILE)
     etc = {"/etc/hostname": os.path.join(d, "hostname"), "/etc/hosts": os.path.join(d, "hosts")}
-    if network != "none" and os.path.exists("/etc/resolv.conf"):
+    sb = None
+    if network not in ("none", "host"):  # bridge or a user network: a network of the step's own
+        from lamina.network.sandbox import attach_build_step
+        perms.write_file(os.path.join(d, "resolv.conf"), "", perms.VISIBLE_FILE)
+        sb = attach_build_step(store, cid=cid, network=network, hostname=hostname,
+                               hosts_path=os.path.join(d, "hosts"), resolv_path=os.path.join(d, "resolv.conf"))
+        etc["/etc/resolv.conf"] = os.path.join(d, "resolv.conf")
+    elif network != "none" and os.path.exists("/etc/resolv.conf"):
         etc["/etc/resolv.conf"] = "/etc/resolv.conf"
     specs = [MountSpec("bind", m.source, m.target, ("rbind", "ro" if m.readonly else "rw")) if m.type == "bind"
              else MountSpec("tmpfs", "tmpfs", m.target, ("nosuid", "nodev")) for m in mounts]
@@ -138,7 +145,8 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     if not any(e.startswith("HOME=") for e in full_env):
         full_env.append(f"HOME={u.home or '/'}")
     opts = RunOptions(args=tuple(args), env=tuple(full_env), cwd=cwd or "/", user=u, hostname=hostname,
-                      network="none" if network == "none" else "host", mounts=tuple(specs), etc_files=etc)
+                      network="path" if sb else network, netns_path=sb.netns_path if sb else "",
+                      mounts=tuple(specs), etc_files=etc)
     import json
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(build_spec(opts, root_path="rootfs"), f)
@@ -150,6 +158,8 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
         raise
     finally:
         os.close(devnull)
+        if sb is not None:
+            sb.teardown()
     for p in stubs:  # RUN --mount targets the runtime had to create
         _remove_stub(upper, p.lstrip("/"))
     return code, upper, d

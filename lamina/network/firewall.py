@@ -40,13 +40,13 @@ _iptables: str | None | bool = False
 
 
 def _tool(name: str) -> str | None:
-    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    return path
+    return shutil.which(name, path=os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin")
 
 
 def available() -> bool:
-    """Whether kernel NAT rules can be used here (``iptables`` and ``iptables-restore`` exist
-    and ``LAMINA_USERLAND_PROXY`` does not force the userspace proxy)."""
+    """Whether kernel NAT rules can be used here: ``iptables`` and ``iptables-restore`` are
+    on the PATH (as Docker, lamina looks there). Otherwise published ports go through the
+    userspace proxy, and bridges get no outbound NAT."""
     global _iptables
     if _iptables is False:
         _iptables = _tool("iptables-restore") if _tool("iptables") else None

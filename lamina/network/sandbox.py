@@ -180,6 +180,21 @@ def attach(store, doc: dict) -> Sandbox | None:
     return sb
 
 
+def attach_build_step(store, *, cid: str, network: str, hostname: str, hosts_path: str,
+                      resolv_path: str) -> Sandbox:
+    """The network of a build's RUN step on ``network`` (``bridge`` or a user network):
+    as a container's, without ports or DNS names."""
+    name = "bridge" if network in ("bridge", "default") else network
+    doc = {"Id": cid, "Name": "/" + cid[:12], "HostsPath": hosts_path, "ResolvConfPath": resolv_path,
+           "HostConfig": {"NetworkMode": name, "PortBindings": {}, "PublishAllPorts": False},
+           "Config": {"Hostname": hostname}, "NetworkSettings": {"Networks": {name: {}}}}
+    sb = attach(store, doc)
+    for ep in sb.endpoints:  # a build step answers to no name
+        from lamina.network import dns
+        dns.unregister(ep.net.state_dir, cid, sb.owner)
+    return sb
+
+
 def _publish(sb: Sandbox, doc: dict, firewall) -> None:
     from lamina.network import ports as P
     hc = doc["HostConfig"]

@@ -208,6 +208,14 @@ def cmd_network_prune(argv, ctx) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
+    removed = prune_networks(ctx)
+    if removed:
+        sys.stdout.write("Deleted Networks:\n" + "".join(f"{r}\n" for r in removed))
+    return 0
+
+
+def prune_networks(ctx) -> list[str]:
+    """Remove every user network no container refers to; returns their names."""
     from lamina.network.sandbox import sweep
     nets = _networks(ctx)
     removed = []
@@ -220,9 +228,7 @@ def cmd_network_prune(argv, ctx) -> int:
             removed.append(n.name)
         except LaminaError as e:
             sys.stderr.write(f"Error: {e}\n")
-    if removed:
-        sys.stdout.write("Deleted Networks:\n" + "".join(f"{r}\n" for r in removed))
-    return 0
+    return removed
 
 
 def cmd_network_connect(argv, ctx) -> int:

@@ -303,6 +303,13 @@ class Containers:
         except sqlite3.IntegrityError:  # another lamina took the name between our check and now
             raise Conflict(f'Conflict. The container name "/{name}" is already in use by another container. '
                            f'You have to remove (or rename) that container to be able to reuse that name.') from None
+        if any(m.type == "volume" and not m.nocopy for m in mounts):
+            from lamina.runtime.volumes import populate
+            try:
+                populate(self, doc, mounts)  # Docker's copy-up into new, empty volumes
+            except BaseException:
+                self.delete(doc, volumes=True)
+                raise
         return doc
 
     # -- start support --------------------------------------------------------------

@@ -39,7 +39,9 @@ rootfs; missing destinations are created (a file for a bind of a file).
 
 Order in P2 (as runc, but for the cgroup namespace): umask 022 -> join the network namespace
 the spec names by ``path`` (the only namespace joined by path: lamina.network made it, or it
-is another container's) -> namespaces but cgroup -> loopback up (new netns) -> ``/`` rprivate -> rootfs -> spec mounts [before the first cgroup
+is another container's) -> namespaces but cgroup -> loopback up (new netns) -> ``/`` rprivate
+(rslave with ``linux.rootfsPropagation`` rslave: a bind with slave propagation follows the
+host) -> rootfs -> spec mounts [before the first cgroup
 mount: wait until the parent has P2 in the v2 cgroup, join the v1 cgroups, unshare the
 cgroup namespace] -> /dev nodes and symlinks -> pivot_root -> masked paths -> readonly paths
 -> read-only root -> hostname -> rlimits -> cwd -> a new anonymous session keyring -> the
@@ -930,6 +932,10 @@ class _Plan:
         self.proc = _Proc(spec.get("process") or {}, linux.get("seccomp"))
         self.resources = linux.get("resources") or {}
         self.cgroups_path = linux.get("cgroupsPath")
+        self.root_propagation = linux.get("rootfsPropagation") or ""
+        if self.root_propagation not in ("", "private", "rprivate", "slave", "rslave"):
+            raise Unsupported(f"config.json: rootfsPropagation {self.root_propagation!r} is not supported "
+                              "by the built-in runtime (private or slave)")
         self.hierarchies = {} if _is_v2() else dict(_v1_hierarchies())
 
 
@@ -943,7 +949,10 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
     from lamina.mount import Mount, mount_all
 
     rootfs = plan.rootfs
-    _sysmount("/", _MS_REC | _MS_PRIVATE, "making / rprivate")
+    if plan.root_propagation in ("slave", "rslave"):  # a bind mount with slave propagation
+        _sysmount("/", _MS_REC | _MS_SLAVE, "making / rslave")
+    else:
+        _sysmount("/", _MS_REC | _MS_PRIVATE, "making / rprivate")
     try:
         if rootfs_mounts:
             mount_all(list(rootfs_mounts), rootfs)

@@ -417,6 +417,8 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     if opts.pids_limit is not None and opts.pids_limit > 0:
         resources["pids"] = {"limit": int(opts.pids_limit)}
     linux: dict = {"namespaces": namespaces, "resources": resources}
+    if any(o in ("slave", "rslave") for m in mounts if m["type"] == "bind" for o in m["options"]):
+        linux["rootfsPropagation"] = "rslave"  # else a slave bind would have no master to follow
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     if not opts.privileged:

@@ -36,7 +36,6 @@ def _check_host(spec: str) -> str:
 def for_create(store, containers, opts, cid: str, image_exposed: dict | None) -> dict:
     """{"HostConfig": {...}, "ExposedPorts": {...}, "Networks": {...}, "Mode": str,
     "Container": <doc of container:<x>> or None}."""
-    from lamina.network import ports as P
     mode = mode_of(opts.network)
     other = None
     hc: dict = {}
@@ -83,6 +82,8 @@ def for_create(store, containers, opts, cid: str, image_exposed: dict | None) ->
     if opts.network_aliases and not user_net:
         raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
     exposed = dict(image_exposed or {})
+    if opts.expose or opts.publish:
+        from lamina.network import ports as P
     for e in opts.expose:
         for key in P.parse_expose(e):
             exposed[key] = {}

@@ -28,8 +28,6 @@ Changes are applied with one ``iptables-restore --noflush -w`` per batch (4 ms h
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 from lamina.errors import Unavailable
 
@@ -40,7 +38,12 @@ _iptables: str | None | bool = False
 
 
 def _tool(name: str) -> str | None:
-    return shutil.which(name, path=os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin")
+    """``name`` on the PATH (shutil.which without importing shutil: start-up time)."""
+    for d in (os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
+        p = os.path.join(d or ".", name)
+        if os.access(p, os.X_OK) and not os.path.isdir(p):
+            return p
+    return None
 
 
 def available() -> bool:
@@ -54,6 +57,7 @@ def available() -> bool:
 
 
 def _save(table: str) -> list[str]:
+    import subprocess
     try:
         p = subprocess.run([_tool("iptables-save") or "iptables-save", "-t", table],
                            capture_output=True, text=True, timeout=60)
@@ -67,6 +71,7 @@ def _save(table: str) -> list[str]:
 def _restore(script: str) -> tuple[bool, str]:
     if not available():
         return False, "iptables is not installed"
+    import subprocess
     try:
         p = subprocess.run([_iptables, "--noflush", "-w"], input=script, capture_output=True,
                            text=True, timeout=120)

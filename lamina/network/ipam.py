@@ -18,26 +18,26 @@ sweep, which removes what the dead container left (rules, DNS entry) and then th
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
+import socket
+import struct
 
 from lamina.errors import InvalidArgument, Unavailable
 
-__all__ = ["DEFAULT_POOLS", "pick_subnet", "Lease", "Leases", "owner_token", "owner_alive"]
+__all__ = ["default_pools", "pick_subnet", "Lease", "Leases", "owner_token", "owner_alive"]
 
 
-def _pools():
-    for i in range(17, 32):
-        yield ipaddress.IPv4Network(f"172.{i}.0.0/16")
-    for i in range(0, 256, 16):
-        yield ipaddress.IPv4Network(f"192.168.{i}.0/20")
+def default_pools():
+    """Docker's default address pools, in its order (ipaddress is imported only here:
+    picking a subnet is rare, handing out an address is on every start)."""
+    import ipaddress
+    return [ipaddress.IPv4Network(f"172.{i}.0.0/16") for i in range(17, 32)] + \
+           [ipaddress.IPv4Network(f"192.168.{i}.0/20") for i in range(0, 256, 16)]
 
 
-DEFAULT_POOLS = tuple(_pools())
-
-
-def _nameservers() -> list[ipaddress.IPv4Address]:
+def _nameservers() -> list:
+    import ipaddress
     out = []
     try:
         with open("/etc/resolv.conf") as f:
@@ -53,8 +53,9 @@ def _nameservers() -> list[ipaddress.IPv4Address]:
     return out
 
 
-def host_networks(nl) -> list[ipaddress.IPv4Network]:
+def host_networks(nl) -> list:
     """Every IPv4 subnet the host routes or has an address in (default routes aside)."""
+    import ipaddress
     nets = []
     for r in nl.routes():
         if r.dst_len == 0 or r.table not in (254, 253, 252):  # main, default; local is per address
@@ -66,12 +67,12 @@ def host_networks(nl) -> list[ipaddress.IPv4Network]:
     return nets
 
 
-def pick_subnet(nl, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+def pick_subnet(nl, taken: list):
     """The first default pool clear of the host's routes and addresses, its nameservers and
     ``taken``. Raises Unavailable when every pool is in use (Docker's words)."""
     busy = host_networks(nl) + list(taken)
     dns = _nameservers()
-    for pool in DEFAULT_POOLS:
+    for pool in default_pools():
         if any(pool.overlaps(n) for n in busy) or any(ns in pool for ns in dns):
             continue
         return pool
@@ -79,13 +80,13 @@ def pick_subnet(nl, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network
                       "to assign to the network")
 
 
-def check_subnet(text: str, what: str = "--subnet") -> ipaddress.IPv4Network:
+def check_subnet(text: str, what: str = "--subnet"):
+    import ipaddress
     try:
         net = ipaddress.IPv4Network(text, strict=False)
     except ValueError:
         raise InvalidArgument(f"invalid CIDR address: {text}") from None
-    if str(net) != text and f"{net.network_address}/{net.prefixlen}" != text:
-        pass  # Docker accepts host bits set (it masks them); so do we
+    # Docker accepts host bits set (it masks them); so do we
     if net.prefixlen > 30:
         raise InvalidArgument(f"{what} {text}: a network needs room for a gateway and a container (/30 at most)")
     return net
@@ -192,22 +193,25 @@ class Leases:
         finally:
             os.unlink(tmp)
 
-    def allocate(self, subnet: ipaddress.IPv4Network, gateway: str, data: dict, *,
-                 want: str | None = None, network: str) -> str:
-        """Claim ``want`` (an address in ``subnet``), else the lowest free host address
-        (never the gateway). Raises Conflict-class errors in Docker's words."""
+    def allocate(self, subnet: str, gateway: str, data: dict, *, want: str | None = None,
+                 network: str) -> str:
+        """Claim ``want`` (an address in ``subnet``, "a.b.c.d/n"), else the lowest free host
+        address (never the gateway). Raises in Docker's words."""
         from lamina.errors import Conflict
         os.makedirs(self.dir, 0o700, exist_ok=True)
+        base, plen = subnet.split("/")
+        first = struct.unpack("!I", socket.inet_aton(base))[0] & ~((1 << (32 - int(plen))) - 1) & 0xFFFFFFFF
+        last = first | ((1 << (32 - int(plen))) - 1)
         if want is not None:
-            addr = ipaddress.IPv4Address(want)
-            if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+            w = struct.unpack("!I", socket.inet_aton(want))[0]
+            if not first < w < last:
                 raise InvalidArgument(f"no configured subnet contains IP address {want} on network {network}")
-            if str(addr) == gateway or not self._claim(str(addr), data):
+            if want == gateway or not self._claim(want, data):
                 raise Conflict(f"Address already in use: {want} on network {network}")
-            return str(addr)
+            return want
         used = set(os.listdir(self.dir)) | {gateway}
-        for addr in subnet.hosts():
-            a = str(addr)
+        for n in range(first + 1, last):
+            a = socket.inet_ntoa(struct.pack("!I", n))
             if a in used:
                 continue
             if self._claim(a, data):
@@ -226,7 +230,8 @@ class Leases:
             return
         data["Owner"] = token
         tmp = os.path.join(self.dir, f".tmp-{os.getpid()}-{address}")
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
             json.dump(data, f)
         os.rename(tmp, path)
 

@@ -261,7 +261,7 @@ class Networks:
         nl = host_netlink()
         link = nl.link(net.bridge)
         if link is not None and link.flags & IFF_UP and net.subnet:
-            return net
+            return net  # the common case: one netlink request
         _host_dir()
         with flocked(os.path.join(HOST_DIR, "lock")):
             if net.is_default:

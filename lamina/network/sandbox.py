@@ -78,11 +78,12 @@ class Sandbox:
 
     def teardown(self) -> None:
         """Remove everything this start made (idempotent; never raises for what is gone)."""
-        from lamina.network import dns, firewall
         for ep in self.endpoints:
             if ep.net.user_defined:
+                from lamina.network import dns
                 dns.unregister(ep.net.state_dir, self.cid, self.owner)
         if self.rules:
+            from lamina.network import firewall
             try:
                 firewall.delete(self.rules)
             except LaminaError:
@@ -128,7 +129,6 @@ def attach(store, doc: dict) -> Sandbox | None:
     connected = _connected(doc)
     if not connected:
         return None
-    from lamina.network import firewall
     from lamina.network.netns import new_netns
     cid = doc["Id"]
     owner = ipam.owner_token()
@@ -151,10 +151,8 @@ def attach(store, doc: dict) -> Sandbox | None:
         for i, (net, settings) in enumerate(resolved):
             want = ((settings.get("IPAMConfig") or {}).get("IPv4Address")) or None
             lease = {"Container": cid, "Owner": owner, "Store": store.root, "Network": net.id}
-            import ipaddress
             with flocked(os.path.join(net.state_dir, "lock")):
-                ip = _leases(net).allocate(ipaddress.IPv4Network(net.subnet), net.gateway, lease,
-                                           want=want, network=net.name)
+                ip = _leases(net).allocate(net.subnet, net.gateway, lease, want=want, network=net.name)
             veth = "veth" + os.urandom(4).hex()[:7]
             ep = Endpoint(net, ip, veth, f"eth{i}", list(settings.get("Aliases") or []), owner)
             sb.endpoints.append(ep)
@@ -168,7 +166,7 @@ def attach(store, doc: dict) -> Sandbox | None:
             nl_in.add_addr(peer.index, ip, net.prefixlen, f"adding {ip} to {ep.ifname}")
             if i == 0:
                 nl_in.add_default_route(net.gateway, peer.index, f"adding the default route via {net.gateway}")
-        _publish(sb, doc, firewall)
+        _publish(sb, doc)
         _write_files(store, doc, sb)
         _register_dns(doc, sb)
     except BaseException:
@@ -195,9 +193,12 @@ def attach_build_step(store, *, cid: str, network: str, hostname: str, hosts_pat
     return sb
 
 
-def _publish(sb: Sandbox, doc: dict, firewall) -> None:
-    from lamina.network import ports as P
+def _publish(sb: Sandbox, doc: dict) -> None:
     hc = doc["HostConfig"]
+    if not hc.get("PortBindings") and not (hc.get("PublishAllPorts") and doc["Config"].get("ExposedPorts")):
+        return
+    from lamina.network import firewall
+    from lamina.network import ports as P
     wanted = []
     for key, binds in (hc.get("PortBindings") or {}).items():
         port, _, proto = key.partition("/")
@@ -251,6 +252,8 @@ def _write_files(store, doc: dict, sb: Sandbox) -> None:
 
 
 def _register_dns(doc: dict, sb: Sandbox) -> None:
+    if not any(ep.net.user_defined for ep in sb.endpoints):
+        return
     from lamina.network import dns, files
     ups = files.upstreams(list(doc["HostConfig"].get("Dns") or ()))
     name = doc["Name"].lstrip("/")
@@ -265,7 +268,6 @@ def _register_dns(doc: dict, sb: Sandbox) -> None:
 # -- NetworkSettings ----------------------------------------------------------------
 def settings(doc: dict, sb: Sandbox | None) -> dict:
     """Docker's NetworkSettings for the container, running with ``sb`` or stopped (None)."""
-    from lamina.network import ports as P
     ns = dict(doc.get("NetworkSettings") or {})
     nets = {k: dict(v or {}) for k, v in (ns.get("Networks") or {}).items()}
     ports: dict = {}
@@ -277,7 +279,7 @@ def settings(doc: dict, sb: Sandbox | None) -> dict:
             ports[key] = None
         if sb is not None:
             for m in sb.ports():
-                key = P.port_key(m.container_port, m.proto)
+                key = f"{m.container_port}/{m.proto}"
                 ports[key] = (ports.get(key) or []) + [{"HostIp": m.host_ip or "0.0.0.0",
                                                          "HostPort": str(m.host_port)}]
     eps = {ep.net.name: ep for ep in (sb.endpoints if sb else [])}
@@ -311,7 +313,6 @@ def sweep(store, nets: list[Network] | None = None) -> int:
     """Remove what dead owners left on ``nets`` (default: the default bridge and this store's
     user networks): DNS entries, DNAT rules and veths tagged with a dead owner, then their
     leases. Returns how many dead leases were found."""
-    from lamina.network import dns, firewall
     if nets is None:
         nets = [n for n in Networks(store).list() if n.driver == "bridge" and n.state_dir]
     dead: list[tuple[Network, ipam.Lease]] = []
@@ -322,6 +323,7 @@ def sweep(store, nets: list[Network] | None = None) -> int:
             if not lease.alive:
                 dead.append((net, lease))
         if net.user_defined:
+            from lamina.network import dns
             for e in dns.entries(net.state_dir):
                 if not ipam.owner_alive(e.get("Owner", "")):
                     dns.unregister(net.state_dir, e["Container"], e.get("Owner"))
@@ -338,6 +340,7 @@ def sweep(store, nets: list[Network] | None = None) -> int:
         if len(parts) != 2 or parts[0] != "lamina" or not parts[1].startswith("c:"):
             return False
         return not ipam.owner_alive(parts[1].split(":", 2)[2])
+    from lamina.network import firewall
     if firewall.available():
         try:
             firewall.delete_owned(dead_tag)
@@ -359,7 +362,6 @@ def connect_running(store, doc: dict, net: Network, settings_: dict) -> dict:
     namespace, an address, its DNS names). The endpoint's owner is the container's init:
     it is swept when the container stops. Returns the endpoint settings to record."""
     from lamina.network.netns import netlink_in
-    import ipaddress
     pid = doc["State"]["Pid"]
     owner = ipam.owner_token(pid)
     cid = doc["Id"]
@@ -367,7 +369,7 @@ def connect_running(store, doc: dict, net: Network, settings_: dict) -> dict:
     sweep(store, [net])
     want = (settings_.get("IPAMConfig") or {}).get("IPv4Address") or None
     with flocked(os.path.join(net.state_dir, "lock")):
-        ip = _leases(net).allocate(ipaddress.IPv4Network(net.subnet), net.gateway,
+        ip = _leases(net).allocate(net.subnet, net.gateway,
                                    {"Container": cid, "Owner": owner, "Store": store.root, "Network": net.id},
                                    want=want, network=net.name)
     nl = host_netlink()

@@ -16,8 +16,11 @@ Rules (every one carries a comment naming who owns it, so a sweep finds a dead o
                                -s 127.0.0.0/8 -o BRIDGE -j MASQUERADE    published ports from loopback
                                -s SUBNET -o BRIDGE -m conntrack --ctstate DNAT -j MASQUERADE  hairpin
     filter FORWARD     -j LAMINA-FORWARD   (first, so dockerd's DROP policy does not apply)
-           LAMINA-FORWARD  -i BRIDGE -j ACCEPT
+           LAMINA-FORWARD  -i BRIDGE -o BRIDGE -j ACCEPT
+                           -i BRIDGE -o lm-+/lamina+ -j DROP     networks are isolated, as Docker's
+                           -i BRIDGE -j ACCEPT
                            -o BRIDGE -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT
+           (an --internal network: only -i BRIDGE -o BRIDGE; the rest of its traffic is dropped)
 
 A container's published port needs ``route_localnet`` on its bridge (a DNATed packet from
 127.0.0.1 leaves through it); the network sets it when it brings the bridge up.
@@ -182,14 +185,23 @@ def remove_base_if_unused() -> bool:
     return True
 
 
-def network_rules(bridge: str, subnet: str, tag: str) -> dict[str, list[str]]:
-    """The rules of one bridge network; ``tag`` (``net:<id>``) is their comment."""
+def network_rules(bridge: str, subnet: str, tag: str, *, internal: bool = False) -> dict[str, list[str]]:
+    """The rules of one bridge network; ``tag`` (``net:<id>``) is their comment. An
+    ``internal`` network reaches nothing beyond its bridge and nothing reaches into it."""
     c = f'-m comment --comment "lamina {tag}"'
+    if internal:
+        return {"nat": [],
+                "filter": [f"-A LAMINA-FORWARD -i {bridge} -o {bridge} {c} -j ACCEPT",
+                           f"-A LAMINA-FORWARD -i {bridge} ! -o {bridge} {c} -j DROP",
+                           f"-A LAMINA-FORWARD -o {bridge} ! -i {bridge} {c} -j DROP"]}
+    isolate = [f"-A LAMINA-FORWARD -i {bridge} -o {bridge} {c} -j ACCEPT",
+               f"-A LAMINA-FORWARD -i {bridge} -o lm-+ {c} -j DROP",
+               f"-A LAMINA-FORWARD -i {bridge} -o lamina+ {c} -j DROP"]
     return {
         "nat": [f"-A LAMINA-POSTROUTING -s {subnet} ! -o {bridge} {c} -j MASQUERADE",
                 f"-A LAMINA-POSTROUTING -s 127.0.0.0/8 -o {bridge} {c} -j MASQUERADE",
                 f"-A LAMINA-POSTROUTING -s {subnet} -o {bridge} -m conntrack --ctstate DNAT {c} -j MASQUERADE"],
-        "filter": [f"-A LAMINA-FORWARD -i {bridge} {c} -j ACCEPT",
+        "filter": [*isolate, f"-A LAMINA-FORWARD -i {bridge} {c} -j ACCEPT",
                    f"-A LAMINA-FORWARD -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT {c} -j ACCEPT"],
     }
 

@@ -39,7 +39,8 @@ def _here() -> int:
 
 
 def new_netns() -> tuple[int, Netlink]:
-    """A new network namespace with ``lo`` up: ``(fd holding it, rtnetlink socket in it)``.
+    """A new network namespace with ``lo`` up and IPv6 off (Docker's without ``--ipv6``):
+    ``(fd holding it, rtnetlink socket in it)``.
     The caller owns both (close them). Raises Unavailable when the kernel refuses."""
     lib = _libc()
     own = _here()
@@ -51,6 +52,11 @@ def new_netns() -> tuple[int, Netlink]:
         try:
             fd = _here()
             nl = Netlink()
+            # no IPv6 in the container, as Docker without --ipv6: sysctls under /proc/sys/net
+            # are the opener's namespace's, which is this thread's new one right now
+            for conf in ("default", "all"):
+                with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as f:
+                    f.write("1")
         finally:
             if lib.setns(own, CLONE_NEWNET) != 0:  # cannot happen with our own fd; never go on
                 os.write(2, b"lamina: cannot return to the host's network namespace\n")

@@ -30,6 +30,9 @@ from lamina._dcache import dataclass
 from lamina.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 
 HOST_DIR = "/run/lamina/net"
+#: the version of the firewall rules a bridge gets (lamina.network.firewall.network_rules):
+#: a bridge whose record names an older one gets its rules replaced on next use
+RULES_VERSION = 2
 DEFAULT_BRIDGE = "lamina0"
 PREDEFINED = ("bridge", "host", "none")
 
@@ -50,6 +53,7 @@ class Network:
     internal: bool = False
     labels: tuple = ()
     options: tuple = ()
+    rules: int = 0
 
     @property
     def is_default(self) -> bool:
@@ -136,7 +140,7 @@ class Networks:
         rec = _read_json(os.path.join(d, "network.json")) or {}
         return Network(id=rec.get("Id", ""), name="bridge", driver="bridge", created=rec.get("Created", ""),
                        subnet=rec.get("Subnet", ""), gateway=rec.get("Gateway", ""),
-                       bridge=DEFAULT_BRIDGE, state_dir=d)
+                       bridge=DEFAULT_BRIDGE, state_dir=d, rules=rec.get("Rules", 0))
 
     def _user(self, nid: str) -> Network | None:
         rec = _read_json(os.path.join(self.dir, nid, "network.json"))
@@ -147,7 +151,7 @@ class Networks:
                        state_dir=os.path.join(self.dir, nid), user_subnet=rec.get("UserSubnet", False),
                        internal=rec.get("Internal", False),
                        labels=tuple(sorted((rec.get("Labels") or {}).items())),
-                       options=tuple(sorted((rec.get("Options") or {}).items())))
+                       options=tuple(sorted((rec.get("Options") or {}).items())), rules=rec.get("Rules", 0))
 
     def list(self) -> list[Network]:
         """Every network (predefined first, then user networks by name)."""
@@ -217,7 +221,7 @@ class Networks:
             d = os.path.join(self.dir, nid)
             perms.mkdir(d)
             try:
-                rec = {"Id": nid, "Name": name, "Created": _now(), "Bridge": f"lm-{nid[:12]}",
+                rec = {"Id": nid, "Name": name, "Created": _now(), "Bridge": f"lm-{nid[:12]}", "Rules": RULES_VERSION,
                        "UserSubnet": want is not None, "Internal": internal,
                        "Labels": labels or {}, "Options": options or {}}
                 _host_dir()
@@ -260,8 +264,12 @@ class Networks:
         from lamina.network.netlink import IFF_UP
         nl = host_netlink()
         link = nl.link(net.bridge)
-        if link is not None and link.flags & IFF_UP and net.subnet:
+        if link is not None and link.flags & IFF_UP and net.subnet and net.rules == RULES_VERSION:
             return net  # the common case: one netlink request
+        if link is not None and net.subnet and net.rules != RULES_VERSION:
+            net = self._update_rules(net)
+            if link.flags & IFF_UP:
+                return net
         _host_dir()
         with flocked(os.path.join(HOST_DIR, "lock")):
             if net.is_default:
@@ -285,7 +293,7 @@ class Networks:
                 sub, gws = _bring_up(net.bridge, nid, want, gw, taken, internal=False)
                 perms.write_file(os.path.join(d, "network.json"),
                                  json.dumps({"Id": nid, "Subnet": sub, "Gateway": gws,
-                                             "Created": net.created or _now()}))
+                                             "Created": net.created or _now(), "Rules": RULES_VERSION}))
                 return self.default()
             link = nl.link(net.bridge)
             if link is None:
@@ -295,6 +303,28 @@ class Networks:
             elif not link.flags & IFF_UP:
                 nl.set_up(link.index, f"bringing up {net.bridge}")
         return net
+
+
+    def _update_rules(self, net: Network) -> Network:
+        """Replace the firewall rules of ``net``'s bridge with this lamina's (an older lamina
+        made them) and record the version."""
+        from lamina import perms
+        from lamina.network import firewall
+        _host_dir()
+        with flocked(os.path.join(HOST_DIR, "lock")):
+            path = os.path.join(net.state_dir, "network.json")
+            rec = _read_json(path) or {}
+            if rec.get("Rules") == RULES_VERSION:
+                return self.default() if net.is_default else self._user(net.id)
+            if firewall.available():
+                firewall.ensure_base()
+                tag = f"lamina net:{net.id[:12]}"
+                firewall.delete_owned(lambda c: c == tag)
+                firewall.apply(firewall.network_rules(net.bridge, net.subnet, f"net:{net.id[:12]}",
+                                                      internal=net.internal), f"updating the rules of {net.bridge}")
+            rec["Rules"] = RULES_VERSION
+            perms.write_file(path, json.dumps(rec))
+        return self.default() if net.is_default else self._user(net.id)
 
 
 _host_nl = None
@@ -335,9 +365,7 @@ def _bring_up(bridge: str, nid: str, want, gw, taken: list, *, internal: bool) -
             firewall.ensure_base()
             tag = f"lamina net:{nid[:12]}"
             firewall.delete_owned(lambda c: c == tag)  # a crashed bring-up's, or the lost bridge's
-            rules = firewall.network_rules(bridge, str(net), f"net:{nid[:12]}")
-            if internal:
-                rules = {"nat": [], "filter": [r for r in rules["filter"] if "-o " in r]}
+            rules = firewall.network_rules(bridge, str(net), f"net:{nid[:12]}", internal=internal)
             firewall.apply(rules, f"adding the rules of {bridge}")
     except BaseException:
         nl.delete_link(bridge)

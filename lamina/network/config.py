@@ -67,6 +67,8 @@ def for_create(store, containers, opts, cid: str, image_exposed: dict | None) ->
         if net.driver != "bridge":
             mode = net.name
             net = None
+        elif net.is_default and not net.id:  # first use on this host: Docker's bridge always has an ID
+            net = Networks(store).ensure_up(net)
     user_net = net is not None and net.user_defined
     if opts.ip is not None:
         import ipaddress

@@ -405,8 +405,7 @@ def connect_running(store, doc: dict, net: Network, settings_: dict) -> dict:
         if nl_in is not None:
             nl_in.close()
     return {**settings_, "NetworkID": net.id, "EndpointID": os.urandom(32).hex(), "Gateway": net.gateway,
-            "IPAddress": ip, "IPPrefixLen": net.prefixlen, "MacAddress": mac_text(ip),
-            "Lamina": {"Veth": veth, "Owner": owner}}
+            "IPAddress": ip, "IPPrefixLen": net.prefixlen, "MacAddress": mac_text(ip)}
 
 
 def disconnect_running(store, doc: dict, net: Network, settings_: dict) -> None:
@@ -415,13 +414,11 @@ def disconnect_running(store, doc: dict, net: Network, settings_: dict) -> None:
     ip = settings_.get("IPAddress")
     cid = doc["Id"]
     nl = host_netlink()
-    priv = settings_.get("Lamina") or {}
-    veth = priv.get("Veth")
-    if not veth:  # made at start: find the host end by the bridge and the container's tag
-        link = nl.link(net.bridge)
-        for l in nl.links():
-            if link and l.master == link.index and l.alias.startswith(f"lamina c:{cid[:12]}:"):
-                veth = l.name
+    veth = None  # the host end: on the network's bridge, tagged with the container
+    link = nl.link(net.bridge)
+    for l in nl.links():
+        if link and l.master == link.index and l.alias.startswith(f"lamina c:{cid[:12]}:"):
+            veth = l.name
     if veth:
         nl.delete_link(veth)
     if net.user_defined:

@@ -211,18 +211,22 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     try:
         detached, made = _detach(mounts, d)
     except BaseException:
+        if sb is not None:
+            sb.teardown()
         discard(d)
         raise
     try:
         return _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, args=args, env=env,
-                    cwd=cwd, network=network, etc=etc, out_fd=out_fd, hostname=hostname, upper=upper)
+                    cwd=cwd, network=network, etc=etc, out_fd=out_fd, hostname=hostname, upper=upper, sb=sb)
     finally:
         for fd in made:
             os.close(fd)
+        if sb is not None:
+            sb.teardown()
 
 
 def _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, *, args, env, cwd, network, etc,
-         out_fd, hostname, upper):
+         out_fd, hostname, upper, sb):
     from lamina.runtime.spec import MountSpec, RunOptions, build_spec
     from lamina.snapshot.view import LayerView
     specs = [MountSpec("bind", f"/proc/self/fd/{fd}" if fd >= 0 else m.source, m.target,
@@ -254,8 +258,6 @@ def _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, *, a
         raise
     finally:
         os.close(devnull)
-        if sb is not None:
-            sb.teardown()
     for p in stubs:  # RUN --mount targets the runtime had to create
         _remove_stub(upper, p)
     return code, upper, d

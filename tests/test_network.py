@@ -506,6 +506,9 @@ def test_kill_9_of_the_monitor_leaves_nothing_behind(net):
     # a later lamina command notices and sweeps: lease, rules, DNS entry; the kernel took the rest
     until(lambda: all(state(net, n) == "exited" for n in ("k1", "k2")), what="ps to see the dead monitors")
     until(lambda: not traces(net.root, ids, []), timeout=20, what="the dead containers' traces to go")
+    state_dir = os.path.join(net.root, "networks", nid)
+    assert os.listdir(os.path.join(state_dir, "dns")) == []  # k2's DNS entry
+    until(lambda: not os.listdir(os.path.join(state_dir, "leases")), what="crashnet's lease to be swept")
     assert not [r for r in rules() if any(f"c:{c[:12]}:" in r for c in ids)]
     for n in ("k1", "k2"):
         doc = json.loads(net("inspect", n).out)[0]

@@ -37,8 +37,9 @@ def _wait_port(port: int, timeout: float = 30) -> None:
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.recv(1)  # the server started sending: it is up (this connection is dropped)
-                return
+                if s.recv(1):  # the server started sending: it is up (this connection is dropped)
+                    return
+                raise OSError("closed at once (a proxy whose backend is not up yet)")
         except OSError:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nothing answers on 127.0.0.1:{port}")

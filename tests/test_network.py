@@ -557,3 +557,14 @@ def test_networks_are_isolated_and_internal_ones_reach_nothing(net):
     assert net("run", "--rm", "--network", "n1", "busybox", "timeout", "5", "wget", "-qO-",
                f"http://{aip}/hostname").out == cid_of(net, "b")[:12] + "\n"
     assert [r for r in rules() if f"net:{ids[2][:12]}" in r and "MASQUERADE" in r] == []
+
+
+def test_a_removed_network_is_an_error_at_start_and_a_new_one_of_that_name_is_not_it(net):
+    nid = net("network", "create", "gone").out.strip()
+    remember(net, net=nid)
+    net("create", "--name", "c", "--network", "gone", "busybox", "true")
+    net("network", "rm", "gone")
+    nid2 = net("network", "create", "gone").out.strip()
+    remember(net, net=nid2)
+    r = net("start", "c", check=False)
+    assert r.rc != 0 and "network gone not found" in r.err

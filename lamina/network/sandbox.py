@@ -139,8 +139,9 @@ def attach(store, doc: dict) -> Sandbox | None:
     try:
         resolved = []
         for name, settings in connected:
-            try:
-                net = networks.get(settings.get("NetworkID") or name) if settings.get("NetworkID") else networks.get(name)
+            try:  # the default bridge by name (the host may have made it anew), others by ID
+                net = networks.get(name if name == "bridge" or not settings.get("NetworkID")
+                                   else settings["NetworkID"])
             except NotFound:
                 raise NotFound(f"network {name} not found") from None
             net = networks.ensure_up(net)

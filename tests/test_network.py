@@ -328,8 +328,8 @@ def test_ps_and_inspect_show_ports_as_docker(net, docker_side):
         return ["-p", f"{a}:80", "-p", f"127.0.0.1:{b}:81/udp", "--expose", "8080", "-p", "127.0.0.1::82"]
     net("run", "-d", "--name", "ports", *flags(p1, p2), "busybox", "sleep", "300")
     dname = f"lamina-test-ports-{os.getpid()}"
-    docker_side("run", "-d", "--name", dname, *flags(d1, d2), "busybox:local", "sleep", "300")
     try:
+        docker_side("run", "-d", "--name", dname, *flags(d1, d2), "busybox:local", "sleep", "300")
         rnd_d = json.loads(docker_side("inspect", "-f", "{{json .NetworkSettings.Ports}}", dname).stdout)["82/tcp"]
         rnd_l = json.loads(net("inspect", "-f", "{{json .NetworkSettings.Ports}}", "ports").out)["82/tcp"]
         ports = {str(d1): str(p1), str(d2): str(p2), rnd_d[0]["HostPort"]: rnd_l[0]["HostPort"]}
@@ -352,8 +352,8 @@ def test_ps_and_inspect_show_ports_as_docker(net, docker_side):
         dkeys = set(json.loads(docker_side("inspect", "-f", "{{json .NetworkSettings.Networks.bridge}}", dname).stdout))
         lkeys = set(json.loads(net("inspect", "-f", "{{json .NetworkSettings.Networks.bridge}}", "ports").out))
         assert lkeys == dkeys - {"DNSNames", "GwPriority"}  # fields of newer APIs only
-    finally:
-        docker_side("rm", "-f", dname)
+    finally:  # also when its run failed (a created container stays in dockerd)
+        subprocess.run(["docker", "rm", "-f", dname], capture_output=True)
 
 
 @pytest.fixture

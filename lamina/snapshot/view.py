@@ -9,7 +9,7 @@ targets restart at the image's ``/``, ``..`` stops there), the way Docker resolv
 destination or a WORKDIR (``/bin -> usr/bin``).
 
 Every access is relative to an ``O_PATH`` descriptor of a layer dir and goes through
-physical paths only (lamina.inroot): a path component is looked at in a layer only after
+physical paths only (lamina.safepath): a path component is looked at in a layer only after
 the same layer showed its parent as a real directory, and the kernel refuses any symlink
 on the way, so nothing here follows a symlink on the host.
 """

@@ -7,7 +7,7 @@ reads sha256 and sha512.
 from __future__ import annotations
 
 import re
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina.errors import DigestMismatch, InvalidArgument
 
@@ -35,7 +35,7 @@ def hexdigest(data: bytes, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True, order=True)
+@value(order=True)
 class Digest:
     """An immutable, validated content digest. ``str(d)`` gives ``sha256:<hex>``."""
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from lamina._dcache import dataclass
+from lamina.values import value
 from collections.abc import Callable, Sequence
 
 from lamina.errors import InvalidArgument, Unavailable
@@ -96,7 +96,7 @@ _BAD_INPUT = frozenset({_errno.EINVAL, _errno.ENOENT, _errno.ENOTDIR, _errno.ELO
 # Values
 
 
-@dataclass(frozen=True)
+@value
 class Mount:
     """A mount to perform, as containerd's ``mount.Mount``: what snapshotters return.
 
@@ -116,9 +116,9 @@ class Mount:
     def __post_init__(self) -> None:
         if not isinstance(self.options, tuple):
             object.__setattr__(self, "options", tuple(self.options))
-        for name, value in (("type", self.type), ("source", self.source)):
-            if not isinstance(value, str) or "\0" in value:
-                raise InvalidArgument(f"mount {name} must be a string without NUL: {value!r}")
+        for name, val in (("type", self.type), ("source", self.source)):
+            if not isinstance(val, str) or "\0" in val:
+                raise InvalidArgument(f"mount {name} must be a string without NUL: {val!r}")
         for opt in self.options:
             if not isinstance(opt, str) or not opt or "\0" in opt:
                 raise InvalidArgument(f"bad mount option {opt!r} in {self.type} mount of "
@@ -500,7 +500,7 @@ def _attach(m: Mount, target: str) -> None:
 # Overlay
 
 
-@dataclass(frozen=True)
+@value
 class _OverlaySpec:
     lowers: tuple[str, ...]
     upper: str | None

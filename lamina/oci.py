@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from lamina._dcache import dataclass, field
+from lamina.values import field, value
 
 
 from lamina.digest import Digest
@@ -74,7 +74,7 @@ def _opt_str(d: dict, key: str, what: str, default: str | None = "") -> str | No
     return v
 
 
-@dataclass(frozen=True)
+@value
 class Platform:
     os: str = "linux"
     architecture: str = "amd64"
@@ -102,7 +102,7 @@ def host_platform() -> Platform:
     return Platform("linux", arch, "v8" if arch == "arm64" else ("v7" if arch == "arm" else None))
 
 
-@dataclass(frozen=True)
+@value
 class Descriptor:
     media_type: str
     digest: Digest
@@ -145,7 +145,7 @@ class Descriptor:
         return dict(self.annotations).get(key)
 
 
-@dataclass(frozen=True)
+@value
 class Manifest:
     media_type: str
     config: Descriptor
@@ -172,7 +172,7 @@ class Manifest:
         return out
 
 
-@dataclass(frozen=True)
+@value
 class Index:
     media_type: str
     manifests: tuple[Descriptor, ...]
@@ -210,7 +210,7 @@ def sniff_media_type(data: bytes) -> str:
     raise InvalidArgument("JSON document is neither an image manifest nor an index")
 
 
-@dataclass(frozen=True)
+@value
 class HistoryEntry:
     created: str | None = None
     created_by: str | None = None
@@ -270,7 +270,7 @@ CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "W
                "StopTimeout")
 
 
-@dataclass(frozen=True)
+@value
 class ImageConfig:
     """The image config blob, parsed. ``raw`` keeps the whole JSON object as read.
 

@@ -42,14 +42,14 @@ One quirk is kept for exact compatibility: a first component that looks like a d
 gives ``domain == ""`` and ``path == "foo_bar.com/x"``; Docker does the same. Callers that
 need a registry host must reject a Reference with an empty domain.
 
-This module imports only ``re``, ``dataclasses`` and lamina's leaf modules; it is cheap
+This module imports only ``re``, :mod:`lamina.values` and lamina's leaf modules; it is cheap
 to import.
 """
 
 from __future__ import annotations
 
 import re
-from lamina._dcache import dataclass, replace
+from lamina.values import replace, value
 
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument
@@ -198,7 +198,7 @@ def _split_reference(s: str) -> tuple[str, str, str | None, re.Match | None] | s
 
 # ---------------------------------------------------------------------------- value type
 
-@dataclass(frozen=True)
+@value
 class Reference:
     """A validated, immutable image reference: ``[domain/]path[:tag][@digest]``.
 

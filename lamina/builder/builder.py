@@ -15,7 +15,7 @@ import os
 import posixpath
 import shutil
 import sys
-from lamina._dcache import dataclass, field, replace
+from lamina.values import field, replace, value
 
 from lamina import oci
 from lamina.digest import chain_ids
@@ -36,7 +36,7 @@ class BuildFailed(LaminaError):
         self.exit_code = code or 1
 
 
-@dataclass(frozen=True)
+@value
 class BuildOptions:
     context: str                        # a directory ("-" handled by the CLI: a tar unpacked to a temp dir)
     dockerfile: str | None = None       # path, or None for <context>/Dockerfile
@@ -55,7 +55,7 @@ class BuildOptions:
     pull: str = "missing"               # base images (FROM, COPY --from, RUN --mount from=): always|missing|never
 
 
-@dataclass
+@value(frozen=False)
 class State:
     """The image a stage has built so far."""
 

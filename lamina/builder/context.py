@@ -56,7 +56,7 @@ import sqlite3
 import stat as st
 import threading
 import time
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina.errors import InvalidArgument
 
@@ -84,7 +84,7 @@ COARSE_WINDOW_NS = 2_000_000_000
 Manifest = dict
 
 
-@dataclass(frozen=True)
+@value
 class Source:
     """One resolved source. ``relpath`` is the physical path relative to the root ("" = the
     root itself), after following a symlink that the source named; ``name`` is the path as
@@ -96,7 +96,7 @@ class Source:
     is_dir: bool
 
 
-@dataclass
+@value(frozen=False)
 class Stats:
     files_hashed: int = 0
     bytes_hashed: int = 0

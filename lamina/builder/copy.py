@@ -31,14 +31,14 @@ import os
 import posixpath
 import shutil
 import stat
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina.errors import InvalidArgument
 
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@value
 class CopyItem:
     """One source to copy: ``name`` as written (decides the destination file name), the
     resolved ``source`` and the ``ctx`` (lamina.builder.context.Context) it is read from."""

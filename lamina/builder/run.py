@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina.errors import InvalidArgument
 
 
-@dataclass(frozen=True)
+@value
 class RunMount:
     """A RUN --mount, resolved to something the runtime can mount: a ``tmpfs``, or a
     ``bind`` of the object the descriptor ``fd`` names (``O_PATH``, resolved by lamina --

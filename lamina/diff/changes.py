@@ -40,7 +40,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from lamina._dcache import dataclass
+from lamina.values import value
 from collections.abc import Iterable, Sequence
 
 from lamina.errors import InvalidArgument, NotFound, Unsupported
@@ -52,7 +52,7 @@ _CAP_XATTR = "security.capability"
 _KINDS = ("A", "C", "D")
 
 
-@dataclass(frozen=True)
+@value
 class Change:
     """One line of ``docker diff``: ``kind`` is "A" (added), "C" (changed) or "D" (deleted);
     ``path`` is absolute inside the container ("/etc/passwd")."""

@@ -48,7 +48,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from lamina._dcache import dataclass, field
+from lamina.values import field, value
 from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable
@@ -73,7 +73,7 @@ _ZERO = bytes(512)
 
 # -- entries ---------------------------------------------------------------------------------
 
-@dataclass(slots=True)
+@value(frozen=False)
 class _Meta:
     kind: str  # dir, file, symlink, fifo, chr, blk
     mode: int  # permission bits with setuid/setgid/sticky
@@ -441,7 +441,7 @@ class _TarSink:
 
 # -- source walk -----------------------------------------------------------------------------
 
-@dataclass
+@value(frozen=False)
 class _Node:
     """A resolved source: its stat, and either (pfd, name) to open it without following,
     or ``fd`` (O_PATH) of an already resolved target (a followed link, a root dir)."""
@@ -551,7 +551,7 @@ class _Walker:
 
 # -- path rules ------------------------------------------------------------------------------
 
-@dataclass
+@value(frozen=False)
 class _Spec:
     """A path as the user typed it, split for Docker's rules."""
 
@@ -624,7 +624,7 @@ def _resolve(base_fd: int, resolve: int, spec: _Spec, *, follow: bool,
     return _Node(st, pfd=pfd, name=spec.base)
 
 
-@dataclass
+@value(frozen=False)
 class _Dest:
     exists: bool
     is_dir: bool

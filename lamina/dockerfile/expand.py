@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lamina import _dcache as dataclasses
+from lamina import values
 from lamina.dockerfile.parser import heredoc_name
 from lamina.dockerfile.shell import ExpansionError, expand_word, expand_words
 
@@ -93,7 +93,7 @@ def expand_instruction(instr, env: Mapping[str, str], *, escape: str = "\\"):
             new_flags.append((k, v))
         flags = tuple(new_flags)
     if cmd not in EXPANDED_COMMANDS:
-        return dataclasses.replace(instr, flags=flags) if flags != instr.flags else instr
+        return values.replace(instr, flags=flags) if flags != instr.flags else instr
 
     def w(s: str) -> str:
         return expand_word(s, env, escape=escape)
@@ -120,8 +120,8 @@ def expand_instruction(instr, env: Mapping[str, str], *, escape: str = "\\"):
                 new_args.append(w(a))
         args = tuple(new_args)
         heredocs = tuple(
-            dataclasses.replace(h, content=w(h.content)) if h.expand else h
+            values.replace(h, content=w(h.content)) if h.expand else h
             for h in heredocs)
     else:
         args = tuple(w(a) for a in args)
-    return dataclasses.replace(instr, args=args, flags=flags, heredocs=heredocs)
+    return values.replace(instr, args=args, flags=flags, heredocs=heredocs)

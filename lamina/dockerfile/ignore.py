@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from lamina._dcache import dataclass, field
+from lamina.values import field, value
 
 from lamina.errors import InvalidArgument
 
@@ -142,7 +142,7 @@ def _matcher(body: str, *, tail: bool):
     return _Nfa(body, tail=tail).fullmatch
 
 
-@dataclass(frozen=True)
+@value
 class Pattern:
     text: str            # cleaned pattern, without "!"
     exclusion: bool      # True for "!pattern" (re-include)

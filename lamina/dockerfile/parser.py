@@ -35,7 +35,7 @@ import codecs
 import difflib
 import json
 import re
-from lamina._dcache import dataclass, field
+from lamina.values import field, value
 
 from lamina.errors import InvalidArgument
 from lamina.dockerfile.shell import ExpansionError, lex_words
@@ -53,7 +53,7 @@ COMMANDS = (
 
 # --- values --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@value
 class Heredoc:
     """A here-document attached to RUN/COPY/ADD. ``expand`` is False when the delimiter
     was quoted (``<<'EOF'``); ``chomp`` is True for ``<<-`` (tabs already stripped)."""
@@ -65,7 +65,7 @@ class Heredoc:
     fd: int = 0
 
 
-@dataclass(frozen=True)
+@value
 class Instruction:
     """One instruction as written. ``args`` are unexpanded; for ENV/LABEL they alternate
     key, value (see :func:`lamina.dockerfile.expand.key_values`); for HEALTHCHECK the first
@@ -95,7 +95,7 @@ class Instruction:
         return [v for k, v in self.flags if k == name]
 
 
-@dataclass(frozen=True)
+@value
 class Stage:
     """A build stage: its FROM (``source``) and the instructions after it."""
 
@@ -108,7 +108,7 @@ class Stage:
     source: Instruction | None = None
 
 
-@dataclass(frozen=True)
+@value
 class Dockerfile:
     filename: str
     escape: str
@@ -623,7 +623,7 @@ def _extract_flags(line: str) -> tuple[str, list[str]]:
     return "", words
 
 
-@dataclass
+@value(frozen=False)
 class _Node:
     cmd: str                       # upper-case
     cmd_written: str
@@ -1084,5 +1084,5 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> Dockerfile:
 
 
 def _with_lines(ins: Instruction, start: int, end: int, **kw) -> Instruction:
-    from lamina._dcache import replace
+    from lamina.values import replace
     return replace(ins, line=start, end_line=end, **kw)

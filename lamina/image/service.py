@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina import oci
 from lamina.digest import Digest, chain_ids
@@ -24,7 +24,7 @@ from lamina.store import Store
 from lamina.timefmt import parse_time, rfc3339  # noqa: F401 - re-exported
 
 
-@dataclass(frozen=True)
+@value
 class ImageRecord:
     manifest: Digest          # manifest digest
     id: Digest                # config digest: the image ID

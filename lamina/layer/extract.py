@@ -29,7 +29,7 @@ import errno
 import os
 import shutil
 import stat
-from lamina._dcache import dataclass
+from lamina.values import value
 
 
 from lamina.errors import InvalidArgument, Unavailable
@@ -49,7 +49,7 @@ _ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS,
                errno.ENFILE)
 
 
-@dataclass(frozen=True)
+@value
 class ApplyResult:
     """What :func:`apply_layer` did: ``entries`` tar entries (meta headers not counted),
     ``content_size`` the sum of the sizes of regular files."""

@@ -16,7 +16,7 @@ decompression and compression overlap with the Python header parser.
 from __future__ import annotations
 
 import hashlib
-from lamina._dcache import dataclass
+from lamina.values import value
 
 
 from lamina.digest import Digest, HashingWriter
@@ -37,7 +37,7 @@ MEDIA_TYPES = {None: MEDIA_TYPE_TAR, "gzip": MEDIA_TYPE_TAR_GZIP, "zstd": MEDIA_
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@value
 class LayerInfo:
     """The result of :func:`ingest_layer`.
 

@@ -26,7 +26,7 @@ import json
 import os
 from contextlib import contextmanager
 
-from lamina._dcache import dataclass
+from lamina.values import value
 from lamina.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 
 HOST_DIR = "/run/lamina/net"
@@ -37,7 +37,7 @@ DEFAULT_BRIDGE = "lamina0"
 PREDEFINED = ("bridge", "host", "none")
 
 
-@dataclass(frozen=True)
+@value
 class Network:
     """One network record. ``driver`` is bridge, host or null; bridges have a subnet."""
 

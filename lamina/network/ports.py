@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import socket
 
-from lamina._dcache import dataclass
+from lamina.values import value
 from lamina.errors import Conflict, InvalidArgument
 
 __all__ = ["PortMapping", "parse_publish", "parse_expose", "reserve", "start_proxy", "port_key"]
 
 
-@dataclass(frozen=True)
+@value
 class PortMapping:
     """One published port: ``host_ip:host_port -> container_port/proto`` (host_port 0 =
     random, until reserved)."""

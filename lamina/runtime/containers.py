@@ -545,9 +545,9 @@ def read_in_layers(dirs: list[str], rel: str) -> bytes | None:
 def with_primary_gid(user):
     """Docker's daemon adds the primary gid to the supplementary groups (``id`` in a container
     shows ``groups=0(root)``), then the groups of /etc/group that list the user."""
-    from lamina import _dcache as dataclasses
+    from lamina import values
     gids = [user.gid] + [g for g in user.additional_gids if g != user.gid]
-    return dataclasses.replace(user, additional_gids=tuple(gids))
+    return values.replace(user, additional_gids=tuple(gids))
 
 
 def resolve_user_in_layers(dirs: list[str], user: str):

@@ -12,12 +12,12 @@ content (Docker's copy-up), so ``VOLUME /data`` keeps the image's /data files.
 from __future__ import annotations
 
 import os
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina.errors import InvalidArgument
 
 
-@dataclass(frozen=True)
+@value
 class ContainerMount:
     type: str           # bind | volume | tmpfs
     source: str         # host path (bind, volume) or "" (tmpfs)

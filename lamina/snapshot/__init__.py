@@ -24,14 +24,14 @@ import fcntl
 import os
 import shutil
 import time
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina import perms
 from lamina.digest import Digest
 from lamina.errors import LaminaError, Unavailable
 
 
-@dataclass(frozen=True)
+@value
 class Layer:
     """One layer of an image chain, bottom-up."""
 

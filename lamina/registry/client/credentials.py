@@ -23,13 +23,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina.errors import InvalidArgument, Unavailable
 from lamina.registry.client.hosts import auth_key
 
 
-@dataclass(frozen=True)
+@value
 class Credential:
     """A username and secret for one registry. ``identity_token`` (an OAuth refresh token a
     registry handed out at login) replaces the password when set."""

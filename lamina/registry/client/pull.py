@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina import oci
 from lamina.digest import Digest
@@ -50,7 +50,7 @@ LAYER_MEDIA_TYPES = frozenset(oci.LAYER_TYPES) | {
 }
 
 
-@dataclass(frozen=True)
+@value
 class PullResult:
     """What a pull did. ``digest``: what the reference resolved to on the registry (the
     index for a multi-platform image); ``manifest``: the image manifest recorded;

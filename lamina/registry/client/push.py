@@ -23,7 +23,7 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from lamina._dcache import dataclass
+from lamina.values import value
 
 from lamina import oci
 from lamina.digest import Digest
@@ -39,7 +39,7 @@ CHUNK = 32 << 20
 UNCOMPRESSED = (oci.MT_OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar")
 
 
-@dataclass(frozen=True)
+@value
 class PushResult:
     tag: str
     digest: Digest

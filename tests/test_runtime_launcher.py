@@ -27,6 +27,7 @@ import pytest
 from conftest import need_tool
 from lamina.errors import InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import launcher
+from lamina.runtime.launcher import launch, spawn
 from lamina.runtime.spec import (DEFAULT_CAPS, ALL_CAPS, MountSpec, RunOptions, build_spec,
                                  resolve_user)
 
@@ -639,7 +640,7 @@ def test_start_paths_join_every_cgroup(box, monkeypatch, path):
     the v2 / hybrid unified cgroup by clone3 or forked and moved there (no clone3): in each
     case every hierarchy holds it under /lamina/<id> before its cgroup namespace exists."""
     if path == "direct":
-        if not launcher._single_threaded():
+        if not spawn._single_threaded():
             # earlier tests in this process left threads (thread pools, ISA-L workers): the
             # direct path is only taken by a single-threaded caller, so check it in a fresh one
             assert not os.environ.get("LAMINA_TEST_FRESH"), "a fresh pytest process has threads"
@@ -651,11 +652,11 @@ def test_start_paths_join_every_cgroup(box, monkeypatch, path):
             assert r.returncode == 0, r.stdout + r.stderr
             return
     else:
-        monkeypatch.setattr(launcher, "_single_threaded", lambda: False)
+        monkeypatch.setattr(launch, "_single_threaded", lambda: False)
     if path == "p1-fork":
         def no_clone3(*a):
             raise OSError(38, "ENOSYS")
-        monkeypatch.setattr(launcher, "_clone", no_clone3)
+        monkeypatch.setattr(spawn, "_clone", no_clone3)
     b = box.bundle(RunOptions(args=("sh", "-c", "cat /proc/self/cgroup; sleep 0.3")))
     cid = "t" + uuid.uuid4().hex[:12]
     seen = {}

@@ -1,8 +1,9 @@
-"""Container records and their on-disk bundles.
+"""Container rows and their on-disk bundles.
 
-A container is a row in the ``containers`` table whose ``data`` column holds its
-Docker-shaped inspect document (Id, Name, Config, HostConfig, State, Mounts ...), plus a
-directory (owned by this module)::
+A container is a row in the ``containers`` table whose ``data`` column holds its record,
+the Docker-shaped inspect document (Id, Name, Config, HostConfig, State, Mounts ...) whose
+fields and defaults :mod:`lamina.runtime.record` owns, plus a directory (owned by this
+module)::
 
     containers/<id>/
       upper/ work/          the container's overlay layer (its copy-on-write changes)
@@ -31,6 +32,7 @@ import shutil
 import time
 
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
+from lamina.runtime import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -127,21 +129,21 @@ class Containers:
         return doc
 
     def set_state(self, cid: str, **changes) -> dict:
+        """Update fields of the record's ``State`` (each declared in lamina.runtime.record)."""
+        record.check_state(changes)
+
         def apply(doc):
             doc["State"].update(changes)
         return self.update(cid, apply)
 
     def refresh(self, doc: dict) -> dict:
-        st = doc["State"]
-        if st.get("Running") or st.get("Status") in ("running", "paused", "restarting"):
-            alive = process_alive(st.get("Pid"), st.get("PidStart")) or \
-                process_alive(st.get("MonitorPid"), st.get("MonitorStart"))
+        st = record.State.of(doc)
+        if st.active:
+            alive = process_alive(st.pid, st.pid_start) or process_alive(st.monitor_pid, st.monitor_start)
             if not alive:
                 from lamina.runtime import launcher
                 launcher.remove_cgroups(doc["Id"])
-                dead = dict(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
-                            ExitCode=255, FinishedAt=now_rfc3339(),
-                            Error="container process is gone (its lamina monitor was killed)")
+                dead = record.gone_state(now=now_rfc3339())
                 mode = doc["HostConfig"]["NetworkMode"]
                 if mode in ("host", "none") or mode.startswith("container:"):
                     return self.set_state(doc["Id"], **dead)
@@ -250,17 +252,10 @@ class Containers:
             Snapshotter(self.store).prepare(layers)
         shown = opts.image  # Config.Image is the name as the user gave it
         created = now_rfc3339()
-        doc = {
-            "Id": cid, "Created": created,
-            "Path": (entrypoint + cmd)[0], "Args": (entrypoint + cmd)[1:],
-            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
-                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
-                      "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
-            "Image": str(rec.id), "ImageManifest": str(rec.manifest),
-            "ResolvConfPath": os.path.join(d, "resolv.conf"), "HostnamePath": os.path.join(d, "hostname"),
-            "HostsPath": os.path.join(d, "hosts"), "LogPath": os.path.join(d, f"{cid}-json.log"),
-            "Name": "/" + name, "RestartCount": 0, "Driver": "overlay", "Platform": "linux",
-            "HostConfig": {
+        doc = record.new_document(
+            cid=cid, name=name, created=created, path=(entrypoint + cmd)[0], args=(entrypoint + cmd)[1:],
+            image=str(rec.id), manifest=str(rec.manifest), directory=d,
+            host_config={
                 "Binds": list(opts.volumes) or None, **netcfg["HostConfig"],
                 "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": restart_max},
                 "AutoRemove": opts.auto_remove, "CapAdd": list(opts.cap_add) or None,
@@ -272,11 +267,8 @@ class Containers:
                 "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
                 "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None,
             },
-            "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": os.path.join(d, "upper"),
-                                                         "WorkDir": os.path.join(d, "work"),
-                                                         "MergedDir": os.path.join(d, "rootfs")}},
-            "Mounts": [m.to_inspect() for m in mounts],
-            "Config": {
+            mounts=[m.to_inspect() for m in mounts],
+            config={
                 "Hostname": hostname, "Domainname": opts.domainname or "", "User": user, "AttachStdin": opts.interactive,
                 "AttachStdout": True, "AttachStderr": True, "Tty": opts.tty, "OpenStdin": opts.interactive,
                 "StdinOnce": opts.interactive, "Env": env, "Cmd": cmd or None, "Image": shown,
@@ -286,15 +278,9 @@ class Containers:
                 **({"StopTimeout": opts.stop_timeout} if opts.stop_timeout is not None else {}),
                 **({"ExposedPorts": netcfg["ExposedPorts"]} if netcfg["ExposedPorts"] else {}),
             },
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-                                "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-                                "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-                                "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                                "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-                                "Networks": netcfg["Networks"]},
-            "Lamina": {"ChainID": str(layers[-1].chain_id) if layers else None,
-                       "DetachKeys": opts.detach_keys},
-        }
+            networks=netcfg["Networks"],
+            chain_id=str(layers[-1].chain_id) if layers else None, detach_keys=opts.detach_keys,
+        )
         import sqlite3
         try:
             with self.db.tx() as c:

@@ -28,6 +28,7 @@ import threading
 import time
 
 from lamina.errors import Conflict, InvalidArgument, LaminaError, Unavailable
+from lamina.runtime import record
 from lamina.runtime.containers import Containers, _pid_start, now_rfc3339, process_alive
 from lamina.runtime.signals import parse_signal
 
@@ -37,14 +38,11 @@ if TYPE_CHECKING:  # names used in annotations only; importing them costs start-
 
 
 def _running_state(pid: int) -> dict:
-    return {"Status": "running", "Running": True, "Paused": False, "Restarting": False, "Pid": pid,
-            "PidStart": _pid_start(pid), "StartedAt": now_rfc3339(), "ExitCode": 0, "Error": "",
-            "FinishedAt": "0001-01-01T00:00:00Z"}
+    return record.running_state(pid, pid_start=_pid_start(pid), now=now_rfc3339())
 
 
 def _exited_state(code: int) -> dict:
-    return {"Status": "exited", "Running": False, "Paused": False, "Restarting": False, "Pid": 0,
-            "ExitCode": code, "FinishedAt": now_rfc3339()}
+    return record.exited_state(code, now=now_rfc3339())
 
 
 def net_attach(containers: Containers, doc: dict):
@@ -636,8 +634,7 @@ def remove(containers: Containers, doc: dict, *, force: bool = False, volumes: b
     """``docker rm``: a running (paused, restarting) container is a Conflict unless ``force``,
     which kills it and waits for its monitor first; then :meth:`Containers.delete`."""
     doc = containers.refresh(doc)
-    st = doc["State"]
-    if st["Running"] or st["Status"] in ("running", "paused", "restarting"):
+    if record.State.of(doc).active:
         if not force:
             raise Conflict(f"You cannot remove a running container {doc['Id']}. "
                            f"Stop the container before attempting removal or force remove")

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 SCHEMA_VERSION = 4
 

@@ -56,10 +56,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from lamina.values import value
 from collections.abc import Callable, Sequence
 
 from lamina.errors import InvalidArgument, Unavailable
+from lamina.values import value
 
 __all__ = [
     "Mount",

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from lamina.values import field, value
-
 
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument
+from lamina.values import field, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -81,7 +80,7 @@ class Platform:
     variant: str | None = None
 
     @classmethod
-    def from_json(cls, d: dict, *, what: str = "platform") -> "Platform":
+    def from_json(cls, d: dict, *, what: str = "platform") -> Platform:
         return cls(_opt_str(d, "os", what), _opt_str(d, "architecture", what),
                    _opt_str(d, "variant", what, None) or None)
 
@@ -112,7 +111,7 @@ class Descriptor:
     urls: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, d: dict, *, what: str = "descriptor") -> "Descriptor":
+    def from_json(cls, d: dict, *, what: str = "descriptor") -> Descriptor:
         if not isinstance(d, dict):
             raise InvalidArgument(f"{what}: a descriptor must be a JSON object")
         if not isinstance(d.get("digest"), str):
@@ -153,7 +152,7 @@ class Manifest:
     annotations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_json(cls, data: bytes, *, what: str = "manifest") -> "Manifest":
+    def from_json(cls, data: bytes, *, what: str = "manifest") -> Manifest:
         d = _loads(data, what)
         mt = d.get("mediaType") or MT_OCI_MANIFEST
         if mt not in MANIFEST_TYPES:
@@ -179,7 +178,7 @@ class Index:
     annotations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_json(cls, data: bytes, *, what: str = "index") -> "Index":
+    def from_json(cls, data: bytes, *, what: str = "index") -> Index:
         d = _loads(data, what)
         mt = _opt_str(d, "mediaType", what) or MT_OCI_INDEX
         if not isinstance(d.get("manifests") or [], list):
@@ -219,7 +218,7 @@ class HistoryEntry:
     empty_layer: bool = False
 
     @classmethod
-    def from_json(cls, d: dict) -> "HistoryEntry":
+    def from_json(cls, d: dict) -> HistoryEntry:
         def s(k):  # a history entry of the wrong shape shows as blank, as Docker shows it
             v = d.get(k)
             return v if isinstance(v, str) else None
@@ -289,7 +288,7 @@ class ImageConfig:
     raw: dict = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
-    def from_json(cls, data: bytes, *, what: str = "image config") -> "ImageConfig":
+    def from_json(cls, data: bytes, *, what: str = "image config") -> ImageConfig:
         d = _loads(data, what)
         rootfs = d.get("rootfs") or {}
         if not isinstance(rootfs, dict) or rootfs.get("type", "layers") != "layers":

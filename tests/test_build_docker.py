@@ -30,7 +30,6 @@ import subprocess
 import textwrap
 
 import pytest
-
 from conftest import need_tool
 
 FIELDS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels",

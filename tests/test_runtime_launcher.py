@@ -23,13 +23,12 @@ import time
 import uuid
 
 import pytest
-
 from conftest import need_tool
+
 from lamina.errors import InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import launcher
 from lamina.runtime.launcher import launch, spawn
-from lamina.runtime.spec import (DEFAULT_CAPS, ALL_CAPS, MountSpec, RunOptions, build_spec,
-                                 resolve_user)
+from lamina.runtime.spec import ALL_CAPS, DEFAULT_CAPS, MountSpec, RunOptions, build_spec, resolve_user
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MASK = sum(1 << ALL_CAPS.index(c) for c in DEFAULT_CAPS)
@@ -338,7 +337,7 @@ def test_terminal(box, runtime):
     need_tool("runc")
     opts = RunOptions(args=("sh", "-c", "tty; stty size"), terminal=True)
     b = box.bundle(opts)
-    for attempt in range(3):
+    for _attempt in range(3):
         if runtime == "runc":  # runc makes the pty in the container: it comes as on_console
             code, text, _ = _run_on_console(box, opts, runtime="runc", console_size=(33, 99))
         else:

@@ -15,11 +15,11 @@ import os
 import posixpath
 import shutil
 import sys
-from lamina.values import field, replace, value
 
 from lamina import oci
 from lamina.digest import chain_ids
 from lamina.errors import InvalidArgument, LaminaError, NotFound
+from lamina.values import field, replace, value
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -329,7 +329,8 @@ class Builder:
                 data += chunk
             os.close(r)
             os.waitpid(pid, 0)
-            results[i] = (_json.loads(data) if data else {"error": f"stage {i}: the build process died", "code": None}, out)
+            died = {"error": f"stage {i}: the build process died", "code": None}
+            results[i] = (_json.loads(data) if data else died, out)
         failure = None
         for i in wave:  # replay in order; stop at the first failed stage like a sequential build
             res, out = results[i]
@@ -755,6 +756,7 @@ class Builder:
         try:
             if script is not None:  # RUN <<EOF with a #! line: the heredoc is an executable file
                 import tempfile
+
                 from lamina.builder.run import RunMount
                 script_dir = tempfile.mkdtemp(prefix="lamina-heredoc-")
                 path = os.path.join(script_dir, script[0])
@@ -955,9 +957,9 @@ class Builder:
     def _new_layer(self, state: State, fill):
         """Run ``fill(staging_dir, view)`` in a fresh staging dir and make it the state's next
         layer (adopted as that layer's snapshot). Returns (descriptor triple, fill's result)."""
+        from lamina import perms
         from lamina.runtime.commit import layer_from_dir
         from lamina.snapshot import Layer, Snapshotter
-        from lamina import perms
         staging = os.path.join(self.store.snapshots_dir, f"tmp-stage-{os.urandom(8).hex()}")
         perms.mkdir(staging, perms.VISIBLE_DIR)  # it becomes the snapshot's fs/: the layer's root
         try:
@@ -1073,6 +1075,7 @@ class Builder:
         import urllib.error
         import urllib.parse
         import urllib.request
+
         from lamina.builder.context import Context
         name = os.path.basename(urllib.parse.urlparse(url).path) or "index.html"
         tmp = tempfile.mkdtemp(prefix="lamina-add-")
@@ -1190,9 +1193,9 @@ class _HashingReader:
 def _is_archive(ctx, rel: str) -> bool:
     """Docker's test for ADD: the file, decompressed if it is gzip/bzip2/xz/zstd, starts with
     a valid tar header (a .gz that is not a tar is copied as it is)."""
+    from lamina.errors import LaminaError
     from lamina.layer.compress import open_decompressed
     from lamina.layer.tarstream import _checksum_ok
-    from lamina.errors import LaminaError
     fd = ctx.open_file(rel)
     try:
         with os.fdopen(fd, "rb", closefd=False) as f:

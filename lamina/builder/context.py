@@ -56,9 +56,9 @@ import sqlite3
 import stat as st
 import threading
 import time
-from lamina.values import value
 
 from lamina.errors import InvalidArgument
+from lamina.values import value
 
 __all__ = ["Source", "Context", "Manifest", "contains_wildcards", "entry_text", "stat_key"]
 
@@ -546,7 +546,7 @@ class Context:
             os.close(self.root_fd)
             self.root_fd = -1
 
-    def __enter__(self) -> "Context":
+    def __enter__(self) -> Context:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -31,9 +31,9 @@ import os
 import posixpath
 import shutil
 import stat
-from lamina.values import value
 
 from lamina.errors import InvalidArgument
+from lamina.values import value
 
 _CHUNK = 1 << 20
 
@@ -222,7 +222,7 @@ class Reuse:
         self._dir = (rel, fd)
         return fd
 
-    def link(self, staging: "Staging", src_rel: str, dst: str, s: os.stat_result, *, mode: int,
+    def link(self, staging: Staging, src_rel: str, dst: str, s: os.stat_result, *, mode: int,
              uid: int, gid: int) -> str | None:
         """Link ``dst`` from the snapshot if provably identical; returns its manifest entry."""
         entry = self.expect.get(src_rel)

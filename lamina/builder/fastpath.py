@@ -34,7 +34,6 @@ import os
 import sys
 import time
 
-
 try:  # the builtin sha256: the OpenSSL-backed hashlib costs ~7 ms to import
     from _sha256 import sha256 as _sha256
 except ImportError:  # another Python: fall back
@@ -185,7 +184,8 @@ def replay(store, key: str, *, dockerfile_path: str | None, dockerfile_data: byt
     if changed:
         with db.tx() as c:
             for name in m["tags"]:
-                c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)", (name, final, time.time()))
+                c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
+                          (name, final, time.time()))
         from lamina.image.service import Images
         Images(store).write_index()
     sys.stdout.write(m["output"])

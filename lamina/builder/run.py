@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from lamina.values import value
 
 from lamina.errors import InvalidArgument
+from lamina.values import value
 
 
 @value
@@ -127,6 +127,7 @@ def _detach(mounts: list[RunMount], d: str) -> tuple[list[tuple[RunMount, int]],
     dirs under ``d``). Returns [(mount, fd to attach)] in order and every fd made."""
     import fcntl
     import stat as stat_
+
     from lamina import mount as mnt
     made: list[int] = []
     out: list[tuple[RunMount, int]] = []
@@ -268,6 +269,7 @@ def _remove_stub(upper: str, rel: str) -> None:
     upper dir, which the container wrote: every access goes through descriptors and stops
     at a symlink), and its empty parents."""
     import stat as stat_
+
     from lamina.safepath import PHYSICAL, open_root, openat2
     try:
         rfd = open_root(upper)

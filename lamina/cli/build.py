@@ -41,7 +41,8 @@ def cmd_build(argv, ctx) -> int:
     p.option("--network", default="default",
              help="Set the networking mode for the RUN instructions during build: default is the host's "
                   "network (RUN steps reach the host's loopback services), none, bridge or a user network")
-    p.option("--secret", append=True, metavar="stringArray", help="Secret to expose to the build (id=mysecret,src=/local/secret)")
+    p.option("--secret", append=True, metavar="stringArray",
+             help="Secret to expose to the build (id=mysecret,src=/local/secret)")
     p.option("--progress", default="auto", help="Set type of progress output (auto, plain, tty)")
     p.option("-o", "--output", metavar="stringArray", help="Output destination (format: type=local,dest=path)")
     p.option("--platform", help="Set platform if server is multi-platform capable")
@@ -91,6 +92,7 @@ def cmd_build(argv, ctx) -> int:
         if a.file == "-":
             raise InvalidArgument("invalid argument: can't use stdin for both build context and dockerfile")
         import tempfile
+
         from lamina.layer.compress import open_decompressed
         from lamina.layer.extract import apply_layer
         tmp_ctx = tempfile.mkdtemp(prefix="lamina-context-")
@@ -197,9 +199,11 @@ def _export(ctx, rec, spec: str, *, tags: list[str] = ()) -> None:
         return
     if typ not in ("tar", "local"):
         raise InvalidArgument(f"--output {spec}: unsupported type {typ!r} (want local, tar, oci or docker)")
-    from lamina.snapshot import Snapshotter, image_layers
     import tempfile
-    root = tempfile.mkdtemp(prefix="lamina-out-", dir=ctx.store.snapshots_dir) if typ == "tar" else os.path.abspath(dest)
+
+    from lamina.snapshot import Snapshotter, image_layers
+    root = (tempfile.mkdtemp(prefix="lamina-out-", dir=ctx.store.snapshots_dir) if typ == "tar"
+            else os.path.abspath(dest))
     try:
         with ctx.store.operation():  # held until the tar is written: GC must not sweep the staging dir
             Snapshotter(ctx.store).copy_rootfs(image_layers(images, rec), root)
@@ -224,8 +228,8 @@ def cmd_builder_prune(argv, ctx) -> int:
     p.option("--filter", append=True, help="Provide filter values")
     a = parse(p, argv)
     from lamina.builder.cache import BuildCache
-    from lamina.cli.units import human_size
     from lamina.cli.images import _confirm
+    from lamina.cli.units import human_size
     if not a.force and not _confirm("WARNING! This will remove all dangling build cache."):
         return 0
     import shutil

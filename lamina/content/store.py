@@ -78,7 +78,8 @@ class ContentStore:
             atomic_write(layout, b'{"imageLayoutVersion":"1.0.0"}')
         index = os.path.join(self.root, "index.json")
         if not os.path.exists(index):
-            atomic_write(index, b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}')
+            atomic_write(index, b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",'
+                                b'"manifests":[]}')
 
     # -- reading --------------------------------------------------------------------
     def path(self, digest: Digest) -> str:
@@ -133,7 +134,7 @@ class ContentStore:
         return got
 
     def writer(self, ref: str, *, expected: Digest | None = None, size: int | None = None,
-               resume: bool = True, hashing: bool = True) -> "Writer":
+               resume: bool = True, hashing: bool = True) -> Writer:
         """Open an ingest for ``ref`` (a name unique to the content being written).
 
         With ``resume`` an existing partial write under the same ref is continued; otherwise
@@ -226,7 +227,7 @@ class Writer:
         self._done = False
         self.digest: Digest | None = None
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -40,10 +40,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from lamina.values import value
 from collections.abc import Iterable, Sequence
 
 from lamina.errors import InvalidArgument, NotFound, Unsupported
+from lamina.values import value
 
 __all__ = ["Change", "changes", "format_changes"]
 

@@ -48,13 +48,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from lamina.values import field, value
 from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable
 from lamina.layer import tarstream as ts
-from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, clean_path, openat2
 from lamina.layer.writer import tar_header, write_layer
+from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, clean_path, openat2
+from lamina.values import field, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time

@@ -6,9 +6,19 @@ instruction), ``ignore``
 (.dockerignore matching with moby/patternmatcher semantics).
 """
 
-from lamina.dockerfile.parser import (  # noqa: F401
-    Dockerfile, DockerfileError, Heredoc, Instruction, Stage, format_error, parse,
-)
 from lamina.dockerfile.expand import (  # noqa: F401
-    ExpansionError, expand_instruction, expand_word, expand_words, key_values,
+    ExpansionError,
+    expand_instruction,
+    expand_word,
+    expand_words,
+    key_values,
+)
+from lamina.dockerfile.parser import (  # noqa: F401
+    Dockerfile,
+    DockerfileError,
+    Heredoc,
+    Instruction,
+    Stage,
+    format_error,
+    parse,
 )

@@ -35,10 +35,10 @@ import codecs
 import difflib
 import json
 import re
-from lamina.values import field, value
 
-from lamina.errors import InvalidArgument
 from lamina.dockerfile.shell import ExpansionError, lex_words
+from lamina.errors import InvalidArgument
+from lamina.values import field, value
 
 __all__ = [
     "Heredoc", "Instruction", "Stage", "Dockerfile", "DockerfileError",
@@ -81,7 +81,7 @@ class Instruction:
     line: int
     end_line: int
     heredocs: tuple[Heredoc, ...] = ()
-    trigger: "Instruction | None" = None
+    trigger: Instruction | None = None
 
     def flag(self, name: str, default: str | None = None) -> str | None:
         """The value of flag ``--name`` (the last one if repeated), else ``default``."""
@@ -167,7 +167,7 @@ def _first_col(src: str) -> int:
     return len(src) - len(src.lstrip())
 
 
-def format_error(df: "Dockerfile | tuple[str, ...] | list[str]", line: int, message: str,
+def format_error(df: Dockerfile | tuple[str, ...] | list[str], line: int, message: str,
                  column: int | None = None, *, filename: str | None = None) -> str:
     """``Dockerfile:LINE: message`` + the source line + a caret line (for reuse by the
     executor, e.g. when expansion fails). ``column`` defaults to the first non-blank."""
@@ -180,7 +180,7 @@ def format_error(df: "Dockerfile | tuple[str, ...] | list[str]", line: int, mess
     return head
 
 
-def error_at(df: "Dockerfile | tuple[str, ...] | list[str]", line: int, message: str,
+def error_at(df: Dockerfile | tuple[str, ...] | list[str], line: int, message: str,
              column: int | None = None, *, filename: str | None = None) -> DockerfileError:
     """A :class:`DockerfileError` for ``line`` (as :func:`format_error` formats it)."""
     lines = df.lines if isinstance(df, Dockerfile) else tuple(df)
@@ -631,7 +631,7 @@ class _Node:
     args: list[str]
     json: bool
     original: str
-    child: "_Node | None" = None
+    child: _Node | None = None
     heredocs: list[Heredoc] = field(default_factory=list)
 
 

@@ -23,7 +23,6 @@ import os
 import stat
 import tarfile
 
-
 from lamina import oci
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument, LaminaError, NotFound

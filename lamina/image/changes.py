@@ -75,7 +75,7 @@ def apply_changes(config: dict, changes: list[str], *, what: str = "--change") -
     if not any(line.strip() for line in changes):
         return cfg
     import dockerfile
-    for n, line in enumerate(changes, 1):
+    for _n, line in enumerate(changes, 1):
         line = line.strip()
         if not line:
             continue

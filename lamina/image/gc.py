@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from lamina.values import field, value
 
 from lamina.digest import Digest, chain_ids
 from lamina.errors import LaminaError
+from lamina.values import field, value
 
 
 @value

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-
 from lamina import oci
 from lamina.image.changes import apply_changes
 from lamina.image.service import ImageRecord, Images, rfc3339

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import time
-from lamina.values import value
 
 from lamina import oci
 from lamina.digest import Digest, chain_ids
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
 from lamina.store import Store
 from lamina.timefmt import parse_time, rfc3339  # noqa: F401 - re-exported
+from lamina.values import value
 
 
 @value
@@ -37,7 +37,7 @@ class ImageRecord:
     intermediate: bool
 
     @classmethod
-    def from_row(cls, row: tuple) -> "ImageRecord":
+    def from_row(cls, row: tuple) -> ImageRecord:
         m, c, mt, ms, size, created, added, parent, inter = row
         return cls(Digest.parse(m), Digest.parse(c), mt, ms, size, created, added, parent, bool(inter))
 
@@ -119,7 +119,8 @@ class Images:
                 tagged = [r for r in recs if self.tags_of(r.manifest)]
                 return (tagged or recs)[0]
             if len(ids) > 1:
-                raise InvalidArgument(f"ambiguous image ID {text!r}: it matches {len(ids)} images; give more characters")
+                raise InvalidArgument(f"ambiguous image ID {text!r}: it matches {len(ids)} images; "
+                                      "give more characters")
             rows = self.db.query(f"SELECT {_COLS} FROM images WHERE manifest LIKE ?", (like,))
             if len(rows) == 1:
                 return ImageRecord.from_row(rows[0])
@@ -152,7 +153,8 @@ class Images:
         ``manifest_bytes`` is stored verbatim (its digest is the manifest digest).
         ``layer_facts`` maps layer blob digest -> (diff_id, content_size, media_type) learned
         at ingest. ``repo_digest_names`` are repository names (``name@<manifest>``) or
-        (name, digest) pairs: ``name@digest`` then names this image on its registry. Verifies every referenced blob exists (NotFound names the missing digest)
+        (name, digest) pairs: ``name@digest`` then names this image on its registry. Verifies every
+        referenced blob exists (NotFound names the missing digest)
         and that the config's diff_ids count matches the layers.
         """
         mdigest = Digest.of_bytes(manifest_bytes)
@@ -230,12 +232,14 @@ class Images:
         """Rewrite content/index.json from the DB: every image, once per tag (ref.name = full
         reference) and once untagged if it has no tag. Atomic; the DB is read and the file
         written under the store lock, so concurrent writers cannot leave an older view last."""
-        from lamina.content.store import atomic_write
         import os
+
+        from lamina.content.store import atomic_write
         with self.store.lock():
             tags = self.all_tags()
             entries = []
-            for manifest, mt, msize in self.db.query("SELECT manifest, media_type, manifest_size FROM images ORDER BY added"):
+            rows = self.db.query("SELECT manifest, media_type, manifest_size FROM images ORDER BY added")
+            for manifest, mt, msize in rows:
                 base = {"mediaType": mt, "digest": manifest, "size": msize}
                 names = tags.get(manifest)
                 if names:

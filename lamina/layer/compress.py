@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 
-
 from lamina.errors import InvalidArgument
 
 TYPE_CHECKING = False

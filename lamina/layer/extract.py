@@ -29,12 +29,11 @@ import errno
 import os
 import shutil
 import stat
-from lamina.values import value
-
 
 from lamina.errors import InvalidArgument, Unavailable
 from lamina.layer import tarstream as ts
 from lamina.safepath import IN_ROOT, clean_path, openat2
+from lamina.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time

@@ -16,14 +16,13 @@ decompression and compression overlap with the Python header parser.
 from __future__ import annotations
 
 import hashlib
-from lamina.values import value
-
 
 from lamina.digest import Digest, HashingWriter
 from lamina.errors import InvalidArgument
 from lamina.layer import tarstream as ts
 from lamina.layer.compress import open_compressor, open_decompressed
 from lamina.layer.extract import check_member
+from lamina.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time

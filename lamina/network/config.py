@@ -22,7 +22,8 @@ def mode_of(name: str) -> str:
 def _check_host(spec: str) -> str:
     name, sep, addr = spec.partition(":")
     if not sep or not name or not addr:
-        raise InvalidArgument(f"invalid argument \"{spec}\" for \"--add-host\" flag: bad format for add-host: \"{spec}\"")
+        raise InvalidArgument(f"invalid argument \"{spec}\" for \"--add-host\" flag: "
+                              f"bad format for add-host: \"{spec}\"")
     if addr != "host-gateway":
         import ipaddress
         try:

@@ -269,8 +269,9 @@ def _servfail(msg: bytes) -> bytes:
 def serve(state_dir: str, gateway: str, ready_fd: int) -> int:
     import selectors
     import threading
-    from lamina.network.ipam import _start_time
+
     from lamina.network.files import upstreams as default_upstreams
+    from lamina.network.ipam import _start_time
 
     lock = os.open(os.path.join(state_dir, "dns.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

@@ -107,7 +107,7 @@ def delete(rules: dict[str, list[str]]) -> None:
     ok, _ = _restore(_batch(dels))
     if ok:
         return
-    for t, lines in rules.items():  # one at a time: skip those already gone
+    for t, _lines in rules.items():  # one at a time: skip those already gone
         for r in dels[t]:
             _restore(_batch({t: [r]}))
 

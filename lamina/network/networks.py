@@ -26,8 +26,8 @@ import json
 import os
 from contextlib import contextmanager
 
+from lamina.errors import Conflict, InvalidArgument, NotFound
 from lamina.values import value
-from lamina.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 
 HOST_DIR = "/run/lamina/net"
 #: the version of the firewall rules a bridge gets (lamina.network.firewall.network_rules):

@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import socket
 
-from lamina.values import value
 from lamina.errors import Conflict, InvalidArgument
+from lamina.values import value
 
 __all__ = ["PortMapping", "parse_publish", "parse_expose", "reserve", "start_proxy", "port_key"]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 
-from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound, Unavailable
+from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable
 from lamina.network import ipam
 from lamina.network.networks import Network, Networks, flocked, host_netlink
 
@@ -211,7 +211,7 @@ def _publish(sb: Sandbox, doc: dict) -> None:
                                         0 if (rng or not lo) else int(lo), rng))
     if hc.get("PublishAllPorts"):
         have = {P.port_key(m.container_port, m.proto) for m in wanted}
-        for key in sorted((doc["Config"].get("ExposedPorts") or {})):
+        for key in sorted(doc["Config"].get("ExposedPorts") or {}):
             if key not in have:
                 port, _, proto = key.partition("/")
                 wanted.append(P.PortMapping(int(port), proto or "tcp"))

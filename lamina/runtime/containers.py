@@ -194,12 +194,12 @@ class Containers:
             if name in taken:
                 other = self.db.one("SELECT id FROM containers WHERE name=?", (name,))[0]
                 raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
-                               f'"{other}". You have to remove (or rename) that container to be able to reuse that name.')
+                               f'"{other}". You have to remove (or rename) that container to be able to '
+                               'reuse that name.')
         else:
             name = names.generate(taken)
         from lamina.network.config import for_create
         netcfg = for_create(self.store, self, opts, cid, cfg.get("ExposedPorts"))
-        network = netcfg["Mode"]
         hostname = opts.hostname or (netcfg["Container"]["Config"]["Hostname"] if netcfg["Container"]
                                      else cid[:12])
         env = _merge_env(list(cfg.get("Env") or []), list(opts.env))
@@ -269,7 +269,8 @@ class Containers:
             },
             mounts=[m.to_inspect() for m in mounts],
             config={
-                "Hostname": hostname, "Domainname": opts.domainname or "", "User": user, "AttachStdin": opts.interactive,
+                "Hostname": hostname, "Domainname": opts.domainname or "", "User": user,
+                "AttachStdin": opts.interactive,
                 "AttachStdout": True, "AttachStderr": True, "Tty": opts.tty, "OpenStdin": opts.interactive,
                 "StdinOnce": opts.interactive, "Env": env, "Cmd": cmd or None, "Image": shown,
                 "Volumes": cfg.get("Volumes"), "WorkingDir": workdir, "Entrypoint": entrypoint or None,
@@ -350,7 +351,8 @@ class Containers:
         opts = RunOptions(
             args=tuple([doc["Path"], *doc["Args"]]), env=tuple(env), cwd=c["WorkingDir"] or "/",
             user=user, hostname=c["Hostname"], terminal=c["Tty"], readonly_rootfs=hc["ReadonlyRootfs"],
-            network=mode, netns_path=netns, cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
+            network=mode, netns_path=netns, cap_add=tuple(hc.get("CapAdd") or ()),
+            cap_drop=tuple(hc.get("CapDrop") or ()),
             privileged=hc["Privileged"], no_new_privileges=security.no_new_privileges,
             mounts=tuple(mounts_from_inspect(doc)), shm_size=hc["ShmSize"], memory=hc["Memory"] or None,
             memory_swap=hc.get("MemorySwap") or None,
@@ -368,8 +370,8 @@ class Containers:
     def delete(self, doc: dict, *, volumes: bool = False) -> None:
         """Drop the row, then the directory (and anonymous volumes with ``volumes``). The
         container must not be running (:func:`lamina.runtime.lifecycle.remove` stops it)."""
-        from lamina.runtime.volumes import remove_anonymous
         from lamina.runtime import launcher
+        from lamina.runtime.volumes import remove_anonymous
         rt = doc["HostConfig"].get("Runtime") or "builtin"
         if rt not in ("builtin", "lamina"):
             from lamina.runtime import external

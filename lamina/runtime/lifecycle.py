@@ -80,7 +80,6 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
     A container on a bridge network gets its network before it starts, and this process
     (its monitor) removes it when it ends."""
     _check_startable(doc)
-    cid = doc["Id"]
     try:
         sb = net_attach(containers, doc)
         try:
@@ -141,8 +140,8 @@ def _run_foreground(containers: Containers, doc: dict, sb, bundle, rootfs_mounts
         if doc["HostConfig"]["AutoRemove"]:
             containers.delete(doc, volumes=True)
         else:
-            containers.update(cid, lambda d: (d["State"].update(_exited_state(128), Error=str(e)),
-                                              _with_network(d, None)))
+            failed = {**_exited_state(128), "Error": str(e)}
+            containers.update(cid, lambda d: (d["State"].update(failed), _with_network(d, None)))
         raise
     finally:
         for sig, h in old.items():
@@ -253,6 +252,7 @@ def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = F
 def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False) -> int:
     import selectors
     import socket
+
     from lamina.runtime import launcher
     from lamina.runtime.attach import CLOSE_STDIN, EXIT, RESIZE, STDERR, STDIN, STDOUT, FrameReader
     m = _Monitor(store_root, cid)
@@ -420,12 +420,12 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             child_fds = [in_r, out_w, err_w]
         os.write(wake_w, b"x")
 
-        def on_start(pid: int) -> None:
+        def on_start(pid: int, restarts: int = restarts, sb=sb) -> None:  # called during this run
             nonlocal ready_sent
             st = _running_state(pid)
             st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()), RestartCount=restarts)
-            containers.update(cid, lambda doc: (doc["State"].update(st), doc.__setitem__("RestartCount", restarts),
-                                                _with_network(doc, sb)))
+            containers.update(cid, lambda d: (d["State"].update(st), d.__setitem__("RestartCount", restarts),
+                                              _with_network(d, sb)))
             if not ready_sent:
                 os.write(ready_w, f"ok {pid}\n".encode())
                 ready_sent = True
@@ -458,8 +458,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             m.log.flush()
         if sb is not None:
             sb.teardown()
-        doc = containers.update(cid, lambda doc: (doc["State"].update(_exited_state(code), Error=error),
-                                                  _with_network(doc, None)))
+        exited = {**_exited_state(code), "Error": error}
+        doc = containers.update(cid, lambda d, exited=exited: (d["State"].update(exited), _with_network(d, None)))
         policy = doc["HostConfig"]["RestartPolicy"]
         stopped = doc["State"].get("StoppedByUser")
         again = not stopped and not error and (

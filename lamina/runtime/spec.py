@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from lamina.values import field, value
 from collections.abc import Mapping
 
 from lamina.errors import InvalidArgument
+from lamina.values import field, value
 
 __all__ = [
     "UserInfo", "MountSpec", "RunOptions", "resolve_user", "build_spec", "capabilities",

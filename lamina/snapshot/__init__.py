@@ -24,11 +24,11 @@ import fcntl
 import os
 import shutil
 import time
-from lamina.values import value
 
 from lamina import perms
 from lamina.digest import Digest
 from lamina.errors import LaminaError, Unavailable
+from lamina.values import value
 
 
 @value

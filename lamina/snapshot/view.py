@@ -45,7 +45,7 @@ class LayerView:
             os.close(fd)
         self._fds = []
 
-    def __enter__(self) -> "LayerView":
+    def __enter__(self) -> LayerView:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -129,7 +129,7 @@ class Registry:
         self.auth = Auth(self.t, cred, login_key=hosts.auth_key(domain))
         self._pinged = False
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc) -> None:

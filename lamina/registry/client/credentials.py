@@ -23,10 +23,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-from lamina.values import value
 
 from lamina.errors import InvalidArgument, Unavailable
 from lamina.registry.client.hosts import auth_key
+from lamina.values import value
 
 
 @value

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+
 from lamina.values import value
 
 DOCKER_HUB_DOMAIN = "docker.io"

@@ -31,7 +31,6 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from lamina.values import value
 
 from lamina import oci
 from lamina.digest import Digest
@@ -39,6 +38,7 @@ from lamina.errors import DigestMismatch, InvalidArgument, LaminaError, NotFound
 from lamina.registry.client.api import SCHEMA1_TYPES, Registry, RegistryError
 from lamina.registry.client.progress import Progress
 from lamina.registry.client.transport import STREAM_ERRORS, TransportError
+from lamina.values import value
 
 DEFAULT_CONCURRENCY = 3
 STREAM_RETRIES = 5
@@ -409,7 +409,7 @@ class Puller:
             todo.append((i, d))
         if not todo:
             return {}, facts, 0
-        for n, (_, d) in enumerate(todo):
+        for _, d in todo:
             p.status(d.digest.hex[:12], "Pulling fs layer")
         for n, (_, d) in enumerate(todo):
             if n >= self.concurrency:
@@ -432,7 +432,7 @@ class Puller:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pull") as ex:
                 futs = [(i, d, ex.submit(fetch, i, d)) for i, d in todo]
                 try:
-                    for i, d, f in futs:
+                    for _i, d, f in futs:
                         info = f.result()
                         facts[d.digest] = (info.diff_id, info.content_size, d.media_type)
                         p.status(d.digest.hex[:12], "Pull complete")

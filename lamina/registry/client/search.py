@@ -9,10 +9,9 @@ registry without ``/v1/search`` (registry:2, lamina's own server) is searched th
 
 from __future__ import annotations
 
-from lamina.values import value
-
 from lamina.registry.client import hosts
 from lamina.registry.client.api import Registry
+from lamina.values import value
 
 
 @value

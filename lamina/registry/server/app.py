@@ -29,7 +29,6 @@ envelope from :mod:`lamina.registry.errcodes`)::
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -121,7 +120,7 @@ class _Gated:
     """A request whose authorization is still being decided (a bcrypt check): the body
     that arrives meanwhile is held (the protocol stops reading), then handed on."""
 
-    def __init__(self, app: "App", req, route, fut) -> None:
+    def __init__(self, app: App, req, route, fut) -> None:
         self.app, self.req, self.route = app, req, route
         self.gate = fut
         self.held: list[bytes] = []
@@ -758,7 +757,8 @@ class App:
         def done():
             from urllib.parse import parse_qs
             form = parse_qs(sink.data().decode("utf-8", "replace"), keep_blank_values=True)
-            f1 = lambda k, d=None: (form.get(k) or [d])[0]
+            def f1(k, d=None):
+                return (form.get(k) or [d])[0]
             scopes = (f1("scope") or "").split()
             service = f1("service", a.service)
             grant = f1("grant_type")

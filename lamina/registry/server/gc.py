@@ -35,7 +35,6 @@ from lamina.registry.server import manifests as mf
 from lamina.registry.server import names, uploads
 from lamina.registry.server.storage import Storage, blob_rel
 
-
 RESCAN_SLACK = 0.1
 """File times come from the kernel's coarse clock, which lags the real one by up to a
 tick: a link changed just after the mark began may carry a time slightly before it."""

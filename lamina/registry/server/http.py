@@ -141,7 +141,7 @@ def _sendfile_blocking(sockfd: int, fd: int, offset: int, count: int, timeout: f
             try:
                 n = os.sendfile(sockfd, fd, offset + sent, min(count - sent, 1 << 30))
             except BlockingIOError:
-                raise TimeoutError("client did not read for %.0f s" % timeout)
+                raise TimeoutError("client did not read for %.0f s" % timeout) from None
             if n == 0:
                 break
             sent += n
@@ -155,7 +155,7 @@ def _sendfile_blocking(sockfd: int, fd: int, offset: int, count: int, timeout: f
 
 
 class Protocol(asyncio.Protocol):
-    def __init__(self, server: "HttpServer") -> None:
+    def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.app = server.app
         self.loop = server.loop
@@ -239,7 +239,8 @@ class Protocol(asyncio.Protocol):
             return
         body = why.encode()
         self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s" % (status, REASONS.get(status, "").encode(), len(body), body))
+                             b"Connection: close\r\n\r\n%s"
+                             % (status, REASONS.get(status, "").encode(), len(body), body))
         self.transport.close()
         self.closing = True
 

@@ -24,10 +24,10 @@ import os
 import stat as _stat
 from typing import NamedTuple
 
-from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 from lamina.registry.server import manifests as mf
 from lamina.registry.server import names
 from lamina.registry.server.storage import Storage, blob_rel
+from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 
 _SRC = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 

@@ -80,7 +80,7 @@ def inspect(data: bytes, content_type: str | None) -> Info:
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as e:
-        raise ManifestError("MANIFEST_INVALID", f"manifest invalid: not JSON ({e})")
+        raise ManifestError("MANIFEST_INVALID", f"manifest invalid: not JSON ({e})") from None
     if not isinstance(doc, dict):
         raise ManifestError("MANIFEST_INVALID", "manifest invalid: not a JSON object")
     ct = (content_type or "").split(";", 1)[0].strip().lower()

@@ -225,7 +225,7 @@ class Storage:
         try:
             dfd = self.opendir(d, create=True)
         except NotADirectoryError:
-            raise StoreError(f"{d} is not a directory")
+            raise StoreError(f"{d} is not a directory") from None
         try:
             fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
             os.close(fd)

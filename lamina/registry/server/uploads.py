@@ -63,7 +63,7 @@ class Session:
         else:
             self._alg, self._hasher = alg, None   # unknown: rehash at completion
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -207,7 +207,7 @@ def open_session(store: Storage, name: str, uid: str) -> Session | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise Busy(uid)
+        raise Busy(uid) from None
     # the session may have completed (its data renamed into blobs/) or been cancelled
     # between opening and locking: then this descriptor is no longer the session's data
     st, now = os.fstat(fd), store.stat(f"uploads/{uid}/data")

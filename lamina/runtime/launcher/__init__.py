@@ -46,7 +46,8 @@ mount: wait until the parent has P2 in the v2 cgroup, join the v1 cgroups, unsha
 cgroup namespace] -> /dev nodes and symlinks -> pivot_root -> masked paths -> readonly paths
 -> read-only root -> hostname -> rlimits -> cwd -> a new anonymous session keyring -> the
 process's umask -> the caller's persona flags cleared -> [seccomp, when ``noNewPrivileges``
-is false, while CAP_SYS_ADMIN is still held] -> bounding set -> setgroups/setresgid/setresuid (PR_SET_KEEPCAPS) -> capset + ambient
+is false, while CAP_SYS_ADMIN is still held] -> bounding set -> setgroups/setresgid/setresuid
+(PR_SET_KEEPCAPS) -> capset + ambient
 -> no_new_privs -> [seccomp, when ``noNewPrivileges``] -> cwd again -> execve.
 
 Seccomp: :mod:`lamina.runtime.seccomp` compiles the spec's ``linux.seccomp`` into classic BPF

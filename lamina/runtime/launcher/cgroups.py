@@ -220,7 +220,7 @@ class _Cgroup:
         for d in reversed(self.created):
             if os.path.basename(d) != leaf:
                 continue
-            for i in range(100):
+            for _i in range(100):
                 try:
                     os.rmdir(d)
                     break

@@ -173,8 +173,8 @@ def _set_limits(limits: list[tuple[int, int, int]]) -> None:
             resource.setrlimit(num, (soft, hard))
         except (OSError, ValueError):
             _, mine = resource.getrlimit(num)
-            cap = (lambda v: v if mine == resource.RLIM_INFINITY or
-                   (v != resource.RLIM_INFINITY and v <= mine) else mine)
+            def cap(v, mine=mine):
+                return v if mine == resource.RLIM_INFINITY or (v != resource.RLIM_INFINITY and v <= mine) else mine
             try:
                 resource.setrlimit(num, (cap(soft), cap(hard)))
             except (OSError, ValueError) as e:

@@ -67,7 +67,7 @@ def _pull(port: int) -> float:
 
 def _images(t, work: str, docker: str | None) -> dict[str, str]:
     """busybox in lamina's store and in dockerd, from one tar."""
-    from bench.__main__ import sh  # noqa: the bench's runner (same in every version)
+    from bench.__main__ import sh  # the bench's runner (same in every version)
     tar = os.path.join(work, "net-busybox.tar")
     if not os.path.exists(tar):
         rootfs = os.path.join(work, "net-rootfs")

@@ -196,6 +196,7 @@ def overlay(lowers: Sequence[str], *, upper: str | None = None, work: str | None
         return Mount("bind", lowers[0], ("ro", "rbind"))
     opts = [*DIFF_OPTIONS, "lowerdir=" + ":".join(_ovl_escape(p) for p in lowers)]
     if upper is not None:
+        assert work is not None  # checked above: both or neither
         opts += ["upperdir=" + _ovl_escape(os.path.abspath(upper)),
                  "workdir=" + _ovl_escape(os.path.abspath(work))]
     opts += list(options)
@@ -438,9 +439,9 @@ def detached_bind(fd: int, *, readonly: bool) -> int:
                             ctypes.c_char_p(b""), ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE),
                             ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
         if r < 0:
-            e = _last_oserror()
+            err = _last_oserror()
             os.close(mfd)
-            raise _fail("detached bind of", f"fd {fd}", "mount_setattr MOUNT_ATTR_RDONLY", e)
+            raise _fail("detached bind of", f"fd {fd}", "mount_setattr MOUNT_ATTR_RDONLY", err)
     return mfd
 
 

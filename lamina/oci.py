@@ -81,7 +81,7 @@ class Platform:
 
     @classmethod
     def from_json(cls, d: dict, *, what: str = "platform") -> Platform:
-        return cls(_opt_str(d, "os", what), _opt_str(d, "architecture", what),
+        return cls(_opt_str(d, "os", what) or "", _opt_str(d, "architecture", what) or "",
                    _opt_str(d, "variant", what, None) or None)
 
     def to_json(self) -> dict:
@@ -128,7 +128,7 @@ class Descriptor:
         urls = d.get("urls") or []
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise InvalidArgument(f"{what}: urls must be a list of strings")
-        return cls(_opt_str(d, "mediaType", what), digest, size, plat, ann, tuple(urls))
+        return cls(_opt_str(d, "mediaType", what) or "", digest, size, plat, ann, tuple(urls))
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}

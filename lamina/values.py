@@ -173,10 +173,10 @@ def _build(cls: type, frozen: bool, order: bool, kw_only: bool) -> type:
             own_method(mname, fn)
     explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
     if frozen:
-        for mname, fn in (("__setattr__", _frozen_setattr), ("__delattr__", _frozen_delattr)):
+        for mname, hook in (("__setattr__", _frozen_setattr), ("__delattr__", _frozen_delattr)):
             if mname in own:
                 raise TypeError(f"cannot overwrite attribute {mname} in class {cname}")
-            setattr(cls, mname, fn)
+            setattr(cls, mname, hook)
         if not explicit_hash:
             own_method("__hash__", lambda self: hash(_key(self, htup)))
     elif not explicit_hash:
@@ -196,7 +196,7 @@ def _build(cls: type, frozen: bool, order: bool, kw_only: bool) -> type:
                 raise TypeError(f"cannot overwrite attribute {mname} in class {cname}")
             own_method(mname, compare(op))
     cls.__value_fields__ = names  # type: ignore[attr-defined]
-    cls.__match_args__ = () if kw_only else names  # type: ignore[attr-defined]
+    cls.__match_args__ = () if kw_only else names  # type: ignore[attr-defined,misc]
     return cls
 
 

@@ -941,7 +941,7 @@ def _tar_chunks(reader: ts.TarReader) -> Iterator[bytes]:
         piece = reader.read_data()
         if not piece:
             return
-        yield piece
+        yield piece  # type: ignore[misc]  # a memoryview: written like bytes, never kept
 
 
 def export_tar(root: str, out: BinaryIO) -> int:

@@ -145,9 +145,9 @@ class Images:
         return self.content.read(rec.id, verify=False)
 
     # -- creation -----------------------------------------------------------------
-    def add_image(self, manifest_bytes: bytes, *, tags: list = (), parent: str | None = None,
+    def add_image(self, manifest_bytes: bytes, *, tags: list | tuple = (), parent: str | None = None,
                   intermediate: bool = False, layer_facts: dict | None = None,
-                  repo_digest_names: list[str] = (), write_index: bool = True) -> ImageRecord:
+                  repo_digest_names: list | tuple = (), write_index: bool = True) -> ImageRecord:
         """Record an image whose manifest, config and layer blobs are all in the content store.
 
         ``manifest_bytes`` is stored verbatim (its digest is the manifest digest).
@@ -198,7 +198,7 @@ class Images:
         return self.get(mdigest)
 
     def create(self, *, config: dict, layers: list[tuple[oci.Descriptor, Digest, int]],
-               tags: list = (), parent: str | None = None, intermediate: bool = False,
+               tags: list | tuple = (), parent: str | None = None, intermediate: bool = False,
                write_index: bool = True) -> ImageRecord:
         """Write config + OCI manifest for ``layers`` [(descriptor, diff_id, content_size)].
 
@@ -286,6 +286,7 @@ class Images:
             ref = None
         users = self.containers_using(rec)
         if by_name and len(tags) > 1:
+            assert ref is not None  # by_name: the text parsed
             self.untag(str(ref))
             return [f"Untagged: {ref.familiar}"]
         if not by_name and len(tags) > 1 and not force:
@@ -302,6 +303,7 @@ class Images:
             return out
         if self.children(rec):
             if by_name:  # Docker: the name goes, the image stays as its children's parent
+                assert ref is not None
                 self.untag(str(ref))
                 return [f"Untagged: {ref.familiar}"]
             raise Conflict(f"conflict: unable to delete {rec.id.short} (cannot be forced) - "

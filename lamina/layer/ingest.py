@@ -85,7 +85,7 @@ def ingest_layer(src: BinaryIO, out: BinaryIO, *, compression: str | None = "gzi
         if compression is None:
             sink = out
         else:
-            comp = open_compressor(hashed_out, compression, level=level, threads=threads)
+            comp = open_compressor(hashed_out, compression, level=level, threads=threads)  # type: ignore[arg-type]  # a file-like object
             sink = comp
         read = reader.read
         update = diff.update
@@ -148,7 +148,7 @@ class LayerSink:
         self.compression = compression
         self._diff = hashlib.sha256()
         self._hashed_out = HashingWriter(out)
-        self._comp = (open_compressor(self._hashed_out, compression, level=level, threads=threads)
+        self._comp = (open_compressor(self._hashed_out, compression, level=level, threads=threads)  # type: ignore[arg-type]
                       if compression else None)
         self._sink = self._comp if self._comp is not None else out
         self.total = 0

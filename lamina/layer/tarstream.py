@@ -77,7 +77,7 @@ class TarEntry:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not TarEntry:
             return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
+        return self._fields() == other._fields()
 
     def __repr__(self) -> str:
         return "TarEntry(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"

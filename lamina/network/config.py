@@ -79,7 +79,7 @@ def for_create(store, containers, opts, cid: str, image_exposed: dict | None) ->
             raise InvalidArgument(f"invalid IPv4 address: {opts.ip}") from None
         if not user_net:
             raise InvalidArgument("user specified IP address is supported on user defined networks only")
-        if not net.user_subnet:
+        if not net.user_subnet:  # type: ignore[union-attr]  # user_net: net is set
             raise InvalidArgument("user specified IP address is supported only when connecting to networks "
                                   "with user configured subnets")
     if opts.network_aliases and not user_net:

@@ -76,7 +76,7 @@ def _restore(script: str) -> tuple[bool, str]:
         return False, "iptables is not installed"
     import subprocess
     try:
-        p = subprocess.run([_iptables, "--noflush", "-w"], input=script, capture_output=True,
+        p = subprocess.run([str(_iptables), "--noflush", "-w"], input=script, capture_output=True,
                            text=True, timeout=120)
     except OSError as e:
         return False, e.strerror or str(e)

@@ -230,6 +230,7 @@ def _proxy_main(bound, ip: str) -> None:
     while True:
         for key, _ in sel.select():
             m, s = key.data, key.fileobj
+            assert isinstance(s, socket.socket)
             try:
                 if m.proto == "tcp":
                     client, _ = s.accept()

@@ -39,7 +39,7 @@ class RegistryError(LaminaError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, status: int = 0, errors: list = (), method: str = "",
+    def __init__(self, message: str, *, status: int = 0, errors: list | tuple = (), method: str = "",
                  url: str = "") -> None:
         super().__init__(message)
         self.status = status

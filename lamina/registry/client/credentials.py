@@ -185,7 +185,7 @@ def erase(domain: str) -> bool:
     """Forget the credential for ``domain``; False if there was none."""
     key = auth_key(domain) if "/" not in domain else domain
     doc = _load()
-    auths = doc.get("auths") if isinstance(doc.get("auths"), dict) else {}
+    auths: dict = doc["auths"] if isinstance(doc.get("auths"), dict) else {}
     found_key = key if key in auths else next((k for k in auths if _hostname(k) == _hostname(key)), None)
     helper = _helper_for(doc, key)
     had = found_key is not None

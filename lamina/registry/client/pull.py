@@ -40,6 +40,10 @@ from lamina.registry.client.progress import Progress
 from lamina.registry.client.transport import STREAM_ERRORS, TransportError
 from lamina.values import value
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 DEFAULT_CONCURRENCY = 3
 STREAM_RETRIES = 5
 
@@ -112,7 +116,8 @@ def matches(want: oci.Platform, have: oci.Platform | None) -> bool:
         hv = "v7"
     if want.architecture == "amd64" and hv == "v1":
         hv = None
-    return want.variant is None or hv == want.variant or (want.variant and hv is None and want.architecture == "amd64")
+    return want.variant is None or hv == want.variant or \
+        bool(want.variant and hv is None and want.architecture == "amd64")
 
 
 # -- the blob source -------------------------------------------------------------------
@@ -135,7 +140,7 @@ class BlobSource:
         self.stop = stop
         self.scopes = scopes
         self.retries = 0
-        self.ranged = []  # offsets of the Range requests made (for tests and logs)
+        self.ranged: list[int] = []  # offsets of the Range requests made (for tests and logs)
         self._fd = os.open(writer.data_path, os.O_RDONLY) if self.have else -1
         if self.have > self.size:
             raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
@@ -182,6 +187,7 @@ class BlobSource:
             try:
                 if self.resp is None:
                     self._open()
+                assert self.resp is not None
                 # what has arrived (at most 1 MiB): a caller asking for more must not wait
                 # for bytes that are slow to come while the ones it has are not on disk
                 data = self.resp.read1(min(n, self.size - self.pos, 1 << 20), decode_content=False)
@@ -415,7 +421,7 @@ class Puller:
             if n >= self.concurrency:
                 p.status(d.digest.hex[:12], "Waiting")
         stop = threading.Event()
-        writers: dict[Digest, object] = {}
+        writers: dict[Digest, Any] = {}
         lock = threading.Lock()
 
         def fetch(i: int, d: oci.Descriptor):
@@ -460,7 +466,7 @@ class Puller:
             src = BlobSource(reg, path, d, w, stop=stop,
                              on_bytes=lambda n: p.bytes(short, "Downloading", n, d.size))
             try:
-                info = ingest_layer(src, _Null(), compression=None, check=True)
+                info = ingest_layer(src, _Null(), compression=None, check=True)  # type: ignore[arg-type]  # a file-like object
                 src.finish()
             except (InvalidArgument, EOFError) as e:
                 if isinstance(e, DigestMismatch):

@@ -95,7 +95,7 @@ class Htpasswd:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._key = None
+        self._key: tuple[int, int, int] | None = None
         self.users: dict[str, str] = {}
         self.reload()
 
@@ -147,7 +147,7 @@ class Acl:
                 parts = line.split()
                 if len(parts) != 3:
                     raise AuthError(f"{path}:{i}: want USER REPOSITORY-PATTERN ACTIONS")
-                acts = set()
+                acts: set[str] = set()
                 for a in parts[2].split(","):
                     if a == "*":
                         acts.update(ACTIONS)

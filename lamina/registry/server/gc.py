@@ -175,8 +175,8 @@ def collect(store: Storage, *, grace: float = 600.0, delete_untagged: bool = Fal
                             store.unlink(f"repositories/{name}/_blobs/{alg}/{h}")
         # abandoned uploads and temporary files
         for uid in store.listdir("uploads") or ():
-            st = store.stat(f"uploads/{uid}/data") or store.stat(f"uploads/{uid}")
-            if st is not None and _age(st) < time.time() - upload_expiry:
+            ust = store.stat(f"uploads/{uid}/data") or store.stat(f"uploads/{uid}")
+            if ust is not None and _age(ust) < time.time() - upload_expiry:
                 ups_removed += 1
                 log(f"upload session expired: {uid}")
                 if not dry_run:

@@ -143,6 +143,7 @@ def import_registry2(src_path: str, store: Storage, *, log=None) -> ImportResult
                     problems.append(f"{name}@{dg}: manifest blob missing or corrupt, skipped")
                     continue
                 data = store.read_all(blob_rel(alg, h))
+                assert data is not None  # ok_blobs holds only blobs that were read and verified
                 try:
                     info = mf.inspect(data, None)
                 except mf.ManifestError as e:

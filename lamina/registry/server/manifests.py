@@ -116,7 +116,7 @@ def inspect(data: bytes, content_type: str | None) -> Info:
         for i, layer in enumerate(layers):
             dig, alg, hexd = _descriptor(layer, f"layers[{i}]")
             refs.append(Ref("optional" if _nondistributable(layer) else "blob", dig, alg, hexd))
-        referrer["artifactType"] = art or cfg.get("mediaType") or ""
+        referrer["artifactType"] = art or cfg.get("mediaType") or ""  # type: ignore[union-attr]  # _descriptor checked it
         if not referrer["artifactType"]:
             del referrer["artifactType"]
     else:

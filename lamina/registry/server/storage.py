@@ -369,7 +369,7 @@ class Storage:
         if after:
             import bisect
             names = names[bisect.bisect_right(names, after.replace(":", "-")):]
-        out = []
+        out: list = []
         for i, n in enumerate(names):
             if len(out) == limit:
                 return out, names[i - 1].replace("-", ":", 1)

@@ -30,6 +30,10 @@ from collections import OrderedDict
 
 from lamina.registry.server.storage import Storage, blob_rel
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _HASHERS: OrderedDict[str, tuple[str, int, object]] = OrderedDict()
 _HASHERS_MAX = 4096
 
@@ -56,6 +60,7 @@ class Session:
         self.start = self.size
         h = _HASHERS.get(uid)
         alg = info.get("algorithm") or "sha256"
+        self._hasher: Any
         if h is not None and h[1] == self.size:
             self._alg, self._hasher = h[0], h[2]
         elif self.size == 0:

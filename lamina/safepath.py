@@ -33,7 +33,7 @@ import os
 
 from lamina.errors import InvalidArgument, Unsupported
 
-__all__ = ["SYS_OPENAT2", "RESOLVE_NO_XDEV", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS",
+__all__ = ["prepare", "SYS_OPENAT2", "RESOLVE_NO_XDEV", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS",
            "RESOLVE_BENEATH", "RESOLVE_IN_ROOT", "PHYSICAL", "IN_ROOT", "openat2", "clean_path",
            "open_root", "open_physical", "lstat_physical", "readlink_physical", "open_in_root",
            "path_of", "resolve_in_root"]
@@ -89,6 +89,12 @@ def _binding():
         fn.restype = ctypes.c_long
         _call = (fn, OpenHow, ctypes)
     return _call
+
+
+def prepare() -> None:
+    """Bind the syscall now: a process about to fork (or clone) a child that resolves paths
+    does this first, so the child loads no library."""
+    _binding()
 
 
 def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:

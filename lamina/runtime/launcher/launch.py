@@ -131,8 +131,9 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
 def _run_builtin(bundle: str, spec: dict, *, container_id: str, rootfs_mounts, stdio, console,
                  on_start, cgroup_parent: str, on_console, console_size, on_spawn,
                  detached: Sequence[int] = ()) -> int:
-    import lamina.layer.extract  # noqa: F401 - used in the child: import before the fork
     import lamina.mount
+    from lamina import safepath
+    safepath.prepare()  # the child resolves mount targets with openat2: bind it before the fork
 
     if any(getattr(m, "type", None) == "overlay" for m in rootfs_mounts):
         lamina.mount._new_api_supported()  # probe once here, not in every child (2-7 ms)

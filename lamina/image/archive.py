@@ -23,7 +23,6 @@ import os
 import stat
 import tarfile
 
-
 from lamina import oci
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument, LaminaError, NotFound
@@ -117,7 +116,9 @@ def save(images: Images, names: list[str], out: BinaryIO) -> None:
     t = _TarOut(out)
     t.add_dir("blobs/")
     t.add_dir("blobs/sha256/")
-    manifest_json, index_entries, repositories = [], [], {}
+    manifest_json: list = []
+    index_entries: list = []
+    repositories: dict = {}
     content = images.content
     for rec, tags in picked:
         m = images.manifest(rec)
@@ -254,20 +255,21 @@ def _read_archive(images: Images, src: BinaryIO, found: _Loaded) -> None:
                 continue
             expect = _blob_name(name)
             if expect is None and member.size <= _SMALL:
-                found.files[name] = tf.extractfile(member).read()
+                found.files[name] = tf.extractfile(member).read()  # type: ignore[union-attr]  # a file
                 continue
             if expect is not None and content.exists(expect):
                 found.blobs[name] = expect  # already have it (verified when it was stored)
                 continue
             ref = f"load-{os.getpid()}-{os.urandom(4).hex()}"
             f = tf.extractfile(member)
+            assert f is not None  # a regular file
             head = f.read(512)
             if len(head) == 512 and head[257:262] == b"ustar":
                 # an uncompressed layer: one pass hashes it, checks its headers and sizes it
                 from lamina.layer.ingest import ingest_layer
                 with content.writer(ref, expected=expect, size=member.size, resume=False, hashing=False) as w:
                     try:
-                        info = ingest_layer(_Chain(head, f), w, compression=None)
+                        info = ingest_layer(_Chain(head, f), w, compression=None)  # type: ignore[arg-type]  # a file-like object
                         d = w.commit(digest=info.digest)
                     except LaminaError as e:
                         raise type(e)(f"archive entry {name}: {e}") from None
@@ -320,7 +322,7 @@ def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict,
         kind = sniff(f.read(6))
         f.seek(0)
         try:
-            info = ingest_layer(f, _Null(), compression=None)
+            info = ingest_layer(f, _Null(), compression=None)  # type: ignore[arg-type]  # a file-like object
         except LaminaError as e:
             raise type(e)(f"layer {blob}: {e}") from None
     if info.diff_id != diff_id:

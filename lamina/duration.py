@@ -3,7 +3,7 @@ Leaf module (re, when parsing), cheap."""
 
 from __future__ import annotations
 
-__all__ = ["parse_go_duration", "format_go_duration"]
+__all__ = ["parse_go_duration", "duration_error", "format_go_duration"]
 
 
 _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
@@ -35,6 +35,22 @@ def parse_go_duration(value: str) -> int | None:
     if total >= 1 << 63:
         return None
     return -total if neg else total
+
+
+def duration_error(value: str) -> str:
+    """Go's error for a ``value`` :func:`parse_go_duration` refused (``time: missing unit in
+    duration "10"``, ``time: unknown unit "x" in duration "1x"``, ``time: invalid duration "a"``)."""
+    import re
+    q = '"' + value + '"'
+    m = re.fullmatch(r"[+-]?(?:\d*(?:\.\d*)?([^\d.]*))+", value)
+    if m and re.search(r"\d", value):
+        units = re.findall(r"[^\d.+-]+", value)
+        if not units:
+            return f"time: missing unit in duration {q}"
+        for u in units:
+            if u not in _DURATION_UNITS:
+                return f'time: unknown unit "{u}" in duration {q}'
+    return f"time: invalid duration {q}"
 
 
 def format_go_duration(ns: int) -> str:

@@ -257,9 +257,9 @@ def _ncpu() -> int:
 
 def go_duration(value: str, flag: str) -> int:
     """A duration flag (pflag's ``time.ParseDuration``), in nanoseconds."""
-    from lamina.duration import parse_go_duration
+    from lamina.duration import duration_error, parse_go_duration
     n = parse_go_duration(value)
     if n is None:
         from lamina.errors import InvalidArgument
-        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: time: invalid duration "{value}"')
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: {duration_error(value)}')
     return n

@@ -15,8 +15,9 @@ Contracts:
 
 - :func:`emit` is one ``write(2)`` on an ``O_APPEND`` descriptor: lines of concurrent writers
   never interleave, and a kill -9 leaves whole lines only (a reader skips a line that does
-  not end in a newline or does not parse, so even a torn write on power loss costs one
-  event). It never raises: losing an event must not fail the command that made it.
+  not end in a newline or does not parse, and a writer that finds the journal not ending in
+  a newline starts its line with one, so even a torn write on power loss costs one event).
+  It never raises: losing an event must not fail the command that made it.
 - Bounded: once ``journal`` passes :data:`LIMIT` bytes the writer that noticed renames it over
   ``journal.1`` (under ``rotate.lock``, after checking nobody rotated first), so the journal
   never holds much more than twice LIMIT. A writer that opened the old file just before the
@@ -76,13 +77,16 @@ def emit(root: str, type: str, action: str, actor: str, attributes: dict | None 
             line = json.dumps([time.time_ns(), type, action, actor, attrs], separators=(",", ":")).encode() + b"\n"
         d = journal_dir(root)
         path = os.path.join(d, _JOURNAL)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             fd = os.open(path, flags, 0o600)
         except FileNotFoundError:
             os.mkdir(d, 0o700)
             fd = os.open(path, flags, 0o600)
         try:
+            end = os.fstat(fd).st_size
+            if end and os.pread(fd, 1, end - 1) != b"\n":
+                line = b"\n" + line  # after a torn line (power loss): end it, lose only it
             os.write(fd, line)
             st = os.fstat(fd)
         finally:

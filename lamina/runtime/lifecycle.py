@@ -259,6 +259,11 @@ def start_monitored(containers: Containers, doc: dict, *, wait_client: bool = Fa
         return int(msg.split()[1])
     if msg == "listening":
         return 0
+    if msg.startswith("fail "):  # the process failed to exec: Docker's 126/127 with its reason
+        _, code, text = msg.split(" ", 2)
+        err = Unavailable(text)
+        err.exit_code = int(code)
+        raise err
     raise Unavailable(msg[4:] if msg.startswith("err ") else
                       f"the monitor of container {doc['Id'][:12]} died before the container started")
 
@@ -277,6 +282,7 @@ class _Monitor:
         self.open_stdin = self.doc["Config"]["OpenStdin"]
         from lamina.runtime.logs import open_log
         self.log = open_log(self.doc)
+        self.err_tail = b""  # the last of the process's stderr: why a start failed
 
     def broadcast(self, kind: int, payload: bytes) -> None:
         from lamina.runtime.attach import frame
@@ -371,6 +377,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                         continue
                     with m.lock:
                         m.log.write(stream, data)
+                        if stream == "stderr":
+                            m.err_tail = (m.err_tail + data)[-4096:]
                     m.broadcast(STDERR if stream == "stderr" else STDOUT, data)
                 elif kind == "client":
                     c = extra
@@ -525,6 +533,13 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             state["master"] = None
         with m.lock:
             m.log.flush()
+        if not ready_sent and not error:
+            # the process never started (its exec failed: the launcher wrote why on its stderr
+            # and returned 127/126): a start error, as dockerd reports runc's
+            lines = m.err_tail.decode("utf-8", "replace").strip().splitlines()
+            error = lines[-1] if lines else f"the container's process failed to start (exit code {code})"
+            os.write(ready_w, f"fail {code} {error}\n".encode())
+            ready_sent = True
         nets = _nets_of(sb)
         if sb is not None:  # before the record says exited: a next start finds the network gone
             sb.teardown()
@@ -588,6 +603,8 @@ def _drain(sel, m, STDOUT, STDERR, keep: int | None = None) -> None:
                 break
             with m.lock:
                 m.log.write(stream, data)
+                if stream == "stderr":
+                    m.err_tail = (m.err_tail + data)[-4096:]
             m.broadcast(STDERR if stream == "stderr" else STDOUT, data)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import marshal
 
 #: bumped whenever the fields below change: an index of another version is ignored
-VERSION = 1
+VERSION = 2
 
 
 def pid_start(pid: int) -> str | None:
@@ -71,7 +71,7 @@ def from_record(doc: dict) -> dict:
         "id": doc["Id"], "name": doc.get("Name", "").lstrip("/"), "created": _epoch(doc.get("Created")),
         "image": cfg.get("Image") or "", "ref": (doc.get("Lamina") or {}).get("ImageRef"),
         "image_id": doc.get("Image") or "",
-        "command": " ".join([doc.get("Path") or "", *(doc.get("Args") or ())]),
+        "command": " ".join([doc.get("Path") or "", *(f"'{a}'" if " " in a else a for a in doc.get("Args") or ())]),
         "status": st.get("Status") or "", "running": bool(st.get("Running")), "paused": bool(st.get("Paused")),
         "exit_code": int(st.get("ExitCode") or 0), "started": _epoch(st.get("StartedAt")),
         "finished": _epoch(st.get("FinishedAt")), "pid": int(st.get("Pid") or 0), "pid_start": st.get("PidStart"),

@@ -145,7 +145,9 @@ def _namespace_mode(value: str | None, flag: str, allowed: tuple[str, ...], *, c
     v = value or ""
     if v in allowed or (container and v.startswith("container:") and v.partition(":")[2]):
         return v
-    raise InvalidArgument(f"--{flag}: invalid {flag.upper() if flag != 'ipc' else 'IPC'} mode")
+    if flag == "ipc":  # dockerd's message (the CLI checks --pid and --uts, the daemon --ipc)
+        raise InvalidArgument(f"Invalid IPC mode: {v}")
+    raise InvalidArgument(f"--{flag}: invalid {flag.upper()} mode")
 
 
 def _devices(specs: list[str]) -> tuple:
@@ -176,7 +178,8 @@ def _attach(values: list[str], a, verb: str) -> tuple[str, ...]:
     out = []
     for v in values:
         if v.lower() not in ("stdin", "stdout", "stderr"):
-            raise InvalidArgument("valid streams are STDIN, STDOUT and STDERR")
+            raise InvalidArgument(f'invalid argument "{v}" for "-a, --attach" flag: '
+                                  "valid streams are STDIN, STDOUT and STDERR")
         out.append(v.lower())
     if out and verb == "run" and getattr(a, "detach", False):
         raise InvalidArgument("Conflicting options: -a and -d")
@@ -305,7 +308,7 @@ def options(a, verb: str):
     ipc_mode = _namespace_mode(a.ipc, "ipc", ("", "none", "private", "shareable", "host"), container=True)
     uts_mode = _namespace_mode(a.uts, "uts", ("", "host"), container=False)
     if uts_mode == "host" and a.hostname:
-        raise InvalidArgument("Conflicting options: hostname and the UTS mode")
+        raise InvalidArgument("conflicting options: hostname and the UTS mode")
     if a.cidfile and os.path.exists(a.cidfile):
         raise InvalidArgument(f"Container ID file found, make sure the other container isn't running or "
                               f"delete {a.cidfile}")

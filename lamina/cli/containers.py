@@ -271,7 +271,10 @@ def cmd_ps(argv, ctx) -> int:
     a = parse(p, argv)
     from lamina.cli.format import ago, format_table
     from lamina.timefmt import parse_time
-    docs = sorted(_containers(ctx).all(), key=lambda d: d["Created"], reverse=True)
+    cs = _containers(ctx)
+    docs = sorted(cs.all(), key=lambda d: d["Created"], reverse=True)
+    # a container whose image `rmi -f` deleted shows the image's ID, as Docker's ps does
+    held = {r[0] for r in cs.db.query("SELECT manifest FROM images")} if docs else set()
     last = int(a.last) if a.last not in (None, "") else (1 if a.latest else -1)
     show_all = a.all or last > 0
     filters: dict[str, list[str]] = {}
@@ -309,7 +312,9 @@ def cmd_ps(argv, ctx) -> int:
             if not ok:
                 continue
         created = parse_time(d["Created"]) or now
-        rows.append({"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Image": d["Config"]["Image"],
+        image = d["Config"]["Image"] if d.get("ImageManifest") in held else \
+            (d["Image"] if a.no_trunc else d["Image"][7:19])
+        rows.append({"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Image": image,
                      "Command": _command(d, not a.no_trunc), "CreatedAt": ago(created, now),
                      "RunningFor": ago(created, now), "Status": _status(st, now), "Ports": "", "Names": name,
                      "State": status_word, "Labels": ",".join(f"{k}={v}" for k, v in (d["Config"].get("Labels") or {}).items()),

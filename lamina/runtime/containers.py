@@ -280,7 +280,7 @@ class Containers:
         from lamina.image.service import Images
         from lamina.snapshot import image_layers
         images = Images(self.store)
-        return image_layers(images, images.get(doc["ImageManifest"]))
+        return image_layers(images, images.of_container(doc["ImageManifest"]))
 
     def prepare_bundle(self, doc: dict) -> tuple[str, list]:
         """Write config.json for a start; returns (bundle dir, rootfs mounts)."""

@@ -284,12 +284,9 @@ def test_kill9_mid_import_leaves_clean_store(lamina, busybox_tar, tmp_path):
                      stderr=subprocess.DEVNULL)
     p.stdin.write(data[: len(data) // 2])
     p.stdin.flush()
-    import time
-    deadline = time.time() + 10
+    from conftest import wait_for
     ingest = os.path.join(lamina.root, "content", "ingest")
-    while time.time() < deadline and not os.listdir(ingest):
-        time.sleep(0.02)
-    assert os.listdir(ingest), "the import never started writing"
+    wait_for(lambda: os.listdir(ingest), what="the import to start writing")
     p.kill()
     p.wait()
     assert lamina("images", "--format", "{{.Repository}}").out.split() == ["busybox"]

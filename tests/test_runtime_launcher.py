@@ -19,11 +19,11 @@ import tempfile
 import termios
 import textwrap
 import threading
-import time
 import uuid
 
 import pytest
 
+from conftest import need_tool, wait_for
 from lamina.errors import InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import launcher
 from lamina.runtime.spec import (DEFAULT_CAPS, ALL_CAPS, MountSpec, RunOptions, build_spec,
@@ -31,8 +31,6 @@ from lamina.runtime.spec import (DEFAULT_CAPS, ALL_CAPS, MountSpec, RunOptions, 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MASK = sum(1 << ALL_CAPS.index(c) for c in DEFAULT_CAPS)
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def make_rootfs(d: str) -> None:
@@ -327,8 +325,8 @@ def test_init_reaps_zombies(box):
 
 @pytest.mark.parametrize("runtime", ["builtin", "runc"])
 def test_terminal(box, runtime):
-    if runtime == "runc" and not shutil.which("runc"):
-        pytest.skip("runc is not installed")
+    if runtime == "runc":
+        need_tool("runc")
     opts = RunOptions(args=("sh", "-c", "tty; stty size"), terminal=True)
     b = box.bundle(opts)
     for attempt in range(3):
@@ -506,19 +504,11 @@ def test_sigkill_leaves_no_mount(box, tmp_path):
                      on_start=lambda pid: open({str(marker)!r}, "w").write(str(pid)))
     """)
     p = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
-    for _ in range(500):
-        if marker.exists() and marker.read_text():
-            break
-        time.sleep(0.01)
-    cpid = int(marker.read_text())
+    cpid = int(wait_for(lambda: marker.exists() and marker.read_text(), what="the container to start"))
     assert os.readlink(f"/proc/{cpid}/exe").endswith("busybox")
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    for _ in range(200):
-        if not os.path.exists(f"/proc/{cpid}"):
-            break
-        time.sleep(0.01)
-    assert not os.path.exists(f"/proc/{cpid}")
+    wait_for(lambda: not os.path.exists(f"/proc/{cpid}"), what="the container to die with its runner")
     assert not any(bundle in line for line in open("/proc/self/mountinfo"))
     launcher.remove_cgroups(cid)  # what `lamina rm` does for a container whose monitor died
     assert not os.path.exists(f"/sys/fs/cgroup/pids/lamina/{cid}")
@@ -538,8 +528,7 @@ def _view(out: str) -> dict:
 @pytest.mark.parametrize("kw", [dict(), dict(user="app", no_new_privileges=True,
                                              readonly_rootfs=True, network="none")])
 def test_builtin_vs_runc(box, kw):
-    if not shutil.which("runc"):
-        pytest.skip("runc is not installed")
+    need_tool("runc")
     if "user" in kw:
         kw = {**kw, "user": resolve_user(box.rootfs_src, kw["user"])}
     cmd = "hostname; id; cat /proc/self/status; echo --mounts--; cat /proc/self/mountinfo"
@@ -554,21 +543,6 @@ def test_builtin_vs_runc(box, kw):
 def test_setup_error_names_the_mount(box, tmp_path):
     with pytest.raises(LaminaError, match=r"mount /data on .*/data failed"):
         box.run("true", mounts=(MountSpec("bind", str(tmp_path / "missing"), "/data"),))
-
-
-def test_launcher_overhead(box):
-    opts = RunOptions(args=("true",))
-    b = box.bundle(opts)
-    times = []
-    for _ in range(20):
-        t = time.perf_counter()
-        code, _, _ = box.run(bundle=b)
-        times.append(time.perf_counter() - t)
-        assert code == 0
-    times.sort()
-    median = times[len(times) // 2]
-    print(f"\nlauncher.run(true) median {median * 1000:.1f} ms, min {times[0] * 1000:.1f} ms")
-    assert median < 0.25
 
 
 def test_init_forwards_signals(box):

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 
@@ -67,7 +68,7 @@ def test_images_table_and_formats(lamina, busybox_tar):
     # columns line up: every row starts its TAG column where the header does
     col = out[0].index("TAG")
     assert all(l[col - 1] == " " and l[col] != " " for l in out[1:])
-    assert "seconds ago" in out[1] or "Less than a second ago" in out[1]
+    assert re.search(r"\s(Less than a second|\d+ seconds) ago\s", out[1]), out[1]
     q = lamina("images", "-q").out.split()
     assert len(q) == 2 and len(set(q)) == 1 and len(q[0]) == 12
     f = lamina("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
@@ -205,7 +206,8 @@ def seeded(lamina, busybox_tar):
 def test_bad_truncated_tar(seeded, busybox_tar):
     data = open(busybox_tar, "rb").read()
     err = _unchanged(seeded, lambda: seeded("import", "-", "x", input=data[:len(data) // 2 + 100], check=False))
-    assert "truncated" in err or "unexpected end" in err
+    assert re.fullmatch(r"Error: truncated layer tar: the data of entry '\./bin/busybox' is cut short "
+                        r"\(\d+ bytes missing\)\n", err), err
 
 
 def test_bad_gzip_garbage(seeded):

@@ -622,7 +622,6 @@ def cmd_cp(argv, ctx) -> int:
     p.flag("-q", "--quiet", help="Suppress progress output during copy")
     p.args("args", min=2, max=2)
     a = parse(p, argv)
-    from lamina.runtime.rootfs import with_container_root
     src, dst = a.args
 
     def split(x):
@@ -635,6 +634,19 @@ def cmd_cp(argv, ctx) -> int:
     if (sc is None) == (dc is None):
         raise InvalidArgument("copying between containers is not supported" if sc else
                               "must specify at least one container source")
+    from lamina.errors import LaminaError
+    try:
+        return _cp(ctx, a, sc, sp, dc, dp)
+    except LaminaError as e:
+        # as `docker cp`: a failed copy exits 1 and names the container as it was given
+        if str(e).endswith(" in container"):
+            e.args = (f"{e} {sc or dc}",)
+        e.exit_code = 1
+        raise
+
+
+def _cp(ctx, a, sc, sp, dc, dp) -> int:
+    from lamina.runtime.rootfs import with_container_root
     cs = _containers(ctx)
     from lamina.diff import copy as dcopy
     if sc is not None:

@@ -19,6 +19,28 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Every container of this test run (CLI, builds, the launcher called directly) lives under a
+# cgroup parent of its own, so two runs on one machine never meet in /sys/fs/cgroup; a child
+# pytest run keeps its parent's. ``cgroup_dir(ctl, cid)`` is where a container's cgroup is.
+os.environ.setdefault("LAMINA_CGROUP_PARENT", f"lamina-test/{os.getpid()}")
+CGROUP_PARENT = os.environ["LAMINA_CGROUP_PARENT"]
+
+
+def cgroup_dir(controller: str, cid: str = "") -> str:
+    return os.path.join("/sys/fs/cgroup", controller, CGROUP_PARENT, cid).rstrip("/")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's (empty) parent cgroups; a run started by another pytest keeps them."""
+    if CGROUP_PARENT != f"lamina-test/{os.getpid()}" or not os.path.isdir("/sys/fs/cgroup"):
+        return
+    for ctl in os.listdir("/sys/fs/cgroup"):
+        for d in (cgroup_dir(ctl), os.path.dirname(cgroup_dir(ctl))):
+            try:
+                os.rmdir(d)  # fails (and stays) if anything still runs there, or another run's
+            except OSError:
+                pass
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

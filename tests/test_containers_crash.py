@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from conftest import cgroup_dir
 from containers_util import bb, mounts_under, until  # noqa: F401  (fixture)
 
 
@@ -49,7 +50,7 @@ def test_killed_monitor(bb):
     assert bb("ps", "-a", "-q").out == ""
     assert mounts_under(bb.root) == []
     assert os.listdir(os.path.join(bb.root, "containers")) == []
-    assert not os.path.exists(f"/sys/fs/cgroup/memory/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("memory", cid))
 
 
 def _marked(marker: str) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from conftest import cgroup_dir
 from containers_util import bb  # noqa: F401  (fixture)
 
 
@@ -15,9 +16,9 @@ def _status(out: str) -> dict:
 def test_cgroup_limits_and_ulimits(bb):
     cid = bb("run", "-d", "--name", "l", "-m", "64m", "--pids-limit", "20", "--cpus", "0.5",
              "--ulimit", "nofile=1024:1024", "busybox", "sleep", "100").out.strip()
-    host = f"/sys/fs/cgroup/memory/lamina/{cid}/memory.limit_in_bytes"
+    host = os.path.join(cgroup_dir("memory", cid), "memory.limit_in_bytes")
     assert open(host).read().strip() == str(64 << 20)
-    assert open(f"/sys/fs/cgroup/pids/lamina/{cid}/pids.max").read().strip() == "20"
+    assert open(os.path.join(cgroup_dir("pids", cid), "pids.max")).read().strip() == "20"
     out = bb("exec", "l", "sh", "-c",
              "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
              "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; "
@@ -27,13 +28,13 @@ def test_cgroup_limits_and_ulimits(bb):
     assert hc.split() == [str(64 << 20), "20", "500000000"]
     # the pids limit bites: busybox sh gives up at its first refused fork (exit 2), and the
     # host's pids cgroup counted exactly that one refusal
-    events = f"/sys/fs/cgroup/pids/lamina/{cid}/pids.events"
+    events = os.path.join(cgroup_dir("pids", cid), "pids.events")
     assert open(events).read() == "max 0\n"
     r = bb("exec", "l", "sh", "-c", "for i in $(seq 40); do sleep 30 & done", check=False)
     assert (r.rc, r.err) == (2, "sh: can't fork: Resource temporarily unavailable\n")
     assert open(events).read() == "max 1\n"
     bb("rm", "-f", "l")
-    assert not os.path.exists(f"/sys/fs/cgroup/memory/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("memory", cid))
     r = bb("run", "--rm", "--ulimit", "nofile=2048:1024", "busybox", "true", check=False)
     assert r.rc == 125 and "soft limit" in r.err
 

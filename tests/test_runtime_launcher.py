@@ -23,7 +23,7 @@ import uuid
 
 import pytest
 
-from conftest import need_tool, wait_for
+from conftest import CGROUP_PARENT, cgroup_dir, need_tool, wait_for
 from lamina.errors import InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import launcher
 from lamina.runtime.spec import (DEFAULT_CAPS, ALL_CAPS, MountSpec, RunOptions, build_spec,
@@ -478,7 +478,7 @@ def test_exec_in_freeze_pids(box):
         assert pid in launcher.pids(cid)
         launcher.freeze(cid)
         st = open(f"/proc/{pid}/status").read()
-        assert "FROZEN" in open(f"/sys/fs/cgroup/freezer/lamina/{cid}/freezer.state").read()
+        assert "FROZEN" in open(os.path.join(cgroup_dir("freezer", cid), "freezer.state")).read()
         launcher.thaw(cid)
         del st
         code = launcher.exec_in(pid, {**spec["process"], "args": ["nosuch"]},
@@ -489,7 +489,7 @@ def test_exec_in_freeze_pids(box):
         os.kill(pid, signal.SIGKILL)
         t.join(10)
     assert res["code"] == 137
-    assert not os.path.exists(f"/sys/fs/cgroup/pids/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("pids", cid))
 
 
 def test_sigkill_leaves_no_mount(box, tmp_path):
@@ -512,7 +512,7 @@ def test_sigkill_leaves_no_mount(box, tmp_path):
     wait_for(lambda: not os.path.exists(f"/proc/{cpid}"), what="the container to die with its runner")
     assert not any(bundle in line for line in open("/proc/self/mountinfo"))
     launcher.remove_cgroups(cid)  # what `lamina rm` does for a container whose monitor died
-    assert not os.path.exists(f"/sys/fs/cgroup/pids/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("pids", cid))
 
 
 def _view(out: str) -> dict:
@@ -632,7 +632,7 @@ def test_start_paths_join_every_cgroup(box, monkeypatch, path):
         inside = out.read().decode().splitlines()
     assert code == 0
     assert inside and all(line.endswith(":/") for line in inside), inside
-    assert seen["host"] and all(line.endswith(f":/lamina/{cid}") for line in seen["host"]), \
+    assert seen["host"] and all(line.endswith(f":/{CGROUP_PARENT}/{cid}") for line in seen["host"]), \
         seen["host"]
     assert (seen["ppid"] == os.getpid()) == (path == "direct")
-    assert not os.path.exists(f"/sys/fs/cgroup/pids/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("pids", cid))

@@ -81,6 +81,7 @@ def _create_parser(verb: str) -> Parser:
     p.option("-m", "--memory", metavar="bytes", help="Memory limit")
     p.option("--cpus", metavar="decimal", help="Number of CPUs")
     p.option("--pids-limit", metavar="int", help="Tune container pids limit (set -1 for unlimited)")
+    p.option("--cgroup-parent", default="", help="Optional parent cgroup for the container")
     p.option("--ulimit", append=True, metavar="ulimit", help="Ulimit options")
     p.option("--shm-size", metavar="bytes", help="Size of /dev/shm")
     p.option("-l", "--label", append=True, metavar="list", help="Set meta data on a container")
@@ -147,7 +148,8 @@ def _options(a, verb: str):
         security_opt=tuple(a.security_opt), memory=size(a.memory, "-m, --memory"),
         cpus=num(a.cpus, "--cpus", float), pids_limit=None if pids is None or pids <= 0 else pids,
         ulimits=tuple(a.ulimit), shm_size=size(a.shm_size, "--shm-size"), labels=labels,
-        runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys)
+        runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys,
+        cgroup_parent=a.cgroup_parent)
 
 
 def cmd_create(argv, ctx) -> int:
@@ -552,7 +554,8 @@ def cmd_top(argv, ctx) -> int:
     doc = cs.get(a.args[0])
     if not doc["State"]["Running"]:
         raise Conflict(f"Container {doc['Id'][:12]} is not running")
-    pids = set(launcher.pids(doc["Id"]))
+    from lamina.runtime.containers import cgroup_parent_of
+    pids = set(launcher.pids(doc["Id"], cgroup_parent=cgroup_parent_of(doc)))
     ps_args = a.args[1:] or ["-ef"]
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
     if out.returncode != 0:

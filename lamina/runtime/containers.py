@@ -56,6 +56,12 @@ def _pid_start(pid: int) -> str | None:
     return fields[19].decode()
 
 
+def cgroup_parent_of(doc: dict) -> str:
+    """The parent cgroup the container runs under, fixed when it was created (records
+    made before ``--cgroup-parent`` existed used ``lamina``)."""
+    return (doc.get("Lamina") or {}).get("CgroupParent") or "lamina"
+
+
 def process_alive(pid: int | None, start: str | None) -> bool:
     """True if ``pid`` runs and is the same process (same start time) that was recorded."""
     return bool(pid) and start is not None and _pid_start(pid) == start
@@ -138,7 +144,7 @@ class Containers:
                 process_alive(st.get("MonitorPid"), st.get("MonitorStart"))
             if not alive:
                 from lamina.runtime import launcher
-                launcher.remove_cgroups(doc["Id"])
+                launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
                 return self.set_state(doc["Id"], Status="exited", Running=False, Paused=False,
                                       Restarting=False, Pid=0, ExitCode=255, FinishedAt=now_rfc3339(),
                                       Error="container process is gone (its lamina monitor was killed)")
@@ -161,6 +167,9 @@ class Containers:
         if opts.network not in ("host", "none", "default", "bridge"):
             raise InvalidArgument(f"network {opts.network} not found (lamina supports host and none)")
         network = "host" if opts.network in ("default", "bridge") else opts.network
+        from lamina.runtime import launcher
+        cgroup_parent = launcher.check_cgroup_parent(opts.cgroup_parent) if opts.cgroup_parent \
+            else launcher.default_cgroup_parent()
         # CMD / ENTRYPOINT: Docker's rules
         if opts.entrypoint is not None:
             entrypoint = list(opts.entrypoint)
@@ -202,7 +211,7 @@ class Containers:
         try:
             return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
                                      network, restart_name, restart_max, workdir, user, stop_signal,
-                                     mounts, Snapshotter, image_layers, env)
+                                     mounts, Snapshotter, image_layers, env, cgroup_parent=cgroup_parent)
         except BaseException:
             _rmtree(d)
             raise
@@ -211,7 +220,7 @@ class Containers:
 
     def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, network,
                      restart_name, restart_max, workdir, user, stop_signal, mounts, Snapshotter,
-                     image_layers, env) -> dict:
+                     image_layers, env, *, cgroup_parent: str) -> dict:
         _write(os.path.join(d, "hostname"), hostname + "\n")
         _write(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                          f"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff00::1\tip6-allnodes\n"
@@ -246,6 +255,7 @@ class Containers:
                 "Runtime": opts.runtime, "Init": opts.init or None, "Memory": opts.memory or 0,
                 "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
                 "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None,
+                "CgroupParent": opts.cgroup_parent,
             },
             "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": os.path.join(d, "upper"),
                                                          "WorkDir": os.path.join(d, "work"),
@@ -263,7 +273,7 @@ class Containers:
             },
             "NetworkSettings": {"Networks": {network: {}}},
             "Lamina": {"ChainID": str(layers[-1].chain_id) if layers else None,
-                       "DetachKeys": opts.detach_keys},
+                       "DetachKeys": opts.detach_keys, "CgroupParent": cgroup_parent},
         }
         import sqlite3
         try:
@@ -341,7 +351,8 @@ class Containers:
         with self.db.tx() as c:
             c.execute("DELETE FROM containers WHERE id=?", (doc["Id"],))
         _rmtree(self.dir(doc["Id"]))
-        launcher.remove_cgroups(doc["Id"])  # left behind when its monitor was killed
+        # left behind when its monitor was killed
+        launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
         if volumes:
             remove_anonymous(self.store, doc)
 

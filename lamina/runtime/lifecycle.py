@@ -28,7 +28,8 @@ import threading
 import time
 
 from lamina.errors import Conflict, InvalidArgument, LaminaError, Unavailable
-from lamina.runtime.containers import Containers, _pid_start, now_rfc3339, process_alive
+from lamina.runtime.containers import (Containers, _pid_start, cgroup_parent_of, now_rfc3339,
+                                       process_alive)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -96,7 +97,8 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
             old[sig] = signal.signal(sig, forward)
     try:
         code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=stdio,
-                            runtime=doc["HostConfig"].get("Runtime") or "builtin", on_start=on_start)
+                            runtime=doc["HostConfig"].get("Runtime") or "builtin", on_start=on_start,
+                            cgroup_parent=cgroup_parent_of(doc))
     except LaminaError as e:
         containers.set_state(cid, **_exited_state(128), Error=str(e))
         if doc["HostConfig"]["AutoRemove"]:
@@ -405,7 +407,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
         try:
             code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=stdio,
                                 console=console, runtime=runtime, on_start=on_start,
-                                on_console=on_console, console_size=console_size)
+                                on_console=on_console, console_size=console_size,
+                                cgroup_parent=cgroup_parent_of(doc))
             error = ""
         except LaminaError as e:
             code, error = 128, str(e)
@@ -611,7 +614,7 @@ def pause(containers: Containers, doc: dict) -> None:
         raise Conflict(f"Container {doc['Id'][:12]} is not running")
     if doc["State"].get("Paused"):
         raise Conflict(f"Container {doc['Id'][:12]} is already paused")
-    launcher.freeze(doc["Id"])
+    launcher.freeze(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=True, Status="paused")
 
 
@@ -619,5 +622,5 @@ def unpause(containers: Containers, doc: dict) -> None:
     from lamina.runtime import launcher
     if not doc["State"].get("Paused"):
         raise Conflict(f"Container {doc['Id'][:12]} is not paused")
-    launcher.thaw(doc["Id"])
+    launcher.thaw(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=False, Status="running")

@@ -14,8 +14,10 @@ survivors are the report: code whose behaviour no test pins down.
   core list below (content, layer, image, snapshot, reference, runtime spec + seccomp, the
   builder's cache keys). TESTS maps each module to the test files that exercise it.
 - Resumable: results go to ``<work>/results.jsonl`` keyed by mutant and the module's source
-  hash; a rerun skips every mutant already decided for unchanged source (so a killed run
-  loses one mutant at most, and editing a module re-tests only that module).
+  hash; a rerun skips every mutant already killed for unchanged source, and every survivor
+  whose tests did not change since (so a killed run loses one mutant at most, editing a
+  module re-tests that module, and new tests re-test the survivors). ``--fresh`` forgets
+  every earlier result.
 - The checkout is never touched: the code is copied to ``<work>/tree`` (refreshed on every
   start) and mutated there; a kill at any moment leaves the checkout as it was.
 - Not in CI (a full pass takes hours); run it on a quiet machine: ``scripts/mutants.sh``.
@@ -39,10 +41,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # module -> tests that cover it (the fast, direct ones first)
 TESTS = {
-    "lamina/digest.py": ["tests/test_content.py", "tests/test_content_writer.py", "tests/test_layer_ingest.py",
-                         "tests/test_reference.py"],
-    "lamina/reference.py": ["tests/test_reference.py"],
-    "lamina/content/store.py": ["tests/test_content.py", "tests/test_content_writer.py", "tests/test_gc.py"],
+    "lamina/digest.py": ["tests/test_digest.py", "tests/test_content_writer.py", "tests/test_content.py",
+                         "tests/test_layer_ingest.py", "tests/test_reference.py"],
+    "lamina/reference.py": ["tests/test_reference.py", "tests/test_reference_messages.py"],
+    "lamina/content/store.py": ["tests/test_content_writer.py", "tests/test_content.py", "tests/test_gc.py"],
     "lamina/layer": ["tests/test_layer_ingest.py", "tests/test_layer_breakout.py", "tests/test_layer_compress.py",
                      "tests/test_layer_roundtrip.py"],
     "lamina/image": ["tests/test_image_cli.py", "tests/test_image_rmi_in_use.py", "tests/test_gc.py",
@@ -58,6 +60,37 @@ CORE = ["lamina/digest.py", "lamina/reference.py", "lamina/content/store.py", "l
         "lamina/image", "lamina/snapshot", "lamina/runtime/spec.py", "lamina/runtime/seccomp.py",
         "lamina/build/cache.py", "lamina/build/context.py", "lamina/build/fastpath.py"]
 
+# Mutants that change no behaviour a test can observe (or only speed, or durability across a
+# power loss), decided by reading the code: (module, a piece of the line, the mutation).
+# They are reported apart, as "equivalent", so the survivors list stays a to-do list.
+EQUIVALENT = [
+    ("*", "TYPE_CHECKING = False", "False -> True"),         # imports for annotations only
+    ("lamina/digest.py", 'if algorithm == "sha256" and len(data) < (1 << 20)', ""),  # fast path for small data
+    ("lamina/content/store.py", "_CHUNK = 1 << 20", ""),     # read size
+    ("lamina/content/store.py", "os.O_RDONLY | os.O_DIRECTORY", "BitOr"),  # a dir opens without O_DIRECTORY
+    ("lamina/content/store.py", "sync: bool = True", "True -> False"),     # fsync: power-loss only
+    ("lamina/content/store.py", "min(left, 1 << 30)", ""),   # copy_file_range chunk size
+    ("lamina/content/store.py", "n = 0", "0 -> 1"),          # only read after copy_file_range failed
+    ("lamina/content/store.py", "resume=False) as w:", "False -> True"),  # put_bytes' ref is new each time
+    ("lamina/content/store.py", "resume: bool, hashing: bool = True", "True -> False"),  # always passed
+    ("lamina/content/store.py", "if self._lockfd >= 0:", ""),  # fds are > 0 here
+    ("lamina/content/store.py", "self._lockfd = -1", ""),
+    ("lamina/content/store.py", "for attempt in range(3):", ""),  # retry of a create/remove race
+    ("lamina/content/store.py", "if attempt == 2:", ""),
+    ("lamina/reference.py", 'if slash and ("." in first or ":" in first or first.lower() != first):', ""),
+    ("lamina/reference.py", 'return "", name', "return x -> return None"),  # parse() always has a domain here
+    ("lamina/reference.py", 'if colon > left.rfind("/"):', "Gt -> GtE"),      # both -1 only without "/"
+    ("lamina/reference.py", 'remote = remainder.split(":", 1)[0]', "1 -> 2"),
+    ("lamina/reference.py", "if len(tag) > TAG_LENGTH_MAX and", "Gt -> GtE"),  # 128 chars: matched before
+]
+
+
+def _equivalent(module: str, code: str, what: str) -> bool:
+    return any((m == "*" or m == module) and piece in code and w in what for m, piece, w in EQUIVALENT)
+
+
+MUTATOR = "2"  # bump when the mutation sites change: earlier results no longer apply
+
 _CMP_SWAP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE,
              ast.GtE: ast.Gt, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
 _BIN_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.FloorDiv, ast.FloorDiv: ast.Mult,
@@ -66,13 +99,16 @@ _BIN_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.FloorDiv, ast.Flo
 
 
 def _docstring_nodes(tree: ast.AST) -> set[int]:
+    """Strings that are not behaviour: docstrings (also the ones after an attribute) and the
+    names in ``__all__``."""
     out = set()
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                out.add(id(body[0].value))
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            out.add(id(node.value))
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
+                                                  for t in node.targets):
+            out.update(id(n) for n in ast.walk(node.value) if isinstance(n, ast.Constant))
     return out
 
 
@@ -270,19 +306,23 @@ def report(results: dict[str, dict], modules: list[str] | None, hashes: dict[str
     by_mod: dict[str, list] = {}
     for r in rows:
         by_mod.setdefault(r["module"], []).append(r)
-    total_killed = total = 0
+    total_killed = total = total_eq = 0
     for mod in sorted(by_mod):
-        rs = by_mod[mod]
+        rs = [r for r in by_mod[mod] if r["outcome"] != "invalid"]
+        eq = [r for r in rs if r["outcome"] == "survived" and _equivalent(mod, r["code"], r["what"])]
+        rs = [r for r in rs if r not in eq]
         killed = sum(r["outcome"] != "survived" for r in rs)
         total_killed += killed
         total += len(rs)
-        print(f"{mod}: {killed}/{len(rs)} killed ({100 * killed / len(rs):.0f}%)")
+        total_eq += len(eq)
+        print(f"{mod}: {killed}/{len(rs)} killed ({100 * killed / max(1, len(rs)):.0f}%), "
+              f"{len(eq)} equivalent")
         for r in sorted(rs, key=lambda r: (r["line"], r["number"])):
             if r["outcome"] == "survived":
                 print(f"  SURVIVED {mod}:{r['line']}: {r['what']}    | {r['code'].strip()[:100]}")
     if total:
         print(f"total: {total_killed}/{total} killed ({100 * total_killed / total:.1f}%), "
-              f"{total - total_killed} survived")
+              f"{total - total_killed} survived, {total_eq} equivalent (see EQUIVALENT)")
     return 0
 
 
@@ -297,13 +337,18 @@ def main() -> int:
     ap.add_argument("--max", type=int, default=None, help="test at most N new mutants this run")
     ap.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     ap.add_argument("--report", action="store_true", help="print score and survivors, run nothing")
+    ap.add_argument("--fresh", action="store_true", help="forget earlier results")
     a = ap.parse_args()
     modules = expand(a.modules or CORE)
     os.makedirs(a.work, exist_ok=True)
     results_path = os.path.join(a.work, "results.jsonl")
+    if a.fresh and os.path.exists(results_path):
+        os.unlink(results_path)
     results = load_results(results_path)
     sources = {m: open(os.path.join(REPO, m)).read() for m in modules}
     hashes = {m: hashlib.sha256(s.encode()).hexdigest()[:16] for m, s in sources.items()}
+    test_hashes = {m: hashlib.sha256(b"".join(open(os.path.join(REPO, t), "rb").read()
+                                              for t in tests_for(m))).hexdigest()[:16] for m in modules}
     if a.report:
         return report(results, modules, hashes)
     plan = []
@@ -311,10 +356,11 @@ def main() -> int:
         _, sites = mutants_of(os.path.join(REPO, mod))
         lines = sources[mod].splitlines()
         for number, line, col, what in sites:
-            key = f"{mod}:{hashes[mod]}:{number}"
+            key = f"{mod}:{hashes[mod]}:{MUTATOR}:{number}"
+            old = results.get(key)
             if a.list:
                 print(f"{mod}:{line}:{col} #{number} {what}")
-            elif key not in results:
+            elif old is None or (old["outcome"] == "survived" and old.get("tests") != test_hashes[mod]):
                 plan.append((mod, number, line, what, lines[line - 1], key))
     if a.list:
         return 0
@@ -351,9 +397,9 @@ def main() -> int:
             with open(path, "w") as f:
                 f.write(sources[mod])
             free.append(tree)
-        return {"key": key, "module": mod, "hash": hashes[mod], "number": number, "line": line,
-                "what": what, "code": code, "outcome": "survived" if outcome == "passed" else f"killed-{outcome}",
-                "seconds": round(took, 2)}
+        return {"key": key, "module": mod, "hash": hashes[mod], "tests": test_hashes[mod], "number": number,
+                "line": line, "what": what, "code": code,
+                "outcome": "survived" if outcome == "passed" else f"killed-{outcome}", "seconds": round(took, 2)}
 
     done = 0
     with open(results_path, "a") as out, concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as pool:

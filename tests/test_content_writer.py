@@ -24,13 +24,17 @@ import pytest
 from conftest import REPO
 from lamina.content.store import ContentStore
 from lamina.digest import Digest
-from lamina.errors import DigestMismatch, InvalidArgument, Unavailable
+from lamina.errors import DigestMismatch, InvalidArgument, NotFound, Unavailable
 
 
 @pytest.fixture
 def cs(tmp_path) -> ContentStore:
     c = ContentStore(str(tmp_path / "content"))
-    c.init()
+    old = os.umask(0o022)
+    try:
+        c.init()
+    finally:
+        os.umask(old)
     return c
 
 
@@ -84,7 +88,7 @@ def test_wrong_digest_given_by_a_caller_that_hashes_itself(cs):
     assert _files(cs) == EMPTY
 
 
-@pytest.mark.parametrize("written,declared", [(1000, 999), (999, 1000), (0, 1)])
+@pytest.mark.parametrize("written,declared", [(1000, 999), (999, 1000), (0, 1), (5, 0)])
 def test_size_mismatch_at_commit(cs, written, declared):
     data = os.urandom(written)
     d = Digest.of_bytes(data)
@@ -322,3 +326,75 @@ def test_writer_killed_mid_write_leaves_a_stale_resumable_partial(cs, tmp_path):
     assert w.commit() == d
     w.close()
     assert _files(cs) == {"blobs": ["sha256", f"sha256/{d.hex}"], "ingest": []}
+
+
+def test_layout_files_and_reads(cs):
+    """The layout's files are world-readable 0644 (skopeo/umoci read them as other users);
+    size() and read() of a missing blob say NotFound; read() refuses what is too big for a
+    manifest and checks the digest unless told not to."""
+    for name in ("oci-layout", "index.json"):  # (made under umask 022 by the fixture)
+        assert os.stat(os.path.join(cs.root, name)).st_mode & 0o7777 == 0o644
+    missing = Digest("sha256", "2" * 64)
+    with pytest.raises(NotFound, match=f"blob {missing} not found in the content store"):
+        cs.size(missing)
+    with pytest.raises(NotFound, match=f"blob {missing} not found in the content store"):
+        cs.read(missing)
+    d = cs.put_bytes(b"0123456789")
+    assert cs.read(d, limit=10) == b"0123456789"
+    with pytest.raises(InvalidArgument, match=f"blob {d} is larger than 9 bytes; not a manifest or config"):
+        cs.read(d, limit=9)
+    with open(cs.path(d), "wb") as f:
+        f.write(b"9876543210")
+    assert cs.read(d, verify=False) == b"9876543210"
+    with pytest.raises(DigestMismatch, match=f"blob {d} is corrupt"):
+        cs.read(d)
+    assert list(cs.walk()) == [d]
+
+
+def test_kept_partial_then_committed_leaves_no_ingest(cs):
+    w = cs.writer("pull", expected=Digest.of_bytes(b"abc"), size=3)
+    w.keep_partial()
+    w.write(b"abc")
+    w.commit()
+    w.close()
+    assert _files(cs) == {"blobs": ["sha256", f"sha256/{Digest.of_bytes(b'abc').hex}"], "ingest": []}
+
+
+def test_write_after_copy_from_fd_appends(cs, tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(b"0123456789")
+    want = b"2345" + b"tail"
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with cs.writer("mix", expected=Digest.of_bytes(want), size=len(want)) as w:
+            w.copy_from_fd(fd, 2, 4)
+            w.write(b"tail")
+            assert w.offset == 8
+            assert os.fstat(w.fileno).st_ino == os.stat(w.data_path).st_ino
+            assert w.commit() == Digest.of_bytes(want)
+    finally:
+        os.close(fd)
+    assert cs.read(Digest.of_bytes(want)) == want
+
+
+def test_ingest_housekeeping(cs):
+    """Refs without a lock file (a writer killed before it made one) are all stale; a held
+    lock file is world-readable; removing a missing ingest is fine; no ingest dir, no refs."""
+    for ref in ("a", "b", "c"):
+        os.makedirs(os.path.join(cs.ingest_dir, ref))
+    w = cs.writer("held")
+    assert os.stat(os.path.join(cs.ingest_dir, "held", "lock")).st_mode & 0o7777 == 0o644
+    assert sorted(cs.stale_ingests()) == ["a", "b", "c"]
+    w.close()
+    for ref in ("a", "b", "c", "never-was"):
+        cs.remove_ingest(ref)
+    assert _files(cs) == EMPTY
+    os.rmdir(cs.ingest_dir)
+    assert cs.stale_ingests() == []
+
+
+def test_walk_skips_what_is_not_a_blob(cs):
+    good = [cs.put_bytes(str(i).encode()) for i in range(3)]
+    for junk in ("notahash", "0" * 63, ".tmp-1-x", "Z" * 64):
+        open(os.path.join(cs.blobs, "sha256", junk), "w").close()
+    assert sorted(cs.walk()) == sorted(good)

@@ -82,6 +82,13 @@ EQUIVALENT = [
     ("lamina/reference.py", 'if colon > left.rfind("/"):', "Gt -> GtE"),      # both -1 only without "/"
     ("lamina/reference.py", 'remote = remainder.split(":", 1)[0]', "1 -> 2"),
     ("lamina/reference.py", "if len(tag) > TAG_LENGTH_MAX and", "Gt -> GtE"),  # 128 chars: matched before
+    ("lamina/reference.py", "return problem", "return x -> return None"),    # _split_name's last line: idem
+    ("lamina/reference.py", "if lowered != s and not isinstance(", ""),       # parse() rejects uppercase
+    ("lamina/reference.py", 'raise _fail(text, "repository name must be lowercase")', ""),  # paths first
+    ("lamina/digest.py", "def read(self, n: int = -1)", "1 -> 2"),          # any negative n reads all
+    ("lamina/content/store.py", "data = f.read(limit + 1)", "1 -> 2"),     # more than limit either way
+    ("lamina/content/store.py", "break", "break -> continue"),              # retry loop / short-file guard
+    ("lamina/content/store.py", "if not self._f.closed:", "not x -> x"),    # close() closes it anyway
 ]
 
 
@@ -302,7 +309,8 @@ def load_results(path: str) -> dict[str, dict]:
 
 def report(results: dict[str, dict], modules: list[str] | None, hashes: dict[str, str] | None) -> int:
     rows = [r for r in results.values()
-            if (modules is None or r["module"] in modules) and (hashes is None or r["hash"] == hashes.get(r["module"]))]
+            if (modules is None or r["module"] in modules) and (hashes is None or r["hash"] == hashes.get(r["module"]))
+            and r["key"].split(":")[2] == MUTATOR]
     by_mod: dict[str, list] = {}
     for r in rows:
         by_mod.setdefault(r["module"], []).append(r)

@@ -351,6 +351,16 @@ def test_layout_files_and_reads(cs):
     assert list(cs.walk()) == [d]
 
 
+def test_read_limit_default_is_64_mib(cs):
+    """read() is for manifests and configs: anything over 64 MiB is refused by default."""
+    big = b"\0" * (64 << 20)
+    d = cs.put_bytes(big)
+    assert cs.read(d) == big
+    d2 = cs.put_bytes(big + b"\0")
+    with pytest.raises(InvalidArgument, match=f"blob {d2} is larger than {64 << 20} bytes"):
+        cs.read(d2)
+
+
 def test_kept_partial_then_committed_leaves_no_ingest(cs):
     w = cs.writer("pull", expected=Digest.of_bytes(b"abc"), size=3)
     w.keep_partial()

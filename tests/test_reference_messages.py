@@ -19,6 +19,9 @@ TAG_RULE = 'must start with a letter, digit or "_" and contain only letters, dig
     ('a"b', f'invalid reference format "a\\"b": path component "a\\"b" {PATH_RULE}'),
     ("a'b", f'invalid reference format "a\'b": path component "a\'b" {PATH_RULE}'),
     ("a\tb", f'invalid reference format "a\\tb": path component "a\\tb" {PATH_RULE}'),
+    ("a'b\"c", f'invalid reference format "a\'b\\"c": path component "a\'b\\"c" {PATH_RULE}'),
+    ("a" * 250, f'invalid reference format "{"a" * 250}": repository name must not be more than 255 '
+                "characters (the path has 258)"),
     ("http://x/y", f'invalid reference format "http://x/y": registry host "http:" {HOST_RULE} '
                    "(write the reference without a URL scheme such as https://)"),
     ("HTTPS://x/y", f'invalid reference format "HTTPS://x/y": registry host "HTTPS:" {HOST_RULE} '
@@ -46,6 +49,7 @@ def test_parse_needs_a_string():
 
 @pytest.mark.parametrize("args,message", [
     (("docker.io", "Foo"), 'invalid reference format "docker.io/Foo": repository name must be lowercase'),
+    (("docker.io", "A$"), f'invalid reference format "docker.io/A$": path component "A$" {PATH_RULE}'),
     (("docker.io", "a:b"), 'invalid reference format "docker.io/a:b": unexpected ":" in path component '
                            '"a:b" (only one :tag is allowed, after the last "/")'),
     (("Exa mple.com", "x"), f'invalid reference format "Exa mple.com/x": registry host "Exa mple.com" {HOST_RULE}'),
@@ -58,6 +62,12 @@ def test_constructor_messages(args, message):
     with pytest.raises(InvalidArgument) as ei:
         Reference(*args)
     assert str(ei.value) == message
+
+
+def test_constructor_parses_a_digest_string():
+    d = "sha256:" + "f" * 64
+    r = Reference("docker.io", "library/x", None, d)
+    assert str(r.digest) == d and type(r.digest).__name__ == "Digest" and str(r) == f"docker.io/library/x@{d}"
 
 
 def test_with_tag_messages():

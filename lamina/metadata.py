@@ -60,6 +60,8 @@ class Metadata:
     def __init__(self, path: str) -> None:
         self.path = path
         new = not os.path.exists(path)
+        if new:  # 0600 from the start; SQLite gives the -wal and -shm files the same mode
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout=30000")
         if new or self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:

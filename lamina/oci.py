@@ -51,13 +51,27 @@ def canonical_json(obj: Any) -> bytes:
 
 
 def _loads(data: bytes, what: str) -> dict:
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"{what} is not valid JSON: {e}") from None
+    from lamina.jsonsafe import loads
+    obj = loads(data, what=what)
     if not isinstance(obj, dict):
         raise InvalidArgument(f"{what} is not a JSON object")
     return obj
+
+
+def _str_map(v, what: str) -> tuple[tuple[str, str], ...]:
+    """Annotations: a JSON object of strings (absent or null: none)."""
+    if v is None:
+        return ()
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        raise InvalidArgument(f"{what}: annotations must be an object of strings")
+    return tuple(sorted(v.items()))
+
+
+def _opt_str(d: dict, key: str, what: str, default: str | None = "") -> str | None:
+    v = d.get(key, default)
+    if v is not None and not isinstance(v, str):
+        raise InvalidArgument(f"{what}: {key} must be a string")
+    return v
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,9 @@ class Platform:
     variant: str | None = None
 
     @classmethod
-    def from_json(cls, d: dict) -> "Platform":
-        return cls(d.get("os", ""), d.get("architecture", ""), d.get("variant") or None)
+    def from_json(cls, d: dict, *, what: str = "platform") -> "Platform":
+        return cls(_opt_str(d, "os", what), _opt_str(d, "architecture", what),
+                   _opt_str(d, "variant", what, None) or None)
 
     def to_json(self) -> dict:
         out = {"architecture": self.architecture, "os": self.os}
@@ -98,16 +113,23 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, d: dict, *, what: str = "descriptor") -> "Descriptor":
-        try:
-            digest = Digest.parse(d["digest"])
-            size = int(d["size"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise InvalidArgument(f"{what}: missing or invalid field {e}") from None
-        if size < 0:
-            raise InvalidArgument(f"{what} {digest}: negative size {size}")
-        plat = Platform.from_json(d["platform"]) if isinstance(d.get("platform"), dict) else None
-        ann = tuple(sorted((d.get("annotations") or {}).items()))
-        return cls(d.get("mediaType", ""), digest, size, plat, ann, tuple(d.get("urls") or ()))
+        if not isinstance(d, dict):
+            raise InvalidArgument(f"{what}: a descriptor must be a JSON object")
+        if not isinstance(d.get("digest"), str):
+            raise InvalidArgument(f"{what}: missing or invalid field 'digest'")
+        digest = Digest.parse(d["digest"])
+        size = d.get("size")
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise InvalidArgument(f"{what} {digest}: missing or invalid field 'size' (an integer)")
+        if size < 0 or size >= 1 << 63:
+            raise InvalidArgument(f"{what} {digest}: size {size} out of range")
+        plat = Platform.from_json(d["platform"], what=f"{what} platform") \
+            if isinstance(d.get("platform"), dict) else None
+        ann = _str_map(d.get("annotations"), what)
+        urls = d.get("urls") or []
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise InvalidArgument(f"{what}: urls must be a list of strings")
+        return cls(_opt_str(d, "mediaType", what), digest, size, plat, ann, tuple(urls))
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
@@ -135,12 +157,12 @@ class Manifest:
         d = _loads(data, what)
         mt = d.get("mediaType") or MT_OCI_MANIFEST
         if mt not in MANIFEST_TYPES:
-            raise InvalidArgument(f"{what}: unsupported media type {mt!r}")
-        if "config" not in d or not isinstance(d.get("layers", []), list):
+            raise InvalidArgument(f"{what}: unsupported media type {str(mt)[:100]!r}")
+        if "config" not in d or not isinstance(d.get("layers") or [], list):
             raise InvalidArgument(f"{what}: missing config or layers")
         return cls(mt, Descriptor.from_json(d["config"], what=f"{what} config"),
                    tuple(Descriptor.from_json(x, what=f"{what} layer") for x in d.get("layers") or ()),
-                   tuple(sorted((d.get("annotations") or {}).items())))
+                   _str_map(d.get("annotations"), what))
 
     def to_json(self) -> dict:
         out = {"schemaVersion": 2, "mediaType": self.media_type, "config": self.config.to_json(),
@@ -159,9 +181,11 @@ class Index:
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "index") -> "Index":
         d = _loads(data, what)
-        mt = d.get("mediaType") or MT_OCI_INDEX
+        mt = _opt_str(d, "mediaType", what) or MT_OCI_INDEX
+        if not isinstance(d.get("manifests") or [], list):
+            raise InvalidArgument(f"{what}: manifests must be a list")
         return cls(mt, tuple(Descriptor.from_json(x, what=f"{what} entry") for x in d.get("manifests") or ()),
-                   tuple(sorted((d.get("annotations") or {}).items())))
+                   _str_map(d.get("annotations"), what))
 
     def to_json(self) -> dict:
         out = {"schemaVersion": 2, "mediaType": self.media_type,
@@ -176,6 +200,8 @@ def sniff_media_type(data: bytes) -> str:
     d = _loads(data, "manifest")
     mt = d.get("mediaType")
     if mt:
+        if not isinstance(mt, str):
+            raise InvalidArgument("manifest: mediaType must be a string")
         return mt
     if "manifests" in d:
         return MT_OCI_INDEX
@@ -194,8 +220,11 @@ class HistoryEntry:
 
     @classmethod
     def from_json(cls, d: dict) -> "HistoryEntry":
-        return cls(d.get("created"), d.get("created_by"), d.get("author"), d.get("comment"),
-                   bool(d.get("empty_layer", False)))
+        def s(k):  # a history entry of the wrong shape shows as blank, as Docker shows it
+            v = d.get(k)
+            return v if isinstance(v, str) else None
+        return cls(s("created"), s("created_by"), s("author"), s("comment"),
+                   d.get("empty_layer") is True)
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {}
@@ -210,6 +239,29 @@ class HistoryEntry:
         if self.empty_layer:
             out["empty_layer"] = True
         return out
+
+
+def _check_container_config(c: dict, what: str) -> None:
+    """The shapes lamina relies on in an image's container config, as Go's types decode it:
+    anything else is refused (a string Cmd/Entrypoint/Shell becomes a one-element list in
+    ``c``, as Docker's StrSlice reads it)."""
+    def strs(v):
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    for k in ("Cmd", "Entrypoint", "Shell"):  # Docker's StrSlice: a string is a one-element list
+        if isinstance(c.get(k), str):
+            c[k] = [c[k]]
+    for k in ("Cmd", "Entrypoint", "Env", "Shell", "OnBuild"):
+        if c.get(k) is not None and not strs(c[k]):
+            raise InvalidArgument(f"{what}: config.{k} must be a list of strings")
+    for k in ("User", "WorkingDir", "StopSignal"):
+        if c.get(k) is not None and not isinstance(c[k], str):
+            raise InvalidArgument(f"{what}: config.{k} must be a string")
+    if c.get("Labels") is not None and not (isinstance(c["Labels"], dict) and
+                                            all(isinstance(v, str) for v in c["Labels"].values())):
+        raise InvalidArgument(f"{what}: config.Labels must be an object of strings")
+    for k in ("ExposedPorts", "Volumes"):
+        if c.get(k) is not None and not isinstance(c[k], dict):
+            raise InvalidArgument(f"{what}: config.{k} must be a JSON object")
 
 
 # The container configuration keys Docker and OCI both use (OCI subset + Docker extras).
@@ -242,13 +294,26 @@ class ImageConfig:
         rootfs = d.get("rootfs") or {}
         if not isinstance(rootfs, dict) or rootfs.get("type", "layers") != "layers":
             raise InvalidArgument(f"{what}: rootfs.type must be 'layers'")
+        ids = rootfs.get("diff_ids") or []
+        if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+            raise InvalidArgument(f"{what}: rootfs.diff_ids must be a list of digests")
         try:
-            diff_ids = tuple(Digest.parse(x) for x in rootfs.get("diff_ids") or ())
+            diff_ids = tuple(Digest.parse(x) for x in ids)
         except InvalidArgument as e:
             raise InvalidArgument(f"{what}: {e}") from None
-        return cls(d.get("architecture", ""), d.get("os", ""), d.get("created"), d.get("author"),
-                   dict(d.get("config") or {}), diff_ids,
-                   tuple(HistoryEntry.from_json(h) for h in d.get("history") or () if isinstance(h, dict)),
+        config = d.get("config") or {}
+        if not isinstance(config, dict):
+            raise InvalidArgument(f"{what}: config must be a JSON object")
+        config = dict(config)
+        _check_container_config(config, what)
+        history = d.get("history") or []
+        if not isinstance(history, list):
+            raise InvalidArgument(f"{what}: history must be a list")
+        for k in ("architecture", "os", "created", "author", "variant"):
+            _opt_str(d, k, what, None)
+        return cls(d.get("architecture") or "", d.get("os") or "", d.get("created"), d.get("author"),
+                   dict(config), diff_ids,
+                   tuple(HistoryEntry.from_json(h) for h in history if isinstance(h, dict)),
                    d.get("variant"), d)
 
     def to_json(self) -> dict:

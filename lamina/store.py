@@ -11,7 +11,8 @@ Root: ``--root``, else ``$LAMINA_ROOT``, else /var/lib/lamina for root, else
     <root>/gc.lock        flock(2): shared by every operation that adds content, exclusive for GC
 
 Opening a store is cheap and creates whatever is missing; it never needs repair after a
-crash (leftovers are found and collected by GC).
+crash (leftovers are found and collected by GC). Only its owner may enter it: the root is
+0700, and a store an older lamina left readable is tightened when opened (lamina.perms).
 """
 
 from __future__ import annotations
@@ -38,12 +39,43 @@ class Store:
         self.content_dir = os.path.join(self.root, "content")
         self.snapshots_dir = os.path.join(self.root, "snapshots")
         self.containers_dir = os.path.join(self.root, "containers")
-        if not os.path.exists(os.path.join(self.content_dir, "oci-layout")):
-            os.makedirs(self.root, mode=0o711, exist_ok=True)
-            self.content.init()
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            st = None
+        if st is None or not os.path.exists(os.path.join(self.content_dir, "oci-layout")):
+            self._create(st is not None)
+        elif st.st_mode & 0o7777 != 0o700 or st.st_uid != os.geteuid():
+            self._tighten(st)
         for d in (self.snapshots_dir, self.containers_dir):
             if not os.path.isdir(d):
-                os.makedirs(d, exist_ok=True)
+                os.makedirs(d, mode=0o700, exist_ok=True)
+
+    def _create(self, existed: bool) -> None:
+        """A new store: the root 0700 from its first moment (see lamina.perms)."""
+        from lamina import perms
+        if not existed:
+            parent = os.path.dirname(self.root)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, exist_ok=True)
+            perms.mkdir(self.root, exist_ok=True)
+        else:
+            stray = sorted(set(os.listdir(self.root)) - perms.STORE_ENTRIES)
+            if stray:
+                from lamina.errors import InvalidArgument
+                raise InvalidArgument(f"{self.root} is not a lamina store and is not empty (it holds "
+                                      f"{stray[0]!r}): choose a new or empty directory for --root")
+        self._tighten(os.stat(self.root))
+        self.content.init()
+
+    def _tighten(self, st) -> None:
+        if st.st_uid != os.geteuid():
+            from lamina.errors import InvalidArgument
+            raise InvalidArgument(f"store {self.root} belongs to uid {st.st_uid}, not to the current "
+                                  f"user (uid {os.geteuid()}): lamina uses only a store its user owns")
+        if st.st_mode & 0o7777 != 0o700:
+            from lamina import perms
+            perms.tighten(self.root)
 
     @cached_property
     def content(self):
@@ -66,11 +98,16 @@ class Store:
 
     @contextmanager
     def _flock(self, name: str, mode: int):
-        """flock(2) ``<root>/<name>`` for the block; a killed process drops it with its fds."""
-        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT, 0o600)
+        """flock(2) ``<root>/<name>`` for the block; a killed process drops it with its fds.
+        With ``LOCK_NB`` in ``mode`` the block runs either way and gets whether it holds it."""
+        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, mode)
-            yield
+            try:
+                fcntl.flock(fd, mode)
+                held = True
+            except BlockingIOError:
+                held = False
+            yield held
         finally:
             os.close(fd)
 
@@ -86,6 +123,7 @@ class Store:
         """
         return self._flock("gc.lock", fcntl.LOCK_SH)
 
-    def gc_lock(self):
-        """Exclusive: GC runs only when no operation is adding content."""
-        return self._flock("gc.lock", fcntl.LOCK_EX)
+    def gc_lock(self, *, wait: bool = True):
+        """Exclusive: GC runs only when no operation is adding content. With ``wait=False``
+        the block runs at once and gets True only if it holds the lock."""
+        return self._flock("gc.lock", fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

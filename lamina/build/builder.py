@@ -827,7 +827,7 @@ class Builder:
             from lamina.dockerfile.ignore import find_ignore_file, read_ignore_file
             ign_path = find_ignore_file(self.context_dir, self.opts.dockerfile)
             ign = read_ignore_file(ign_path) if ign_path else None
-            os.makedirs(os.path.join(self.store.root, "build-cache"), exist_ok=True)
+            os.makedirs(os.path.join(self.store.root, "build-cache"), mode=0o700, exist_ok=True)
             self._ctx = Context(self.context_dir, ignore=ign,
                                 cache_path=os.path.join(self.store.root, "build-cache", "context-hashes.db"))
         return self._ctx
@@ -1112,6 +1112,8 @@ def _duration_ns(text: str, flag: str) -> int:
         raise InvalidArgument(f"HEALTHCHECK --{flag}={text}: want a duration like 30s or 1m30s")
     for num, unit in parts:
         total += float(num) * units[unit]
+    if not total * 1e9 < 1 << 63:
+        raise InvalidArgument(f"HEALTHCHECK --{flag}={text}: duration out of range")
     return int(total * 1e9)
 
 
@@ -1120,9 +1122,12 @@ def _source_date_epoch() -> int | None:
     if v is None or v == "":
         return None
     try:
-        return int(v)
+        n = int(v)
     except ValueError:
         raise InvalidArgument(f"SOURCE_DATE_EPOCH={v!r} is not a number of seconds") from None
+    if not 0 <= n < 253402300800:  # before year 10000: RFC 3339 has four year digits
+        raise InvalidArgument(f"SOURCE_DATE_EPOCH={v!r} is out of range")
+    return n
 
 
 def _rfc3339(epoch: int | None) -> str:

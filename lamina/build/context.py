@@ -304,7 +304,9 @@ class Context:
         self._cache = {}
         if not self.cache_path:
             return
-        os.makedirs(os.path.dirname(os.path.abspath(self.cache_path)), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(self.cache_path)), mode=0o700, exist_ok=True)
+        # 0600 from the start (paths of the user's context); SQLite gives -wal/-shm the same mode
+        os.close(os.open(self.cache_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         db = sqlite3.connect(self.cache_path, timeout=30, isolation_level=None)
         for attempt in range(100):  # a journal-mode switch is not retried by SQLite's busy handler
             try:

@@ -59,7 +59,9 @@ def parse_run_mounts(values: list[str], *, context_dir: str, cache_root: str, se
             cid = kv.get("id") or target
             import hashlib
             d = os.path.join(cache_root, hashlib.sha256(cid.encode()).hexdigest()[:24])
-            os.makedirs(d, exist_ok=True)
+            from lamina import perms
+            perms.makedirs(cache_root)
+            perms.mkdir(d, perms.VISIBLE_DIR, exist_ok=True)  # BuildKit's default mode 0755
             mode = kv.get("mode")
             if mode:
                 os.chmod(d, int(mode, 8))
@@ -113,18 +115,17 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     from lamina.runtime.containers import lock_new_dir
     lock_fd = lock_new_dir(d)  # released by discard() (or by death): `ps` must not sweep it meanwhile
     _LOCKS[d] = lock_fd
-    upper, work = os.path.join(d, "upper"), os.path.join(d, "work")
-    for sub in (upper, work, os.path.join(d, "rootfs")):
-        os.makedirs(sub)
+    from lamina.runtime.containers import make_layer_dirs
+    upper, work = make_layer_dirs(d)
     snap = Snapshotter(store)
     rootfs_mounts = snap.mounts(layers, upper=upper, work=work, init=make_init_layer(os.path.join(d, "init")))
     lowers = [snap.dir_of(x.chain_id) for x in reversed(layers)]
     u = resolve_user_in_layers([upper, *lowers], user)
     hostname = cid[:12]
-    with open(os.path.join(d, "hostname"), "w") as f:
-        f.write(hostname + "\n")
-    with open(os.path.join(d, "hosts"), "w") as f:
-        f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+    from lamina import perms
+    perms.write_file(os.path.join(d, "hostname"), hostname + "\n", perms.VISIBLE_FILE)
+    perms.write_file(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
+                     f"ip6-loopback\n127.0.1.1\t{hostname}\n", perms.VISIBLE_FILE)
     etc = {"/etc/hostname": os.path.join(d, "hostname"), "/etc/hosts": os.path.join(d, "hosts")}
     if network != "none" and os.path.exists("/etc/resolv.conf"):
         etc["/etc/resolv.conf"] = "/etc/resolv.conf"

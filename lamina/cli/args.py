@@ -184,3 +184,70 @@ class Parser:
 
 def parse(parser: Parser, argv: list[str]) -> Namespace:
     return parser.parse(argv)
+
+
+# -- numeric flag values, parsed as Docker's CLI parses them ----------------------------------
+# (a value error raises InvalidArgument: "Error: invalid argument ...", exit 125)
+
+def go_int(value: str, flag: str, *, bits: int = 64) -> int:
+    """An int flag (pflag: ``strconv.ParseInt(value, 0, bits)``): decimal, or 0x/0o/0b/0
+    prefixed; no spaces, no floats, within the signed range."""
+    import re
+    from lamina.errors import InvalidArgument
+    v = value
+    m = re.fullmatch(r"([+-]?)(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|0[0-7_]*|[1-9][0-9_]*)", v)
+    n = None
+    if m and "__" not in v and not v.endswith("_"):
+        body = m.group(2)
+        try:
+            n = int(body, 8 if len(body) > 1 and body[0] == "0" and body[1] not in "xXoObB" else 0)
+        except ValueError:
+            n = None
+        if n is not None and m.group(1) == "-":
+            n = -n
+    if n is None:
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: strconv.ParseInt: '
+                              f'parsing "{value}": invalid syntax')
+    if not -(1 << (bits - 1)) <= n < 1 << (bits - 1):
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: strconv.ParseInt: '
+                              f'parsing "{value}": value out of range')
+    return n
+
+
+def nano_cpus(value: str, flag: str = "--cpus") -> int:
+    """``--cpus`` as Docker reads it: a rational number (``1.5``, ``3/2``, ``1e0``) times 10^9,
+    which must be whole; 0 means unset. NaN, infinities and spaces are not numbers; more CPUs
+    than this host has (or fewer than none) is Docker's range error."""
+    import os
+    import re
+    from lamina.errors import InvalidArgument
+    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?(/\d+)?", value):
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: failed to parse {value} '
+                              f'as a rational number')
+    from fractions import Fraction
+    num, _, den = value.partition("/")
+    if den and int(den) == 0:
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: failed to parse {value} '
+                              f'as a rational number')
+    exp = re.search(r"[eE]([+-]?\d+)$", num)
+    if exp and abs(int(exp.group(1))) > 400:  # 1e999999999 must not build a huge integer
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: value is too precise'
+                              if int(exp.group(1)) < 0 else
+                              f"Range of CPUs is from 0.01 to {_ncpu()}.00, as there are only "
+                              f"{_ncpu()} CPUs available")
+    nano = Fraction(num) / Fraction(int(den) if den else 1) * 10 ** 9
+    if nano.denominator != 1:
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: value is too precise')
+    n = int(nano)
+    if n < 0 or n > _ncpu() * 10 ** 9:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {_ncpu()}.00, as there are only "
+                              f"{_ncpu()} CPUs available")
+    return n
+
+
+def _ncpu() -> int:
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:
+        return os.cpu_count() or 1

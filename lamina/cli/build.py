@@ -9,21 +9,6 @@ from lamina.cli.args import Parser, parse
 from lamina.errors import InvalidArgument
 
 
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "builder":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina builder COMMAND\n\nManage builds\n\nCommands:\n  build\n  prune")
-            return 0
-        sub = argv.pop(0)
-        if sub == "build":
-            return cmd_build(argv, ctx)
-        if sub != "prune":
-            sys.stderr.write(f"lamina: 'builder {sub}' is not a lamina command.\nSee 'lamina builder --help'\n")
-            return 125
-        return cmd_builder_prune(argv, ctx)
-    return cmd_build(argv, ctx)
-
-
 def _kv(items: list[str], what: str) -> dict:
     out = {}
     for it in items:
@@ -45,7 +30,9 @@ def cmd_build(argv, ctx) -> int:
     p.flag("-q", "--quiet", help="Suppress the build output and print image ID on success")
     p.option("--iidfile", help="Write the image ID to the file")
     p.option("--label", append=True, metavar="list", help="Set metadata for an image")
-    p.option("--network", default="default", help="Set the networking mode for the RUN instructions during build")
+    p.option("--network", default="default",
+             help="Set the networking mode for the RUN instructions during build: default is the host's "
+                  "network (RUN steps reach the host's loopback services), or none")
     p.option("--secret", append=True, metavar="stringArray", help="Secret to expose to the build (id=mysecret,src=/local/secret)")
     p.option("--progress", default="auto", help="Set type of progress output (auto, plain, tty)")
     p.option("-o", "--output", metavar="stringArray", help="Output destination (format: type=local,dest=path)")
@@ -216,7 +203,7 @@ def cmd_builder_prune(argv, ctx) -> int:
     p.option("--filter", append=True, help="Provide filter values")
     a = parse(p, argv)
     from lamina.build.cache import BuildCache
-    from lamina.cli.format import human_size
+    from lamina.cli.units import human_size
     from lamina.cli.images import _confirm
     if not a.force and not _confirm("WARNING! This will remove all dangling build cache."):
         return 0

@@ -11,34 +11,16 @@ import time
 from lamina.cli.args import Parser, parse
 from lamina.errors import Conflict, InvalidArgument, LaminaError
 
-GROUP = {"ls": "ps", "list": "ps", "run": "run", "create": "create", "start": "start", "stop": "stop",
-         "kill": "kill", "rm": "rm", "remove": "rm", "restart": "restart", "wait": "wait", "rename": "rename",
-         "pause": "pause", "unpause": "unpause", "logs": "logs", "attach": "attach", "exec": "exec",
-         "top": "top", "port": "port", "commit": "commit", "diff": "diff", "cp": "cp", "export": "export",
-         "inspect": "inspect", "prune": "prune"}
-
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedAt}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED",
               "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
               "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS", "State": "STATE"}
 
 
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "container":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina container COMMAND\n\nManage containers\n\nCommands:")
-            for k in sorted(set(GROUP) - {"list", "remove"}):
-                print(f"  {k}")
-            return 0
-        sub = argv.pop(0)
-        if sub not in GROUP:
-            sys.stderr.write(f"lamina: 'container {sub}' is not a lamina command.\nSee 'lamina container --help'\n")
-            return 125
-        verb = GROUP[sub]
-        if verb == "inspect":
-            from lamina.cli.images import cmd_inspect
-            return cmd_inspect(["--type", "container", *argv], ctx)
-    return globals()[f"cmd_{verb}"](argv, ctx)
+def cmd_container_inspect(argv, ctx) -> int:
+    """``container inspect``: ``inspect --type container``."""
+    from lamina.cli.images import cmd_inspect
+    return cmd_inspect(["--type", "container", *argv], ctx)
 
 
 def _containers(ctx):
@@ -68,8 +50,9 @@ def _create_parser(verb: str) -> Parser:
     p.option("--tmpfs", append=True, metavar="list", help="Mount a tmpfs directory")
     p.flag("--read-only", help="Mount the container's root filesystem as read only")
     p.option("-h", "--hostname", help="Container host name")
-    p.option("--network", "--net", default="host", help="Connect a container to a network: host or none "
-                                                         "(default host until bridge networking lands)")
+    p.option("--network", "--net", default="none", metavar="network",
+             help="Connect a container to a network: none (the default: only lo) or host (the host's own "
+                  "network, loopback services included); bridge is not available yet")
     p.flag("--init", help="Run an init inside the container that forwards signals and reaps processes")
     p.option("--stop-signal", help="Signal to stop the container")
     p.option("--stop-timeout", metavar="int", help="Timeout (in seconds) to stop a container")
@@ -79,6 +62,8 @@ def _create_parser(verb: str) -> Parser:
     p.flag("--privileged", help="Give extended privileges to this container")
     p.option("--security-opt", append=True, metavar="list", help="Security Options")
     p.option("-m", "--memory", metavar="bytes", help="Memory limit")
+    p.option("--memory-swap", metavar="bytes",
+             help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap (default: twice --memory)")
     p.option("--cpus", metavar="decimal", help="Number of CPUs")
     p.option("--pids-limit", metavar="int", help="Tune container pids limit (set -1 for unlimited)")
     p.option("--cgroup-parent", default="", help="Optional parent cgroup for the container")
@@ -121,19 +106,19 @@ def _options(a, verb: str):
     runtime = a.runtime
     if runtime not in ("builtin", "runc", "crun", "lamina"):
         raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
-    def num(v, what, typ=int):
-        if v is None:
-            return None
-        try:
-            return typ(v)
-        except ValueError:
-            raise InvalidArgument(f'invalid argument "{v}" for "{what}" flag') from None
+    from lamina.cli.args import go_int, nano_cpus
+
+    def num(v, what):
+        return None if v is None else go_int(v, what)
     pids = num(a.pids_limit, "--pids-limit")
+    nano = nano_cpus(a.cpus) if a.cpus is not None else 0
 
     def size(v, what):
         if not v:
             return None
-        from lamina.cli.format import parse_size
+        if v == "-1" and what == "--memory-swap":
+            return -1
+        from lamina.cli.units import parse_size
         try:
             return parse_size(v)
         except InvalidArgument as e:  # Docker names the flag: invalid argument "x" for "-m, --memory" flag: ...
@@ -143,10 +128,12 @@ def _options(a, verb: str):
         env=tuple(_read_env_files(a.env_file) + list(a.env)), workdir=a.workdir, user=a.user,
         hostname=a.hostname, tty=a.tty, interactive=a.interactive, volumes=tuple(a.volume),
         mounts=tuple(a.mount), tmpfs=tuple(a.tmpfs), read_only=a.read_only, network=a.network,
-        init=a.init, stop_signal=a.stop_signal, stop_timeout=num(a.stop_timeout, "--stop-timeout"),
+        init=a.init, stop_signal=a.stop_signal, stop_timeout=None if a.stop_timeout is None else
+        go_int(a.stop_timeout, "--stop-timeout", bits=32),
         restart=a.restart, cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), privileged=a.privileged,
         security_opt=tuple(a.security_opt), memory=size(a.memory, "-m, --memory"),
-        cpus=num(a.cpus, "--cpus", float), pids_limit=None if pids is None or pids <= 0 else pids,
+        memory_swap=size(a.memory_swap, "--memory-swap"),
+        cpus=nano / 1e9 if nano else None, pids_limit=None if pids is None or pids <= 0 else pids,
         ulimits=tuple(a.ulimit), shm_size=size(a.shm_size, "--shm-size"), labels=labels,
         runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys,
         cgroup_parent=a.cgroup_parent)
@@ -234,7 +221,7 @@ def cmd_start(argv, ctx) -> int:
 
 # -- ps ---------------------------------------------------------------------------------
 def _status(st: dict, now: float) -> str:
-    from lamina.cli.format import human_duration
+    from lamina.cli.units import human_duration
     from lamina.timefmt import parse_time
     s = st.get("Status")
     if s == "created":
@@ -271,13 +258,15 @@ def cmd_ps(argv, ctx) -> int:
     p.flag("-s", "--size", help="Display total file sizes")
     p.args("args", max=0)
     a = parse(p, argv)
-    from lamina.cli.format import ago, format_table
+    from lamina.cli.table import format_table
+    from lamina.cli.units import ago
     from lamina.timefmt import parse_time
     cs = _containers(ctx)
     docs = sorted(cs.all(), key=lambda d: d["Created"], reverse=True)
     # a container whose image `rmi -f` deleted shows the image's ID, as Docker's ps does
     held = {r[0] for r in cs.db.query("SELECT manifest FROM images")} if docs else set()
-    last = int(a.last) if a.last not in (None, "") else (1 if a.latest else -1)
+    from lamina.cli.args import go_int
+    last = go_int(a.last, "-n, --last", bits=32) if a.last not in (None, "") else (1 if a.latest else -1)
     show_all = a.all or last > 0
     filters: dict[str, list[str]] = {}
     for f in a.filter:
@@ -353,8 +342,9 @@ def cmd_stop(argv, ctx) -> int:
     p.option("-s", "--signal", help="Signal to send to the container")
     p.args("containers", min=1)
     a = parse(p, argv)
+    from lamina.cli.args import go_int
     from lamina.runtime import lifecycle
-    t = int(a.time) if a.time is not None else None
+    t = go_int(a.time, "-t, --time", bits=32) if a.time is not None else None
     return _each(a.containers, ctx, lambda cs, d: lifecycle.stop(cs, d, timeout=t, sig=a.signal))
 
 
@@ -402,8 +392,9 @@ def cmd_restart(argv, ctx) -> int:
     p.option("-s", "--signal", help="Signal to send to the container")
     p.args("containers", min=1)
     a = parse(p, argv)
+    from lamina.cli.args import go_int
     from lamina.runtime import lifecycle
-    t = int(a.time) if a.time is not None else None
+    t = go_int(a.time, "-t, --time", bits=32) if a.time is not None else None
 
     def restart(cs, d):
         lifecycle.stop(cs, d, timeout=t, sig=a.signal)
@@ -470,31 +461,33 @@ def cmd_logs(argv, ctx) -> int:
     p.flag("--details", help="Show extra details provided to logs")
     p.args("container", min=1, max=1)
     a = parse(p, argv)
-    from lamina.runtime.logs import parse_since, read_entries, write_entries
+    from lamina.runtime.logs import LogReader, parse_since, write_entries
     cs = _containers(ctx)
     doc = cs.get(a.container)
     now = time.time()
     since, until = parse_since(a.since, now), parse_since(a.until, now)
-    entries, offset = read_entries(doc["LogPath"])
+    reader = LogReader(doc["LogPath"])
+    entries = reader  # streamed record by record: a log may be far larger than memory
     if a.tail != "all":
         try:
             n = int(a.tail)
         except ValueError:
             raise InvalidArgument(f'invalid value for "tail": {a.tail}') from None
-        entries = entries[-n:] if n > 0 else ([] if n == 0 else entries)
+        if n >= 0:
+            import collections
+            entries = collections.deque(reader, maxlen=n)
     write_entries(entries, timestamps=a.timestamps, since=since, until=until)
     if not a.follow:
         return 0
     while True:
-        new, offset = read_entries(doc["LogPath"], offset)
-        write_entries(new, timestamps=a.timestamps, since=since, until=until)
+        before = reader.offset
+        write_entries(reader, timestamps=a.timestamps, since=since, until=until)
         try:
             cur = cs.get(doc["Id"])
         except LaminaError:
             return 0
-        if not cur["State"]["Running"] and cur["State"]["Status"] != "restarting" and not new:
-            new, offset = read_entries(doc["LogPath"], offset)
-            write_entries(new, timestamps=a.timestamps, since=since, until=until)
+        if not cur["State"]["Running"] and cur["State"]["Status"] != "restarting" and reader.offset == before:
+            write_entries(reader, timestamps=a.timestamps, since=since, until=until)
             return 0
         time.sleep(0.05)
 
@@ -549,13 +542,18 @@ def cmd_top(argv, ctx) -> int:
     p.args("args", min=1)
     a = parse(p, argv)
     import subprocess
-    from lamina.runtime import launcher
+    from lamina.runtime import launcher, lifecycle
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
     if not doc["State"]["Running"]:
         raise Conflict(f"Container {doc['Id'][:12]} is not running")
-    from lamina.runtime.containers import cgroup_parent_of
-    pids = set(launcher.pids(doc["Id"], cgroup_parent=cgroup_parent_of(doc)))
+    rt = lifecycle.external_runtime(doc)
+    if rt is not None:
+        from lamina.runtime import external
+        pids = set(external.pids(rt, doc["Id"]))
+    else:
+        from lamina.runtime.containers import cgroup_parent_of
+        pids = set(launcher.pids(doc["Id"], cgroup_parent=cgroup_parent_of(doc)))
     ps_args = a.args[1:] or ["-ef"]
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -566,7 +564,7 @@ def cmd_top(argv, ctx) -> int:
         raise InvalidArgument('Couldn\'t find PID field in ps output')
     col = header.index("PID")
     rows = [l for l in lines[1:] if len(l.split()) > col and l.split()[col].isdigit() and int(l.split()[col]) in pids]
-    from lamina.cli.format import tabwrite
+    from lamina.cli.table import tabwrite
     sys.stdout.write(tabwrite("\t".join(header) + "\n" + "".join(
         "\t".join(l.split(None, len(header) - 1)) + "\n" for l in rows)))
     return 0
@@ -678,13 +676,25 @@ def cmd_export(argv, ctx) -> int:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer))
+        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer), mounts=False)
     out = os.path.abspath(a.output)
+    from lamina.perms import open_output
+    # opened here, on the host (0600, as Docker's client writes it; renamed over out when
+    # complete): the export itself may run chrooted in the container's root
+    f, tmp = open_output(out)
 
     def write(root):
-        with open(out, "wb") as f:
+        with f:
             export_tar(root, f)
-    return with_container_root(cs, doc, write)
+    try:
+        code = with_container_root(cs, doc, write, mounts=False)
+        if code == 0:
+            os.rename(tmp, out)
+        return code
+    finally:
+        f.close()
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def cmd_prune(argv, ctx) -> int:

@@ -19,33 +19,13 @@ HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{
 HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
 
-IMAGE_SUBCOMMANDS = {"ls": "images", "list": "images", "import": "import", "inspect": "inspect",
-                     "history": "history", "tag": "tag", "rm": "rmi", "remove": "rmi", "save": "save",
-                     "load": "load", "prune": "prune"}
-
-
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "image":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina image COMMAND\n\nManage images\n\nCommands:")
-            for k in ("history", "import", "inspect", "load", "ls", "prune", "rm", "save", "tag"):
-                print(f"  {k}")
-            return 0
-        sub = argv.pop(0)
-        if sub not in IMAGE_SUBCOMMANDS:
-            sys.stderr.write(f"lamina: 'image {sub}' is not a lamina command.\nSee 'lamina image --help'\n")
-            return 125
-        verb = IMAGE_SUBCOMMANDS[sub]
-    return globals()[f"cmd_{verb}"](argv, ctx)
-
-
 def _images(ctx):
     from lamina.image.service import Images
     return Images(ctx.store)
 
 
 def _render(rows: list[dict], fmt: str, headers: dict[str, str]) -> None:
-    from lamina.cli.format import format_table
+    from lamina.cli.table import format_table
     out = format_table(rows, fmt, headers=headers)
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
@@ -63,7 +43,7 @@ def cmd_images(argv, ctx) -> int:
     p.flag("-q", "--quiet", help="Only show image IDs")
     p.args("repository", max=1)
     a = parse(p, argv)
-    from lamina.cli.format import ago, human_size
+    from lamina.cli.units import ago, human_size
     from lamina.refname import split_canonical
     db = ctx.store.db
     rows = db.query("SELECT manifest, config, size, created, added, intermediate FROM images")
@@ -276,7 +256,7 @@ def cmd_inspect(argv, ctx) -> int:
 
 def _print_inspect(results: list[dict], fmt: str | None) -> None:
     if fmt:
-        from lamina.cli.format import compile_template
+        from lamina.gotemplate.template import compile_template
         t = compile_template(fmt)
         for r in results:
             sys.stdout.write(t.render(r) + "\n")
@@ -294,7 +274,7 @@ def cmd_history(argv, ctx) -> int:
     p.flag("-q", "--quiet", help="Only show image IDs")
     p.args("image", min=1, max=1)
     a = parse(p, argv)
-    from lamina.cli.format import ago, human_size
+    from lamina.cli.units import ago, human_size
     from lamina.image.inspect import history_rows
     imgs = _images(ctx)
     human = a.human
@@ -344,13 +324,14 @@ def cmd_save(argv, ctx) -> int:
         sys.stdout.flush()
         save(imgs, a.images, sys.stdout.buffer)
         return 0
-    tmp = f"{a.output}.lamina-tmp-{os.getpid()}"
+    from lamina.perms import open_output
+    f, tmp = open_output(a.output)  # 0600, as Docker's client writes it
     try:
-        with open(tmp, "wb") as f:
+        with f:
             save(imgs, a.images, f)
         os.rename(tmp, a.output)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
     return 0
 
@@ -385,7 +366,7 @@ def cmd_prune(argv, ctx) -> int:
     p.flag("-f", "--force", help="Do not prompt for confirmation")
     p.option("--filter", append=True, help="Provide filter values (e.g. 'until=<timestamp>')")
     a = parse(p, argv)
-    from lamina.cli.format import human_size
+    from lamina.cli.units import human_size
     from lamina.image.prune import prune_images
     if not a.force:
         warn = ("WARNING! This will remove all images without at least one container associated to them."

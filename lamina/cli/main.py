@@ -1,8 +1,9 @@
 """lamina's command line: global options, verb dispatch, error -> exit code.
 
-Start-up is kept small: this module imports only the stdlib pieces it needs; each verb's
-module (and argparse) is imported when that verb runs. ``lamina --help`` imports nothing
-beyond this file.
+Every verb and sub-verb is a row of the verb table below (``COMMANDS`` and the management
+verbs' sub-verb tables), naming the function that runs it. Start-up is kept small: this
+module imports only the stdlib pieces it needs; a verb's module is imported when that verb
+runs. ``lamina --help`` imports nothing beyond this file.
 """
 
 from __future__ import annotations
@@ -10,44 +11,105 @@ from __future__ import annotations
 import os
 import sys
 
-# verb -> (module under lamina.cli, one-line summary). Order is the help order.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("containers", "Create and run a new container from an image"),
-    "exec": ("containers", "Execute a command in a running container"),
-    "ps": ("containers", "List containers"),
-    "build": ("build", "Build an image from a Dockerfile"),
-    "images": ("images", "List images"),
-    "import": ("images", "Import the contents from a tarball to create a filesystem image"),
-    "inspect": ("images", "Return low-level information on lamina objects"),
-    "history": ("images", "Show the history of an image"),
-    "tag": ("images", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
-    "rmi": ("images", "Remove one or more images"),
-    "save": ("images", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
-    "load": ("images", "Load an image from a tar archive or STDIN"),
-    "image": ("images", "Manage images"),
-    "container": ("containers", "Manage containers"),
-    "create": ("containers", "Create a new container"),
-    "start": ("containers", "Start one or more stopped containers"),
-    "stop": ("containers", "Stop one or more running containers"),
-    "restart": ("containers", "Restart one or more containers"),
-    "kill": ("containers", "Kill one or more running containers"),
-    "rm": ("containers", "Remove one or more containers"),
-    "wait": ("containers", "Block until one or more containers stop, then print their exit codes"),
-    "rename": ("containers", "Rename a container"),
-    "pause": ("containers", "Pause all processes within one or more containers"),
-    "unpause": ("containers", "Unpause all processes within one or more containers"),
-    "logs": ("containers", "Fetch the logs of a container"),
-    "attach": ("containers", "Attach local standard input, output, and error streams to a running container"),
-    "top": ("containers", "Display the running processes of a container"),
-    "port": ("containers", "List port mappings or a specific mapping for the container"),
-    "commit": ("containers", "Create a new image from a container's changes"),
-    "diff": ("containers", "Inspect changes to files or directories on a container's filesystem"),
-    "cp": ("containers", "Copy files/folders between a container and the local filesystem"),
-    "export": ("containers", "Export a container's filesystem as a tar archive"),
-    "builder": ("build", "Manage builds"),
-    "system": ("system", "Manage lamina"),
-    "info": ("system", "Display system-wide information"),
-    "version": ("system", "Show the lamina version information"),
+# The verb table. A verb runs the function "module:function" under lamina.cli (imported only
+# when the verb runs; grep a function's name to find its verb); a management verb (image,
+# container, builder, system) has a table of its sub-verbs instead. Each function takes
+# (argv, ctx) and returns the exit code.
+
+IMAGE_VERBS: dict[str, str] = {
+    "history": "images:cmd_history",
+    "import": "images:cmd_import",
+    "inspect": "images:cmd_inspect",
+    "load": "images:cmd_load",
+    "ls": "images:cmd_images",
+    "list": "images:cmd_images",
+    "prune": "images:cmd_prune",
+    "rm": "images:cmd_rmi",
+    "remove": "images:cmd_rmi",
+    "save": "images:cmd_save",
+    "tag": "images:cmd_tag",
+}
+
+CONTAINER_VERBS: dict[str, str] = {
+    "attach": "containers:cmd_attach",
+    "commit": "containers:cmd_commit",
+    "cp": "containers:cmd_cp",
+    "create": "containers:cmd_create",
+    "diff": "containers:cmd_diff",
+    "exec": "containers:cmd_exec",
+    "export": "containers:cmd_export",
+    "inspect": "containers:cmd_container_inspect",
+    "kill": "containers:cmd_kill",
+    "logs": "containers:cmd_logs",
+    "ls": "containers:cmd_ps",
+    "list": "containers:cmd_ps",
+    "pause": "containers:cmd_pause",
+    "port": "containers:cmd_port",
+    "prune": "containers:cmd_prune",
+    "rename": "containers:cmd_rename",
+    "restart": "containers:cmd_restart",
+    "rm": "containers:cmd_rm",
+    "remove": "containers:cmd_rm",
+    "run": "containers:cmd_run",
+    "start": "containers:cmd_start",
+    "stop": "containers:cmd_stop",
+    "top": "containers:cmd_top",
+    "unpause": "containers:cmd_unpause",
+    "wait": "containers:cmd_wait",
+}
+
+BUILDER_VERBS: dict[str, str] = {
+    "build": "build:cmd_build",
+    "prune": "build:cmd_builder_prune",
+}
+
+SYSTEM_VERBS: dict[str, str] = {
+    "df": "system:cmd_df",
+    "info": "system:cmd_info",
+    "prune": "system:cmd_prune",
+}
+
+# aliases that run a sub-verb but are not listed by 'lamina image --help' and the like
+HIDDEN_ALIASES = frozenset({"list", "remove"})
+
+# verb -> (function or sub-verb table, one-line summary). Order is the help order.
+COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
+    "run": ("containers:cmd_run", "Create and run a new container from an image"),
+    "exec": ("containers:cmd_exec", "Execute a command in a running container"),
+    "ps": ("containers:cmd_ps", "List containers"),
+    "build": ("build:cmd_build", "Build an image from a Dockerfile"),
+    "images": ("images:cmd_images", "List images"),
+    "import": ("images:cmd_import", "Import the contents from a tarball to create a filesystem image"),
+    "inspect": ("images:cmd_inspect", "Return low-level information on lamina objects"),
+    "history": ("images:cmd_history", "Show the history of an image"),
+    "tag": ("images:cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "rmi": ("images:cmd_rmi", "Remove one or more images"),
+    "save": ("images:cmd_save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+    "load": ("images:cmd_load", "Load an image from a tar archive or STDIN"),
+    "image": (IMAGE_VERBS, "Manage images"),
+    "container": (CONTAINER_VERBS, "Manage containers"),
+    "create": ("containers:cmd_create", "Create a new container"),
+    "start": ("containers:cmd_start", "Start one or more stopped containers"),
+    "stop": ("containers:cmd_stop", "Stop one or more running containers"),
+    "restart": ("containers:cmd_restart", "Restart one or more containers"),
+    "kill": ("containers:cmd_kill", "Kill one or more running containers"),
+    "rm": ("containers:cmd_rm", "Remove one or more containers"),
+    "wait": ("containers:cmd_wait", "Block until one or more containers stop, then print their exit codes"),
+    "rename": ("containers:cmd_rename", "Rename a container"),
+    "pause": ("containers:cmd_pause", "Pause all processes within one or more containers"),
+    "unpause": ("containers:cmd_unpause", "Unpause all processes within one or more containers"),
+    "logs": ("containers:cmd_logs", "Fetch the logs of a container"),
+    "attach": ("containers:cmd_attach", "Attach local standard input, output, and error streams to a running container"),
+    "top": ("containers:cmd_top", "Display the running processes of a container"),
+    "port": ("containers:cmd_port", "List port mappings or a specific mapping for the container"),
+    "commit": ("containers:cmd_commit", "Create a new image from a container's changes"),
+    "diff": ("containers:cmd_diff", "Inspect changes to files or directories on a container's filesystem"),
+    "cp": ("containers:cmd_cp", "Copy files/folders between a container and the local filesystem"),
+    "export": ("containers:cmd_export", "Export a container's filesystem as a tar archive"),
+    "builder": (BUILDER_VERBS, "Manage builds"),
+    "system": (SYSTEM_VERBS, "Manage lamina"),
+    "info": ("system:cmd_info", "Display system-wide information"),
+    "version": ("system:cmd_version", "Show the lamina version information"),
 }
 
 USAGE = """
@@ -90,6 +152,20 @@ def _usage() -> str:
     return USAGE.format(commands="\n".join(lines))
 
 
+def _group_usage(verb: str) -> str:
+    table, summary = COMMANDS[verb]
+    subs = "".join(f"  {sub}\n" for sub in sorted(table) if sub not in HIDDEN_ALIASES)
+    return f"\nUsage:  lamina {verb} COMMAND\n\n{summary}\n\nCommands:\n{subs}"
+
+
+def _function(target: str):
+    """The verb function a table entry names ("module:function"), importing its module now."""
+    import importlib
+
+    module, name = target.split(":")
+    return getattr(importlib.import_module(f"lamina.cli.{module}"), name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     root, debug = None, bool(os.environ.get("LAMINA_DEBUG"))
@@ -123,12 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in COMMANDS:
         sys.stderr.write(f"lamina: '{verb}' is not a lamina command.\nSee 'lamina --help'\n")
         return 125
-    import importlib
-    mod = importlib.import_module(f"lamina.cli.{COMMANDS[verb][0]}")
+    target = COMMANDS[verb][0]
+    if isinstance(target, dict):  # a management verb: its sub-verb picks the function
+        if not argv or argv[0] in ("-h", "--help"):
+            sys.stdout.write(_group_usage(verb))
+            return 0
+        sub = argv.pop(0)
+        if sub not in target:
+            sys.stderr.write(f"lamina: '{verb} {sub}' is not a lamina command.\nSee 'lamina {verb} --help'\n")
+            return 125
+        target = target[sub]
+    fn = _function(target)
     ctx = Context(root, debug)
     from lamina.errors import LaminaError
     try:
-        return mod.run(verb, argv, ctx) or 0
+        return fn(argv, ctx) or 0
     except LaminaError as e:
         if debug:
             import traceback

@@ -9,19 +9,6 @@ import sys
 from lamina.cli.args import Parser, parse
 
 
-def run(verb: str, argv: list[str], ctx) -> int:
-    if verb == "system":
-        if not argv or argv[0] in ("-h", "--help"):
-            print("\nUsage:  lamina system COMMAND\n\nManage lamina\n\nCommands:\n  df\n  info\n  prune")
-            return 0
-        sub = argv.pop(0)
-        if sub not in ("df", "info", "prune"):
-            sys.stderr.write(f"lamina: 'system {sub}' is not a lamina command.\nSee 'lamina system --help'\n")
-            return 125
-        verb = sub
-    return globals()[f"cmd_{verb}"](argv, ctx)
-
-
 def _version_data() -> dict:
     from lamina import __version__
     from lamina.oci import host_platform
@@ -36,7 +23,7 @@ def cmd_version(argv, ctx) -> int:
     a = parse(p, argv)
     data = _version_data()
     if a.format:
-        from lamina.cli.format import compile_template
+        from lamina.gotemplate.template import compile_template
         print(compile_template(a.format).render(data))
         return 0
     c = data["Client"]
@@ -76,10 +63,10 @@ def cmd_info(argv, ctx) -> int:
             "NCPU": os.cpu_count(), "MemTotal": mem, "CgroupVersion": _cgroup_version(),
             "Name": platform.node()}
     if a.format:
-        from lamina.cli.format import compile_template
+        from lamina.gotemplate.template import compile_template
         print(compile_template(a.format).render(data))
         return 0
-    from lamina.cli.format import bytes_size
+    from lamina.cli.units import bytes_size
     print(f"Client:\n Version:    {__version__}\n Context:    daemonless\n\nServer:\n"
           f" Containers: {n_cont}\n Images: {n_images}\n Server Version: {__version__}\n"
           f" Storage Driver: overlay\n  Backing Filesystem: {data['DriverStatus'][0][1]}\n"
@@ -119,7 +106,8 @@ def cmd_df(argv, ctx) -> int:
     p.flag("-v", "--verbose")
     p.option("--format")
     a = parse(p, argv)
-    from lamina.cli.format import format_table, human_size
+    from lamina.cli.table import format_table
+    from lamina.cli.units import human_size
     db = ctx.store.db
     images = db.query("SELECT manifest, config, size FROM images")
     used = {r[0] for r in db.query("SELECT image FROM containers")}
@@ -195,7 +183,7 @@ def cmd_prune(argv, ctx) -> int:
     p.flag("--volumes", help="Prune anonymous volumes")
     p.option("--filter", append=True)
     a = parse(p, argv)
-    from lamina.cli.format import human_size
+    from lamina.cli.units import human_size
     from lamina.cli.images import _confirm, _parse_filters, print_pruned
     from lamina.image.prune import prune_images
     from lamina.image.service import Images

@@ -43,11 +43,11 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, *, mode: int = 0o644, sync: bool = True) -> None:
+def atomic_write(path: str, data: bytes, *, mode: int = 0o600, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically (temp file in the same dir, fsync, rename)."""
     d = os.path.dirname(path)
     tmp = os.path.join(d, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
         view = memoryview(data)
         while view:
@@ -69,9 +69,10 @@ class ContentStore:
 
     # -- layout ---------------------------------------------------------------------
     def init(self) -> None:
-        """Create the layout if missing (idempotent)."""
-        os.makedirs(os.path.join(self.blobs, "sha256"), exist_ok=True)
-        os.makedirs(self.ingest_dir, exist_ok=True)
+        """Create the layout if missing (idempotent). Directories 0700, files 0600: only the
+        store's owner reads blobs (lamina.perms)."""
+        for d in (self.root, self.blobs, os.path.join(self.blobs, "sha256"), self.ingest_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
         layout = os.path.join(self.root, "oci-layout")
         if not os.path.exists(layout):
             atomic_write(layout, b'{"imageLayoutVersion":"1.0.0"}')
@@ -194,9 +195,9 @@ class Writer:
         self.expected_size = size
         self.dir = os.path.join(store.ingest_dir, ref)
         for attempt in range(3):  # a finishing writer of the same ref may remove the dir under us
-            os.makedirs(self.dir, exist_ok=True)
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
             try:
-                self._lockfd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+                self._lockfd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
                 break
             except FileNotFoundError:
                 if attempt == 2:
@@ -219,7 +220,8 @@ class Writer:
                     self.offset += len(chunk)
             self._f = open(self.data_path, "ab")
         else:
-            self._f = open(self.data_path, "wb")
+            self._f = os.fdopen(os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                        | os.O_CLOEXEC, 0o600), "wb")
         self._keep = False
         self._done = False
         self.digest: Digest | None = None
@@ -306,7 +308,7 @@ class Writer:
             if sync:
                 os.fsync(self._f.fileno())
             self._f.close()
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
             os.rename(self.data_path, dest)
             if sync:
                 _fsync_dir(os.path.dirname(dest))  # the rename itself survives a power loss

@@ -77,6 +77,11 @@ def _isspace(ch: str) -> bool:
     return ch.isspace() and ch not in "\x1c\x1d\x1e\x1f"
 
 
+#: Go's unicode.IsSpace, as a character class (what ``_isspace`` accepts)
+_WS_CLASS = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_WS_SPLIT = re.compile(f"[{_WS_CLASS}]+")
+
+
 def _isletter(ch: str) -> bool:
     return ch.isalpha()
 
@@ -87,46 +92,70 @@ def _isdigit(ch: str) -> bool:
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 
+#: deepest ``${a:-${b:-...}}`` nesting expanded; deeper is an error, not a RecursionError
+MAX_NESTING = 200
+#: longest expanded word: ``ARG B=$A$A$A...`` repeated grows exponentially, and no container
+#: could take such a value anyway (Linux caps one argument or variable at 128 KiB)
+MAX_WORD = 16 << 20
+
 
 class _Words:
-    __slots__ = ("word", "words", "in_word")
+    """Words being split on unquoted whitespace. Pieces are collected in a list and joined
+    once per word, so a word of n characters costs O(n), not O(n^2)."""
+
+    __slots__ = ("cur", "words")
 
     def __init__(self) -> None:
-        self.word = ""
+        self.cur: list[str] = []
         self.words: list[str] = []
-        self.in_word = False
+
+    def _flush(self) -> None:
+        if self.cur:
+            w = "".join(self.cur)
+            self.cur = []
+            if w:
+                self.words.append(w)
 
     def add_char(self, ch: str) -> None:
         if _isspace(ch):
-            if self.in_word and self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
+            self._flush()
         else:
-            self.add_raw_char(ch)
+            self.cur.append(ch)
 
     def add_raw_char(self, ch: str) -> None:
-        self.word += ch
-        self.in_word = True
+        self.cur.append(ch)
 
     def add_string(self, s: str) -> None:
-        for ch in s:
-            self.add_char(ch)
+        """Characters that may split: unquoted text and expanded variables."""
+        parts = _WS_SPLIT.split(s)
+        self.cur.append(parts[0])
+        for piece in parts[1:]:
+            self._flush()
+            self.cur.append(piece)
 
     def add_raw_string(self, s: str) -> None:
-        self.word += s
-        self.in_word = True
+        self.cur.append(s)
 
     def get_words(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
-            self.in_word = False
+        self._flush()
         return self.words
 
 
+_PLAIN: dict[tuple, re.Pattern] = {}
+
+
+def _plain_run(*specials: str) -> re.Pattern:
+    """A regex matching a (possibly empty) run of characters none of which is special."""
+    key = tuple(sorted(set(specials)))
+    rx = _PLAIN.get(key)
+    if rx is None:
+        rx = _PLAIN[key] = re.compile("[^" + "".join(re.escape(c) for c in key) + "]*")
+    return rx
+
+
 class _Lexer:
-    """One expansion run over one word (mirrors lex.go's ``shellWord``)."""
+    """One expansion run over one word (mirrors lex.go's ``shellWord``). Runs of ordinary
+    characters are taken a regex match at a time: linear in the word's length."""
 
     def __init__(self, word: str, env: Mapping[str, str], *, escape: str = "\\",
                  raw_quotes: bool = False, raw_escapes: bool = False,
@@ -139,6 +168,7 @@ class _Lexer:
         self.raw_escapes = raw_escapes
         self.skip_unset = skip_unset
         self.skip_quotes = skip_quotes
+        self.depth = 0
 
     # text/scanner's Peek/Next on runes
     def peek(self):
@@ -155,7 +185,8 @@ class _Lexer:
         try:
             return self.process_stop_on(_EOF, self.raw_escapes)
         except ExpansionError as e:
-            raise ExpansionError(f"failed to process {_go_quote(self.src)}: {e}",
+            src = self.src if len(self.src) <= 200 else self.src[:200] + "..."
+            raise ExpansionError(f"failed to process {_go_quote(src)}: {e}",
                                  variable=e.variable) from None
 
     def process_stop_on(self, stop, raw_escapes: bool) -> tuple[str, list[str]]:
@@ -163,14 +194,31 @@ class _Lexer:
         words = _Words()
         saved = self.raw_escapes
         self.raw_escapes = raw_escapes
+        specials = ["$", self.escape] + ([] if self.skip_quotes else ["'", '"'])
+        if stop is not _EOF:
+            specials.append(stop)
+        plain = _plain_run(*specials)
+        src = self.src
+        n = len(src)
+        size = 0
         try:
-            while self.peek() is not _EOF:
-                ch = self.peek()
+            while self.pos < n:
+                if size > MAX_WORD:
+                    raise ExpansionError(f"the expanded word is longer than {MAX_WORD >> 20} MiB")
+                end = plain.match(src, self.pos).end()
+                if end > self.pos:
+                    run = src[self.pos:end]
+                    self.pos = end
+                    words.add_string(run)
+                    result.append(run)
+                    continue
+                ch = src[self.pos]
                 if stop is not _EOF and ch == stop:
-                    self.next()
+                    self.pos += 1
                     return "".join(result), words.get_words()
                 if ch == "$":
                     tmp = self.process_dollar()
+                    size += len(tmp)
                     result.append(tmp)
                     words.add_string(tmp)
                 elif not self.skip_quotes and ch == "'":
@@ -179,20 +227,18 @@ class _Lexer:
                     words.add_raw_string(tmp)
                 elif not self.skip_quotes and ch == '"':
                     tmp = self.process_double_quote()
+                    size += len(tmp)
                     result.append(tmp)
                     words.add_raw_string(tmp)
-                else:
-                    ch = self.next()
-                    if ch == self.escape:
-                        if self.raw_escapes:
-                            words.add_raw_char(ch)
-                            result.append(ch)
-                        ch = self.next()
-                        if ch is _EOF:
-                            break
+                else:  # the escape character
+                    self.pos += 1
+                    if self.raw_escapes:
                         words.add_raw_char(ch)
-                    else:
-                        words.add_char(ch)
+                        result.append(ch)
+                    ch = self.next()
+                    if ch is _EOF:
+                        break
+                    words.add_raw_char(ch)
                     result.append(ch)
             if stop is not _EOF:
                 raise ExpansionError(
@@ -202,27 +248,28 @@ class _Lexer:
             self.raw_escapes = saved
 
     def process_single_quote(self) -> str:
-        result: list[str] = []
-        ch = self.next()
-        if self.raw_quotes:
-            result.append(ch)
-        while True:
-            ch = self.next()
-            if ch is _EOF:
-                raise ExpansionError(
-                    "unexpected end of statement while looking for matching single-quote")
-            if ch == "'":
-                if self.raw_quotes:
-                    result.append(ch)
-                return "".join(result)
-            result.append(ch)
+        start = self.pos + 1
+        end = self.src.find("'", start)
+        if end < 0:
+            self.pos = len(self.src)
+            raise ExpansionError(
+                "unexpected end of statement while looking for matching single-quote")
+        self.pos = end + 1
+        return self.src[start - 1:end + 1] if self.raw_quotes else self.src[start:end]
 
     def process_double_quote(self) -> str:
         result: list[str] = []
         ch = self.next()
         if self.raw_quotes:
             result.append(ch)
+        plain = _plain_run('"', "$", self.escape)
+        src = self.src
+        size = 0
         while True:
+            end = plain.match(src, self.pos).end()
+            if end > self.pos:
+                result.append(src[self.pos:end])
+                self.pos = end
             p = self.peek()
             if p is _EOF:
                 raise ExpansionError(
@@ -233,17 +280,20 @@ class _Lexer:
                     result.append(ch)
                 return "".join(result)
             if p == "$":
-                result.append(self.process_dollar())
+                tmp = self.process_dollar()
+                size += len(tmp)
+                if size > MAX_WORD:
+                    raise ExpansionError(f"the expanded word is longer than {MAX_WORD >> 20} MiB")
+                result.append(tmp)
                 continue
-            ch = self.next()
-            if ch == self.escape:
-                if self.raw_escapes:
-                    result.append(ch)
-                q = self.peek()
-                if q is _EOF:
-                    continue  # ignore an escape at the end of the word
-                if q in ('"', "$", self.escape):
-                    ch = self.next()
+            ch = self.next()  # the escape character
+            if self.raw_escapes:
+                result.append(ch)
+            q = self.peek()
+            if q is _EOF:
+                continue  # ignore an escape at the end of the word
+            if q in ('"', "$", self.escape):
+                ch = self.next()
             result.append(ch)
 
     def get_env(self, name: str) -> tuple[str, bool]:
@@ -276,7 +326,15 @@ class _Lexer:
             if not found and self.skip_unset:
                 return "$" + name
             return value
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ExpansionError(f"variable substitutions nested more than {MAX_NESTING} levels deep")
+        try:
+            return self._process_braces()
+        finally:
+            self.depth -= 1
 
+    def _process_braces(self) -> str:
         self.next()  # the '{'
         p = self.peek()
         if p is _EOF:
@@ -353,19 +411,15 @@ class _Lexer:
             value, found = self.get_env(name)
             if self.skip_unset and not found:
                 return "${" + name + "/" + pattern + "/" + replacement + "}"
-            rx = _shell_pattern_regex(pattern, greedy=True, anchored=False)
-            repl = _go_expand_template(replacement)
-            if replace_all:
-                return rx.sub(repl, value)
-            return rx.sub(repl, value, count=1)
+            return _replace(pattern, replacement, value, replace_all)
         if ch is _EOF:
             raise ExpansionError("syntax error: missing '}'")
         raise ExpansionError(f"unsupported modifier ({chs}) in substitution")
 
 
 def _go_expand_template(template: str):
-    """A re.sub callback doing Go's Regexp.Expand on ``template`` ($0, ${0}, $$)."""
-    def repl(m: re.Match) -> str:
+    """A function of the matched text doing Go's Regexp.Expand on ``template`` ($0, ${0}, $$)."""
+    def repl(matched: str) -> str:
         out: list[str] = []
         i = 0
         while i < len(template):
@@ -398,53 +452,101 @@ def _go_expand_template(template: str):
                 name = template[i + 1:j]
                 i = j
             if name == "0":
-                out.append(m.group(0))
+                out.append(matched)
             # the converted pattern has no capture groups: any other name is empty
         return "".join(out)
     return repl
 
 
-_REGEX_SPECIAL = set("[]{}.+()|^$")
+class _Glob:
+    r"""A shell pattern of ``${v#pat}`` / ``${v%pat}`` / ``${v/pat/rep}``: ``*`` any string,
+    ``?`` any one character (neither crosses a newline, as Go's ``.`` does not), ``\*``
+    ``\?`` ``\\`` literal, ``\}`` ``\/`` the character itself.
 
+    BuildKit compiles it to a Go (RE2) regexp, which is linear. A backtracking ``re`` would
+    take exponential time on ``*a*a*a*...`` against a long value, so this runs the pattern
+    as a bit-parallel NFA: state i (bit i) = "the first i tokens matched"; each character of
+    the value costs a few integer operations, O(len(value) * len(pattern) / 64) in all.
+    Leftmost-first matching with lazy stars (Go's ``.*?``) gives the shortest match, with
+    greedy stars (``.*``) the longest: that is what is computed.
+    """
 
-def _shell_pattern_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern:
-    out = ["^"] if anchored else []
-    star = ".*" if greedy else ".*?"
-    i = 0
-    n = len(pattern)
-    while i < n:
-        tok = pattern[i]
-        i += 1
-        if tok == "*":
-            out.append(star)
-            continue
-        if tok == "?":
-            out.append(".")
-            continue
-        if tok == "\\":
-            if i < n and pattern[i] in "}/":
-                continue
-            nxt = pattern[i] if i < n else ""
+    def __init__(self, pattern: str, *, reverse: bool = False) -> None:
+        toks: list[str | None] = []  # a character, or None for '*', or "" for '?'
+        i, n = 0, len(pattern)
+        while i < n:
+            c = pattern[i]
             i += 1
-            if nxt not in ("*", "?", "\\"):
-                raise ExpansionError(f"invalid pattern ({pattern}) in substitution: "
-                                     f"invalid escape '\\{nxt}'")
-            out.append("\\" + nxt)
-            continue
-        if tok in _REGEX_SPECIAL:
-            out.append("\\" + tok)
-        else:
-            out.append(re.escape(tok) if not tok.isalnum() else tok)
-    return re.compile("".join(out), re.DOTALL if False else 0)
+            if c == "*":
+                if not toks or toks[-1] is not None:  # ** is *
+                    toks.append(None)
+            elif c == "?":
+                toks.append("")
+            elif c == "\\":
+                if i < n and pattern[i] in "}/":
+                    continue
+                nxt = pattern[i] if i < n else ""
+                i += 1
+                if nxt not in ("*", "?", "\\"):
+                    raise ExpansionError(f"invalid pattern ({pattern}) in substitution: "
+                                         f"invalid escape '\\{nxt}'")
+                toks.append(nxt)
+            else:
+                toks.append(c)
+        if reverse:
+            toks.reverse()
+            merged: list[str | None] = []
+            for t in toks:
+                if t is None and merged and merged[-1] is None:
+                    continue
+                merged.append(t)
+            toks = merged
+        self.star = self.any = 0
+        self.lit: dict[str, int] = {}
+        for k, t in enumerate(toks):
+            bit = 1 << k
+            if t is None:
+                self.star |= bit
+            elif t == "":
+                self.any |= bit
+            else:
+                self.lit[t] = self.lit.get(t, 0) | bit
+        self.accept = 1 << len(toks)
+        self.start = self._close(1)
+
+    def _close(self, s: int) -> int:
+        return s | ((s & self.star) << 1)
+
+    def _step(self, s: int, ch: str) -> int:
+        if ch == "\n":
+            return self._close((s & self.lit.get(ch, 0)) << 1)
+        return self._close(((s & (self.any | self.lit.get(ch, 0))) << 1) | (s & self.star))
+
+    def prefix(self, value: str, pos: int = 0, *, longest: bool) -> int | None:
+        """The end of the shortest (or longest) match of the whole pattern starting at ``pos``."""
+        s = self.start
+        found = pos if s & self.accept else None
+        if found is not None and not longest:
+            return found
+        for i in range(pos, len(value)):
+            s = self._step(s, value[i])
+            if not s:
+                break
+            if s & self.accept:
+                found = i + 1
+                if not longest:
+                    break
+        return found
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
-    rx = _shell_pattern_regex(pattern, greedy=greedy, anchored=True)
-    m = rx.search(value)
-    return value[m.end():] if m else value
+    end = _Glob(pattern).prefix(value, longest=greedy)
+    return value if end is None else value[end:]
 
 
 def _reverse_pattern(pattern: str) -> str:
+    """The pattern backwards, escapes kept in front of what they escape (BuildKit's
+    reversePattern: a lone trailing backslash stays in place)."""
     out: list[str] = []
     i = 0
     while i < len(pattern):
@@ -458,8 +560,56 @@ def _reverse_pattern(pattern: str) -> str:
 
 
 def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
-    # regexps find leftmost matches: reverse both to find the shortest rightmost one
-    return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
+    # the shortest/longest rightmost match is a leftmost one of both reversed, as BuildKit
+    # finds it (its errors name the reversed pattern too)
+    rev = value[::-1]
+    end = _Glob(_reverse_pattern(pattern)).prefix(rev, longest=greedy)
+    return value if end is None else rev[end:][::-1]
+
+
+def _match_starts(pattern: str, value: str) -> list[bool]:
+    """For every position p of ``value`` (and len(value)): does a match start at p? One
+    backward pass of the reversed pattern over the value."""
+    g = _Glob(pattern, reverse=True)
+    n = len(value)
+    out = [False] * (n + 1)
+    s = g.start
+    out[n] = bool(s & g.accept)
+    for q in range(n - 1, -1, -1):
+        s = g._step(s, value[q]) | g.start
+        out[q] = bool(s & g.accept)
+    return out
+
+
+def _replace(pattern: str, replacement: str, value: str, replace_all: bool) -> str:
+    """``${v/pat/rep}`` (the first match, rep taken literally) and ``${v//pat/rep}`` (Go's
+    ``ReplaceAllString``: every leftmost-longest match, ``$0``/``${0}`` in rep expanded, an
+    empty match right after a match skipped)."""
+    g = _Glob(pattern)
+    starts = _match_starts(pattern, value)
+    n = len(value)
+    out: list[str] = []
+    last = 0
+    pos = 0
+    expand = _go_expand_template(replacement) if replace_all else None
+    while pos <= n:
+        p = pos
+        while p <= n and not starts[p]:
+            p += 1
+        if p > n:
+            break
+        e = g.prefix(value, p, longest=True)
+        out.append(value[last:p])
+        if not replace_all:
+            out.append(replacement)
+            last = e
+            break
+        if e > last or p == 0:
+            out.append(expand(value[p:e]))
+        last = e
+        pos = p + 1 if e <= p else e
+    out.append(value[last:])
+    return "".join(out)
 
 
 # --- public API ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from lamina._dcache import dataclass
+from lamina._dcache import dataclass, field
 
 from lamina.errors import InvalidArgument
 
@@ -36,12 +36,119 @@ def _clean(p: str) -> str:
     return c
 
 
+# -- matching without backtracking ---------------------------------------------------------------
+# A pattern becomes a regex of a few shapes: literal characters, [^/] (?), [^/]* (*), classes,
+# (.*/)? (**/) and .* (a final **). Python's re backtracks: *a*a*a*a*c against a 40-character
+# name took 5 minutes (Docker's RE2 is linear). With at most two unbounded parts a regex is
+# polynomial at worst on paths of a few KiB, and re stays (it is fast); with more, the
+# pattern runs as a bit-parallel NFA instead: linear in the path, same answers.
+
+_RX_TOKEN = re.compile(r"""\(\.\*/\)\?|\.\*|\[\^/\]\*|\[\^/\]|\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|.""", re.S)
+_LIT, _ANY, _STAR, _CLASS, _ALL, _DIRS = range(6)
+
+
+def _compile(rx: str) -> re.Pattern:
+    """re.compile of a pattern's regex, without re's FutureWarning about ``[[`` in a class
+    (the user's text, which Go reads the same way)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(rx, re.S)
+
+
+def _unbounded(rx: str) -> int:
+    return rx.count("[^/]*") + rx.count(".*")
+
+
+class _Nfa:
+    r"""``^body`` followed by ``(/.*)?\Z`` (``tail``) or ``\Z``, run as an NFA over bits:
+    bit i = "the first i pieces matched" (a (.*/)? takes two bits: before it, inside it)."""
+
+    def __init__(self, body: str, *, tail: bool) -> None:
+        adv_lit: dict[str, int] = {}
+        self.any = self.star = self.all = self.dirs_in = 0
+        self.skip1 = self.skip2 = 0
+        self.classes: list[tuple[int, re.Pattern]] = []
+        bit = 0
+        for m in _RX_TOKEN.finditer(body):
+            t = m.group()
+            b = 1 << bit
+            if t == "(.*/)?":
+                self.skip1 |= b                  # into the group
+                self.skip2 |= b                  # or over it
+                self.dirs_in |= b << 1           # inside: any character; "/" also leaves it
+                adv_lit["/"] = adv_lit.get("/", 0) | (b << 1)
+                bit += 2
+                continue
+            if t == ".*":
+                self.all |= b
+                self.skip1 |= b
+            elif t == "[^/]*":
+                self.star |= b
+                self.skip1 |= b
+            elif t == "[^/]":
+                self.any |= b
+            elif t.startswith("[") and len(t) > 1:
+                self.classes.append((b, _compile(t)))
+            else:
+                ch = t[1] if t.startswith("\\") and len(t) == 2 else t
+                adv_lit[ch] = adv_lit.get(ch, 0) | b
+            bit += 1
+        self.lit = adv_lit
+        self.end = 1 << bit                      # the whole body matched
+        self.tail = tail
+        self.rest = self.end << 1                # after the body, a "/" and anything
+        self.cache: dict[str, tuple[int, int]] = {}
+        self.start = self._close(1)
+
+    def _close(self, s: int) -> int:
+        while True:
+            n = s | ((s & self.skip1) << 1) | ((s & self.skip2) << 2)
+            if n == s:
+                return s
+            s = n
+
+    def _masks(self, ch: str) -> tuple[int, int]:
+        m = self.cache.get(ch)
+        if m is None:
+            adv = self.lit.get(ch, 0)
+            loop = self.all | self.dirs_in | self.rest
+            if ch != "/":
+                adv |= self.any
+                loop |= self.star
+            elif self.tail:
+                adv |= self.end                  # (/.*)? begins
+            for b, rx in self.classes:
+                if rx.fullmatch(ch):
+                    adv |= b
+            m = self.cache[ch] = (adv, loop)
+        return m
+
+    def fullmatch(self, text: str) -> bool:
+        s = self.start
+        for ch in text:
+            adv, loop = self._masks(ch)
+            s = self._close(((s & adv) << 1) | (s & loop))
+            if not s:
+                return False
+        return bool(s & (self.end | self.rest))
+
+
+def _matcher(body: str, *, tail: bool):
+    r"""A callable(text) -> bool: does ``^body(/.*)?\Z`` (or ``^body\Z``) match ``text``?"""
+    if _unbounded(body) <= 2:
+        rx = _compile(body + (r"(/.*)?\Z" if tail else r"\Z"))
+        return lambda text: rx.match(text) is not None
+    return _Nfa(body, tail=tail).fullmatch
+
+
 @dataclass(frozen=True)
 class Pattern:
     text: str            # cleaned pattern, without "!"
     exclusion: bool      # True for "!pattern" (re-include)
     kind: int
     regex: "re.Pattern | None"
+    matches: object = field(default=None, compare=False, hash=False, repr=False)
 
     @classmethod
     def compile(cls, raw: str) -> "Pattern":
@@ -105,14 +212,14 @@ class Pattern:
             else:
                 rx += re.escape(ch) if ch in "^" else ch
             step += 1
-        rx += "(/.*)?$"
-        compiled = None
+        compiled = matches = None
         if kind == _REGEXP:
             try:
-                compiled = re.compile(rx, re.S)
+                compiled = _compile(rx + r"(/.*)?\Z")
             except re.error as e:
                 raise InvalidArgument(f"syntax error in .dockerignore pattern {raw!r}: {e}") from None
-        return cls(text=p, exclusion=excl, kind=kind, regex=compiled)
+            matches = _matcher(rx[1:], tail=True)
+        return cls(text=p, exclusion=excl, kind=kind, regex=compiled, matches=matches)
 
     def match(self, path: str) -> bool:
         if self.kind == _EXACT:
@@ -124,14 +231,15 @@ class Pattern:
             if path.endswith(suffix):
                 return True
             return suffix.startswith("/") and path == suffix[1:]
-        return bool(self.regex.match(path))
+        return self.matches(path)
 
     def __str__(self) -> str:
         return ("!" if self.exclusion else "") + self.text
 
 
-def _component_regex(comp: str) -> re.Pattern:
-    """A regex for one path component of a pattern (``*``, ``?``, classes, escapes)."""
+def _component_regex(comp: str):
+    """A matcher (``.match(name)``) for one path component of a pattern (``*``, ``?``,
+    classes, escapes)."""
     rx = ""
     i = 0
     while i < len(comp):
@@ -157,9 +265,20 @@ def _component_regex(comp: str) -> re.Pattern:
         else:
             rx += re.escape(ch)
     try:
-        return re.compile(rx + r"\Z", re.S)
+        _compile(rx)
     except re.error:
         return re.compile(r".*\Z", re.S)  # be conservative
+    if _unbounded(rx) <= 2:
+        return _compile(rx + r"\Z")
+    return _NfaMatch(_Nfa(rx, tail=False))
+
+
+class _NfaMatch:
+    def __init__(self, nfa: _Nfa) -> None:
+        self.nfa = nfa
+
+    def match(self, text: str) -> bool:
+        return self.nfa.fullmatch(text)
 
 
 def _could_match_under(pat: Pattern, parts: list[str]) -> bool:

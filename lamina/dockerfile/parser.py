@@ -31,6 +31,7 @@ The first line stands alone; ``.line`` and ``.column`` (0-based) are attributes.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import re
@@ -144,8 +145,20 @@ class DockerfileError(InvalidArgument):
         self.reason = reason
 
 
+_SHOWN = 160  # longest source excerpt shown under an error
+
+
 def _caret_block(src: str, column: int) -> str:
     column = max(0, min(column, len(src)))
+    if len(src) > _SHOWN:  # a window around the caret, not a 60 KiB line
+        start = max(0, min(column - _SHOWN // 2, len(src) - _SHOWN))
+        end = start + _SHOWN
+        shown, col = src[start:end], column - start
+        if start:
+            shown, col = "..." + shown, col + 3
+        if end < len(src):
+            shown += "..."
+        src, column = shown, col
     pad = "".join("\t" if c == "\t" else " " for c in src[:column])
     return f"{src}\n{pad}^"
 
@@ -190,7 +203,10 @@ class _Fail(Exception):
 
 # --- low level: lines, directives, continuation ------------------------------------------
 
-_RE_DIRECTIVE = re.compile(r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$")
+# BuildKit's ^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$ (RE2, linear); the value part is
+# computed by hand (_directive): a backtracking (.+?)\s*$ is quadratic in a run of spaces
+_RE_DIRECTIVE_HEAD = re.compile(r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=")
+_GO_SPACE = "\t\n\f\r "
 _RE_WS = re.compile(r"[\t\v\f\r ]+")
 _RE_HEREDOC = re.compile(r"^(\d*)<<(-?)([^<]*)$", re.S)
 _RE_LEADING_TABS = re.compile(r"^\t+", re.M)
@@ -243,8 +259,9 @@ class _Directives:
     def possible(self, line: str) -> None:
         if self.done:
             return
-        m = _RE_DIRECTIVE.match(line)
-        if not m:
+        m = _RE_DIRECTIVE_HEAD.match(line)
+        value = _directive_value(line[m.end():]) if m else None
+        if value is None or "\n" in line:
             self.done = True
             return
         k = m.group(1).lower()
@@ -253,15 +270,23 @@ class _Directives:
             return
         if k in self.seen:
             raise _Fail(f"only one {k} parser directive can be used", m.group(1))
-        self.seen[k] = m.group(2)
+        self.seen[k] = value
         if k == "escape":
-            self._set_escape(m.group(2))
+            self._set_escape(value)
 
     def trim_continuation(self, line: str) -> tuple[str, bool]:
         m = self.continuation.search(line)
         if m:
             return line[:m.start()] + (m.group(1) or ""), False
         return line, True
+
+
+def _directive_value(rest: str) -> str | None:
+    r"""What ``\s*(.+?)\s*$`` captures of ``rest`` (None: no match)."""
+    if not rest:
+        return None
+    value = rest.lstrip(_GO_SPACE).rstrip(_GO_SPACE)
+    return value if value else rest[-1]  # all blanks: the lazy group takes the last one
 
 
 def _process_line(d: _Directives, token: str, strip_left: bool) -> str:
@@ -278,16 +303,136 @@ class _NotStringArray(Exception):
     pass
 
 
+#: Go's encoding/json refuses input nested deeper than this ("exceeded max depth")
+_GO_JSON_MAX_DEPTH = 10000
+#: deepest array Python's recursive json module is asked to parse
+_PY_JSON_DEPTH = 500
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
+
+
+def _json_depth(text: str) -> int:
+    """Nesting depth of the JSON value ``text`` starts with (strings skipped; stops counting
+    past Go's limit). No recursion: ``CMD [[[...`` 200,000 deep is just counted."""
+    depth = deepest = 0
+    for m in _JSON_TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > _GO_JSON_MAX_DEPTH:
+                    break
+        elif c in "]}":
+            depth -= 1
+            if depth <= 0:
+                break
+    return deepest
+
+
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _json_value_valid(text: str) -> bool:
+    """Whether ``text`` starts with one valid JSON value (all Go's json.Decoder reads),
+    checked with an explicit stack instead of recursion."""
+    from json.decoder import scanstring
+    stack: list[str] = []
+    n = len(text)
+    i = 0
+
+    def ws(i: int) -> int:
+        while i < n and text[i] in " \t\n\r":
+            i += 1
+        return i
+
+    def string_end(i: int) -> int:  # text[i] == '"'
+        return scanstring(text, i + 1, True)[1]
+
+    want_value = True
+    try:
+        while True:
+            if not want_value and not stack:
+                return True  # one whole value read; what follows is not looked at
+            i = ws(i)
+            if i >= n:
+                return False
+            if want_value:
+                c = text[i]
+                if c == "[":
+                    stack.append("[")
+                    i = ws(i + 1)
+                    if i < n and text[i] == "]":
+                        stack.pop()
+                        i += 1
+                        want_value = False
+                    continue
+                if c == "{":
+                    stack.append("{")
+                    i = ws(i + 1)
+                    if i < n and text[i] == "}":
+                        stack.pop()
+                        i += 1
+                        want_value = False
+                        continue
+                    if i >= n or text[i] != '"':
+                        return False
+                    i = ws(string_end(i))
+                    if i >= n or text[i] != ":":
+                        return False
+                    i += 1
+                    continue
+                if c == '"':
+                    i = string_end(i)
+                elif text.startswith(("true", "null"), i):
+                    i += 4
+                elif text.startswith("false", i):
+                    i += 5
+                else:
+                    m = _JSON_NUMBER.match(text, i)
+                    if not m:
+                        return False
+                    i = m.end()
+                want_value = False
+                continue
+            c = text[i]
+            top = stack[-1]
+            if c == ",":
+                i = ws(i + 1)
+                if top == "{":
+                    if i >= n or text[i] != '"':
+                        return False
+                    i = ws(string_end(i))
+                    if i >= n or text[i] != ":":
+                        return False
+                    i += 1
+                want_value = True
+            elif (c == "]" and top == "[") or (c == "}" and top == "{"):
+                stack.pop()
+                i += 1
+            else:
+                return False
+    except ValueError:  # a bad string
+        return False
+
+
 def _parse_json(rest: str) -> list[str] | None:
     rest = _lstrip(rest)
     if not rest.startswith("["):
+        return None
+    depth = _json_depth(rest)
+    if depth > _GO_JSON_MAX_DEPTH:
+        return None  # Docker's JSON decoder gives up: the shell form
+    if depth > _PY_JSON_DEPTH:
+        # too deep for Python's json; an array holding an array: Docker's error if it is JSON
+        if _json_value_valid(rest):
+            raise _Fail("when using JSON array syntax, arrays must be comprised of strings only", "[")
         return None
 
     def bad_constant(_):
         raise ValueError("not JSON")
     try:
         val, _ = json.JSONDecoder(parse_constant=bad_constant).raw_decode(rest)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(val, list):
         return None
@@ -303,10 +448,26 @@ def _ws_split(rest: str) -> list[str]:
     return _RE_WS.split(rest)
 
 
+_GO_WS_CLASS = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_WORD_RUNS: dict[str, tuple[re.Pattern, re.Pattern, re.Pattern]] = {}
+
+
+def _word_runs(escape: str) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    """Runs of ordinary characters: in a word, in double quotes, in single quotes."""
+    r = _WORD_RUNS.get(escape)
+    if r is None:
+        e = re.escape(escape)
+        r = _WORD_RUNS[escape] = (re.compile(f"[^{_GO_WS_CLASS}'\"{e}]+"),
+                                  re.compile(f'[^"{e}]+'), re.compile("[^']+"))
+    return r
+
+
 def _parse_words(rest: str, escape: str) -> list[str]:
-    """parseWords: split on spaces keeping quotes and escapes (removed at expansion)."""
+    """parseWords: split on spaces keeping quotes and escapes (removed at expansion).
+    Linear, and runs of ordinary characters are taken a regex match at a time."""
+    in_word, in_double, in_single = _word_runs(escape)
     words: list[str] = []
-    word = ""
+    word: list[str] = []
     phase = 0  # 0 spaces, 1 word, 2 quote
     quote = ""
     blank_ok = False
@@ -323,14 +484,19 @@ def _parse_words(rest: str, escape: str) -> list[str]:
             phase = 1
         if phase in (1, 2) and i == n:
             if blank_ok or word:
-                words.append(word)
+                words.append("".join(word))
             break
         if phase == 1:
+            m = in_word.match(rest, i)
+            if m:
+                word.append(m.group())
+                i = m.end()
+                continue
             if _go_isspace(ch):
                 phase = 0
                 if blank_ok or word:
-                    words.append(word)
-                word = ""
+                    words.append("".join(word))
+                word = []
                 blank_ok = False
                 i += 1
                 continue
@@ -342,13 +508,18 @@ def _parse_words(rest: str, escape: str) -> list[str]:
                 if i + 1 == n:
                     i += 1
                     continue
-                word += ch
+                word.append(ch)
                 i += 1
                 ch = rest[i]
-            word += ch
+            word.append(ch)
             i += 1
             continue
         if phase == 2:
+            m = (in_single if quote == "'" else in_double).match(rest, i)
+            if m:
+                word.append(m.group())
+                i = m.end()
+                continue
             if ch == quote:
                 phase = 1
             if ch == escape and quote != "'":
@@ -357,9 +528,9 @@ def _parse_words(rest: str, escape: str) -> list[str]:
                     i += 1
                     continue
                 i += 1
-                word += ch
+                word.append(ch)
                 ch = rest[i]
-            word += ch
+            word.append(ch)
             i += 1
     return words
 
@@ -387,7 +558,7 @@ def _extract_flags(line: str) -> tuple[str, list[str]]:
     """extractBuilderFlags: leading ``--flag[=value]`` words, and the rest of the line."""
     words: list[str] = []
     phase = 0
-    word = ""
+    word: list[str] = []
     quote = ""
     blank_ok = False
     pos = 0
@@ -404,17 +575,19 @@ def _extract_flags(line: str) -> tuple[str, list[str]]:
                 return line[pos:], words
             phase = 1
         if phase in (1, 2) and pos == n:
-            if word != "--" and (blank_ok or word):
-                words.append(word)
+            w = "".join(word)
+            if w != "--" and (blank_ok or w):
+                words.append(w)
             break
         if phase == 1:
             if _go_isspace(ch):
                 phase = 0
-                if word == "--":
+                w = "".join(word)
+                if w == "--":
                     return line[pos:], words
-                if blank_ok or word:
-                    words.append(word)
-                word = ""
+                if blank_ok or w:
+                    words.append(w)
+                word = []
                 blank_ok = False
                 pos += 1
                 continue
@@ -430,7 +603,7 @@ def _extract_flags(line: str) -> tuple[str, list[str]]:
                     continue
                 pos += 1
                 ch = line[pos]
-            word += ch
+            word.append(ch)
             pos += 1
             continue
         if phase == 2:
@@ -445,7 +618,7 @@ def _extract_flags(line: str) -> tuple[str, list[str]]:
                     continue
                 pos += 1
                 ch = line[pos]
-            word += ch
+            word.append(ch)
             pos += 1
     return "", words
 
@@ -462,7 +635,7 @@ class _Node:
     heredocs: list[Heredoc] = field(default_factory=list)
 
 
-def _node_from_line(line: str, escape: str) -> _Node:
+def _node_from_line(line: str, escape: str, nested: bool = False) -> _Node:
     stripped = _strip(line)
     parts = _RE_WS.split(stripped, maxsplit=1)
     written = parts[0]
@@ -511,7 +684,11 @@ def _node_from_line(line: str, escape: str) -> _Node:
         args = [rest] if rest else []
     elif cmd == "ONBUILD":
         if rest:
-            child = _node_from_line(rest, escape)
+            # one level: ONBUILD ONBUILD is refused by validation, so a chain of 20,000
+            # ONBUILDs is never parsed (nor recursed into) beyond its second word
+            child = _node_from_line(rest, escape, True) if not nested else \
+                _Node(_RE_WS.split(_strip(rest), maxsplit=1)[0].upper(),
+                      _RE_WS.split(_strip(rest), maxsplit=1)[0], [], [rest], False, rest)
             args = [rest]
     return _Node(cmd, written, flags, args, is_json, line, child)
 
@@ -619,6 +796,8 @@ def parse_duration(s: str) -> int:
     if not _DURATION_RE.match(s):
         raise ValueError(f'time: invalid duration "{s}"')
     total = sum(float(n) * _DUR_UNITS[u] for n, u in _DUR_PART.findall(s))
+    if not total < 1 << 63:  # Go: an int64 of nanoseconds (inf and NaN included)
+        raise ValueError(f'time: invalid duration "{s}"')
     return int(-total if s.startswith("-") else total)
 
 
@@ -728,12 +907,51 @@ def _split_keep_ends(text: str) -> list[str]:
         start = i + 1
 
 
+#: Docker reads a Dockerfile with a line scanner of 64 KiB: a longer line is an error
+MAX_LINE = 65535
+
+
+def _long_line(data: bytes) -> int:
+    """The 1-based number of the first line longer than MAX_LINE bytes (newline excluded), or 0."""
+    start = 0
+    n = len(data)
+    line = 1
+    while start < n:
+        end = data.find(b"\n", start)
+        if end < 0:
+            end = n
+        if end - start > MAX_LINE:
+            return line
+        start = end + 1
+        line += 1
+    return 0
+
+
+def _go_replace(err: UnicodeDecodeError):
+    """Decode error handler: every invalid byte becomes U+FFFD, as Go does when the
+    Dockerfile's strings are encoded to JSON (the image config, the RUN command)."""
+    return "\ufffd" * (err.end - err.start), err.end
+
+
+codecs.register_error("lamina-go-replace", _go_replace)
+
+
 def parse(data: bytes | str, *, filename: str = "Dockerfile") -> Dockerfile:
-    """Parse a whole Dockerfile. Raises :class:`DockerfileError` (InvalidArgument)."""
-    if isinstance(data, bytes):
-        text = data.decode("utf-8", errors="surrogateescape")
-    else:
-        text = data
+    """Parse a whole Dockerfile. Raises :class:`DockerfileError` (InvalidArgument).
+
+    Linear in the size of the input. A line longer than 65535 bytes is refused as Docker
+    refuses it; bytes that are not UTF-8 read as U+FFFD, as Docker stores them."""
+    if isinstance(data, str):  # from argv (--change): undecodable bytes come as surrogates
+        try:
+            data = data.encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:
+            data = data.encode("utf-8", errors="surrogatepass")
+    bad = _long_line(data)
+    if bad:
+        reason = f"dockerfile line greater than max allowed size of {MAX_LINE}"
+        raise DockerfileError(f"{filename}:{bad}: {reason}", filename=filename, line=bad,
+                              column=0, reason=reason)
+    text = data.decode("utf-8", errors="lamina-go-replace")
     if text.startswith("\ufeff"):
         text = text[1:]
     raw_lines = _split_keep_ends(text)
@@ -773,6 +991,7 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> Dockerfile:
         if eol and line == "":
             continue
         empty_cont = False
+        parts = [line]
         while not eol and i < n:
             raw = raw_lines[i]
             try:
@@ -786,7 +1005,8 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> Dockerfile:
                 empty_cont = True
                 continue
             cont, eol = d.trim_continuation(content)
-            line += cont
+            parts.append(cont)
+        line = "".join(parts)
         if empty_cont:
             warnings.append(f"{filename}:{start}: empty continuation line found in: {line}")
         try:

@@ -10,7 +10,9 @@ Blobs are written verbatim, so manifest digests survive a save/load round trip.
 OCI archives (index.json only), plain or gzip/zstd-compressed, from a file or a pipe. Every
 blob is verified (a ``blobs/sha256/<hex>`` name must match its content; each layer must
 decompress to the diff ID its config lists; each layer's tar headers are checked for
-breakouts). On error nothing is recorded and the blobs this load added are removed.
+breakouts; every descriptor's size must be the size of what it points at). On error
+nothing is recorded; the blobs this load added are removed when no other lamina operation
+runs (one might be using them), else left to GC, which collects them as unreferenced.
 """
 
 from __future__ import annotations
@@ -193,10 +195,18 @@ class _Loaded:
         if p in self.blobs:
             return self.blobs[p]
         if p in self.files:
-            d = content.put_bytes(self.files[p])
+            d = self.put(content, self.files[p])
             self.blobs[p] = d
             return d
         raise NotFound(f"archive: file {path} is referenced but not in the archive")
+
+    def put(self, content, data: bytes) -> Digest:
+        """Store ``data`` as a blob, remembering it among the blobs this load added."""
+        d = Digest.of_bytes(data)
+        if not content.exists(d):
+            content.put_bytes(data, d)
+            self.added.add(d)
+        return d
 
 
 def _blob_name(path: str) -> Digest | None:
@@ -209,10 +219,11 @@ def _blob_name(path: str) -> Digest | None:
     return None
 
 
-def _read_archive(images: Images, src: BinaryIO) -> _Loaded:
+def _read_archive(images: Images, src: BinaryIO, found: _Loaded) -> None:
+    """One pass over the archive into ``found`` (which records each blob as it is added, so
+    a failure half-way still knows what it wrote)."""
     from lamina.layer.compress import open_decompressed
     content = images.content
-    found = _Loaded()
     seekable_fd = None
     try:
         if src.seekable() and stat.S_ISREG(os.fstat(src.fileno()).st_mode):
@@ -281,7 +292,6 @@ def _read_archive(images: Images, src: BinaryIO) -> _Loaded:
         raise InvalidArgument(f"archive is not a valid tar file: {e}") from None
     except EOFError:
         raise InvalidArgument("archive is truncated: unexpected end of data") from None
-    return found
 
 
 def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict,
@@ -326,20 +336,31 @@ def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict,
 def load(images: Images, src: BinaryIO) -> list[str]:
     """Load every image in the archive; returns Docker's output lines."""
     store = images.store
-    out: list[str] = []
-    with store.operation():
-        found = _read_archive(images, src)
-        try:
-            out = _register(images, found)
-        except BaseException:
-            keep = {r[0] for r in images.db.query("SELECT manifest FROM images")} | \
-                   {r[0] for r in images.db.query("SELECT config FROM images")} | \
-                   {r[0] for r in images.db.query("SELECT blob FROM layer_blobs")}
-            for d in found.added:
-                if str(d) not in keep:
-                    images.content.delete(d)
-            raise
-    return out
+    found = _Loaded()
+    try:
+        with store.operation():
+            _read_archive(images, src, found)
+            return _register(images, found)
+    except BaseException:
+        _discard(images, found.added)
+        raise
+
+
+def _discard(images: Images, added: set[Digest]) -> None:
+    """Remove the blobs a failed load added, if no lamina operation runs now (GC's lock is
+    free): another one may have found a blob present and be about to record an image that
+    uses it. Otherwise they stay for GC, which collects unreferenced blobs."""
+    if not added:
+        return
+    with images.store.gc_lock(wait=False) as held:
+        if not held:
+            return
+        keep = {r[0] for r in images.db.query("SELECT manifest FROM images")} | \
+               {r[0] for r in images.db.query("SELECT config FROM images")} | \
+               {r[0] for r in images.db.query("SELECT blob FROM layer_blobs")}
+        for d in added:
+            if str(d) not in keep:
+                images.content.delete(d)
 
 
 def _tags_from_index_entry(desc: oci.Descriptor) -> list[str]:
@@ -374,14 +395,18 @@ def _register(images: Images, found: _Loaded) -> list[str]:
                     index_by_config[m.config.digest] = (mbytes, tags)
     manifest_json = found.files.get("manifest.json")
     if manifest_json is not None:
-        try:
-            entries = json.loads(manifest_json)
-            assert isinstance(entries, list)
-        except (ValueError, AssertionError):
-            raise InvalidArgument("archive manifest.json is not a JSON list of images") from None
+        from lamina.jsonsafe import loads
+        entries = loads(manifest_json, what="archive manifest.json")
+        if not isinstance(entries, list):
+            raise InvalidArgument("archive manifest.json is not a JSON list of images")
         for n, e in enumerate(entries):
-            if not isinstance(e, dict) or "Config" not in e or not isinstance(e.get("Layers", []), list):
-                raise InvalidArgument(f"archive manifest.json entry {n}: needs Config and Layers")
+            if not isinstance(e, dict) or not isinstance(e.get("Config"), str) or \
+                    not isinstance(e.get("Layers") or [], list) or \
+                    not all(isinstance(x, str) for x in e.get("Layers") or []) or \
+                    not isinstance(e.get("RepoTags") or [], list) or \
+                    not all(isinstance(x, str) for x in e.get("RepoTags") or []):
+                raise InvalidArgument(f"archive manifest.json entry {n}: needs Config (a path), "
+                                      f"Layers (paths) and RepoTags (references)")
             cfg_bytes = found.get_bytes(e["Config"], content)
             cfg_digest = Digest.of_bytes(cfg_bytes)
             tags = [str(reference.parse(t)) for t in (e.get("RepoTags") or [])]
@@ -390,8 +415,7 @@ def _register(images: Images, found: _Loaded) -> list[str]:
                 plans.append((mbytes, tags or itags))
                 continue
             cfg = oci.ImageConfig.from_json(cfg_bytes, what=f"image config {e['Config']}")
-            if not content.exists(cfg_digest):
-                content.put_bytes(cfg_bytes)
+            found.put(content, cfg_bytes)
             layers = e.get("Layers") or []
             if len(layers) != len(cfg.diff_ids):
                 raise InvalidArgument(f"archive manifest.json entry {n}: {len(layers)} layers but config "
@@ -416,6 +440,9 @@ def _register(images: Images, found: _Loaded) -> list[str]:
         for d in (m.config, *m.layers):
             if not content.exists(d.digest):
                 raise NotFound(f"manifest {mdigest} refers to blob {d.digest}, which is not in the archive")
+            if content.size(d.digest) != d.size:
+                raise InvalidArgument(f"manifest {mdigest}: blob {d.digest} has {content.size(d.digest)} "
+                                      f"bytes, its descriptor says {d.size}")
         cfg = oci.ImageConfig.from_json(content.read(m.config.digest), what=f"image config {m.config.digest}")
         if len(cfg.diff_ids) != len(m.layers):
             raise InvalidArgument(f"image config {m.config.digest} lists {len(cfg.diff_ids)} diff IDs "
@@ -427,9 +454,7 @@ def _register(images: Images, found: _Loaded) -> list[str]:
         checked.append((mbytes, mdigest, m, tags, facts))
     lines = []
     for mbytes, mdigest, m, tags, facts in checked:
-        if not content.exists(mdigest):
-            content.put_bytes(mbytes)
-            found.added.add(mdigest)
+        found.put(content, mbytes)
         for t in tags:
             row = images.db.one("SELECT manifest FROM tags WHERE name=?", (t,))
             if row and row[0] != str(mdigest):
@@ -445,22 +470,28 @@ def _register(images: Images, found: _Loaded) -> list[str]:
     return lines
 
 
-def _manifests_for(images: Images, found: _Loaded, desc: oci.Descriptor) -> list[bytes]:
-    """The image manifest(s) an index entry names: itself, or the host-platform entry of a nested index."""
+def _manifests_for(images: Images, found: _Loaded, desc: oci.Descriptor, depth: int = 0) -> list[bytes]:
+    """The image manifest(s) an index entry names: itself, or the host-platform entry of a
+    nested index (nested at most 8 deep)."""
+    if depth > 8:
+        raise InvalidArgument(f"archive: index {desc.digest} is nested more than 8 indexes deep")
     content = images.content
     data = content.read(desc.digest) if content.exists(desc.digest) else found.get_bytes(
         f"blobs/{desc.digest.algorithm}/{desc.digest.hex}", content)
     if Digest.of_bytes(data, desc.digest.algorithm) != desc.digest:
         raise InvalidArgument(f"archive: blob {desc.digest} does not match its digest")
+    if len(data) != desc.size:
+        raise InvalidArgument(f"archive: blob {desc.digest} has {len(data)} bytes, its descriptor "
+                              f"says {desc.size}")
     mt = desc.media_type or oci.sniff_media_type(data)
     if mt in oci.INDEX_TYPES:
         idx = oci.Index.from_json(data, what=f"index {desc.digest}")
         host = oci.host_platform()
         for d in idx.manifests:
             if d.platform and d.platform.os == host.os and d.platform.architecture == host.architecture:
-                return _manifests_for(images, found, d)
+                return _manifests_for(images, found, d, depth + 1)
         if len(idx.manifests) == 1:
-            return _manifests_for(images, found, idx.manifests[0])
+            return _manifests_for(images, found, idx.manifests[0], depth + 1)
         raise NotFound(f"index {desc.digest} has no image for platform {host}")
     if mt in oci.MANIFEST_TYPES:
         return [data]

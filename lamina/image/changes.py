@@ -75,6 +75,10 @@ def apply_changes(config: dict, changes: list[str], *, what: str = "--change") -
         line = line.strip()
         if not line:
             continue
+        # argv holds undecodable bytes as surrogates, which the Go parser's bridge cannot
+        # encode (it aborted the process): they read as U+FFFD, as Docker stores them
+        line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace") \
+            if any("\ud800" <= c <= "\udfff" for c in line) else line
         try:
             cmds = dockerfile.parse_string(line + "\n")
         except dockerfile.GoParseError as e:

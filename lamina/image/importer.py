@@ -23,10 +23,11 @@ def import_tar(images: Images, src: BinaryIO, *, tags: list = (), changes: list[
                message: str | None = None, platform: oci.Platform | None = None,
                compression: str = "gzip") -> ImageRecord:
     """Import ``src`` as an image; returns its record. On any error nothing is recorded
-    and the partial blob is removed."""
+    and the partial blob is removed; bad ``changes`` are refused before anything is written."""
     from lamina.layer.ingest import ingest_layer
     store = images.store
     plat = platform or oci.host_platform()
+    container_config = apply_changes({}, list(changes))
     with store.operation():
         ref = f"import-{os.getpid()}-{os.urandom(4).hex()}"
         with store.content.writer(ref, resume=False, hashing=False) as w:
@@ -35,7 +36,7 @@ def import_tar(images: Images, src: BinaryIO, *, tags: list = (), changes: list[
         now = rfc3339()
         history = {"created": now, "comment": message or "Imported from -"}
         config = {"architecture": plat.architecture, "os": plat.os, "created": now,
-                  "config": apply_changes({}, list(changes)), "history": [history]}
+                  "config": container_config, "history": [history]}
         if plat.variant:
             config["variant"] = plat.variant
         desc = oci.Descriptor(info.media_type, info.digest, info.size)

@@ -21,7 +21,14 @@ def frame(kind: int, payload: bytes) -> bytes:
     return struct.pack(">BI", kind, len(payload)) + payload
 
 
+#: Largest frame payload either side sends (the monitor reads 64 KiB at a time); a peer
+#: announcing more is broken or hostile and is dropped, so no buffer grows without bound.
+MAX_FRAME = 1 << 20
+
+
 class FrameReader:
+    """Splits a byte stream into frames. Raises ValueError for a frame over MAX_FRAME."""
+
     def __init__(self) -> None:
         self.buf = b""
 
@@ -30,6 +37,8 @@ class FrameReader:
         out = []
         while len(self.buf) >= 5:
             kind, n = struct.unpack(">BI", self.buf[:5])
+            if n > MAX_FRAME:
+                raise ValueError(f"attach frame of {n} bytes (at most {MAX_FRAME})")
             if len(self.buf) < 5 + n:
                 break
             out.append((kind, self.buf[5:5 + n]))

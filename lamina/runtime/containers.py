@@ -164,9 +164,12 @@ class Containers:
         restart_name, restart_max = parse_restart(opts.restart)
         if opts.auto_remove and restart_name != "no":
             raise Conflict("conflicting options: cannot specify both --restart and --rm")
-        if opts.network not in ("host", "none", "default", "bridge"):
-            raise InvalidArgument(f"network {opts.network} not found (lamina supports host and none)")
-        network = "host" if opts.network in ("default", "bridge") else opts.network
+        network = check_network(opts.network)
+        from lamina.runtime import secopts
+        security_opt = secopts.normalize(opts.security_opt)
+        if opts.init:
+            from lamina.runtime.spec import find_init
+            find_init()  # Unavailable (125) now rather than at every start
         from lamina.runtime import launcher
         cgroup_parent = launcher.check_cgroup_parent(opts.cgroup_parent) if opts.cgroup_parent \
             else launcher.default_cgroup_parent()
@@ -200,18 +203,21 @@ class Containers:
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
         user = opts.user if opts.user is not None else (cfg.get("User") or "")
+        from lamina.runtime.lifecycle import parse_signal
         stop_signal = opts.stop_signal or cfg.get("StopSignal") or "SIGTERM"
+        parse_signal(stop_signal)  # Docker: "Invalid signal: SIGBOGUS", 125
+        memory_swap = _memory_swap(opts.memory, opts.memory_swap)
         from lamina.runtime.volumes import parse_mounts
         mounts = parse_mounts(self.store, opts, image_volumes=list((cfg.get("Volumes") or {}).keys()))
         d = self.dir(cid)
         # locked from its first moment until the row exists: gc_orphans skips a locked directory
         creating = lock_new_dir(d)
-        for sub in ("upper", "work", "rootfs"):
-            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        make_layer_dirs(d)
         try:
             return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
                                      network, restart_name, restart_max, workdir, user, stop_signal,
-                                     mounts, Snapshotter, image_layers, env, cgroup_parent=cgroup_parent)
+                                     mounts, Snapshotter, image_layers, env, security_opt,
+                                     memory_swap, cgroup_parent=cgroup_parent)
         except BaseException:
             _rmtree(d)
             raise
@@ -220,16 +226,16 @@ class Containers:
 
     def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, network,
                      restart_name, restart_max, workdir, user, stop_signal, mounts, Snapshotter,
-                     image_layers, env, *, cgroup_parent: str) -> dict:
-        _write(os.path.join(d, "hostname"), hostname + "\n")
+                     image_layers, env, security_opt, memory_swap, *, cgroup_parent: str) -> dict:
+        _write(os.path.join(d, "hostname"), hostname + "\n", shared=True)
         _write(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                          f"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff00::1\tip6-allnodes\n"
-                                         f"ff00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n")
+                                         f"ff00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n", shared=True)
         try:
             resolv = open("/etc/resolv.conf").read()
         except OSError:
             resolv = ""
-        _write(os.path.join(d, "resolv.conf"), resolv if network == "host" else "")
+        _write(os.path.join(d, "resolv.conf"), resolv if network == "host" else "", shared=True)
         layers = image_layers(images, rec)
         with self.store.operation():
             Snapshotter(self.store).prepare(layers)
@@ -250,9 +256,10 @@ class Containers:
                 "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": restart_max},
                 "AutoRemove": opts.auto_remove, "CapAdd": list(opts.cap_add) or None,
                 "CapDrop": list(opts.cap_drop) or None, "Privileged": opts.privileged,
-                "ReadonlyRootfs": opts.read_only, "SecurityOpt": list(opts.security_opt) or None,
+                "ReadonlyRootfs": opts.read_only, "SecurityOpt": list(security_opt) or None,
                 "Tmpfs": _tmpfs_map(opts.tmpfs) or None, "ShmSize": opts.shm_size or 64 << 20,
                 "Runtime": opts.runtime, "Init": opts.init or None, "Memory": opts.memory or 0,
+                "MemorySwap": memory_swap,
                 "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
                 "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None,
                 "CgroupParent": opts.cgroup_parent,
@@ -315,21 +322,23 @@ class Containers:
         etc = {"/etc/hostname": doc["HostnamePath"], "/etc/hosts": doc["HostsPath"]}
         if hc["NetworkMode"] == "host" or os.path.getsize(doc["ResolvConfPath"]):
             etc["/etc/resolv.conf"] = doc["ResolvConfPath"]
-        security = hc.get("SecurityOpt") or []
-        seccomp = not any(s in ("seccomp=unconfined", "seccomp:unconfined") for s in security)
+        from lamina.runtime import secopts
+        security = secopts.parse(hc.get("SecurityOpt"))
         opts = RunOptions(
             args=tuple([doc["Path"], *doc["Args"]]), env=tuple(env), cwd=c["WorkingDir"] or "/",
             user=user, hostname=c["Hostname"], terminal=c["Tty"], readonly_rootfs=hc["ReadonlyRootfs"],
             network=hc["NetworkMode"], cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
-            privileged=hc["Privileged"],
-            no_new_privileges=any(s.startswith("no-new-privileges") and not s.endswith("false") for s in security),
+            privileged=hc["Privileged"], no_new_privileges=security.no_new_privileges,
             mounts=tuple(mounts_from_inspect(doc)), shm_size=hc["ShmSize"], memory=hc["Memory"] or None,
+            memory_swap=hc.get("MemorySwap") or None,
             cpus=(hc["NanoCpus"] / 1e9) or None, pids_limit=hc.get("PidsLimit"),
             ulimits=tuple((u["Name"], u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or ()),
-            init=bool(hc.get("Init")), seccomp=seccomp, etc_files=etc,
+            init=bool(hc.get("Init")), seccomp=security.seccomp,
+            seccomp_profile=security.seccomp_profile, system_paths=security.system_paths,
+            etc_files=etc,
         )
         spec = build_spec(opts, root_path="rootfs")
-        _write(os.path.join(d, "config.json"), json.dumps(spec, indent=1))
+        _write(os.path.join(d, "config.json"), json.dumps(spec, separators=(",", ":")))
         return d, rootfs_mounts
 
     # -- removal ------------------------------------------------------------------
@@ -348,6 +357,13 @@ class Containers:
         """Drop the row, then the directory (and anonymous volumes with ``volumes``)."""
         from lamina.runtime.volumes import remove_anonymous
         from lamina.runtime import launcher
+        rt = doc["HostConfig"].get("Runtime") or "builtin"
+        if rt not in ("builtin", "lamina"):
+            from lamina.runtime import external
+            try:
+                external.delete(rt, doc["Id"])  # the runtime's state (and a container a killed lamina left)
+            except LaminaError:
+                pass
         with self.db.tx() as c:
             c.execute("DELETE FROM containers WHERE id=?", (doc["Id"],))
         _rmtree(self.dir(doc["Id"]))
@@ -388,12 +404,47 @@ def lock_new_dir(path: str) -> int:
     """Create ``path`` and flock it (exclusive) before anything is put in it; returns the fd.
 
     ``Containers.gc_orphans`` removes row-less container dirs only when it can lock them, so
-    a container being created, or a build step's throwaway container, is never swept away."""
+    a container being created, or a build step's throwaway container, is never swept away.
+    The directory is 0700: only the store's owner may enter it (lamina.perms)."""
     import fcntl
-    os.makedirs(path)
+    os.mkdir(path, 0o700)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
+
+
+#: Networks lamina can give a container. ``bridge`` (Docker's default) needs the bridge
+#: networking of a later release: until then it is an error, never the host's network.
+NETWORKS = ("none", "host")
+
+
+def check_network(name: str) -> str:
+    """The network mode for ``--network NAME``: ``none`` (the default: a network namespace
+    with only lo) or ``host`` (the host's own network, an explicit choice). Raises
+    InvalidArgument for ``bridge``/``default`` (not available yet) and anything else."""
+    if name in NETWORKS:
+        return name
+    if name in ("bridge", "default"):
+        raise InvalidArgument(f'network "{name}" is not available: lamina has no bridge networking yet; '
+                              f"use --network none (the default, only lo) or --network host (the host's network)")
+    if name.startswith("container:"):
+        raise InvalidArgument(f"network mode {name} is not supported by lamina: use none or host")
+    raise InvalidArgument(f"network {name} not found")
+
+
+def _memory_swap(memory: int | None, swap: int | None) -> int:
+    """HostConfig.MemorySwap as Docker computes it: twice ``memory`` when only ``-m`` is
+    given, ``-1`` unlimited, 0 without ``-m``. Raises Docker's errors for a swap limit below
+    the memory limit or without one."""
+    if swap is not None and swap != 0 and not memory:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    if not memory:
+        return 0
+    if swap is None or swap == 0:
+        return 2 * memory
+    if swap != -1 and swap < memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    return swap
 
 
 def _rmtree(path: str) -> None:
@@ -409,11 +460,22 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
+def make_layer_dirs(d: str) -> tuple[str, str]:
+    """A container dir's ``upper`` (0755 whatever the umask: the overlay shows it as the
+    container's ``/``), ``work`` and ``rootfs`` (0700); returns (upper, work)."""
+    from lamina import perms
+    upper, work = os.path.join(d, "upper"), os.path.join(d, "work")
+    perms.mkdir(upper, perms.VISIBLE_DIR)
+    perms.mkdir(work)
+    perms.mkdir(os.path.join(d, "rootfs"))
+    return upper, work
+
+
+def _write(path: str, text: str, *, shared: bool = False) -> None:
+    """Replace a file of a container dir atomically: 0600, or 0644 for the ``shared`` files
+    bound into the container (/etc/hosts ...), which every user there must read."""
+    from lamina import perms
+    perms.write_file(path, text, perms.VISIBLE_FILE if shared else perms.PRIVATE_FILE)
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:
@@ -451,6 +513,10 @@ def _ulimit_doc(spec: str) -> dict:
         h = int(hard) if hard else s
     except ValueError:
         raise InvalidArgument(f"invalid ulimit argument: {spec}") from None
+    for v, text in ((s, soft), (h, hard)):
+        if not -(1 << 63) <= v < 1 << 63:
+            raise InvalidArgument(f'invalid argument "{spec}" for "--ulimit" flag: strconv.ParseInt: '
+                                  f'parsing "{text}": value out of range')
     if s > h:
         raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {s} > {h}")
     return {"Name": name, "Soft": s, "Hard": h}

@@ -12,8 +12,14 @@ from lamina.errors import Conflict
 
 def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user: str | None,
                  workdir: str | None, tty: bool, interactive: bool, detach: bool, privileged: bool) -> int:
+    """``docker exec``: the process gets the container's whole profile (its spec's
+    capabilities, no_new_privs, rlimits and seccomp filter, its cgroups and namespaces, a new
+    session keyring) with only ``args``/``env``/``user``/``workdir`` of its own. Its stdio
+    are pipes this process copies (stdin only with ``interactive``), or a pty of the
+    container with ``tty``; never this process's descriptors."""
     from lamina.runtime import launcher
     from lamina.runtime.containers import _merge_env, process_alive, with_primary_gid
+    from lamina.runtime.lifecycle import external_runtime
     from lamina.runtime.spec import resolve_user
     st = doc["State"]
     if not st["Running"] or not process_alive(st.get("Pid"), st.get("PidStart")):
@@ -34,23 +40,41 @@ def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user
         "capabilities": base.get("capabilities"), "noNewPrivileges": base.get("noNewPrivileges", False),
         "rlimits": base.get("rlimits") or [],
     }
+    if "oomScoreAdj" in base:
+        process["oomScoreAdj"] = base["oomScoreAdj"]
     if privileged:
         from lamina.runtime.spec import ALL_CAPS
         caps = list(ALL_CAPS)
         process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    seccomp = (spec.get("linux") or {}).get("seccomp")
+    runtime = external_runtime(doc)
+
+    def run(stdio, console=None, on_spawn=None) -> int:
+        if runtime is not None:
+            from lamina.runtime import external
+            if on_spawn is not None:
+                on_spawn()
+            return external.exec_process(runtime, doc["Id"], pid, process, stdio=stdio, console=console)
+        return launcher.exec_in(pid, process, stdio=stdio, console=console, seccomp=seccomp,
+                                on_spawn=on_spawn)
+
     if detach:
         if os.fork() == 0:
             try:
                 os.setsid()
                 devnull = os.open(os.devnull, os.O_RDWR)
-                launcher.exec_in(pid, process, stdio=(devnull, devnull, devnull))
+                run((devnull, devnull, devnull))
             finally:
                 os._exit(0)
         return 0
     if not tty:
-        stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
-        return launcher.exec_in(pid, process, stdio=(stdin, 1, 2))
-    return _exec_tty(launcher, pid, process, interactive)
+        from lamina.runtime.stdio import Pipes
+        pipes = Pipes(stdin=0 if interactive else None, stdout=1, stderr=2)
+        try:
+            return run(pipes.child, on_spawn=pipes.start)
+        finally:
+            pipes.finish(wait_eof=False)
+    return _exec_tty(run, pid, process, interactive, host_pty=runtime is not None)
 
 
 def _container_pty(pid: int, uid: int, gid: int) -> tuple[int, int]:
@@ -73,10 +97,16 @@ def _container_pty(pid: int, uid: int, gid: int) -> tuple[int, int]:
     return master, slave
 
 
-def _exec_tty(launcher, pid: int, process: dict, interactive: bool) -> int:
+def _exec_tty(run, pid: int, process: dict, interactive: bool, *, host_pty: bool = False) -> int:
+    """``exec -t``: the process's terminal is a pty of the container's devpts (or, for runc,
+    a host pty that runc relays to the pty it makes in the container); this process copies
+    between it and its own terminal."""
     import termios
     import tty as ttymod
-    master, slave = _container_pty(pid, process["user"]["uid"], process["user"]["gid"])
+    if host_pty:
+        master, slave = os.openpty()
+    else:
+        master, slave = _container_pty(pid, process["user"]["uid"], process["user"]["gid"])
     raw = interactive and os.isatty(0)
     saved = termios.tcgetattr(0) if raw else None
     if os.isatty(1):
@@ -114,7 +144,7 @@ def _exec_tty(launcher, pid: int, process: dict, interactive: bool) -> int:
     if interactive:
         threading.Thread(target=pump_in, daemon=True).start()
     try:
-        code = launcher.exec_in(pid, process, stdio=(slave, slave, slave), console=slave)
+        code = run((slave, slave, slave), console=slave)
     finally:
         stop.set()
         os.close(slave)

@@ -14,8 +14,8 @@ Process tree of the built-in runtime (no subprocess, no exec of helpers)::
                         └─ clone3 (or unshare(CLONE_NEWPID) + fork) ──> P2
 
 P2's host pid is given to ``on_start``; P2 joins the v1 cgroups, unshares mnt/uts/ipc/
-(net)/cgroup, mounts, pivot_root, drops privileges, execs the command (or, with ``init``,
-stays a Python reaper that forks the command; see below).
+(net)/cgroup, mounts, pivot_root, drops privileges and execs the command (with ``--init``
+the spec's command is Debian's tini, bound on /sbin/docker-init by lamina.runtime.spec).
 
 P2 is made with a raw ``clone3(CLONE_NEWPID | CLONE_INTO_CGROUP)``: born in its pid namespace
 (the cloning process's own later forks stay in its namespace) and in its v2 (or hybrid
@@ -37,24 +37,26 @@ of the old root (which lamina.mount has no verbs for). Mount destinations are re
 ``openat2(RESOLVE_IN_ROOT)``, so a symlink in the image cannot point a mount outside the
 rootfs; missing destinations are created (a file for a bind of a file).
 
-Order in P2 (as runc, but for the cgroup namespace): namespaces but cgroup -> loopback up
-(new netns) -> ``/`` rprivate -> rootfs -> spec mounts [before the first cgroup mount: wait
-until the parent has P2 in the v2 cgroup, join the v1 cgroups, unshare the cgroup
-namespace] -> /dev nodes and symlinks -> pivot_root ->
-masked paths -> readonly paths -> read-only root -> hostname -> rlimits -> [seccomp, when
-``noNewPrivileges`` is false, while CAP_SYS_ADMIN is still held] -> bounding set ->
-setgroups/setresgid/setresuid (PR_SET_KEEPCAPS) -> capset + ambient -> no_new_privs ->
-[seccomp, when ``noNewPrivileges``] -> cwd (created if missing, as Docker) -> execve.
+Order in P2 (as runc, but for the cgroup namespace): umask 022 -> namespaces but cgroup ->
+loopback up (new netns) -> ``/`` rprivate -> rootfs -> spec mounts [before the first cgroup
+mount: wait until the parent has P2 in the v2 cgroup, join the v1 cgroups, unshare the
+cgroup namespace] -> /dev nodes and symlinks -> pivot_root -> masked paths -> readonly paths
+-> read-only root -> hostname -> rlimits -> cwd -> a new anonymous session keyring -> the
+process's umask -> the caller's persona flags cleared -> [seccomp, when ``noNewPrivileges`` is false, while CAP_SYS_ADMIN is still
+held] -> bounding set -> setgroups/setresgid/setresuid (PR_SET_KEEPCAPS) -> capset + ambient
+-> no_new_privs -> [seccomp, when ``noNewPrivileges``] -> cwd again -> execve.
 
-Seccomp: the spec's ``linux.seccomp`` is compiled once per process and profile with
-libseccomp (ctypes: ``seccomp_init``/``seccomp_rule_add_array``/``seccomp_export_bpf``) into
-classic BPF *in the caller*; the child only calls ``prctl(PR_SET_SECCOMP)`` with the
-prebuilt program. Rules with several conditions on one argument are OR'ed, as runc does.
+Seccomp: :mod:`lamina.runtime.seccomp` compiles the spec's ``linux.seccomp`` into classic BPF
+*in the caller* (cached); the child only calls ``prctl(PR_SET_SECCOMP)`` with it.
 
-Init (``--init`` or annotation ``lamina.init=1``): PID 1 stays a Python loop (everything it
-needs was imported before the fork, nothing is imported after pivot_root) that runs with the
-container's user, capabilities and seccomp filter, forks the command, forwards every signal
-to it, reaps every zombie and exits with the command's status (``128+N`` for a signal).
+What a container process never gets from its caller (run and exec alike): its environment
+(execve gets the spec's env only), its terminal or any other descriptor (0/1/2 are the
+given stdio, every other fd is closed; a stdio fd that is not a pipe, a socket or /dev/null,
+e.g. a terminal, is replaced by a pipe that a thread of the caller copies), its session
+keyring, its umask, its persona flags (setarch -R), its OOM score adjustment, its signal
+mask and dispositions, its cwd, its cgroups, namespaces,
+capabilities and seccomp state (the container's own are applied), its rlimits beyond the
+container's (exec copies the container init's limits, never above them).
 
 Exec failures follow Docker: a command not found -> ``exec: "foo": executable file not found
 in $PATH`` on the container's stderr and exit code 127; found but not executable ->
@@ -73,13 +75,9 @@ write side, taken by every cgroup.procs write, waits for an RCU grace period (3-
 ``/sys/fs/cgroup/cgroup.controllers`` exists) uses ``/sys/fs/cgroup/<parent>/<id>``. A
 requested limit whose controller is missing raises :class:`~lamina.errors.Unavailable`.
 
-``runtime="runc"`` (or ``"crun"``): the rootfs mounts are made on the host, then
-``runc run --bundle B <id>`` runs in the foreground (its cgroupsPath defaults to
-``/<cgroup_parent>/<id>``, written into config.json when missing), then they are unmounted.
-With a terminal, runc (in the foreground) allocates the pty inside the container and relays
-it to ``console``, given as its stdio; so ``tty`` prints ``/dev/pts/0`` there. Before calling
-runc, the command is looked up in the rootfs so a missing / non-executable one gives
-Docker's 127 / 126.
+``runtime="runc"`` (or ``"crun"``): :mod:`lamina.runtime.external` drives the runtime's own
+verbs (create --pid-file, start, wait for the init as a child subreaper, delete), so the pid
+given to ``on_start`` is the container's init, as with the built-in runtime.
 
 Terminals of the built-in runtime. With ``on_console`` (the monitor's way), P2 allocates the
 pty as runc does: after the spec's mounts it opens ``<rootfs>/dev/pts/ptmx`` (the
@@ -130,6 +128,11 @@ _SECCOMP_MODE_FILTER = 2
 _TIOCSCTTY, _TIOCSWINSZ, _TIOCSPTLCK, _TIOCGPTPEER = 0x540E, 0x5414, 0x40045431, 0x5441
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 271, "s390x": 280}
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+_F_DUPFD_CLOEXEC = 1030
+#: The umask of every container process (runc's), unless the spec's process.user.umask says.
+_UMASK = 0o022
 _RLIMIT_NUM = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
                "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
                "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10,
@@ -166,6 +169,8 @@ def _lib():
         lib.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
         lib.setrlimit.argtypes = [ctypes.c_int, ctypes.c_void_p]
         lib.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.fcntl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.personality.argtypes = [ctypes.c_ulong]
         _libc = lib
     return _libc
 
@@ -253,193 +258,39 @@ def _wait(pid: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Seccomp: compile a spec profile to classic BPF once (libseccomp), load it with prctl
-
-_SCMP_ACTIONS = {"SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000,
-                 "SCMP_ACT_KILL_PROCESS": 0x80000000, "SCMP_ACT_TRAP": 0x00030000,
-                 "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7ff00000,
-                 "SCMP_ACT_LOG": 0x7ffc0000, "SCMP_ACT_ALLOW": 0x7fff0000}
-_SCMP_ARCHES = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_X86": 0x40000003,
-                "SCMP_ARCH_X32": 0x4000003E, "SCMP_ARCH_AARCH64": 0xC00000B7,
-                "SCMP_ARCH_ARM": 0x40000028}
-_SCMP_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
-             "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
-
-
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
-
+# Seccomp: the program is compiled (and cached) by lamina.runtime.seccomp in the caller; the
+# child only calls prctl(PR_SET_SECCOMP) with it
 
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-_bpf_cache: dict[str, tuple] = {}
-_seccomp_lib = None
+def _seccomp_fprog(oci: dict) -> tuple:
+    """(sock_fprog, buffer) of an OCI linux.seccomp object (the buffer keeps it alive)."""
+    from lamina.runtime import seccomp
 
-
-def _action(name: str, errno_ret: int | None, default_errno: int = _errno.EPERM) -> int:
-    try:
-        base = _SCMP_ACTIONS[name]
-    except KeyError:
-        raise InvalidArgument(f"seccomp: unknown action {name!r}") from None
-    if name == "SCMP_ACT_ERRNO":
-        return base | ((default_errno if errno_ret is None else errno_ret) & 0xFFFF)
-    return base
-
-
-def _compile_seccomp(profile: dict) -> tuple:
-    """(fprog, buffer) for ``profile`` (an OCI linux.seccomp object); cached per profile."""
-    import json
-
-    key = json.dumps(profile, sort_keys=True)
-    hit = _bpf_cache.get(key)
-    if hit is not None:
-        return hit
-    disk = _bpf_disk_path(key)
-    prog = None
-    if disk is not None:
-        try:
-            with open(disk, "rb") as f:
-                prog = f.read()
-        except OSError:
-            pass
-    if not prog or len(prog) % 8:
-        prog = _compile_bpf(profile)
-        if disk is not None:
-            _store_bpf(disk, prog)
+    prog = seccomp.program(oci)
     buf = ctypes.create_string_buffer(prog, len(prog))
-    fprog = _SockFprog(len(prog) // 8, ctypes.addressof(buf))
-    _bpf_cache[key] = (fprog, buf)
-    return _bpf_cache[key]
-
-
-#: Compiled filters kept across processes (root-only, cleared at boot): ~1 ms per start.
-BPF_CACHE_DIR = "/run/lamina/seccomp"
-
-
-def _bpf_disk_path(key: str) -> str | None:
-    """Cache file of a profile: keyed by the profile, this libseccomp file and the kernel
-    (libseccomp asks the kernel which actions it supports). None if not cacheable."""
-    from lamina.digest import hexdigest
-
-    if os.geteuid() != 0:
-        return None
-    try:
-        lib = None
-        with open("/proc/self/maps") as f:
-            for line in f:
-                if "libseccomp.so" in line:
-                    lib = line.split(None, 5)[5].strip()
-                    break
-        if lib is None:  # what dlopen("libseccomp.so.2") finds on usual systems
-            m = os.uname().machine
-            for d in (f"/usr/lib/{m}-linux-gnu", f"/lib/{m}-linux-gnu", "/usr/lib64",
-                      "/lib64", "/usr/lib", "/lib"):
-                if os.path.exists(d + "/libseccomp.so.2"):
-                    lib = d + "/libseccomp.so.2"
-                    break
-            else:
-                return None
-        st = os.stat(lib)
-    except OSError:
-        return None
-    u = os.uname()
-    ident = f"{key}\0{os.path.realpath(lib)}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0" \
-            f"{u.machine}\0{u.release}\0{u.version}"
-    return os.path.join(BPF_CACHE_DIR, hexdigest(ident.encode()) + ".bpf")
-
-
-def _store_bpf(path: str, prog: bytes) -> None:
-    try:
-        os.makedirs(BPF_CACHE_DIR, 0o700, exist_ok=True)
-        st = os.lstat(BPF_CACHE_DIR)
-        if st.st_uid != 0 or st.st_mode & 0o022 or not os.path.isdir(BPF_CACHE_DIR):
-            return  # someone else's directory: never trust, never write
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, prog)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
-def _compile_bpf(profile: dict) -> bytes:
-    """Classic BPF of ``profile`` through libseccomp."""
-    global _seccomp_lib
-    if _seccomp_lib is None:
-        try:
-            lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
-        except OSError as e:
-            raise Unavailable(f"seccomp profile requested but libseccomp.so.2 cannot be loaded "
-                              f"({e}): install libseccomp2 or run with seccomp=unconfined") from e
-        lib.seccomp_init.restype = ctypes.c_void_p
-        lib.seccomp_init.argtypes = [ctypes.c_uint32]
-        lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                               ctypes.c_uint, ctypes.c_void_p]
-        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        lib.seccomp_release.argtypes = [ctypes.c_void_p]
-        _seccomp_lib = lib
-    lib = _seccomp_lib
-    default_errno = profile.get("defaultErrnoRet", _errno.EPERM)
-    ctx = lib.seccomp_init(_action(profile.get("defaultAction", "SCMP_ACT_ALLOW"),
-                                   None, default_errno))
-    if not ctx:
-        raise Unavailable("seccomp_init failed")
-    try:
-        for arch in profile.get("architectures") or ():
-            token = _SCMP_ARCHES.get(arch)
-            if token is None:
-                continue
-            r = lib.seccomp_arch_add(ctx, token)
-            if r < 0 and r != -_errno.EEXIST:
-                continue  # an architecture this libseccomp/kernel pair cannot filter
-        for rule in profile.get("syscalls") or ():
-            action = _action(rule.get("action", "SCMP_ACT_ALLOW"), rule.get("errnoRet"))
-            conds = []
-            for a in rule.get("args") or ():
-                op = _SCMP_OPS.get(a.get("op", ""))
-                if op is None:
-                    raise InvalidArgument(f"seccomp: unknown operator {a.get('op')!r}")
-                conds.append((int(a["index"]), op, int(a.get("value", 0)),
-                              int(a.get("valueTwo", 0))))
-            indexes = [c[0] for c in conds]
-            # runc: several conditions on the same argument are separate (OR'ed) rules.
-            groups = [[c] for c in conds] if len(set(indexes)) != len(indexes) else [conds]
-            for name in rule.get("names") or ([rule["name"]] if rule.get("name") else []):
-                nr = lib.seccomp_syscall_resolve_name(name.encode())
-                if nr == -1:  # __NR_SCMP_ERROR: unknown to this libseccomp; runc skips too
-                    continue
-                for group in groups:
-                    arr = (_ArgCmp * max(1, len(group)))(*[_ArgCmp(*c) for c in group])
-                    r = lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr)
-                    if r < 0 and r not in (-_errno.EEXIST, -_errno.EDOM):
-                        raise InvalidArgument(f"seccomp: rule for {name} failed: "
-                                              f"{os.strerror(-r)}")
-        fd = os.memfd_create("lamina-seccomp", os.MFD_CLOEXEC)
-        try:
-            r = lib.seccomp_export_bpf(ctx, fd)
-            if r < 0:
-                raise Unavailable(f"seccomp_export_bpf failed: {os.strerror(-r)}")
-            size = os.lseek(fd, 0, os.SEEK_END)
-            prog = os.pread(fd, size, 0)
-        finally:
-            os.close(fd)
-    finally:
-        lib.seccomp_release(ctx)
-    return prog
+    return _SockFprog(len(prog) // 8, ctypes.addressof(buf)), buf
 
 
 def _load_seccomp(fprog) -> None:
     if _lib().prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
         e = ctypes.get_errno()
         raise Unavailable(f"loading the seccomp filter failed: {os.strerror(e)}")
+
+
+def _new_session_keyring() -> None:
+    """Join a new anonymous session keyring (as runc does), so the container never holds the
+    caller's session keyring and the keys in it. A kernel without keyrings is fine."""
+    nr = _SYS_KEYCTL.get(_MACHINE)
+    if nr is None:
+        return
+    if _lib().syscall(ctypes.c_long(nr), ctypes.c_long(_KEYCTL_JOIN_SESSION_KEYRING),
+                      ctypes.c_void_p(None)) < 0:
+        e = ctypes.get_errno()
+        if e != _errno.ENOSYS:
+            raise Unavailable(f"joining a new session keyring failed: {os.strerror(e)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,7 +350,7 @@ def _cap_mask(names) -> int:
 class _Proc:
     """The process part of a spec, ready to apply in a forked child without imports."""
 
-    def __init__(self, process: dict, seccomp: dict | None, *, init: bool = False) -> None:
+    def __init__(self, process: dict, seccomp: dict | None) -> None:
         args = process.get("args") or []
         if not args:
             raise InvalidArgument("config.json: process.args is empty: no command specified")
@@ -529,8 +380,10 @@ class _Proc:
             if num is None:
                 raise InvalidArgument(f"config.json: unknown rlimit {r.get('type')!r}")
             self.rlimits.append((num, r["type"], int(r["soft"]), int(r["hard"])))
-        self.seccomp = _compile_seccomp(seccomp) if seccomp else None
-        self.init = init
+        self.seccomp = _seccomp_fprog(seccomp) if seccomp else None
+        self.oom_score_adj = int(process.get("oomScoreAdj") or 0)
+        umask = user.get("umask")
+        self.umask = _UMASK if umask is None else int(umask) & 0o777
         self.terminal = bool(process.get("terminal"))
         size = process.get("consoleSize") or {}
         self.console_size = (int(size.get("height") or 0), int(size.get("width") or 0))
@@ -558,8 +411,16 @@ def _apply_rlimits(p: _Proc) -> None:
 
 
 def _apply_security(p: _Proc) -> None:
-    """Seccomp (early when no NNP), bounding set, ids, capabilities, NNP (+ late seccomp)."""
+    """A new session keyring and the umask, then seccomp (early when no NNP), bounding set,
+    ids, capabilities, NNP (+ late seccomp)."""
     lib = _lib()
+    _new_session_keyring()
+    os.umask(p.umask)
+    # the caller's persona flags (setarch -R: ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC ...) are
+    # inherited across exec: keep only its execution domain (PER_LINUX, PER_LINUX32)
+    persona = lib.personality(0xFFFFFFFF)
+    if persona > 0 and persona & ~0xFF:
+        lib.personality(persona & 0xFF)
     if p.seccomp is not None and not p.nnp:
         _load_seccomp(p.seccomp[0])
     for cap in range(p.last_cap + 1):
@@ -642,49 +503,6 @@ def _exec(p: _Proc, errfd: int) -> None:
     except BaseException as e:  # noqa: BLE001
         _report(errfd, e)
         os._exit(125)
-
-
-_INIT_NAME = ctypes.create_string_buffer(b"lamina-init")
-
-
-def _run_command(p: _Proc, errfd: int) -> None:
-    """Exec the command, or with ``init`` fork it and reap as PID 1. Never returns."""
-    if not p.init:
-        _exec(p, errfd)
-        os._exit(125)
-    child = os.fork()
-    if child == 0:
-        _exec(p, errfd)
-        os._exit(125)
-    os.close(errfd)
-    try:
-        _lib().prctl(15, ctypes.addressof(_INIT_NAME), 0, 0, 0)  # PR_SET_NAME
-    except Exception:  # noqa: BLE001
-        pass
-
-    def forward(signum, _frame):
-        try:
-            os.kill(child, signum)
-        except OSError:
-            pass
-
-    for s in range(1, signal.NSIG):
-        if s in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
-            continue
-        try:
-            signal.signal(s, forward)
-        except (OSError, ValueError, RuntimeError):
-            pass
-    code = 0
-    while True:
-        try:
-            pid, st = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        if pid == child:
-            code = _docker_code(st)
-            break
-    os._exit(code)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -867,6 +685,7 @@ class _Cgroup:
 
     def _create(self, res: dict) -> None:
         mem = (res.get("memory") or {}).get("limit")
+        swap = (res.get("memory") or {}).get("swap")
         cpu = res.get("cpu") or {}
         pids = (res.get("pids") or {}).get("limit")
         devices = res.get("devices")
@@ -896,6 +715,9 @@ class _Cgroup:
                     pass
             if mem is not None:
                 _write(os.path.join(d, "memory.max"), str(mem))
+                if swap is not None and os.path.exists(os.path.join(d, "memory.swap.max")):
+                    _write(os.path.join(d, "memory.swap.max"),
+                           "max" if swap == -1 else str(max(0, swap - mem)))
             if cpu.get("quota") is not None:
                 _write(os.path.join(d, "cpu.max"), f"{cpu['quota']} {cpu.get('period', 100000)}")
             if pids is not None:
@@ -916,8 +738,13 @@ class _Cgroup:
                 self.procs.append(os.path.join(d, "cgroup.procs"))
         try:
             if mem is not None:
-                _write(os.path.join(_dir_for(self.dirs, "memory"), "memory.limit_in_bytes"),
-                       str(mem))
+                md = _dir_for(self.dirs, "memory")
+                _write(os.path.join(md, "memory.limit_in_bytes"), str(mem))
+                # memory+swap (Docker: twice -m unless --memory-swap); a kernel without swap
+                # accounting has no such file: then swap stays unlimited, as Docker warns
+                if swap is not None and os.path.exists(os.path.join(md,
+                                                                    "memory.memsw.limit_in_bytes")):
+                    _write(os.path.join(md, "memory.memsw.limit_in_bytes"), str(swap))
             if cpu.get("shares") is not None:
                 _write(os.path.join(_dir_for(self.dirs, "cpu"), "cpu.shares"), str(cpu["shares"]))
             if cpu.get("quota") is not None:
@@ -1100,9 +927,7 @@ class _Plan:
         self.mounts = list(spec.get("mounts") or ())
         self.masked = list(linux.get("maskedPaths") or ())
         self.readonly_paths = list(linux.get("readonlyPaths") or ())
-        ann = spec.get("annotations") or {}
-        init = ann.get("lamina.init") in ("1", "true")
-        self.proc = _Proc(spec.get("process") or {}, linux.get("seccomp"), init=init)
+        self.proc = _Proc(spec.get("process") or {}, linux.get("seccomp"))
         self.resources = linux.get("resources") or {}
         self.cgroups_path = linux.get("cgroupsPath")
         self.hierarchies = {} if _is_v2() else dict(_v1_hierarchies())
@@ -1301,6 +1126,7 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
     """
     try:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        os.umask(_UMASK)  # never the caller's: the mount points and cwd made here
         if console is not None or console_sock is not None:
             os.setsid()
         if console is not None:
@@ -1353,6 +1179,7 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
             if _lib().sethostname(h, len(h)) != 0:
                 _check(-1, f"sethostname {plan.hostname}")
         p = plan.proc
+        _set_oom_score_adj(str(p.oom_score_adj))
         _apply_rlimits(p)
         try:
             os.makedirs(p.cwd, 0o755, exist_ok=True)
@@ -1377,17 +1204,21 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
     except BaseException as e:  # noqa: BLE001 - reported to the caller
         _report(errfd, e)
         os._exit(125)
-    _run_command(plan.proc, errfd)
+    _exec(plan.proc, errfd)
+    os._exit(125)
 
 
 def _setup_stdio(stdio, errfd: int, syncfd: int | None = None,
                  sockfd: int | None = None) -> None:
     """Put stdio on 0/1/2, errfd on 3, syncfd (if any) on 4 and sockfd (if any, with a
     syncfd) on 5 (CLOEXEC); close every other descriptor."""
-    tmp = [os.dup(fd) for fd in stdio]
-    e = os.dup(errfd)
-    s = None if syncfd is None else os.dup(syncfd)
-    c = None if sockfd is None else os.dup(sockfd)
+    def dup(fd: int) -> int:  # above 0-5, so no dup2 below is a no-op (dup3 refuses those)
+        return _check(_lib().fcntl(fd, _F_DUPFD_CLOEXEC, 10), "fcntl(F_DUPFD_CLOEXEC)")
+
+    tmp = [dup(fd) for fd in stdio]
+    e = dup(errfd)
+    s = None if syncfd is None else dup(syncfd)
+    c = None if sockfd is None else dup(sockfd)
     for i, fd in enumerate(tmp):
         os.dup2(fd, i, inheritable=True)
     os.dup2(e, 3, inheritable=False)
@@ -1396,6 +1227,19 @@ def _setup_stdio(stdio, errfd: int, syncfd: int | None = None,
     if c is not None:
         os.dup2(c, 5, inheritable=False)
     _close_from(4 if s is None else 5 if c is None else 6)
+
+
+def _close_all_but(keep) -> None:
+    """Close every descriptor but ``keep`` (a forked helper must not hold the caller's fds:
+    a held write end of the container's stdin pipe would keep it from ever seeing EOF)."""
+    hi = os.sysconf("SC_OPEN_MAX")
+    lo = 0
+    for fd in sorted({k for k in keep if k is not None and k >= 0}):
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    if lo < hi:
+        os.closerange(lo, hi)
 
 
 def _close_from(lowfd: int) -> None:
@@ -1443,40 +1287,75 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
         stdio: tuple[int, int, int] = (0, 1, 2), console: int | None = None,
         runtime: str = "builtin", on_start: Callable[[int], None] | None = None,
         cgroup_parent: str | None = None, on_console: Callable[[int], None] | None = None,
-        console_size: tuple[int, int] | None = None) -> int:
+        console_size: tuple[int, int] | None = None,
+        on_spawn: Callable[[], None] | None = None) -> int:
     """Run the container of ``bundle/config.json`` in the foreground; return Docker's exit code.
 
     ``rootfs_mounts`` (lamina.mount.Mount values, e.g. the snapshot's overlay) are mounted on
     ``root.path`` inside the container's mount namespace (builtin) or on the host around the
     runtime call (runc/crun). ``stdio`` fds become the container's 0/1/2 unless ``console``
     (a pty slave fd) is given with ``process.terminal``: then it is the controlling tty and
-    0/1/2. Builtin only: without ``console``, ``on_console(master_fd)`` makes the terminal
-    in the container's own devpts (``tty`` prints ``/dev/pts/0``, as with runc; see the
-    module docstring) and is called with its pty master (then the caller's, CLOEXEC) before
-    the command is exec'd; ``console_size`` = ``(rows, cols)`` is its window size (default:
-    the spec's ``process.consoleSize``). ``on_start(pid)`` is called with the host pid of the
-    container's PID 1 once the command was exec'd (builtin) or runc started. The return
-    value is the command's exit code, ``128+N`` for death by signal N, 127/126 for an exec
-    failure (message written to ``stdio[2]``, or to the terminal). Setup failures raise
-    LaminaError subclasses. The cgroups ``/<cgroup_parent>/<container_id>`` (unless
-    config.json names ``linux.cgroupsPath``; ``cgroup_parent`` defaults to
+    0/1/2. A ``stdio`` fd that is not a pipe, a socket or /dev/null (a terminal, a file) is
+    never handed over: the container gets a pipe that a thread of this process copies to
+    (from) it. Without ``console``, ``on_console(master_fd)`` makes the terminal in the
+    container's own devpts (``tty`` prints ``/dev/pts/0``, as with runc; see the module
+    docstring) and is called with its pty master (then the caller's, CLOEXEC) before the
+    command is exec'd; ``console_size`` = ``(rows, cols)`` is its window size (default:
+    the spec's ``process.consoleSize``). ``on_spawn()`` is called once the container's
+    first process exists (from then on the caller may start threads: a single-threaded
+    caller clones the container itself). ``on_start(pid)`` is called with the host pid of
+    the container's PID 1 once the command was exec'd (builtin) or the runtime started it.
+    The return value is the command's exit code, ``128+N`` for death by signal N, 127/126
+    for an exec failure (message written to ``stdio[2]``, or to the terminal). Setup
+    failures raise LaminaError subclasses. The cgroups ``/<cgroup_parent>/<container_id>``
+    (unless config.json names ``linux.cgroupsPath``; ``cgroup_parent`` defaults to
     :func:`default_cgroup_parent`) are created before and removed after.
     """
     cgroup_parent = cgroup_parent or default_cgroup_parent()
-    if runtime in ("runc", "crun"):
-        return _run_external(runtime, bundle, container_id=container_id,
-                             rootfs_mounts=rootfs_mounts, stdio=stdio, console=console,
-                             on_start=on_start, cgroup_parent=cgroup_parent)
-    if runtime != "builtin":
+    if runtime not in ("builtin", "runc", "crun"):
         raise InvalidArgument(f"unknown runtime {runtime!r}: use builtin, runc or crun")
+    bundle = os.path.abspath(bundle)
+    spec = _load_spec(bundle)
+    guard = None
+    if not (spec.get("process") or {}).get("terminal"):
+        from lamina.runtime.stdio import Pipes, is_private
+
+        if not all(is_private(fd) for fd in stdio):
+            guard = Pipes(stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], only_unsafe=True)
+            stdio = guard.child
+            spawned = on_spawn
+
+            def on_spawn() -> None:
+                guard.start()
+                if spawned is not None:
+                    spawned()
+    try:
+        if runtime != "builtin":
+            from lamina.runtime.external import run_external
+
+            return run_external(runtime, bundle, spec, container_id=container_id,
+                                 rootfs_mounts=rootfs_mounts, stdio=stdio, console=console,
+                                 on_start=on_start, cgroup_parent=cgroup_parent,
+                                 on_console=on_console, console_size=console_size,
+                                 on_spawn=on_spawn)
+        return _run_builtin(bundle, spec, container_id=container_id,
+                            rootfs_mounts=rootfs_mounts, stdio=stdio, console=console,
+                            on_start=on_start, cgroup_parent=cgroup_parent,
+                            on_console=on_console, console_size=console_size,
+                            on_spawn=on_spawn)
+    finally:
+        if guard is not None:
+            guard.finish()
+
+
+def _run_builtin(bundle: str, spec: dict, *, container_id: str, rootfs_mounts, stdio, console,
+                 on_start, cgroup_parent: str, on_console, console_size, on_spawn) -> int:
     import lamina.layer.extract  # noqa: F401 - used in the child: import before the fork
     import lamina.mount
 
     if any(getattr(m, "type", None) == "overlay" for m in rootfs_mounts):
         lamina.mount._new_api_supported()  # probe once here, not in every child (2-7 ms)
 
-    bundle = os.path.abspath(bundle)
-    spec = _load_spec(bundle)
     plan = _Plan(spec, bundle)
     sock = None  # the "console socket": P2 sends the pty master over it
     if plan.proc.terminal and console is None:
@@ -1503,14 +1382,16 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
             os.close(errw)
             raise
         if p2:
-            if sock is not None:
-                sock[1].close()
-                try:
+            try:
+                if on_spawn is not None:
+                    on_spawn()
+                if sock is not None:
+                    sock[1].close()
                     peer = _take_console(sock[0], on_console)
-                except BaseException:
-                    os.close(errw)
-                    _kill_and_reap(p2, p2, errr)
-                    raise
+            except BaseException:
+                os.close(errw)
+                _kill_and_reap(p2, p2, errr)
+                raise
             return _finish(p2, p2, b"", errr, errw, stdio, console if sock is None else peer,
                            on_start)
         try:
@@ -1523,8 +1404,8 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
             code = 125
             try:
                 gc.disable()  # a collection here would copy the caller's heap page by page
-                os.close(errr)
                 _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                _close_all_but([errw, *stdio, console, csock])
                 for s in _TERMINAL_SIGNALS:
                     signal.signal(s, signal.SIG_IGN)
                 p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=False,
@@ -1538,13 +1419,15 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
                 _report(errw, e)
             os._exit(code)
         os.close(errw)
-        if sock is not None:
-            sock[1].close()
-            try:
+        try:
+            if on_spawn is not None:
+                on_spawn()
+            if sock is not None:
+                sock[1].close()
                 peer = _take_console(sock[0], on_console)
-            except BaseException:
-                _kill_and_reap(p1, 0, errr)
-                raise
+        except BaseException:
+            _kill_and_reap(p1, 0, errr)
+            raise
         data = _read_all(errr)
         if data.startswith(b"P"):
             line, _, data = data.partition(b"\n")
@@ -1751,113 +1634,33 @@ def _fork_p2(cg: _Cgroup, pidns: bool, direct: bool) -> tuple[int, bool]:
     return os.fork(), False
 
 
-def _run_external(runtime: str, bundle: str, *, container_id: str, rootfs_mounts, stdio,
-                  console, on_start, cgroup_parent: str) -> int:
-    import json
-    import shutil
-    import subprocess
-
-    from lamina.mount import mount_all, unmount_all
-
-    exe = shutil.which(runtime)
-    if exe is None:
-        raise Unavailable(f"runtime {runtime} is not installed")
-    bundle = os.path.abspath(bundle)
-    spec = _load_spec(bundle)
-    linux = spec.setdefault("linux", {})
-    if not linux.get("cgroupsPath"):
-        linux["cgroupsPath"] = f"/{cgroup_parent}/{container_id}"
-        tmp = os.path.join(bundle, ".config.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(spec, f)
-        os.replace(tmp, os.path.join(bundle, "config.json"))
-    terminal = bool((spec.get("process") or {}).get("terminal"))
-    if terminal and console is None:
-        raise InvalidArgument("process.terminal is set but no console fd was given")
-    rootfs = os.path.realpath(os.path.join(bundle, (spec.get("root") or {}).get("path", "")))
-    if rootfs_mounts:
-        mount_all(list(rootfs_mounts), rootfs)
-    try:
-        code = _precheck_exec(spec, rootfs, console if terminal else stdio[2])
-        if code:
-            return code
-        state = f"/run/{runtime}/{container_id}"
-        if os.path.exists(state):  # left over by a SIGKILLed run
-            subprocess.run([exe, "delete", "--force", container_id], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-        # In the foreground (no --detach) runc allocates the container's pty itself and
-        # relays it to its own stdio (--console-socket is refused there): give it the console.
-        io = (console,) * 3 if terminal else stdio
-        proc = subprocess.Popen([exe, "run", "--bundle", bundle, container_id],
-                                stdin=io[0], stdout=io[1], stderr=io[2])
-        if on_start is not None:
-            on_start(proc.pid)
-        while True:
-            try:
-                return proc.wait()
-            except InterruptedError:
-                continue
-    finally:
-        if rootfs_mounts:
-            unmount_all(rootfs, detach=True)
-
-
-def _precheck_exec(spec: dict, rootfs: str, errfd: int) -> int:
-    """For external runtimes: Docker's 127/126 for a missing or non-executable command."""
-    from lamina.layer.extract import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
-
-    proc = spec.get("process") or {}
-    args = proc.get("args") or []
-    if not args:
-        return 0
-    name = args[0]
-    env = dict(e.partition("=")[::2] for e in proc.get("env") or ())
-    cands = [name] if "/" in name else \
-        [os.path.join(d or ".", name) for d in env.get("PATH", _DEFAULT_PATH).split(":")]
-    rfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for c in cands:
-            try:
-                fd = openat2(rfd, c.lstrip("/"), os.O_PATH, RESOLVE_IN_ROOT
-                             | RESOLVE_NO_MAGICLINKS)
-            except OSError:
-                continue
-            try:
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            if "/" in name:
-                if st.st_mode & 0o170000 == 0o040000 or not st.st_mode & 0o111:
-                    os.write(errfd, f'exec: "{name}": permission denied\n'.encode())
-                    return 126
-                return 0
-            if st.st_mode & 0o170000 != 0o040000 and st.st_mode & 0o111:
-                return 0
-    finally:
-        os.close(rfd)
-    if "/" in name:
-        # may come from a mount made by the runtime: let it decide
-        return 0
-    os.write(errfd, f'exec: "{name}": executable file not found in $PATH\n'.encode())
-    return 127
-
-
 def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
             console: int | None = None, cgroup: str | None = None,
-            seccomp: dict | None = None) -> int:
+            seccomp: dict | None = None, on_spawn: Callable[[], None] | None = None) -> int:
     """Run ``process`` (an OCI process object) inside the running container whose PID 1 has
     host pid ``pid``; return Docker's exit code (126/127 for exec failures).
 
-    Joins the target's cgroups (``cgroup``, e.g. ``/lamina/<id>``, or the ones in
-    ``/proc/<pid>/cgroup``), then its ipc, uts, net, cgroup, pid and mount namespaces, forks
-    so the pid namespace applies, chroots to the target's root, and applies the process's
-    user, rlimits, capabilities, no_new_privs and ``seccomp`` (the container's
-    ``linux.seccomp`` object) before the exec. ``console`` as in :func:`run`.
-    Raises NotFound if the process is gone, other LaminaErrors for setup failures.
+    The process gets the container's whole profile, nothing of the caller: it joins the
+    target's cgroups (``cgroup``, e.g. ``/lamina/<id>``, or the ones in
+    ``/proc/<pid>/cgroup``; a failure is an error), then its ipc, uts, net, cgroup, pid and
+    mount namespaces, forks so the pid namespace applies, chroots to the target's root, takes
+    the container init's rlimits and oom_score_adj (never above what this process may set),
+    a new session keyring, umask 022, and the process's user, capabilities, no_new_privs and
+    ``seccomp`` (the container's ``linux.seccomp`` object) before the exec. Its environment
+    is ``process.env`` only; 0/1/2 are ``stdio`` (guarded as in :func:`run`) or ``console``.
+    ``on_spawn`` as in :func:`run`. Raises NotFound if the process is gone, other
+    LaminaErrors for setup failures.
     """
     p = _Proc(process, seccomp)
     if p.terminal and console is None:
         raise InvalidArgument("process.terminal is set but no console fd was given")
+    guard = None
+    if console is None:
+        from lamina.runtime.stdio import Pipes, is_private
+
+        if not all(is_private(fd) for fd in stdio):
+            guard = Pipes(stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], only_unsafe=True)
+            stdio = guard.child
     nsfds: list[tuple[int, int]] = []
     try:
         for name, flag in (("ipc", _CLONE_NEWIPC), ("uts", _CLONE_NEWUTS),
@@ -1874,18 +1677,22 @@ def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
         rootfd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         nsfds.append((rootfd, 0))
         procs = _cgroup_procs_of(pid, cgroup)
+        limits = _limits_of(pid)
+        oom = _oom_score_adj(pid)
         errr, errw = os.pipe2(os.O_CLOEXEC)
         c = os.fork()
         if c == 0:
             code = 125
             try:
-                os.close(errr)
                 _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                _close_all_but([errw, *stdio, console, *(fd for fd, _ in nsfds)])
+                os.umask(_UMASK)
                 for path in procs:
                     try:
                         _write(path, "0")
-                    except OSError:
-                        pass
+                    except OSError as e:
+                        raise Unavailable(f"joining the container's cgroup "
+                                          f"{os.path.dirname(path)} failed: {e.strerror}") from e
                 for fd, flag in nsfds:
                     if flag and _lib().setns(fd, flag) != 0:
                         _check(-1, f"setns {flag:#x}")
@@ -1899,7 +1706,8 @@ def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
                             os.setsid()
                             _lib().ioctl(console, _TIOCSCTTY, None)
                         _setup_stdio(stdio if console is None else (console,) * 3, errw)
-                        _apply_rlimits(p)
+                        _set_limits(limits)
+                        _set_oom_score_adj(oom)
                         try:
                             os.chdir(p.cwd)
                         except OSError as e:
@@ -1908,14 +1716,22 @@ def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
                     except BaseException as e:  # noqa: BLE001
                         _report(3, e)
                         os._exit(125)
-                    p.init = False
-                    _run_command(p, 3)
+                    _exec(p, 3)
+                    os._exit(125)
                 os.close(errw)
                 code = _docker_code(_wait(g))
             except BaseException as e:  # noqa: BLE001
                 _report(errw, e)
             os._exit(code)
         os.close(errw)
+        try:
+            if guard is not None:
+                guard.start()
+            if on_spawn is not None:
+                on_spawn()
+        except BaseException:
+            _kill_and_reap(c, 0, errr)
+            raise
         data = _read_all(errr)
         try:
             _raise_or_print(data, console if console is not None else stdio[2])
@@ -1926,6 +1742,62 @@ def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
     finally:
         for fd, _ in nsfds:
             os.close(fd)
+        if guard is not None:
+            guard.finish(wait_eof=False)
+
+
+def _limits_of(pid: int) -> list[tuple[int, int, int]]:
+    """The rlimits of process ``pid`` (the container's init): [(resource, soft, hard)]."""
+    import resource
+
+    out = []
+    for num in sorted(set(_RLIMIT_NUM.values())):
+        try:
+            soft, hard = resource.prlimit(pid, num)
+        except ProcessLookupError:
+            raise NotFound(f"container process {pid} is not running") from None
+        except (OSError, ValueError):
+            continue
+        out.append((num, soft, hard))
+    return out
+
+
+def _set_limits(limits: list[tuple[int, int, int]]) -> None:
+    """Take the container init's rlimits; one whose hard limit is above ours (raising needs
+    CAP_SYS_RESOURCE) is set as high as we may, never above the init's."""
+    import resource  # imported by _limits_of before the fork: no file is read here
+
+    for num, soft, hard in limits:
+        try:
+            resource.setrlimit(num, (soft, hard))
+        except (OSError, ValueError):
+            _, mine = resource.getrlimit(num)
+            cap = (lambda v: v if mine == resource.RLIM_INFINITY or
+                   (v != resource.RLIM_INFINITY and v <= mine) else mine)
+            try:
+                resource.setrlimit(num, (cap(soft), cap(hard)))
+            except (OSError, ValueError) as e:
+                raise Unavailable(f"setting rlimit {num} to the container's failed: {e}") from e
+
+
+def _oom_score_adj(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/oom_score_adj") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _set_oom_score_adj(value: str | None) -> None:
+    """The container's OOM score adjustment, never the caller's (a caller at -1000 would
+    make the container unkillable). Lowering below ours needs CAP_SYS_RESOURCE: then ours
+    (higher, the safe side) stays."""
+    if value is None:
+        return
+    try:
+        _write("/proc/self/oom_score_adj", value)
+    except OSError:
+        pass
 
 
 def _cgroup_procs_of(pid: int, cgroup: str | None) -> list[str]:

@@ -55,28 +55,26 @@ def _check_startable(doc: dict) -> None:
 
 # -- in-process -----------------------------------------------------------------------
 def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy: bool = True) -> int:
-    """Run the container as a child of this process, stdio passed through; returns its exit code."""
+    """Run the container as a child of this process; returns its exit code.
+
+    The container never gets this process's descriptors (a terminal it could type into with
+    TIOCSTI, files it could reopen through /proc/self/fd): its 0/1/2 are pipes that threads
+    copy, as Docker does. stdin is copied only with ``stdin`` (``-i``), else /dev/null."""
     from lamina.runtime import launcher
+    from lamina.runtime.stdio import Pipes
     _check_startable(doc)
     cid = doc["Id"]
     bundle, rootfs_mounts = containers.prepare_bundle(doc)
-    keep_logs = not doc["HostConfig"]["AutoRemove"]
     log = None
-    pumps: list[threading.Thread] = []
-    stdin_fd = 0 if stdin else os.open(os.devnull, os.O_RDONLY)
-    if keep_logs:
+    if not doc["HostConfig"]["AutoRemove"]:
         from lamina.runtime.logs import LogWriter
         log = LogWriter(doc["LogPath"])
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        stdio = (stdin_fd, out_w, err_w)
-        lock = threading.Lock()
-        for fd, stream, dest in ((out_r, "stdout", 1), (err_r, "stderr", 2)):
-            t = threading.Thread(target=_pump, args=(fd, stream, dest, log, lock), daemon=True)
-            t.start()
-            pumps.append(t)
-    else:
-        stdio = (stdin_fd, 1, 2)
+    try:
+        pipes = Pipes(stdin=0 if stdin else None, stdout=1, stderr=2, log=log)
+    except BaseException:
+        if log is not None:
+            log.close()
+        raise
     pid_box: list[int] = []
 
     def on_start(pid: int) -> None:
@@ -96,9 +94,9 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             old[sig] = signal.signal(sig, forward)
     try:
-        code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=stdio,
+        code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=pipes.child,
                             runtime=doc["HostConfig"].get("Runtime") or "builtin", on_start=on_start,
-                            cgroup_parent=cgroup_parent_of(doc))
+                            on_spawn=pipes.start, cgroup_parent=cgroup_parent_of(doc))
     except LaminaError as e:
         containers.set_state(cid, **_exited_state(128), Error=str(e))
         if doc["HostConfig"]["AutoRemove"]:
@@ -107,36 +105,14 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-        if keep_logs:
-            os.close(out_w)
-            os.close(err_w)
-            for t in pumps:
-                t.join()
+        pipes.finish()
+        if log is not None:
             log.close()
-        if not stdin:
-            os.close(stdin_fd)
     if doc["HostConfig"]["AutoRemove"]:
         containers.delete(doc, volumes=True)
     else:
         containers.set_state(cid, **_exited_state(code))
     return code
-
-
-def _pump(fd: int, stream: str, dest: int, log, lock) -> None:
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        try:
-            os.write(dest, data)
-        except OSError:
-            pass
-        with lock:
-            log.write(stream, data)
-    os.close(fd)
 
 
 # -- monitored ------------------------------------------------------------------------
@@ -223,7 +199,8 @@ def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = F
             pass
         try:
             import traceback
-            with open(os.path.join(store_root, "containers", cid, "monitor.log"), "a") as f:
+            with open(os.open(os.path.join(store_root, "containers", cid, "monitor.log"),
+                              os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "a") as f:
                 f.write(f"{now_rfc3339()} monitor failed:\n{traceback.format_exc()}\n")
         except OSError:
             pass
@@ -248,6 +225,7 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with unix_path(sock_path) as addr:
         listener.bind(addr)
+        os.chmod(addr, 0o600)  # the container dir is 0700 already; the socket is private too
     listener.listen(16)
     containers.set_state(cid, MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()))
     sel = selectors.DefaultSelector()
@@ -256,6 +234,13 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
     sel.register(wake_r, selectors.EVENT_READ, ("wake", None))
     state = {"stdin_w": None, "master": None, "done": False, "size": None}
     readers: dict = {}
+
+    def drop(c) -> None:
+        sel.unregister(c)
+        readers.pop(c, None)
+        with m.lock:
+            m.clients.pop(c, None)
+        c.close()
 
     def io_loop() -> None:
         while not state["done"]:
@@ -287,15 +272,13 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                         data = b""
                     info = readers.get(c)
                     if not data or info is None:
-                        sel.unregister(c)
-                        readers.pop(c, None)
-                        with m.lock:
-                            m.clients.pop(c, None)
-                        c.close()
+                        drop(c)
                         continue
                     if not info[2]:  # header line
                         info[1] += data
                         if b"\n" not in info[1]:
+                            if len(info[1]) > 65536:  # no header: a broken client
+                                drop(c)
                             continue
                         head, _, data = info[1].partition(b"\n")
                         info[2] = True
@@ -311,7 +294,12 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                         with m.lock:
                             m.clients[c] = {"stdin": want_stdin}
                         first_client.set()
-                    for fkind, payload in info[0].feed(data):
+                    try:
+                        frames = info[0].feed(data)
+                    except ValueError:
+                        drop(c)
+                        continue
+                    for fkind, payload in frames:
                         target = state["master"] if m.tty else state["stdin_w"]
                         if fkind == STDIN and target is not None and m.clients.get(c, {}).get("stdin"):
                             try:
@@ -351,9 +339,9 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             return 1
         console = on_console = console_size = None
         runtime = doc["HostConfig"].get("Runtime") or "builtin"
-        if m.tty and runtime == "builtin":
-            # the launcher makes the pty in the container's own devpts (tty: /dev/pts/0, as
-            # runc) and hands us its master before the exec; 0/1/2 (/dev/null) until then
+        if m.tty:
+            # the launcher (or runc) makes the pty in the container's own devpts (tty:
+            # /dev/pts/0) and hands us its master before the exec; 0/1/2 (/dev/null) until then
             def on_console(master: int) -> None:
                 state["master"] = master
                 if state["size"]:  # a resize that came after console_size was read
@@ -367,15 +355,6 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                 console_size = None
             stdio = (0, 1, 2)
             child_fds = []
-        elif m.tty:
-            master, slave = os.openpty()
-            if state["size"]:
-                _set_winsize(master, state["size"])
-            state["master"] = master
-            sel.register(master, selectors.EVENT_READ, ("out", (master, "stdout")))
-            stdio = (slave, slave, slave)
-            console = slave
-            child_fds = [slave]
         else:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
@@ -517,26 +496,56 @@ def _set_winsize(fd: int, payload: bytes) -> None:
 
 # -- signals and waiting ------------------------------------------------------------
 def parse_signal(name: str | int) -> int:
-    if isinstance(name, int) or str(name).isdigit():
-        n = int(name)
-        if not 0 < n < 65:
+    """A signal number from Docker's spellings: a number 1-64, ``SIGTERM``/``term``,
+    ``SIGRTMIN+3``, ``RTMAX-1``. Raises InvalidArgument ``Invalid signal: X`` (exit 125)
+    for anything else (0, 65, -1, SIGBOGUS, SIG_IGN)."""
+    text = str(name).strip()
+    if text.isdigit():
+        n = int(text)
+        if not 0 < n <= _SIGRTMAX:
             raise InvalidArgument(f"Invalid signal: {name}")
         return n
-    s = str(name).upper()
+    s = text.upper()
     if not s.startswith("SIG"):
         s = "SIG" + s
+    for base, sign, low in (("SIGRTMIN", "+", int(signal.SIGRTMIN)), ("SIGRTMAX", "-", _SIGRTMAX)):
+        if s == base:
+            return low
+        if s.startswith(base + sign) and s[len(base) + 1:].isdigit():
+            off = int(s[len(base) + 1:])
+            n = low + off if sign == "+" else low - off
+            if int(signal.SIGRTMIN) <= n <= _SIGRTMAX:
+                return n
+            raise InvalidArgument(f"Invalid signal: {name}")
     try:
-        return int(getattr(signal, s))
-    except AttributeError:
-        if s.startswith("SIGRTMIN+"):
-            return int(signal.SIGRTMIN) + int(s[9:])
+        return int(signal.Signals[s])
+    except KeyError:
         raise InvalidArgument(f"Invalid signal: {name}") from None
 
 
+_SIGRTMAX = int(signal.SIGRTMAX)
+
+
+def external_runtime(doc: dict) -> str | None:
+    """The OCI runtime (runc, crun) that owns the container, None for the built-in one."""
+    rt = doc["HostConfig"].get("Runtime") or "builtin"
+    return None if rt in ("builtin", "lamina") else rt
+
+
 def signal_container(doc: dict, sig: int) -> None:
+    """Send ``sig`` to the container's init (``<runtime> kill`` for a runc/crun one)."""
     st = doc["State"]
     if not st["Running"] or not process_alive(st.get("Pid"), st.get("PidStart")):
         raise Conflict(f"Container {doc['Id'][:12]} is not running")
+    rt = external_runtime(doc)
+    if rt is not None:
+        from lamina.errors import NotFound
+        from lamina.runtime import external
+        try:
+            external.kill(rt, doc["Id"], sig)
+            return
+        except NotFound:
+            raise ProcessLookupError(f"container {doc['Id'][:12]} is gone") from None
     os.kill(st["Pid"], sig)
 
 
@@ -574,6 +583,7 @@ def wait_exit(containers: Containers, doc: dict, timeout: float | None = None) -
 
 def stop(containers: Containers, doc: dict, *, timeout: int | None = None, sig: str | None = None) -> None:
     """STOPSIGNAL, wait ``timeout`` (default StopTimeout or 10 s), then SIGKILL."""
+    stop_sig = parse_signal(sig) if sig else None
     doc = containers.refresh(doc)
     containers.set_state(doc["Id"], StoppedByUser=True)
     if doc["State"]["Status"] == "restarting":  # between two runs: the monitor ends its loop
@@ -585,7 +595,12 @@ def stop(containers: Containers, doc: dict, *, timeout: int | None = None, sig: 
         unpause(containers, doc)
     t = timeout if timeout is not None else doc["Config"].get("StopTimeout", 10)
     try:
-        signal_container(doc, parse_signal(sig or doc["Config"].get("StopSignal") or "SIGTERM"))
+        if stop_sig is None:
+            try:
+                stop_sig = parse_signal(doc["Config"].get("StopSignal") or "SIGTERM")
+            except InvalidArgument:  # a record from before signals were checked: Docker's default
+                stop_sig = signal.SIGTERM
+        signal_container(doc, stop_sig)
     except (Conflict, ProcessLookupError):
         return
     if t < 0:
@@ -614,7 +629,12 @@ def pause(containers: Containers, doc: dict) -> None:
         raise Conflict(f"Container {doc['Id'][:12]} is not running")
     if doc["State"].get("Paused"):
         raise Conflict(f"Container {doc['Id'][:12]} is already paused")
-    launcher.freeze(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
+    rt = external_runtime(doc)
+    if rt is not None:
+        from lamina.runtime import external
+        external.pause(rt, doc["Id"])
+    else:
+        launcher.freeze(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=True, Status="paused")
 
 
@@ -622,5 +642,10 @@ def unpause(containers: Containers, doc: dict) -> None:
     from lamina.runtime import launcher
     if not doc["State"].get("Paused"):
         raise Conflict(f"Container {doc['Id'][:12]} is not paused")
-    launcher.thaw(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
+    rt = external_runtime(doc)
+    if rt is not None:
+        from lamina.runtime import external
+        external.resume(rt, doc["Id"])
+    else:
+        launcher.thaw(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=False, Status="running")

@@ -1,8 +1,14 @@
 """json-file logs, Docker's format: one JSON object per line,
 ``{"log": "text\\n", "stream": "stdout", "time": "2026-11-28T07:20:29.087161840Z"}``.
 
-The writer (``LogWriter``) is owned by whoever pumps a container's output (the monitor, or
-a foreground ``run``); readers (``read_entries``/``follow``) may run in any process.
+The writer (``LogWriter``) is owned by whoever copies a container's output (the monitor, or
+a foreground ``run``); readers (``LogReader``, ``read_entries``) may run in any process.
+
+Bounded, as Docker's json-file driver: a line longer than :data:`MAX_RECORD` (16 KiB) is
+written as several records, each full one of exactly 16 KiB without a newline ("partial"),
+the last one with the rest and the newline; ``logs`` prints them back to back, so the line
+arrives intact. The writer never holds more than 16 KiB per stream, whatever the container
+writes; readers go record by record.
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ from __future__ import annotations
 import json
 import os
 import time
+
+#: Longest ``log`` text of one record (Docker's copier buffer): longer lines are split.
+MAX_RECORD = 16 * 1024
 
 
 def _now() -> str:
@@ -19,33 +28,56 @@ def _now() -> str:
 
 
 class LogWriter:
-    """Appends output chunks as json-file lines; a partial line waits for its newline
-    (or ``flush``). Not thread-safe: one pump writes."""
+    """Appends output chunks as json-file records: each complete line, and every 16 KiB of a
+    longer one (see the module docstring); a shorter unfinished line waits for its newline
+    (or ``flush``). Memory: at most MAX_RECORD bytes kept per stream. Not thread-safe: the
+    caller serialises writes (one lock for both streams)."""
 
     def __init__(self, path: str) -> None:
-        self.f = open(path, "ab", buffering=0)
+        self.f = open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600),
+                      "ab", buffering=0)  # 0600: a log holds what the container printed
         self.partial = {"stdout": b"", "stderr": b""}
 
     def write(self, stream: str, data: bytes) -> None:
-        buf = self.partial[stream] + data
-        lines = buf.split(b"\n")
-        self.partial[stream] = lines.pop()
-        if lines:
+        pending = self.partial[stream]
+        records: list[bytes] = []
+        view = memoryview(data)
+        pos, n = 0, len(data)
+        while pos < n:
+            nl = data.find(b"\n", pos)
+            end = n if nl < 0 else nl
+            # the bytes [pos, end) continue the pending line: cut full 16 KiB records
+            while len(pending) + (end - pos) >= MAX_RECORD:
+                take = MAX_RECORD - len(pending)
+                records.append(pending + view[pos:pos + take].tobytes())
+                pending = b""
+                pos += take
+            if nl < 0:
+                pending += view[pos:end].tobytes()
+                pos = n
+            else:
+                records.append(pending + view[pos:end + 1].tobytes())
+                pending = b""
+                pos = end + 1
+        self.partial[stream] = pending
+        if records:
             ts = _now()
-            out = b"".join(json.dumps({"log": l.decode("utf-8", "replace") + "\n", "stream": stream,
-                                       "time": ts}).encode() + b"\n" for l in lines)
-            self.f.write(out)
+            self.f.write(b"".join(_record(r, stream, ts) for r in records))
 
     def flush(self) -> None:
         for stream, rest in self.partial.items():
             if rest:
-                self.f.write(json.dumps({"log": rest.decode("utf-8", "replace"), "stream": stream,
-                                         "time": _now()}).encode() + b"\n")
+                self.f.write(_record(rest, stream, _now()))
                 self.partial[stream] = b""
 
     def close(self) -> None:
         self.flush()
         self.f.close()
+
+
+def _record(text: bytes, stream: str, ts: str) -> bytes:
+    return json.dumps({"log": text.decode("utf-8", "replace"), "stream": stream,
+                       "time": ts}).encode() + b"\n"
 
 
 def parse_since(text: str | None, now: float) -> float | None:
@@ -66,22 +98,39 @@ def parse_since(text: str | None, now: float) -> float | None:
     return t
 
 
-def read_entries(path: str, offset: int = 0) -> tuple[list[dict], int]:
-    """Complete entries from ``offset``; returns them and the offset after the last one."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    out = []
-    for line in data[:end].splitlines():
+class LogReader:
+    """Complete records of a json-file log from ``offset`` on, one at a time (iterate it);
+    ``offset`` is then the position after the last complete record read. An unfinished
+    last line (being written) is left for the next read."""
+
+    def __init__(self, path: str, offset: int = 0) -> None:
+        self.path = path
+        self.offset = offset
+
+    def __iter__(self):
         try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out, offset + end
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            f.seek(self.offset)
+            while True:
+                line = f.readline()
+                if not line.endswith(b"\n"):
+                    return
+                self.offset += len(line)
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+
+def read_entries(path: str, offset: int = 0) -> tuple[list[dict], int]:
+    """Complete entries from ``offset``; returns them and the offset after the last one
+    (everything in memory: for small reads; ``LogReader`` streams)."""
+    r = LogReader(path, offset)
+    out = list(r)
+    return out, r.offset
 
 
 def format_entry(e: dict, *, timestamps: bool) -> bytes:

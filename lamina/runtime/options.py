@@ -24,7 +24,7 @@ class CreateOptions:
     mounts: tuple[str, ...] = ()         # --mount specs
     tmpfs: tuple[str, ...] = ()          # --tmpfs specs
     read_only: bool = False
-    network: str = "host"
+    network: str = "none"
     init: bool = False
     stop_signal: str | None = None
     stop_timeout: int | None = None
@@ -34,6 +34,7 @@ class CreateOptions:
     privileged: bool = False
     security_opt: tuple[str, ...] = ()
     memory: int | None = None
+    memory_swap: int | None = None       # --memory-swap: None not given, -1 unlimited
     cpus: float | None = None
     pids_limit: int | None = None
     ulimits: tuple[str, ...] = ()

@@ -14,15 +14,14 @@ Docker's profile, as reproduced here:
 * mounts: ``/proc``, ``/dev`` (tmpfs), ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue``, ``/sys``
   (ro) and ``/sys/fs/cgroup`` (ro), then the caller's mounts, then the etc files.
 * namespaces: pid, ipc, uts, mount, cgroup, and network unless ``network="host"``.
-* seccomp: a *deny-list* profile (default action allow) of Docker's well-known blocked
-  syscalls, each unblocked by the capability that Docker's profile ties it to
-  (:data:`SECCOMP_BLOCKED`). Docker's real profile is an allow-list; the deny-list blocks the
-  same dangerous calls without needing a 350-name list that must track every new kernel.
-  ``clone`` with namespace flags and ``clone3`` (ENOSYS, so libc falls back to ``clone``) are
-  blocked without CAP_SYS_ADMIN; ``personality`` is restricted by refusing the dangerous
-  persona bits (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, ADDR_COMPAT_LAYOUT,
-  ADDR_LIMIT_3GB) unless bit 31 is set (the 0xffffffff query), an approximation of Docker's
-  four allowed values expressible with one comparison per rule.
+* seccomp: Docker's default profile, an *allow-list* (lamina.runtime.seccomp), resolved for
+  the container's bounding set; or the user's profile (``seccomp_profile``, Docker's JSON
+  format); none with ``seccomp=False`` (``--security-opt seccomp=unconfined``) or
+  ``privileged``.
+* ``--init``: Debian's ``tini-static`` bound read-only on ``/sbin/docker-init`` and run as
+  ``/sbin/docker-init -- <command>``, as Docker's docker-init.
+* memory: ``memory`` without ``memory_swap`` limits memory+swap to twice ``memory``
+  (Docker); ``memory_swap=-1`` leaves swap unlimited.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from lamina.errors import InvalidArgument
 
 __all__ = [
     "UserInfo", "MountSpec", "RunOptions", "resolve_user", "build_spec", "capabilities",
-    "seccomp_profile", "ALL_CAPS", "DEFAULT_CAPS", "DEFAULT_PATH",
+    "seccomp_profile", "find_init", "ALL_CAPS", "DEFAULT_CAPS", "DEFAULT_PATH", "INIT_DEST",
 ]
 
 #: Every capability name Linux knows (index = capability number), as of Linux 6.x.
@@ -68,36 +67,6 @@ _DEFAULT_DEVICE_RULES = (
     ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 1, "rwm"), ("c", 136, None, "rwm"),
     ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"),
 )
-
-#: Blocked syscalls -> the capability that unblocks them (None: always blocked), after the
-#: ``includes.caps`` groups of moby's profiles/seccomp/default.json.
-SECCOMP_BLOCKED: dict[str, str | None] = {
-    **dict.fromkeys(("add_key", "keyctl", "request_key", "nfsservctl", "sysfs", "_sysctl",
-                     "uselib", "userfaultfd", "ustat", "vm86", "vm86old"), None),
-    "acct": "CAP_SYS_PACCT",
-    **dict.fromkeys(("bpf", "lookup_dcookie", "mount", "umount", "umount2", "unshare", "setns",
-                     "pivot_root", "swapon", "swapoff", "quotactl", "name_to_handle_at",
-                     "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
-                     "mount_setattr", "perf_event_open", "fanotify_init", "setdomainname",
-                     "sethostname"), "CAP_SYS_ADMIN"),
-    **dict.fromkeys(("clock_adjtime", "clock_settime", "settimeofday", "stime"),
-                    "CAP_SYS_TIME"),
-    **dict.fromkeys(("create_module", "delete_module", "finit_module", "init_module",
-                     "get_kernel_syms", "query_module"), "CAP_SYS_MODULE"),
-    **dict.fromkeys(("get_mempolicy", "mbind", "set_mempolicy", "move_pages"),
-                    "CAP_SYS_NICE"),
-    **dict.fromkeys(("ioperm", "iopl"), "CAP_SYS_RAWIO"),
-    **dict.fromkeys(("kcmp", "process_vm_readv", "process_vm_writev", "ptrace",
-                     "pidfd_getfd", "process_madvise"), "CAP_SYS_PTRACE"),
-    **dict.fromkeys(("kexec_file_load", "kexec_load", "reboot"), "CAP_SYS_BOOT"),
-    "open_by_handle_at": "CAP_DAC_READ_SEARCH",
-    "syslog": "CAP_SYSLOG",
-    "vhangup": "CAP_SYS_TTY_CONFIG",
-}
-_CLONE_NS_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
-                   0x40000000)  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
-_PERSONA_DANGEROUS = (0x0040000, 0x0400000, 0x0100000, 0x0200000, 0x8000000)
-
 
 # ---------------------------------------------------------------------------------------------
 # Users
@@ -232,7 +201,7 @@ class RunOptions:
     hostname: str = ""
     terminal: bool = False
     readonly_rootfs: bool = False
-    network: str = "host"  # "host" | "none"
+    network: str = "none"  # "none" (only lo) | "host"
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     privileged: bool = False
@@ -244,7 +213,11 @@ class RunOptions:
     pids_limit: int | None = None
     ulimits: tuple[tuple[str, int, int], ...] = ()  # (name like "nofile", soft, hard)
     init: bool = False
+    init_path: str | None = None  # host path of tini-static (found on PATH when None)
     seccomp: bool = True
+    seccomp_profile: Mapping | None = None  # Docker-format profile; None: Docker's default
+    system_paths: bool = True  # False: systempaths=unconfined (no masked/read-only paths)
+    memory_swap: int | None = None  # memory+swap; None: twice memory; -1: unlimited
     etc_files: Mapping[str, str] = field(default_factory=dict)  # container path -> host file
     annotations: Mapping[str, str] = field(default_factory=dict)
 
@@ -284,35 +257,38 @@ def capabilities(cap_add=(), cap_drop=(), *, privileged: bool = False) -> list[s
     return base
 
 
-def seccomp_profile(caps: list[str] | tuple[str, ...]) -> dict:
-    """The OCI ``linux.seccomp`` object: Docker's blocked set minus what ``caps`` unblocks."""
-    have = set(caps)
-    blocked = sorted(n for n, cap in SECCOMP_BLOCKED.items() if cap is None or cap not in have)
-    if "CAP_BPF" in have and "bpf" in blocked:
-        blocked.remove("bpf")
-    if "CAP_PERFMON" in have and "perf_event_open" in blocked:
-        blocked.remove("perf_event_open")
-    rules: list[dict] = [{"names": blocked, "action": "SCMP_ACT_ERRNO", "errnoRet": _errno.EPERM}]
-    if "CAP_SYS_ADMIN" not in have:
-        for flag in _CLONE_NS_FLAGS:
-            rules.append({"names": ["clone"], "action": "SCMP_ACT_ERRNO",
-                          "errnoRet": _errno.EPERM,
-                          "args": [{"index": 0, "value": flag, "valueTwo": flag,
-                                    "op": "SCMP_CMP_MASKED_EQ"}]})
-        rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO",
-                      "errnoRet": _errno.ENOSYS})
-    for bit in _PERSONA_DANGEROUS:
-        rules.append({"names": ["personality"], "action": "SCMP_ACT_ERRNO",
-                      "errnoRet": _errno.EPERM,
-                      "args": [{"index": 0, "value": bit | 0x80000000, "valueTwo": bit,
-                                "op": "SCMP_CMP_MASKED_EQ"}]})
-    return {"defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-            "syscalls": rules}
+def seccomp_profile(caps: list[str] | tuple[str, ...], profile: Mapping | None = None) -> dict | None:
+    """The OCI ``linux.seccomp`` object for a container whose bounding set is ``caps``:
+    Docker's default profile, or ``profile`` (Docker's JSON format, already decoded)."""
+    from lamina.runtime import seccomp
+
+    return seccomp.resolve(dict(profile) if profile is not None else seccomp.default_profile(),
+                           bounding=caps)
 
 
 _RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
             "nproc", "rss", "rtprio", "rttime", "sigpending", "stack", "as"}
+
+
+#: Where ``--init`` binds the init binary, and the name it runs under (Docker's).
+INIT_DEST = "/sbin/docker-init"
+#: Host binaries that may serve as ``--init`` (Debian's tini package), first found wins.
+INIT_CANDIDATES = ("tini-static",)
+
+
+def find_init() -> str:
+    """The host path of the init binary ``--init`` binds into containers: Debian's
+    statically linked ``tini-static`` (what Docker's docker-init is), on PATH or in /usr/bin.
+    Raises Unavailable when it is not installed."""
+    import shutil
+
+    from lamina.errors import Unavailable
+
+    for name in INIT_CANDIDATES:
+        path = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/local/bin")
+        if path:
+            return os.path.realpath(path)
+    raise Unavailable("--init needs tini-static (Debian package tini), which is not installed")
 
 
 def _env_has(env, key: str) -> bool:
@@ -423,6 +399,14 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
         if opts.memory < 6 << 20:
             raise InvalidArgument("minimum memory limit allowed is 6MB")
         resources["memory"] = {"limit": int(opts.memory)}
+        swap = 2 * int(opts.memory) if opts.memory_swap is None else int(opts.memory_swap)
+        if swap != -1 and swap < opts.memory:
+            raise InvalidArgument("Minimum memoryswap limit should be larger than memory "
+                                  "limit, see usage")
+        resources["memory"]["swap"] = swap
+    elif opts.memory_swap not in (None, 0):
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap "
+                              "limit, see usage")
     if opts.cpus is not None:
         if opts.cpus <= 0:
             raise InvalidArgument(f"invalid --cpus {opts.cpus}: must be positive")
@@ -433,10 +417,13 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     if not opts.privileged:
-        linux["maskedPaths"] = list(MASKED_PATHS)
-        linux["readonlyPaths"] = list(READONLY_PATHS)
+        if opts.system_paths:
+            linux["maskedPaths"] = list(MASKED_PATHS)
+            linux["readonlyPaths"] = list(READONLY_PATHS)
         if opts.seccomp:
-            linux["seccomp"] = seccomp_profile(caps)
+            profile = seccomp_profile(caps, opts.seccomp_profile)
+            if profile is not None:
+                linux["seccomp"] = profile
     spec: dict = {
         "ociVersion": "1.0.2",
         "process": process,
@@ -446,9 +433,12 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     }
     if opts.hostname:
         spec["hostname"] = opts.hostname
-    ann = dict(opts.annotations)
     if opts.init:
-        ann["lamina.init"] = "1"
+        process["args"] = [INIT_DEST, "--", *process["args"]]
+        mounts.append({"destination": INIT_DEST, "type": "bind",
+                       "source": opts.init_path or find_init(),
+                       "options": ["rbind", "ro", "rprivate"]})
+    ann = dict(opts.annotations)
     if ann:
         spec["annotations"] = ann
     return spec

@@ -43,11 +43,33 @@ def volumes_dir(store) -> str:
     return os.path.join(store.root, "volumes")
 
 
+def check_volume_name(name: str) -> str:
+    """``name`` if it is a local volume name by Docker's grammar
+    (``[a-zA-Z0-9][a-zA-Z0-9_.-]+``), else InvalidArgument with the daemon's words: so no
+    path, ``..`` or ``/`` ever names a directory under volumes/."""
+    import re
+    if len(name) == 1:
+        raise InvalidArgument(f"create {name}: volume name is too short, names should be at least "
+                              f"two alphanumeric characters")
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+        raise InvalidArgument(f'create {name}: "{name}" includes invalid characters for a local volume '
+                              f'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to '
+                              f'pass a host directory, use absolute path')
+    return name
+
+
 def _volume(store, name: str | None) -> tuple[str, str, bool]:
+    """Create (if new) the volume ``name`` (None: a new anonymous one); returns (name,
+    its _data dir, anonymous). volumes/ and volumes/<name>/ are 0700; _data is 0755, the
+    mode a container sees at the mount point."""
+    from lamina import perms
     anonymous = name is None
-    name = name or os.urandom(32).hex()
-    path = os.path.join(volumes_dir(store), name, "_data")
-    os.makedirs(path, exist_ok=True)
+    name = os.urandom(32).hex() if anonymous else check_volume_name(name)
+    top = volumes_dir(store)
+    perms.mkdir(top, exist_ok=True)
+    perms.mkdir(os.path.join(top, name), exist_ok=True)
+    path = os.path.join(top, name, "_data")
+    perms.mkdir(path, perms.VISIBLE_DIR, exist_ok=True)
     return name, path, anonymous
 
 
@@ -58,13 +80,13 @@ def _check_dest(dest: str, spec: str) -> str:
 
 
 def parse_mounts(store, opts, *, image_volumes: list[str]) -> list[ContainerMount]:
-    out: list[ContainerMount] = []
+    """The mounts of ``-v``, ``--mount``, ``--tmpfs`` and the image's VOLUMEs. Every spec is
+    checked before anything is created, so a bad one leaves no volume behind."""
+    plan: list[tuple] = []   # ("volume", name|None, dest, ro) | ("bind", src, dest, ro, create) | ("tmpfs", ...)
     for spec in opts.volumes:
         parts = spec.split(":")
         if len(parts) == 1:
-            dest = _check_dest(parts[0], spec)
-            name, path, anon = _volume(store, None)
-            out.append(ContainerMount("volume", path, dest, name=name, anonymous=True))
+            plan.append(("volume", None, _check_dest(parts[0], spec), False))
             continue
         if len(parts) > 3:
             raise InvalidArgument(f"invalid volume specification: '{spec}'")
@@ -77,17 +99,9 @@ def parse_mounts(store, opts, *, image_volumes: list[str]) -> list[ContainerMoun
             elif m not in ("rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave", "nocopy"):
                 raise InvalidArgument(f"invalid mode: {m} in volume specification '{spec}'")
         if src.startswith("/") or src.startswith("."):
-            src = os.path.abspath(src)
-            if not os.path.exists(src):
-                os.makedirs(src, exist_ok=True)  # Docker creates a missing -v bind source
-            out.append(ContainerMount("bind", src, dest, readonly=ro))
+            plan.append(("bind", os.path.abspath(src), dest, ro, True))  # Docker creates a missing -v source
         else:
-            import re
-            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", src):
-                raise InvalidArgument(f'"{src}" includes invalid characters for a local volume name, '
-                                      f'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
-            name, path, _ = _volume(store, src)
-            out.append(ContainerMount("volume", path, dest, readonly=ro, name=name))
+            plan.append(("volume", check_volume_name(src), dest, ro))
     for spec in opts.mounts:
         kv = {}
         flags = set()
@@ -107,28 +121,39 @@ def parse_mounts(store, opts, *, image_volumes: list[str]) -> list[ContainerMoun
         if typ == "bind":
             if not src or not os.path.exists(src):
                 raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {src}")
-            out.append(ContainerMount("bind", os.path.abspath(src), dest, readonly=ro))
+            plan.append(("bind", os.path.abspath(src), dest, ro, False))
         elif typ == "volume":
-            name, path, anon = _volume(store, src)
-            out.append(ContainerMount("volume", path, dest, readonly=ro, name=name, anonymous=anon))
+            if src and src.startswith("."):
+                src = os.path.abspath(src)  # as Docker's client does, so the error names the path
+            plan.append(("volume", check_volume_name(src) if src else None, dest, ro))
         elif typ == "tmpfs":
             o = []
             if "tmpfs-size" in kv:
                 o.append(f"size={kv['tmpfs-size']}")
             if "tmpfs-mode" in kv:
                 o.append(f"mode={kv['tmpfs-mode']}")
-            out.append(ContainerMount("tmpfs", "", dest, readonly=ro, options=",".join(o)))
+            plan.append(("tmpfs", ",".join(o), dest, ro))
         else:
             raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: unknown mount type {typ!r}")
     for spec in opts.tmpfs:
         dest, _, o = spec.partition(":")
-        out.append(ContainerMount("tmpfs", "", _check_dest(dest, spec), options=o))
-    taken = {m.destination for m in out}
+        plan.append(("tmpfs", o, _check_dest(dest, spec), False))
+    taken = {p[2] for p in plan}
     for dest in image_volumes:
         dest = os.path.normpath(dest)
         if dest not in taken:
-            name, path, _ = _volume(store, None)
-            out.append(ContainerMount("volume", path, dest, name=name, anonymous=True))
+            plan.append(("volume", None, dest, False))
+    out: list[ContainerMount] = []
+    for p in plan:
+        if p[0] == "volume":
+            name, path, anon = _volume(store, p[1])
+            out.append(ContainerMount("volume", path, p[2], readonly=p[3], name=name, anonymous=anon))
+        elif p[0] == "bind":
+            if p[4] and not os.path.exists(p[1]):
+                os.makedirs(p[1], exist_ok=True)
+            out.append(ContainerMount("bind", p[1], p[2], readonly=p[3]))
+        else:
+            out.append(ContainerMount("tmpfs", "", p[2], readonly=p[3], options=p[1]))
     return out
 
 

@@ -26,6 +26,7 @@ import shutil
 import time
 from lamina._dcache import dataclass
 
+from lamina import perms
 from lamina.digest import Digest
 from lamina.errors import LaminaError, Unavailable
 
@@ -79,7 +80,8 @@ class Snapshotter:
             n = self._reserve()
             tmp = os.path.join(self.root, f"tmp-{n}")
             shutil.rmtree(tmp, ignore_errors=True)
-            os.makedirs(os.path.join(tmp, "fs"))
+            perms.mkdir(tmp)
+            perms.mkdir(os.path.join(tmp, "fs"), perms.VISIBLE_DIR)  # the layer's "./" may change it
             try:
                 size = self._apply(layer, os.path.join(tmp, "fs"), mode="overlay")
                 final = os.path.join(self.root, str(n))
@@ -105,7 +107,7 @@ class Snapshotter:
             return found
         n = self._reserve()
         final = os.path.join(self.root, str(n))
-        os.makedirs(final)
+        perms.mkdir(final)
         os.rename(src_dir, os.path.join(final, "fs"))
         self._record(layer, parent, n, size)
         return os.path.join(final, "fs")
@@ -180,15 +182,14 @@ INIT_DIRS = ("proc", "sys", "dev", "dev/pts", "dev/shm", "etc")
 
 def make_init_layer(path: str) -> str:
     """Create a container's init layer at ``path`` (idempotent), like Docker's ``<id>-init``:
-    empty /etc/hosts, /etc/hostname, /etc/resolv.conf and the /proc, /sys, /dev mount points."""
+    empty /etc/hosts, /etc/hostname, /etc/resolv.conf and the /proc, /sys, /dev mount points.
+    Directories 0755 and files 0644 whatever the umask: they show in the container (an init
+    /etc 0700 would hide the image's /etc from a non-root user)."""
+    perms.mkdir(path, perms.VISIBLE_DIR, exist_ok=True)
     for d in INIT_DIRS:
-        os.makedirs(os.path.join(path, d), mode=0o755, exist_ok=True)
+        perms.mkdir(os.path.join(path, d), perms.VISIBLE_DIR, exist_ok=True)
     for f in INIT_FILES:
-        p = os.path.join(path, f)
-        if not os.path.exists(p):
-            with open(p, "w"):
-                pass
-            os.chmod(p, 0o644)
+        perms.create_file(os.path.join(path, f), perms.VISIBLE_FILE)
     mtab = os.path.join(path, "etc", "mtab")
     if not os.path.lexists(mtab):
         os.symlink("/proc/mounts", mtab)

@@ -1,8 +1,8 @@
-"""Tests for lamina.cli.format: Go templates as Docker's --format uses them, tables, go-units.
+"""Tests for lamina.gotemplate: Go templates as Docker's --format uses them.
 
 Expected strings come from Go's own test vectors where they exist (text/template/parse
-errorTests, text/tabwriter tests, docker/go-units size_test.go and duration_test.go) and
-otherwise from working Go's rules through by hand (noted next to the case).
+errorTests) and otherwise from working Go's rules through by hand (noted next to the case).
+The side-by-side comparison with Docker's CLI is tests/test_gotemplate_docker.py.
 """
 
 from __future__ import annotations
@@ -14,26 +14,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from lamina.cli.format import (
-    NIL_MAP,
-    NIL_SLICE,
-    GoStruct,
-    Template,
-    TemplateError,
-    ago,
-    bytes_size,
-    compile_template,
-    derive_header,
-    format_table,
-    go_sprint,
-    human_duration,
-    human_size,
-    json_marshal,
-    parse_size,
-    prepare_format,
-    tabwrite,
-)
 from lamina.errors import InvalidArgument
+from lamina.gotemplate.fmt import go_sprint
+from lamina.gotemplate.jsonenc import json_marshal
+from lamina.gotemplate.template import Template, TemplateError, compile_template
+from lamina.gotemplate.values import NIL_MAP, NIL_SLICE, GoStruct
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,6 +100,12 @@ def test_field_access_and_printing(text, want):
 def test_go_sprint(value, want):
     assert go_sprint(value) == want
     assert render("{{.V}}", {"V": value}) == want
+
+
+def test_printf_type_of_nil_is_nil_like_go():
+    # fmt prints a nil interface{} operand of %T as <nil> (docker inspect -f '{{printf "%T" .Nope}}')
+    assert render('{{printf "%T" .Nope}}|{{printf "%T" .Config.Entrypoint}}|{{printf "%5T|" nil}}') == "<nil>|<nil>|<nil>|"
+    assert render('{{printf "%T" .Config}}') == "map[string]interface {}"
 
 
 def test_none_at_top_level_prints_no_value():
@@ -326,17 +317,6 @@ def test_missingkey_zero_and_default():
         t.render(value, missingkey="bogus")
 
 
-def test_table_rows_are_structs_like_dockers_formatter_contexts():
-    with pytest.raises(TemplateError) as info:
-        format_table(ROWS, "table {{.ID}}\\t{{.Nope}}", type_name="*formatter.imageContext")
-    assert str(info.value) == (
-        "template parsing error: template: :1:10: executing \"\" at <.Nope>: "
-        "can't evaluate field Nope in type *formatter.imageContext"
-    )
-    # `--format json` (and {{json .}}) sorts the keys, as Docker's MarshalJSON does
-    assert format_table([{"b": "2", "a": "1"}], "json") == '{"a":"1","b":"2"}\n'
-
-
 # ----------------------------------------------------------------------------------------------
 # Errors: same text as Go/Docker, naming the template and the position
 
@@ -476,333 +456,10 @@ def test_template_is_immutable_cached_and_reusable():
 
 def test_import_is_cheap():
     code = (
-        "import sys; before = set(sys.modules); import lamina.cli.format; "
+        "import sys; before = set(sys.modules); import lamina.gotemplate.template, lamina.cli.table, lamina.cli.units; "
         "heavy = {'json', 'unicodedata', 'urllib.parse', 'dataclasses', 'inspect', 'decimal'}; "
         "print(sorted(heavy & (set(sys.modules) - before)))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=REPO), check=True).stdout
     assert out.strip() == "[]"
-
-
-# ----------------------------------------------------------------------------------------------
-# Tables
-
-
-@pytest.mark.parametrize(
-    "fmt,want",
-    [
-        ("table {{.ID}}\\t{{.Tag}}", (True, "{{.ID}}\t{{.Tag}}")),
-        ("table", (True, "")),
-        ("json", (False, "{{json .}}")),
-        ("  {{.ID}}\\n{{.Tag}}  ", (False, "{{.ID}}\n{{.Tag}}")),
-        ("{{.ID}}\t{{.Tag}}", (False, "{{.ID}}\t{{.Tag}}")),
-    ],
-)
-def test_prepare_format(fmt, want):
-    assert prepare_format(fmt) == want
-
-
-DOCKER_IMAGES_FORMAT = (
-    "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t"
-    "{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\\t{{.Size}}"
-)
-IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "CreatedSince": "CREATED", "Size": "SIZE"}
-ROWS = [
-    {"Repository": "busybox", "Tag": "latest", "ID": "6fd955f66c23", "CreatedSince": "2 weeks ago", "Size": "4.26MB"},
-    {"Repository": "localhost:5000/me/app", "Tag": "v1", "ID": "0123456789ab", "CreatedSince": "", "Size": "1.2GB"},
-]
-
-
-def test_images_table_lines_up_like_docker():
-    # tabwriter(10, 1, 3, ' '): width = max(10, widest cell + 3); the last cell is not padded.
-    # REPOSITORY: 21+3=24, TAG: max(10, 6+3)=10, IMAGE ID: 12+3=15, CREATED: 11+3=14.
-    assert format_table(ROWS, DOCKER_IMAGES_FORMAT, headers=IMAGE_HEADERS) == (
-        "REPOSITORY              TAG       IMAGE ID       CREATED       SIZE\n"
-        "busybox                 latest    6fd955f66c23   2 weeks ago   4.26MB\n"
-        "localhost:5000/me/app   v1        0123456789ab   N/A           1.2GB\n"
-    )
-
-
-def test_single_image_matches_docker_images_output():
-    # The familiar `docker images` layout: REPOSITORY (10+3), TAG (minwidth 10), IMAGE ID (12+3).
-    assert format_table(ROWS[:1], DOCKER_IMAGES_FORMAT, headers=IMAGE_HEADERS).splitlines() == [
-        "REPOSITORY   TAG       IMAGE ID       CREATED       SIZE",
-        "busybox      latest    6fd955f66c23   2 weeks ago   4.26MB",
-    ]
-
-
-def test_empty_table_prints_header_only():
-    assert format_table([], DOCKER_IMAGES_FORMAT, headers=IMAGE_HEADERS) == (
-        "REPOSITORY   TAG       IMAGE ID   CREATED   SIZE\n"
-    )
-
-
-def test_plain_format_has_no_header_and_keeps_tabs():
-    assert format_table(ROWS, "{{.ID}}\\t{{.Tag}}") == "6fd955f66c23\tlatest\n0123456789ab\tv1\n"
-    assert format_table(ROWS, "json").splitlines()[0].startswith('{"CreatedSince":"2 weeks ago","ID":')
-
-
-def test_header_functions_and_derived_titles():
-    fmt = (
-        'table {{json .Repository}}\\t{{upper .Tag}}\\t{{join .RepoTags ","}}\\t'
-        '{{index .Config.Labels "maintainer"}}\\t{{.Config.Labels}}\\t{{range .RepoTags}}{{.}}{{end}}'
-    )
-    row = {"Repository": "r", "Tag": "t", "RepoTags": ["a", "b"], "Config": {"Labels": {"maintainer": "me"}}}
-    # widths: max(10, widest + 3) -> 13, 10, 12, 13, 21; the last column is not padded
-    assert format_table([row], fmt, headers={"Config.Labels": "LABELS"}) == (
-        "REPOSITORY   TAG       REPO TAGS   MAINTAINER   LABELS               REPO TAGS\n"
-        '"r"          T         a,b         me           map[maintainer:me]   ab\n'
-    )
-    assert [derive_header(n) for n in ("CreatedSince", "ID", "IPAddress", "size_rw", "Tag")] == [
-        "CREATED SINCE",
-        "ID",
-        "IP ADDRESS",
-        "SIZE RW",
-        "TAG",
-    ]
-
-
-def test_table_with_wide_characters_counts_terminal_columns():
-    # docker's tabwriter fork measures cells with go-runewidth: a CJK ideograph is 2 columns.
-    out = format_table([{"N": "本本", "T": "x"}, {"N": "ab", "T": "y"}], "table {{.N}}\\t{{.T}}")
-    assert out == "N         T\n本本      x\nab        y\n"
-
-
-# Go's text/tabwriter tests (flags == 0): name, minwidth, tabwidth, padding, padchar, src, want
-GO_TABWRITER = [
-    ("2", 8, 0, 1, ".", "\n\n\n", "\n\n\n"),
-    ("3", 8, 0, 1, ".", "a\nb\nc", "a\nb\nc"),
-    ("4a", 8, 0, 1, ".", "\t", ""),
-    ("5", 8, 0, 1, ".", "*\t*", "*.......*"),
-    ("5c", 8, 0, 1, ".", "*\t*\t", "*.......*"),
-    ("6", 8, 0, 1, ".", "\t\n", "........\n"),
-    ("7e", 8, 0, 1, ".", "e) foo\tbar\t\n", "e) foo..bar.....\n"),
-    ("9a", 1, 0, 0, ".", "1\t2\t3\t4\n11\t222\t3333\t44444\n", "1.2..3...4\n11222333344444\n"),
-    ("9c", 1, 0, 0, ".", "1\t2\t3\t4\f11\t222\t3333\t44444\n", "1234\n11222333344444\n"),
-    ("10b", 5, 0, 0, ".", "1\t2\t3\t4\t\n", "1....2....3....4....\n"),
-    ("12b", 2, 0, 0, " ", "a\tb\tc\naa\tbbb\tcccc\naaa\tbbbb\n", "a  b  c\naa bbbcccc\naaabbbb\n"),
-    (
-        "13b", 4, 0, 3, ".",
-        "4444\t333\t22\t1\t333\n999999999\t22\n7\t22\n\t\t\t88888888\n\n"
-        "666666\t666666\t666666\t4444\n1\t1\t999999999\t0000000000\n",
-        "4444........333...22...1...333\n999999999...22\n7...........22\n....................88888888\n\n"
-        "666666...666666...666666......4444\n1........1........999999999...0000000000\n",
-    ),
-    ("15a", 4, 0, 0, ".", "a\t\tb", "a.......b"),
-    (
-        "16a", 100, 100, 0, "\t",
-        "a\tb\t\td\na\tb\t\td\te\na\na\tb\tc\td\na\tb\tc\td\te\n",
-        "a\tb\t\td\na\tb\t\td\te\na\na\tb\tc\td\na\tb\tc\td\te\n",
-    ),
-]
-
-
-@pytest.mark.parametrize("name,minwidth,tabwidth,padding,padchar,src,want", GO_TABWRITER, ids=[c[0] for c in GO_TABWRITER])
-def test_go_tabwriter_vectors(name, minwidth, tabwidth, padding, padchar, src, want):
-    assert tabwrite(src, minwidth=minwidth, tabwidth=tabwidth, padding=padding, padchar=padchar) == want
-
-
-# ----------------------------------------------------------------------------------------------
-# docker/go-units
-
-
-@pytest.mark.parametrize(
-    "size,want",
-    [  # go-units TestHumanSize (precision 4)
-        (1000, "1kB"),
-        (1024, "1.024kB"),
-        (1000000, "1MB"),
-        (1048576, "1.049MB"),
-        (2 * 1000**2, "2MB"),
-        (3.42 * 1000**3, "3.42GB"),
-        (5.372 * 1000**4, "5.372TB"),
-        (2.22 * 1000**5, "2.22PB"),
-        (10000000000000 * 1000**5, "1e+04YB"),
-    ],
-)
-def test_human_size_go_units_vectors(size, want):
-    assert human_size(size, 4) == want
-
-
-@pytest.mark.parametrize(
-    "size,want",
-    [  # precision 3, as `docker images` prints SIZE
-        (0, "0B"),
-        (1, "1B"),
-        (512, "512B"),
-        (999, "999B"),
-        (1000, "1kB"),
-        (1234, "1.23kB"),
-        (4860000, "4.86MB"),
-        (4_261_376, "4.26MB"),
-        (999_499, "999kB"),
-        (999_500, "1e+03kB"),  # %.3g rounds up to 1e+03 without changing unit, as Docker does
-        (123_456_789, "123MB"),
-        (10**9, "1GB"),
-    ],
-)
-def test_human_size_docker_images_precision(size, want):
-    assert human_size(size) == want
-
-
-@pytest.mark.parametrize(
-    "size,want",
-    [  # go-units TestBytesSize
-        (0, "0B"),
-        (1024, "1KiB"),
-        (1024 * 1024, "1MiB"),
-        (2 * 1024**2, "2MiB"),
-        (3.42 * 1024**3, "3.42GiB"),
-        (5.372 * 1024**4, "5.372TiB"),
-        (2.22 * 1024**5, "2.22PiB"),
-        (1024**5 * 1024**5, "1.049e+06YiB"),
-        (1536, "1.5KiB"),
-    ],
-)
-def test_bytes_size(size, want):
-    assert bytes_size(size) == want
-
-
-MIN, HOUR, DAY = 60, 3600, 86400
-WEEK, MONTH, YEAR = 7 * DAY, 30 * DAY, 365 * DAY
-
-
-@pytest.mark.parametrize(
-    "seconds,want",
-    [  # go-units TestHumanDuration, every case
-        (0.45, "Less than a second"),
-        (1, "1 second"),
-        (45, "45 seconds"),
-        (46, "46 seconds"),
-        (59, "59 seconds"),
-        (60, "About a minute"),
-        (3 * MIN, "3 minutes"),
-        (35 * MIN, "35 minutes"),
-        (35 * MIN + 40, "35 minutes"),
-        (45 * MIN, "45 minutes"),
-        (45 * MIN + 40, "45 minutes"),
-        (46 * MIN, "46 minutes"),
-        (59 * MIN, "59 minutes"),
-        (1 * HOUR, "About an hour"),
-        (1 * HOUR + 29 * MIN, "About an hour"),
-        (1 * HOUR + 31 * MIN, "2 hours"),
-        (1 * HOUR + 59 * MIN, "2 hours"),
-        (3 * HOUR, "3 hours"),
-        (3 * HOUR + 29 * MIN, "3 hours"),
-        (3 * HOUR + 31 * MIN, "4 hours"),
-        (3 * HOUR + 59 * MIN, "4 hours"),
-        (3 * HOUR + 60 * MIN, "4 hours"),
-        (24 * HOUR, "24 hours"),
-        (1 * DAY + 12 * HOUR, "36 hours"),
-        (2 * DAY, "2 days"),
-        (7 * DAY, "7 days"),
-        (13 * DAY + 5 * HOUR, "13 days"),
-        (2 * WEEK, "2 weeks"),
-        (2 * WEEK + 4 * DAY, "2 weeks"),
-        (3 * WEEK, "3 weeks"),
-        (4 * WEEK, "4 weeks"),
-        (4 * WEEK + 3 * DAY, "4 weeks"),
-        (1 * MONTH, "4 weeks"),
-        (1 * MONTH + 2 * WEEK, "6 weeks"),
-        (2 * MONTH, "2 months"),
-        (2 * MONTH + 2 * WEEK, "2 months"),
-        (3 * MONTH, "3 months"),
-        (3 * MONTH + 1 * WEEK, "3 months"),
-        (5 * MONTH + 2 * WEEK, "5 months"),
-        (13 * MONTH, "13 months"),
-        (23 * MONTH, "23 months"),
-        (24 * MONTH, "24 months"),
-        (24 * MONTH + 2 * WEEK, "2 years"),
-        (3 * YEAR + 2 * MONTH, "3 years"),
-        # thresholds: days/weeks/months divide the rounded hours, years the truncated hours
-        (0.999, "Less than a second"),
-        (-5, "Less than a second"),
-        (119.9, "About a minute"),
-        (120, "2 minutes"),
-        (47 * HOUR + 29 * MIN, "47 hours"),
-        (47 * HOUR + 31 * MIN, "2 days"),  # rounds to 48 hours
-        (2 * WEEK - 31 * MIN, "13 days"),
-        (2 * WEEK - 29 * MIN, "2 weeks"),
-        (2 * MONTH - 1, "2 months"),
-        (2 * YEAR - HOUR, "24 months"),
-        (2 * YEAR - 1, "1 years"),  # go-units quirk, kept: Docker prints this too
-        (2 * YEAR, "2 years"),
-    ],
-)
-def test_human_duration(seconds, want):
-    assert human_duration(seconds) == want
-
-
-def test_ago():
-    assert ago(1_000_000, 1_000_000 + 2 * WEEK) == "2 weeks ago"
-    assert ago(100, 100.5) == "Less than a second ago"
-    assert ago(0).endswith(" years ago")  # defaults to now
-
-
-@pytest.mark.parametrize(
-    "text,binary,want",
-    [  # go-units TestRAMInBytes / TestFromHumanSize
-        ("32", True, 32),
-        ("32b", True, 32),
-        ("32B", True, 32),
-        ("32k", True, 32 * 1024),
-        ("32K", True, 32 * 1024),
-        ("32kb", True, 32 * 1024),
-        ("32Kib", True, 32 * 1024),
-        ("32KIB", True, 32 * 1024),
-        ("32Mb", True, 32 * 1024**2),
-        ("32Gb", True, 32 * 1024**3),
-        ("32Tb", True, 32 * 1024**4),
-        ("32PB", True, 32 * 1024**5),
-        ("32P", True, 32 * 1024**5),
-        ("32.3", True, 32),
-        ("32.3 mb", True, int(32.3 * 1024**2)),
-        ("0.3MB", True, int(0.3 * 1024**2)),
-        ("64m", True, 67108864),
-        ("512m", True, 536870912),
-        ("0", False, 0),
-        ("0 B", False, 0),
-        ("32k", False, 32000),
-        ("32.5kB", False, 32500),
-        ("32.5 kB", False, 32500),
-        ("32.5 B", False, 32),
-        ("0.3 K", False, 300),
-        (".3kB", False, 300),
-        ("0.", False, 0),
-        ("0. ", False, 0),
-        ("-0 B", False, 0),
-        ("32. b", False, 32),
-        ("0 ", False, 0),
-        ("1e3", True, 1000),  # Go float syntax
-    ],
-)
-def test_parse_size(text, binary, want):
-    assert parse_size(text, binary=binary) == want
-
-
-@pytest.mark.parametrize(
-    "text,detail",
-    [
-        ("", ""),
-        ("hello", ""),
-        (".", ": strconv.ParseFloat: parsing \".\": invalid syntax"),
-        (" 0", ': strconv.ParseFloat: parsing " 0": invalid syntax'),
-        ("0b ", ': strconv.ParseFloat: parsing "0b": invalid syntax'),
-        ("-32", ""),
-        ("-32 B", ""),
-        ("32b.", ': strconv.ParseFloat: parsing "32b.": invalid syntax'),
-        ("32 bb", ": invalid suffix: 'bb'"),
-        ("32  b", ': strconv.ParseFloat: parsing "32 ": invalid syntax'),
-        ("32m b", ': strconv.ParseFloat: parsing "32m": invalid syntax'),
-        ("32bm", ": invalid suffix: 'bm'"),
-        ("32kiB!", ": invalid suffix: 'kiB!'"),
-        ("32x", ": invalid suffix: 'x'"),
-        ("32mi", ": invalid suffix: 'mi'"),
-        ("1_000", ': strconv.ParseFloat: parsing "1_000": invalid syntax'),
-    ],
-)
-def test_parse_size_errors_name_the_text(text, detail):
-    with pytest.raises(InvalidArgument) as info:
-        parse_size(text)
-    assert str(info.value) == "invalid size: '%s'%s" % (text, detail)

@@ -22,8 +22,6 @@ from containers_util import Pty, bb, image  # noqa: F401  (fixture)
 from security_util import (KEYRING_CALLER, host_python, host_python_cmd, host_python_home,
                            run_as_caller)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
 # The container types "echo INJECTED" into each of its fds with TIOCSTI (the word is built
 # at run time, so only a successful injection, echoed by the caller's terminal, shows it).
 TIOCSTI_ATTACK = r"""

@@ -329,11 +329,11 @@ def test_writer_killed_mid_write_leaves_a_stale_resumable_partial(cs, tmp_path):
 
 
 def test_layout_files_and_reads(cs):
-    """The layout's files are world-readable 0644 (skopeo/umoci read them as other users);
-    size() and read() of a missing blob say NotFound; read() refuses what is too big for a
-    manifest and checks the digest unless told not to."""
+    """The layout's files are the store owner's alone (0600, whatever the umask: the store
+    is private); size() and read() of a missing blob say NotFound; read() refuses what is
+    too big for a manifest and checks the digest unless told not to."""
     for name in ("oci-layout", "index.json"):  # (made under umask 022 by the fixture)
-        assert os.stat(os.path.join(cs.root, name)).st_mode & 0o7777 == 0o644
+        assert os.stat(os.path.join(cs.root, name)).st_mode & 0o7777 == 0o600
     missing = Digest("sha256", "2" * 64)
     with pytest.raises(NotFound, match=f"blob {missing} not found in the content store"):
         cs.size(missing)
@@ -389,11 +389,11 @@ def test_write_after_copy_from_fd_appends(cs, tmp_path):
 
 def test_ingest_housekeeping(cs):
     """Refs without a lock file (a writer killed before it made one) are all stale; a held
-    lock file is world-readable; removing a missing ingest is fine; no ingest dir, no refs."""
+    lock file is private (0600); removing a missing ingest is fine; no ingest dir, no refs."""
     for ref in ("a", "b", "c"):
         os.makedirs(os.path.join(cs.ingest_dir, ref))
     w = cs.writer("held")
-    assert os.stat(os.path.join(cs.ingest_dir, "held", "lock")).st_mode & 0o7777 == 0o644
+    assert os.stat(os.path.join(cs.ingest_dir, "held", "lock")).st_mode & 0o7777 == 0o600
     assert sorted(cs.stale_ingests()) == ["a", "b", "c"]
     w.close()
     for ref in ("a", "b", "c", "never-was"):

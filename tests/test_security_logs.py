@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 
-
 from conftest import REPO
 from containers_util import bb, until  # noqa: F401  (fixture)
 

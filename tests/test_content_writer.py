@@ -408,3 +408,25 @@ def test_walk_skips_what_is_not_a_blob(cs):
     for junk in ("notahash", "0" * 63, ".tmp-1-x", "Z" * 64):
         open(os.path.join(cs.blobs, "sha256", junk), "w").close()
     assert sorted(cs.walk()) == sorted(good)
+
+
+def test_store_permissions_are_private(cs):
+    """Directories 0700, files 0600 (the store's owner alone reads blobs), under umask 022,
+    for the layout, an ingest in progress, and blobs of a new algorithm's directory."""
+    old = os.umask(0o022)
+    try:
+        cs.init()  # idempotent
+        for d in (cs.root, cs.blobs, os.path.join(cs.blobs, "sha256"), cs.ingest_dir):
+            assert os.stat(d).st_mode & 0o7777 == 0o700, d
+        data = b"private"
+        d512 = Digest("sha512", hashlib.sha512(data).hexdigest())
+        w = cs.writer("p", expected=d512, size=len(data))
+        w.write(data)
+        assert os.stat(w.dir).st_mode & 0o7777 == 0o700
+        assert os.stat(w.data_path).st_mode & 0o7777 == 0o600
+        w.commit()
+        w.close()
+        assert os.stat(os.path.join(cs.blobs, "sha512")).st_mode & 0o7777 == 0o700
+        assert os.stat(cs.path(d512)).st_mode & 0o7777 == 0o600
+    finally:
+        os.umask(old)

@@ -43,5 +43,9 @@ class Unavailable(LaminaError):
     """A resource or kernel feature is missing or busy; retrying or another setup may help."""
 
 
+class Unauthorized(LaminaError):
+    """A registry refused the credentials (or wants some): log in, or with other ones."""
+
+
 class Unsupported(LaminaError):
     """A valid request that lamina (or this host) does not support."""

@@ -9,7 +9,13 @@ Tables (schema version in ``PRAGMA user_version``):
   images(manifest PK, config, media_type, size, created, added, parent, intermediate, comment)
       one row per image manifest we hold; ``config`` is the image ID.
   tags(name PK, manifest)           name is canonical "docker.io/library/busybox:latest"
-  repo_digests(name, manifest)      "docker.io/library/busybox" @ manifest (pulled/pushed)
+  repo_digests(name, digest, manifest)   "docker.io/library/busybox@<digest>" names image <manifest>
+      on its registry (pulled/pushed): digest is the manifest itself, the index a multi-platform
+      pull resolved, or the manifest a push sent (its layers compressed); GC keeps that document
+  blob_sources(blob, repo)          repositories ("localhost:5000/me/app") known to hold the blob
+      (pulled from, pushed to): push mounts from them instead of uploading
+  layer_copies(source, blob)        blob is the compressed copy push made of an uncompressed layer
+      blob; kept (by GC) while the source is, so a second push does not compress again
   layers(diff_id PK, content_size)  facts learned when a layer was ingested
   layer_blobs(blob PK, diff_id, media_type)   which compressed blob holds which diff
   snapshots(chain_id PK, parent, dir, diff_id, size, created)   unpacked layers
@@ -26,7 +32,7 @@ import sqlite3
 from contextlib import contextmanager
 from collections.abc import Iterator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -37,8 +43,12 @@ CREATE TABLE IF NOT EXISTS images(
 CREATE INDEX IF NOT EXISTS images_config ON images(config);
 CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, manifest TEXT NOT NULL, added REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS tags_manifest ON tags(manifest);
-CREATE TABLE IF NOT EXISTS repo_digests(name TEXT NOT NULL, manifest TEXT NOT NULL,
-    PRIMARY KEY(name, manifest));
+CREATE TABLE IF NOT EXISTS repo_digests(name TEXT NOT NULL, digest TEXT NOT NULL, manifest TEXT NOT NULL,
+    PRIMARY KEY(name, digest));
+CREATE INDEX IF NOT EXISTS repo_digests_manifest ON repo_digests(manifest);
+CREATE TABLE IF NOT EXISTS blob_sources(blob TEXT NOT NULL, repo TEXT NOT NULL, PRIMARY KEY(blob, repo));
+CREATE TABLE IF NOT EXISTS layer_copies(source TEXT NOT NULL, blob TEXT NOT NULL, media_type TEXT NOT NULL,
+    PRIMARY KEY(source, media_type));
 CREATE TABLE IF NOT EXISTS layers(diff_id TEXT PRIMARY KEY, content_size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS layer_blobs(blob TEXT PRIMARY KEY, diff_id TEXT NOT NULL,
     media_type TEXT NOT NULL);
@@ -76,6 +86,7 @@ class Metadata:
                     import time
                     time.sleep(0.02)
             with self.tx() as c:
+                _migrate(c)
                 for stmt in _SCHEMA.strip().split(";"):
                     if stmt.strip():
                         c.execute(stmt)
@@ -103,3 +114,18 @@ class Metadata:
 
     def one(self, sql: str, args: tuple = ()) -> tuple | None:
         return self.conn.execute(sql, args).fetchone()
+
+
+def _migrate(c: sqlite3.Connection) -> None:
+    """Bring tables an older schema made up to date (run inside the schema transaction).
+
+    v3 -> v4: repo_digests gains ``digest`` (what ``name@digest`` names on the registry) and
+    is keyed by (name, digest); every v3 row named its own manifest."""
+    cols = [r[1] for r in c.execute("PRAGMA table_info(repo_digests)")]
+    if cols and "digest" not in cols:
+        c.execute("ALTER TABLE repo_digests RENAME TO repo_digests_v3")
+        c.execute("CREATE TABLE repo_digests(name TEXT NOT NULL, digest TEXT NOT NULL, manifest TEXT NOT NULL, "
+                  "PRIMARY KEY(name, digest))")
+        c.execute("INSERT OR IGNORE INTO repo_digests(name, digest, manifest) "
+                  "SELECT name, manifest, manifest FROM repo_digests_v3")
+        c.execute("DROP TABLE repo_digests_v3")

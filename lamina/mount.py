@@ -69,7 +69,14 @@ __all__ = [
     "unmount",
     "unmount_all",
     "is_mountpoint",
+    "detached_bind",
+    "detached_overlay",
+    "DETACHED",
 ]
+
+#: ``Mount(DETACHED, "/proc/self/fd/<n>")``: attach the detached mount tree held by fd ``n``
+#: (made by :func:`detached_bind` or :func:`detached_overlay`) with move_mount(2).
+DETACHED = "detached"
 
 #: Most lower layers one overlay mount accepts (kernel ``OVL_MAX_STACK``).
 OVL_MAX_STACK = 500
@@ -253,7 +260,8 @@ _AT_SYMLINK_NOFOLLOW, _AT_NO_AUTOMOUNT = 0x100, 0x800
 
 # move_mount, fsopen, fsconfig, fsmount: the unified numbers every architecture except alpha
 # uses since Linux 5.2 (x86_64: asm/unistd_64.h; arm64 and riscv: asm-generic/unistd.h).
-_NEW_API_SYSCALLS = {"move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432}
+_NEW_API_SYSCALLS = {"open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+                     "mount_setattr": 442}
 _NEW_API_MACHINES = frozenset({"x86_64", "amd64", "aarch64", "arm64", "riscv64", "ppc64le",
                                "ppc64", "s390x", "loongarch64", "i686", "i386"})
 
@@ -401,6 +409,91 @@ def _mount_classic(m: Mount, target: str) -> None:
     except BaseException:
         _umount_quietly(target)
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Detached mounts: made from descriptors in the caller's namespace, attached in another one
+
+_OPEN_TREE_CLONE, _AT_EMPTY_PATH, _AT_RECURSIVE = 1, 0x1000, 0x8000
+_MOUNT_ATTR_RDONLY = 0x1
+
+
+def detached_bind(fd: int, *, readonly: bool) -> int:
+    """A detached recursive bind of what the descriptor ``fd`` (``O_PATH`` is enough) names:
+    ``open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)``, made read-only (the whole tree) when
+    asked. Returns the mount's descriptor (CLOEXEC; the caller closes it); attach it with
+    ``Mount(DETACHED, f"/proc/self/fd/{n}")``, also from a child in a new mount namespace.
+    Because the source is a descriptor the caller resolved, no path is looked up again:
+    nothing can swap a symlink in between. Raises Unavailable/InvalidArgument."""
+    import ctypes
+
+    try:
+        mfd = _syscall("open_tree", fd, b"", _OPEN_TREE_CLONE | _AT_EMPTY_PATH | _AT_RECURSIVE
+                       | os.O_CLOEXEC)
+    except OSError as e:
+        raise _fail("detached bind of", f"fd {fd}", "open_tree", e) from e
+    if readonly:
+        attr = (ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY, 0, 0, 0)
+        r = _libc().syscall(ctypes.c_long(_NEW_API_SYSCALLS["mount_setattr"]), ctypes.c_int(mfd),
+                            ctypes.c_char_p(b""), ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE),
+                            ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+        if r < 0:
+            e = _last_oserror()
+            os.close(mfd)
+            raise _fail("detached bind of", f"fd {fd}", "mount_setattr MOUNT_ATTR_RDONLY", e)
+    return mfd
+
+
+def detached_overlay(lower_fd: int, *, upper: str, work: str) -> int:
+    """A detached writable overlay whose only lower layer is the directory ``lower_fd``
+    (passed as a descriptor: ``FSCONFIG_SET_FD``, Linux >= 6.13; older kernels get the magic
+    link of the same descriptor) and whose ``upper``/``work`` dirs take the writes. Used
+    where writes must be thrown away (BuildKit's ``RUN --mount=type=bind,rw``). Returns the
+    mount's descriptor, as :func:`detached_bind`."""
+    what = "overlay mount on"
+    target = f"lower fd {lower_fd}"
+    try:
+        fs = _syscall("fsopen", b"overlay", _FSOPEN_CLOEXEC)
+    except OSError as e:
+        raise _fail(what, target, "fsopen overlay", e) from e
+    try:
+        def config(cmd: int, key: str | None, value: str | None = None, aux: int = 0) -> None:
+            try:
+                _syscall("fsconfig", fs, cmd, key and key.encode(),
+                         None if value is None else _enc(value), aux)
+            except OSError as e:
+                raise _fail(what, target, f"fsconfig {key}", e, _fs_log(fs)) from e
+
+        try:
+            _syscall("fsconfig", fs, _FSCONFIG_SET_FD, b"lowerdir+", None, lower_fd)
+        except OSError as e:
+            if e.errno != _errno.EINVAL:
+                raise _fail(what, target, "fsconfig lowerdir+ fd", e, _fs_log(fs)) from e
+            _fs_log(fs)
+            config(_FSCONFIG_SET_STRING, "lowerdir+", f"/proc/self/fd/{lower_fd}")
+        config(_FSCONFIG_SET_STRING, "upperdir", os.path.abspath(upper))
+        config(_FSCONFIG_SET_STRING, "workdir", os.path.abspath(work))
+        for opt in DIFF_OPTIONS:
+            key, _, value = opt.partition("=")
+            config(_FSCONFIG_SET_STRING, key, value)
+        config(_FSCONFIG_CMD_CREATE, None)
+        try:
+            return _syscall("fsmount", fs, _FSMOUNT_CLOEXEC, 0)
+        except OSError as e:
+            raise _fail(what, target, "fsmount", e, _fs_log(fs)) from e
+    finally:
+        os.close(fs)
+
+
+def _attach(m: Mount, target: str) -> None:
+    prefix = "/proc/self/fd/"
+    if not m.source.startswith(prefix) or not m.source[len(prefix):].isdigit():
+        raise InvalidArgument(f"detached mount source must be {prefix}<fd>, not {m.source!r}")
+    fd = int(m.source[len(prefix):])
+    try:
+        _syscall("move_mount", fd, b"", _AT_FDCWD, _enc(target), _MOVE_MOUNT_F_EMPTY_PATH)
+    except OSError as e:
+        raise _fail("attach of a detached mount on", target, "move_mount", e) from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -646,6 +739,8 @@ def mount_all(mounts: Sequence[Mount], target: str) -> None:
         for m in mounts:
             if m.type == "overlay":
                 _mount_overlay(m, target)
+            elif m.type == DETACHED:
+                _attach(m, target)
             else:
                 _mount_classic(m, target)
             done += 1

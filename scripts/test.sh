@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup-env.sh
-pkgs="busybox-static debootstrap procps skopeo umoci docker.io containerd runc iptables file zstd xz-utils bzip2 tini golang-github-docker-docker-dev linux-libc-dev libseccomp2"
+pkgs="busybox-static e2fsprogs mount debootstrap procps skopeo umoci podman docker.io containerd runc iptables file zstd xz-utils bzip2 tini golang-github-docker-docker-dev linux-libc-dev libseccomp2 docker-registry apache2-utils openssl"
 install_apt $pkgs
 setup_venv test
 start_dockerd

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import textwrap
 
@@ -247,3 +248,35 @@ def test_ps_during_a_build_leaves_the_run_step_alone(bb, tmp_path):
             p.communicate()
     assert p.returncode == 0, err
     assert bb("run", "--rm", "pscheck", "cat", "/a", "/b").out == "hello\nworld\n"
+
+
+def _copy_layer(lam, tag: str) -> str:
+    return json.loads(lam("inspect", tag).out)[0]["RootFS"]["Layers"][-1]
+
+
+def _snapshot_of(lam, diff_chain_top: str) -> str:
+    import sqlite3
+    with sqlite3.connect(os.path.join(lam.root, "lamina.db")) as db:
+        row = db.execute("SELECT dir FROM snapshots WHERE diff_id=? ORDER BY created DESC LIMIT 1",
+                         (diff_chain_top,)).fetchone()
+    return os.path.join(lam.root, "snapshots", row[0], "fs")
+
+
+def test_copy_miss_reuses_unchanged_files_as_a_fresh_copy_would(bb, tmp_path):
+    """A COPY of a directory that misses because one file changed links the unchanged files
+    from the previous result's snapshot instead of copying them (issue 8's speed bar) -- and
+    the layer is byte for byte the one a --no-cache copy writes."""
+    files = {f"dir/d{i % 3}/f{i}": f"file {i}\n" for i in range(30)}
+    ctx = mkctx(tmp_path, "FROM busybox\nCOPY dir /dir\n", files)
+    bb("build", "-q", "-t", "reuse", str(ctx))
+    (ctx / "dir" / "d1" / "f4").write_text("edited\n")
+    os.utime(ctx / "dir" / "d2" / "f5", ns=(1, 1_000_000_000))   # metadata a fresh copy would change
+    bb("build", "-q", "-t", "reuse", str(ctx))
+    layer = _copy_layer(bb, "reuse")
+    snap = _snapshot_of(bb, layer)
+    nlinks = {p.name: p.stat().st_nlink for p in (pathlib.Path(snap) / "dir").rglob("f*")}
+    assert nlinks["f4"] == 1 and nlinks["f5"] == 1                  # copied
+    assert sum(1 for n in nlinks.values() if n == 2) == 28, nlinks   # linked from the first result
+    assert bb("run", "--rm", "reuse", "cat", "/dir/d1/f4").out == "edited\n"
+    bb("build", "-q", "--no-cache", "-t", "fresh", str(ctx))
+    assert _copy_layer(bb, "fresh") == layer

@@ -58,8 +58,9 @@ def test_chmod_symlink_and_structure_change_it(ctxdir, tmp_path):
     (ctxdir / "emptydir").mkdir()
     c3 = checksum(make(ctxdir, tmp_path), ".")
     assert c3 != c2
+    # ownership is not copied (COPY and ADD reset it), so it is not in the key: Docker hits
     os.chown(ctxdir / "a.txt", 1234, 1234)
-    assert checksum(make(ctxdir, tmp_path), ".") != c3
+    assert checksum(make(ctxdir, tmp_path), ".") == c3
 
 
 def test_ignored_file_changes_nothing(ctxdir, tmp_path):
@@ -145,8 +146,8 @@ def test_racy_files_are_not_cached(ctxdir, tmp_path):
 
 
 def test_explain_reports_add_remove_mode():
-    old = {"a": "file 644 0:0 sha256:1", "b": "file 644 0:0 sha256:2", "l": "symlink 777 0:0 -> x"}
-    new = {"a": "file 755 0:0 sha256:1", "c": "dir 755 0:0", "l": "symlink 777 0:0 -> y"}
+    old = {"a": "file 644 sha256:1", "b": "file 644 sha256:2", "l": "symlink -> x"}
+    new = {"a": "file 755 sha256:1", "c": "dir 755", "l": "symlink -> y"}
     assert Context.explain(old, new) == [
         "changed: a (mode)", "removed: b", "added: c", "changed: l (target)"]
 

@@ -74,7 +74,9 @@ def test_from_arg_before_from_alias_previous_stage_platform(bb, tmp_path):
 
 
 def test_from_unknown_platform_and_missing_image(bb, tmp_path):
-    r = build(bb, mkctx(tmp_path, "FROM nosuchimage\n"), check=False)
+    # --pull=never: a missing base is an error naming it (by default it would be pulled
+    # from Docker Hub; tests talk to loopback registries only)
+    r = build(bb, mkctx(tmp_path, "FROM nosuchimage\n"), "--pull=never", check=False)
     assert r.rc != 0 and "nosuchimage" in r.err
     r = build(bb, mkctx(tmp_path, "FROM busybox\nRUN true\n", name="p"), "--platform", "linux/s390x", check=False)
     assert r.rc != 0 and "s390x" in r.err
@@ -503,7 +505,8 @@ def test_copy_from_stage_index_image(bb, tmp_path):
         """)
     build(bb, ctx, "-t", "cf")
     assert sh(bb, "cf", "cat /by-name/f /by-index; head -1 /by-image") == "built\nbuilt\nroot:x:0:0:root:/root:/bin/sh\n"
-    r = build(bb, mkctx(tmp_path, "FROM busybox\nCOPY --from=nowhere /x /x\n", name="bad"), check=False)
+    r = build(bb, mkctx(tmp_path, "FROM busybox\nCOPY --from=nowhere /x /x\n", name="bad"), "--pull=never",
+              check=False)  # never: no Docker Hub (tests reach loopback registries only)
     assert r.rc != 0 and "nowhere" in r.err
 
 

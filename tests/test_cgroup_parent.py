@@ -71,7 +71,7 @@ def test_cgroup_parent_default_from_the_environment(lamina, busybox_tar):
         assert set(_host_cgroups(pid)) == {f"/lamina/{cid}"}
         # the parent is the container's for life: commands run with another default find it
         lamina("pause", cid)
-        with open(f"/sys/fs/cgroup/freezer/lamina/{cid}/freezer.state") as f:
+        with open(f"/sys/fs/cgroup/freezer/lamina/{cid}/freezer.state") as f:  # the default parent
             assert f.read() == "FROZEN\n"
         lamina("unpause", cid)
     finally:

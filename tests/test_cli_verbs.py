@@ -15,7 +15,7 @@ import pytest
 from lamina.cli.main import COMMANDS, HIDDEN_ALIASES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VERB_MODULES = ("build", "containers", "images", "system")
+VERB_MODULES = ("build", "containers", "images", "registry", "system")
 
 
 def _targets():
@@ -46,7 +46,7 @@ def test_every_verb_function_is_in_the_table():
 def test_management_verbs_list_their_sub_verbs_without_aliases(lamina):
     assert lamina("image").out == (
         "\nUsage:  lamina image COMMAND\n\nManage images\n\nCommands:\n"
-        "  history\n  import\n  inspect\n  load\n  ls\n  prune\n  rm\n  save\n  tag\n"
+        "  history\n  import\n  inspect\n  load\n  ls\n  prune\n  pull\n  push\n  rm\n  save\n  tag\n"
     )
     assert lamina("builder", "--help").out == "\nUsage:  lamina builder COMMAND\n\nManage builds\n\nCommands:\n  build\n  prune\n"
     assert lamina("help", "system").out == "\nUsage:  lamina system COMMAND\n\nManage lamina\n\nCommands:\n  df\n  info\n  prune\n"

@@ -52,6 +52,7 @@ class BuildOptions:
     progress: str = "auto"
     platform: str | None = None
     memo_key: str | None = None         # see build/fastpath.py
+    pull: str = "missing"               # base images (FROM, COPY --from, RUN --mount from=): always|missing|never
 
 
 @dataclass
@@ -102,8 +103,7 @@ class Builder:
         # what a replay of this build must re-check (build/fastpath.py); only a build whose
         # every step was a cache hit is recorded
         self.memo_ok = not opts.no_cache and opts.memo_key is not None
-        self.memo = {"files": {}, "bases": [], "images": [], "keys": []}
-        self._memo_pending: list = []   # (context, source names, resolved sources) of COPY/ADD steps
+        self.memo = {"seen": {}, "bases": [], "images": [], "keys": []}
 
     # -- entry ------------------------------------------------------------------------
     def build(self):
@@ -153,13 +153,18 @@ class Builder:
             repo, tag = split_canonical(str(t))
             self.out.line(f"Successfully tagged {repo}:{tag}")
         if self.memo_ok:
+            self._memo_context(self._ctx)
+        if self.memo_ok:
             self._record_memo(rec, df_path)
+        elif self.opts.memo_key is not None:
+            from lamina.build import fastpath
+            fastpath.forget(self.store, self.opts.memo_key)  # an older memo would now replay a stale result
+        from lamina.testhook import pause
+        pause("build-done")
         return rec
 
     def _record_memo(self, rec, df_path: str) -> None:
         from lamina.build import fastpath
-        for ctx, names, resolved in self._memo_pending:
-            self._memo_sources(ctx, names, resolved)
         dockerfile = (self.opts.dockerfile_data if self.opts.dockerfile_data is not None else None)
         memo = dict(self.memo)
         memo["dockerfile"] = (fastpath._sha256(dockerfile).hexdigest() if dockerfile is not None
@@ -279,6 +284,8 @@ class Builder:
         import tempfile
         self.store.close_db()
         if self._ctx is not None:
+            if self.memo_ok:
+                self._memo_context(self._ctx)
             self._ctx.close()
             self._ctx = None
         sys.stdout.flush()
@@ -297,9 +304,8 @@ class Builder:
                     sys.stdout = open(1, "w", buffering=1, closefd=False)
                     self.step = step
                     st = self._build_stage(stage)
-                    if self.memo_ok:  # the parent records the memo: it needs this stage's files
-                        for ctx, names, resolved in self._memo_pending:
-                            self._memo_sources(ctx, names, resolved)
+                    if self.memo_ok:  # the parent records the memo: it needs what this stage saw
+                        self._memo_context(self._ctx)
                     res = {"manifest": st.manifest, "cmd_set": st.cmd_set, "memo_ok": self.memo_ok,
                            "memo": self.memo, "used": sorted(self.used_args)}
                 except BuildFailed as e:
@@ -338,11 +344,10 @@ class Builder:
                 failure = res
                 break
             self.step += 1 + len(self.df.stages[i].instructions)
-            for key in ("files", "bases", "images", "keys"):
-                if key == "files":
-                    self.memo["files"].update(res["memo"]["files"])
-                else:
-                    self.memo[key].extend(res["memo"][key])
+            for key in ("bases", "images", "keys"):
+                self.memo[key].extend(res["memo"][key])
+            for root, seen in (res["memo"].get("seen") or {}).items():
+                self._memo_seen(root, seen)
             self.memo_ok = self.memo_ok and res["memo_ok"]
             self.used_args.update(res["used"])
             if res["manifest"]:
@@ -398,12 +403,7 @@ class Builder:
             prev = self.stage_results[j]
             return State(config=json.loads(json.dumps(prev.config)), layers=list(prev.layers),
                          image_id=prev.image_id, manifest=prev.manifest)
-        try:
-            rec = self.images.resolve(base)
-        except NotFound:
-            raise InvalidArgument(f"pull access denied for {base}: the image is not in the local store and "
-                                  f"lamina does not pull during builds yet; load or import it first "
-                                  f"(Dockerfile:{stage.line})") from None
+        rec = self._base_image(base, f"FROM {base} (Dockerfile:{stage.line})")
         self._memo_base(base, rec)
         return self._state_of(rec)
 
@@ -488,7 +488,7 @@ class Builder:
         manifest = self.cache.lookup(key)
         if manifest is not None:
             self.memo["images"].append(manifest)
-            self.memo["keys"].append(key)
+            self.memo["keys"].append([key, manifest])
         if manifest is None:
             self.memo_ok = False
             if self.out.plain:
@@ -550,12 +550,13 @@ class Builder:
         return self._metadata_step(state, instr, apply)
 
     def _i_expose(self, state, instr):
-        from lamina.image.changes import normalize_port
+        from lamina.image.changes import expose_ports
 
         def apply(s):
             ports = dict(s.cc.get("ExposedPorts") or {})
             for p in instr.args:
-                ports[normalize_port(p)] = {}
+                for key in expose_ports(p):
+                    ports[key] = {}
             s.cc["ExposedPorts"] = ports
         return self._metadata_step(state, instr, apply)
 
@@ -602,40 +603,23 @@ class Builder:
 
     def _workdir_layer(self, state: State):
         """WORKDIR creates its directory (and missing parents, root:root 0755) in a layer of its
-        own when the image lacks it, like the classic builder (an existing directory: no layer,
-        Docker drops empty diffs)."""
-        import stat as stat_
-        from lamina.build.copy import _ensure_parents, lower_stat
-        from lamina.runtime.commit import layer_from_dir
-        from lamina.snapshot import Layer, Snapshotter
-        rel = (state.cc.get("WorkingDir") or "/").lstrip("/")
-        if not rel:
-            return None
-        snap = Snapshotter(self.store)
-        layers = [Layer(c, d, desc.digest) for c, (desc, d, _) in
-                  zip(chain_ids([x[1] for x in state.layers]), state.layers)]
-        lowers = list(reversed(snap.prepare(layers))) if layers else []
-        cur = ""
-        for part in rel.split("/"):
-            cur = f"{cur}/{part}" if cur else part
-            st = lower_stat(lowers, cur)
-            if st is None:
-                break
-            if not stat_.S_ISDIR(st.st_mode):
-                return None  # a symlink (resolved by the runtime) or a file (RUN will say so)
-        else:
-            return None
-        staging = os.path.join(self.store.snapshots_dir, f"tmp-stage-{os.urandom(8).hex()}")
-        os.makedirs(staging)
-        try:
-            _ensure_parents(staging, rel, lowers)
-            desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch)
-            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
-            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
-            snap.adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, staging, desc[2])
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return desc
+        own when the image lacks it, like the classic builder: the path is resolved inside the
+        image's root (``WORKDIR /l/sub`` with ``/l -> /tmp`` makes ``/tmp/sub``); an existing
+        directory gives no layer (Docker drops empty diffs)."""
+        from lamina.build.copy import Staging, ensure_parents
+        wd = state.cc.get("WorkingDir") or "/"
+        with self._view(state) as view:
+            rel = view.resolve(wd)
+            if not rel or view.lstat(rel) is not None:
+                return None  # exists (a file there: the next RUN says so, as with Docker)
+
+        def fill(staging, view):
+            st_ = Staging(staging)
+            try:
+                ensure_parents(st_, rel, view)
+            finally:
+                st_.close()
+        return self._new_layer(state, fill)[0]
 
     def _i_stopsignal(self, state, instr):
         def apply(s):
@@ -736,7 +720,7 @@ class Builder:
 
     def _i_run(self, state, instr):
         from lamina.build.cache import cache_key
-        from lamina.build.run import discard, parse_run_mounts, run_in_layers
+        from lamina.build.run import close_mounts, discard, parse_run_mounts, run_in_layers
         from lamina.runtime.commit import layer_from_dir
         from lamina.snapshot import Layer, Snapshotter
         args, script = self._run_command(state, instr)
@@ -748,13 +732,12 @@ class Builder:
         mounts_raw = [v for k, v in flags if k == "mount"]
         if any("type=bind" in m or "type=" not in m for m in mounts_raw):
             self.memo_ok = False  # bind-mounted context content is not tracked by the memo
-        secret_ids = sorted(self.opts.secrets)
-        # the cache key sees the command, the build args and the flags -- never secret contents
+        # the cache key sees the command, the build args and the flags (mount specs included) --
+        # never secrets: neither their contents nor which ones the build was given (BuildKit's rule)
         # undeclared proxy args reach RUN's environment but, like Docker, neither its history nor its key
         prefix = f"|{len(keyed_env)} {' '.join(keyed_env)} " if keyed_env else ""
         text = prefix + " ".join(args) if not instr.json else prefix + json.dumps(args)
-        key = cache_key(state.image_id, "RUN", [text, flags, [m for m in mounts_raw if "secret" not in m], secret_ids]
-                        + ([script] if script is not None else []))
+        key = cache_key(state.image_id, "RUN", [text, flags] + ([script] if script is not None else []))
         hit = self._cached(state, key, instr_text=text)
         if hit is not None:
             return hit
@@ -769,23 +752,27 @@ class Builder:
                                   cache_root=os.path.join(self.store.root, "build-cache", "mounts"),
                                   secrets=self.opts.secrets, stage_root=self._stage_root)
         script_dir = None
-        if script is not None:  # RUN <<EOF with a #! line: the heredoc is an executable file
-            import tempfile
-            from lamina.build.run import RunMount
-            script_dir = tempfile.mkdtemp(prefix="lamina-heredoc-")
-            path = os.path.join(script_dir, script[0])
-            with open(path, "w") as f:
-                f.write(script[1])
-            os.chmod(path, 0o755)
-            mounts.append(RunMount("bind", path, args[0], readonly=True))
-        sys.stdout.flush()
-        code, upper, cdir = run_in_layers(
-            self.store, layers, args=args, env=env, cwd=state.cc.get("WorkingDir") or "/",
-            user=state.cc.get("User") or "", mounts=mounts, network=network,
-            out_fd=os.open(os.devnull, os.O_WRONLY) if self.opts.quiet else 1,
-            on_id=lambda cid: self.out.line(f" ---> Running in {cid[:12]}"))
-        if script_dir is not None:
-            shutil.rmtree(script_dir, ignore_errors=True)
+        try:
+            if script is not None:  # RUN <<EOF with a #! line: the heredoc is an executable file
+                import tempfile
+                from lamina.build.run import RunMount
+                script_dir = tempfile.mkdtemp(prefix="lamina-heredoc-")
+                path = os.path.join(script_dir, script[0])
+                with open(path, "w") as f:
+                    f.write(script[1])
+                os.chmod(path, 0o755)
+                mounts.append(RunMount("bind", path, args[0], readonly=True,
+                                       fd=os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)))
+            sys.stdout.flush()
+            code, upper, cdir = run_in_layers(
+                self.store, layers, args=args, env=env, cwd=state.cc.get("WorkingDir") or "/",
+                user=state.cc.get("User") or "", mounts=mounts, network=network,
+                out_fd=os.open(os.devnull, os.O_WRONLY) if self.opts.quiet else 1,
+                on_id=lambda cid: self.out.line(f" ---> Running in {cid[:12]}"))
+        finally:
+            close_mounts(mounts)
+            if script_dir is not None:
+                shutil.rmtree(script_dir, ignore_errors=True)
         try:
             if code != 0:
                 shown = " ".join(args)  # Docker: strings.Join(runConfig.Cmd, " "), exec form too
@@ -816,9 +803,27 @@ class Builder:
         if j is not None and j in self.stage_results:
             return self.stage_results[j]
         try:
-            return self._state_of(self.images.resolve(name))
+            return self._state_of(self._base_image(name, f"{what}={name}"))
         except NotFound:
             raise InvalidArgument(f"{what}={name}: no stage or image named {name!r}") from None
+
+    def _base_image(self, name: str, where: str):
+        """A base image, pulled as ``--pull`` says (missing by default; ``always`` with
+        ``build --pull``), its pull output in the build's output. Pulled once per build."""
+        from lamina.registry.ensure import ensure_image
+        pulled = self.__dict__.setdefault("_pulled", {})
+        if name in pulled:
+            return pulled[name]
+        try:
+            rec = ensure_image(self.store, name, policy=self.opts.pull, out=sys.stdout, quiet=self.opts.quiet)
+        except NotFound as e:
+            if self.opts.pull == "never" or not getattr(e, "status", None):
+                raise NotFound(f"{where}: {e}") from None
+            raise InvalidArgument(f"{where}: {e}") from None
+        except LaminaError as e:
+            raise type(e)(f"{where}: {e}") from None
+        pulled[name] = rec
+        return rec
 
     # -- COPY / ADD -------------------------------------------------------------------------
     def _context(self):
@@ -832,19 +837,19 @@ class Builder:
                                 cache_path=os.path.join(self.store.root, "build-cache", "context-hashes.db"))
         return self._ctx
 
-    def _owner(self, state: State, chown: str | None):
+    def _owner(self, view, chown: str | None):
+        """(uid, gid) of --chown, names looked up in the image's /etc/passwd and /etc/group."""
         if not chown:
             return None
-        from lamina.runtime.containers import resolve_user_in_layers
-        from lamina.snapshot import Layer, Snapshotter
+        from lamina.runtime.spec import resolve_user_with
         user, _, group = chown.partition(":")
         if user.isdigit() and (not group or group.isdigit()):
             return int(user), int(group or user)
-        snap = Snapshotter(self.store)
-        layers = [Layer(c, d, desc.digest) for c, (desc, d, _) in
-                  zip(chain_ids([x[1] for x in state.layers]), state.layers)]
-        dirs = list(reversed(snap.prepare(layers)))
-        u = resolve_user_in_layers(dirs, chown if group else user)
+
+        def read(path: str) -> str | None:
+            data = view.read(path)
+            return None if data is None else data.decode("utf-8", "replace")
+        u = resolve_user_with(read, chown if group else user)
         return u.uid, u.gid
 
     def _i_copy(self, state, instr):
@@ -856,9 +861,7 @@ class Builder:
     def _copy(self, state, instr, *, add: bool):
         from lamina.build.cache import cache_key
         from lamina.build.context import contains_wildcards
-        from lamina.build.copy import CopyItem, host_walker, stage_copy
-        from lamina.runtime.commit import layer_from_dir
-        from lamina.snapshot import Layer, Snapshotter
+        from lamina.build.copy import CopyItem
         flags = dict(instr.flags)
         if instr.heredocs:
             return self._copy_heredocs(state, instr, flags)
@@ -873,157 +876,250 @@ class Builder:
                 raise InvalidArgument(f"invalid chmod parameter {flags['chmod']!r}: want octal like 0755") from None
         frm = flags.get("from")
         wildcard = any(contains_wildcards(s) for s in srcs)
-        items: list = []
-        sources_manifest: dict = {}
         urls = [s for s in srcs if add and ("://" in s)]
-        if frm:
-            checksum, items, sources_manifest = self._from_sources(frm, srcs)
-        else:
-            local = [s for s in srcs if s not in urls]
-            ctx = self._context()
-            # Docker reads a source without wildcards literally (a backslash is a name character
-            # then, e.g. with `# escape=\``); only a wildcard pattern gives backslash its escaping role
-            resolved = [r for src in local for r in ctx.resolve([src], allow_wildcards=contains_wildcards(src))]
-            checksum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
-            for src in resolved:
-                items.append((CopyItem(src.name, src.abspath, src.is_dir), _ctx_walker(ctx, src)))
-            self._memo_pending.append((ctx, local, resolved))  # stat'ed only if a memo is recorded
-        url_files = [self._fetch_url(u, flags.get("checksum")) for u in urls]
+        local = [s for s in srcs if s not in urls]
+        ctx = self._from_context(frm) if frm else self._context()
+        resolved = []
+        for src in local:
+            try:
+                # Docker reads a source without wildcards literally (a backslash is a name character
+                # then, e.g. with `# escape=\``); only a wildcard pattern gives backslash its escaping
+                # role; a wildcard that matches nothing is fine while another source matches
+                resolved += ctx.resolve([src], allow_wildcards=contains_wildcards(src), allow_empty=True)
+            except InvalidArgument:
+                if not frm:
+                    raise
+                raise InvalidArgument(f'failed to compute cache key: "/{src.lstrip("/")}" not found in {frm}') from None
+        if local and not resolved and not urls:
+            raise InvalidArgument(f"{instr.cmd} failed: no source files were specified")
+        local_sum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
+        checksum = local_sum
+        from lamina.testhook import pause
+        pause("copy-hashed")
         if urls or (frm and self._stage_index(frm) is None):
             self.memo_ok = False
-        for path, name, digest in url_files:
+        url_files = [self._fetch_url(u, flags.get("checksum")) for u in urls]
+        items = [CopyItem(src.name, src, ctx) for src in resolved]
+        for uctx, src, digest in url_files:
             checksum += digest
-            items.append((CopyItem(name, path, False), host_walker(path, False)))
-        text = _canonical(instr)
-        payload = [text, checksum, state.cc.get("WorkingDir") or "/", sorted(flags.items())]
-        key = cache_key(state.image_id, instr.cmd, payload)
-        hit = self._cached(state, key, instr_text=text, sources=sources_manifest)
-        if hit is not None:
-            return hit
-        snap = Snapshotter(self.store)
-        layers = [Layer(c, d, desc.digest) for c, (desc, d, _) in
-                  zip(chain_ids([x[1] for x in state.layers]), state.layers)]
-        lowers = list(reversed(snap.prepare(layers))) if layers else []
-        owner = self._owner(state, flags.get("chown"))
-        staging = os.path.join(self.store.snapshots_dir, f"tmp-stage-{os.urandom(8).hex()}")
-        os.makedirs(staging)
+            items.append(CopyItem(src.name, src, uctx, remote=True))
         try:
-            if add:
-                # only local archives are unpacked; a downloaded one is copied as it is
-                local_items = [it for it in items if it[0].abspath not in {p for p, _, _ in url_files}]
-                remote_items = [it for it in items if it not in local_items]
-                items = self._expand_archives(local_items, staging, instr, state, lowers) + remote_items
-            stage_copy(staging, items, dest, workdir=state.cc.get("WorkingDir") or "/", lowers=lowers,
-                       owner=owner, chmod=chmod, wildcard=wildcard, what=instr.cmd)
-            desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch)
-            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
-            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
-            snap.adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, staging, desc[2])
+            text = _canonical(instr)
+            payload = [text, checksum, state.cc.get("WorkingDir") or "/", sorted(flags.items())]
+            key = cache_key(state.image_id, instr.cmd, payload)
+            hit = self._cached(state, key, instr_text=text, sources=sources_manifest)
+            if hit is not None:
+                return hit
+            reuse = None
+            if not add and len(items) == 1 and resolved and not self.opts.no_cache:
+                reuse = self._reuse(state, text, sources_manifest)
+            try:
+                desc, copied = self._copy_layer(state, instr, items, add=add, chmod=chmod,
+                                                owner_spec=flags.get("chown"), wildcard=wildcard, dest=dest,
+                                                reuse=reuse)
+            finally:
+                if reuse is not None:
+                    reuse.close()
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        what = "dir" if len(items) == 1 and items[0][0].is_dir else "file"
+            for uctx, _, _ in url_files:
+                uctx.close()
+                shutil.rmtree(uctx.root, ignore_errors=True)
+        # the key of what was copied (the bytes in the layer), which differs from the one looked
+        # up only if a source changed in between: the layer is then recorded under its own key
+        got = ctx.digest_manifest(copied.get(ctx, {})) if resolved else ""
+        if got != local_sum:
+            checksum = got + "".join(d for _, _, d in url_files)
+            sources_manifest = copied.get(ctx, {})
+            key = cache_key(state.image_id, instr.cmd, [text, checksum, state.cc.get("WorkingDir") or "/",
+                                                        sorted(flags.items())])
+            self.memo_ok = False
+        what = "dir" if len(items) == 1 and items[0].is_dir else "file"
         shown = f"/bin/sh -c #(nop) {instr.cmd} {what}:{checksum[:64]} in {dest} "
         result = self._commit(state, instr_text=text, history={"created_by": shown}, new_layer=desc, key=key,
                               sources=sources_manifest)
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
 
-    def _memo_sources(self, ctx, names: list[str], resolved) -> None:
-        """Remember the stat of everything these sources read, and of the directories
-        above them (so a new file matching a wildcard, or in a copied dir, is noticed)."""
-        from lamina.build.fastpath import stat_key
-        files = self.memo["files"]
-        root = ctx.root
-        for n in names:
-            p = os.path.join(root, n.lstrip("/"))
-            while True:
-                files[p] = stat_key(p)
-                if p == root or len(p) <= len(root):
-                    break
-                p = os.path.dirname(p)
-        for src in resolved:
-            for rel, _ in ctx.walk(src):
-                full = os.path.join(root, rel) if rel else root
-                files[full] = stat_key(full)
+    def _layers_of(self, state: State):
+        from lamina.snapshot import Layer
+        return [Layer(c, d, desc.digest) for c, (desc, d, _) in
+                zip(chain_ids([x[1] for x in state.layers]), state.layers)]
 
-    def _expand_archives(self, items, staging, instr, state, lowers):
-        """ADD: local tar archives are unpacked at the destination instead of copied."""
-        from lamina.build.copy import resolve_dest
+    def _view(self, state: State):
+        """The merged view of a state's layers (lamina.snapshot.view), prepared first."""
+        from lamina.snapshot import Snapshotter
+        from lamina.snapshot.view import LayerView
+        layers = self._layers_of(state)
+        return LayerView(list(reversed(Snapshotter(self.store).prepare(layers))) if layers else [])
+
+    def _new_layer(self, state: State, fill):
+        """Run ``fill(staging_dir, view)`` in a fresh staging dir and make it the state's next
+        layer (adopted as that layer's snapshot). Returns (descriptor triple, fill's result)."""
+        from lamina.runtime.commit import layer_from_dir
+        from lamina.snapshot import Layer, Snapshotter
+        from lamina import perms
+        staging = os.path.join(self.store.snapshots_dir, f"tmp-stage-{os.urandom(8).hex()}")
+        perms.mkdir(staging, perms.VISIBLE_DIR)  # it becomes the snapshot's fs/: the layer's root
+        try:
+            with self._view(state) as view:
+                res = fill(staging, view)
+            desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch)
+            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
+            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
+            Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, staging, desc[2])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return desc, res
+
+    def _reuse(self, state: State, text: str, expect: dict):
+        """A copy.Reuse of the latest result of this COPY on this parent, if its snapshot is
+        still unpacked (see copy.Reuse)."""
+        from lamina.build.copy import Reuse
+        from lamina.runtime.commit import base_layers
+        from lamina.snapshot import Snapshotter
+        prev = self.cache.previous(parent=state.image_id, instr=text)
+        if prev is None:
+            return None
+        try:
+            layers = base_layers(self.images, self.images.get(prev[0]))
+        except LaminaError:
+            return None
+        if len(layers) != len(state.layers) + 1 or [x[1] for x in layers[:-1]] != [x[1] for x in state.layers]:
+            return None
+        d = Snapshotter(self.store).dir_of(chain_ids([x[1] for x in layers])[-1])
+        return Reuse(d, prev[1], expect) if d else None
+
+    def _copy_layer(self, state, instr, items, *, add: bool, chmod, owner_spec, wildcard: bool, dest: str,
+                    reuse=None):
+        """Stage ``items`` (ADD: local archives unpacked) and make the layer; returns
+        (descriptor triple, {context: manifest of what was copied})."""
+        from lamina.build.copy import stage_copy
+
+        def fill(staging, view):
+            owner = self._owner(view, owner_spec)
+            copied: dict = {}
+            todo = items
+            if add:
+                todo = self._expand_archives(items, staging, view, copied, workdir=state.cc.get("WorkingDir") or "/",
+                                             dest=dest, owner=owner)
+            if todo or not add:
+                for ctx, m in stage_copy(staging, todo, dest, workdir=state.cc.get("WorkingDir") or "/", view=view,
+                                         owner=owner, chmod=chmod, wildcard=wildcard, what=instr.cmd,
+                                         reuse=reuse).items():
+                    for rel, entry in m.items():
+                        copied.setdefault(ctx, {}).setdefault(rel, entry)
+            return {c: dict(sorted(m.items())) for c, m in copied.items()}
+        return self._new_layer(state, fill)
+
+    def _memo_context(self, ctx) -> None:
+        """Remember what the build context showed (build/fastpath.py replays only if all of
+        it still looks the same); a context that cannot vouch for it (a path changed while
+        the build read it, or is racily clean) leaves no memo."""
+        if ctx is None:
+            return
+        if not ctx.trustworthy():
+            self.memo_ok = False
+            return
+        self._memo_seen(ctx.root, ctx.seen)
+
+    def _memo_seen(self, root: str, seen: dict) -> None:
+        mine = self.memo["seen"].setdefault(root, {})
+        for rel, key in seen.items():
+            if mine.setdefault(rel, key) != key:
+                self.memo_ok = False  # two stages saw it differently
+
+    def _expand_archives(self, items, staging, view, copied: dict, *, workdir: str, dest: str, owner):
+        """ADD: local tar archives (compressed or not) are unpacked at the destination instead
+        of copied; what was read is hashed into ``copied``. Returns the items left to copy."""
+        from lamina.build.context import entry_text
+        from lamina.build.copy import Staging, ensure_parents, resolve_dest
         from lamina.layer.compress import open_decompressed
         from lamina.layer.extract import apply_layer
         out = []
-        dest, _ = resolve_dest(instr.args[-1], state.cc.get("WorkingDir") or "/")
-        for item, walker in items:
-            if not item.is_dir and os.path.isfile(item.abspath) and _is_archive(item.abspath):
-                target = os.path.join(staging, dest.lstrip("/"))
-                from lamina.build.copy import _ensure_parents
-                _ensure_parents(staging, dest.lstrip("/"), lowers)
-                with open(item.abspath, "rb") as f:
-                    stream, _ = open_decompressed(f)
-                    apply_layer(stream, target, mode="merge")
-            else:
-                out.append((item, walker))
+        dest_abs, _ = resolve_dest(dest, workdir)
+        rel_dest = view.resolve(dest_abs)
+        for item in items:
+            ctx = item.ctx
+            if item.is_dir or item.remote or not _is_archive(ctx, item.source.relpath):
+                out.append(item)
+                continue
+            st_ = Staging(staging)
+            try:
+                ensure_parents(st_, rel_dest, view, owner=owner)
+                target_fd = os.open(rel_dest or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                    dir_fd=st_.fd) if rel_dest else os.dup(st_.fd)
+            finally:
+                st_.close()
+            fd = ctx.open_file(item.source.relpath)
+            try:
+                with os.fdopen(fd, "rb", closefd=False) as raw:
+                    hashing = _HashingReader(raw)
+                    stream, _ = open_decompressed(hashing, threaded=False)
+                    apply_layer(stream, f"/proc/self/fd/{target_fd}", mode="merge")
+                    while hashing.read(1 << 20):
+                        pass
+                s = os.fstat(fd)
+            finally:
+                os.close(fd)
+                os.close(target_fd)
+            copied.setdefault(ctx, {}).setdefault(item.source.relpath, entry_text(s, digest=hashing.hexdigest()))
         return out
 
     def _fetch_url(self, url: str, checksum: str | None):
-        """ADD <url>: download to a temp file; verify --checksum. Returns (path, name, digest)."""
+        """ADD <url>: download into a private temp dir; verify --checksum. Returns
+        (Context of that dir, its Source, digest)."""
         import hashlib
         import tempfile
         import urllib.error
         import urllib.parse
         import urllib.request
+        from lamina.build.context import Context
         name = os.path.basename(urllib.parse.urlparse(url).path) or "index.html"
-        fd, path = tempfile.mkstemp(prefix="lamina-add-")
+        tmp = tempfile.mkdtemp(prefix="lamina-add-")
+        path = os.path.join(tmp, name)
         h = hashlib.sha256()
         try:
-            with urllib.request.urlopen(url, timeout=30) as r, os.fdopen(fd, "wb") as f:
+            with urllib.request.urlopen(url, timeout=30) as r, open(path, "xb") as f:
                 while chunk := r.read(1 << 20):
                     h.update(chunk)
                     f.write(chunk)
         except (urllib.error.URLError, OSError, ValueError) as e:
-            os.unlink(path)
+            shutil.rmtree(tmp, ignore_errors=True)
             reason = getattr(e, "reason", None) or e
             raise InvalidArgument(f"failed to fetch {url}: {reason}") from None
         got = f"sha256:{h.hexdigest()}"
         if checksum and checksum != got:
-            os.unlink(path)
+            shutil.rmtree(tmp, ignore_errors=True)
             raise InvalidArgument(f"invalid checksum for {url}: expected {checksum}, got {got}")
         os.chmod(path, 0o600)
-        return path, name, got
+        ctx = Context(tmp)
+        return ctx, ctx.resolve([name], allow_wildcards=False)[0], got
 
-    def _from_sources(self, frm: str, srcs: list[str]):
-        """COPY --from=<stage|index|image>: sources from that filesystem (a merged copy), resolved
-        with the context's rules (wildcards; symlinks followed inside that root) and keyed by
-        their contents, like the classic builder: a stage rebuilt with identical files still hits."""
-        from lamina.build.context import Context, contains_wildcards
-        from lamina.build.copy import CopyItem
+    def _from_context(self, frm: str):
+        """COPY --from=<stage|index|image>: a Context on that filesystem (a merged copy), so its
+        sources resolve with the context's rules (wildcards; symlinks followed inside that
+        root) and are keyed by their contents, like the classic builder: a stage rebuilt with
+        identical files still hits."""
+        from lamina.build.context import Context
         st = self._stage_or_image(frm, "COPY --from")
         root = self._merged_dir(st)
-        ctx = Context(root)
-        self._from_ctxs = getattr(self, "_from_ctxs", [])
-        self._from_ctxs.append(ctx)
-        resolved = []
-        for src in srcs:
-            try:
-                resolved += ctx.resolve([src], allow_wildcards=contains_wildcards(src))
-            except InvalidArgument:
-                raise InvalidArgument(f'failed to compute cache key: "/{src.lstrip("/")}" not found in {frm}') from None
-        checksum, manifest = ctx.checksum_with_manifest(resolved)
-        items = [(CopyItem(r.name, r.abspath, r.is_dir), _ctx_walker(ctx, r)) for r in resolved]
-        return checksum, items, manifest
+        ctxs = getattr(self, "_from_ctxs", None)
+        if ctxs is None:
+            ctxs = self._from_ctxs = {}
+        if root not in ctxs:
+            ctxs[root] = Context(root)
+        return ctxs[root]
 
     def _merged_dir(self, st: State) -> str:
         """A directory holding the merged filesystem of a state (cached per image for the build)."""
-        from lamina.snapshot import Layer, Snapshotter
+        from lamina.snapshot import Snapshotter
         cache = getattr(self, "_merged", None)
         if cache is None:
             cache = self._merged = {}
         if st.image_id in cache:
             return cache[st.image_id]
         d = os.path.join(self.store.snapshots_dir, f"tmp-merged-{os.urandom(8).hex()}")
-        layers = [Layer(c, dd, desc.digest) for c, (desc, dd, _) in
-                  zip(chain_ids([x[1] for x in st.layers]), st.layers)]
-        Snapshotter(self.store).copy_rootfs(layers, d)
+        Snapshotter(self.store).copy_rootfs(self._layers_of(st), d)
         cache[st.image_id] = d
         return d
 
@@ -1046,12 +1142,14 @@ class Builder:
             try:
                 return self._copy(state, fake, add=False)
             finally:
+                if self._ctx is not None:
+                    self._ctx.close()
                 self.context_dir, self._ctx = old
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def cleanup(self) -> None:
-        for c in getattr(self, "_from_ctxs", []):
+        for c in (getattr(self, "_from_ctxs", None) or {}).values():
             c.close()
         for d in (getattr(self, "_merged", None) or {}).values():
             shutil.rmtree(d, ignore_errors=True)
@@ -1062,24 +1160,55 @@ class Builder:
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _ctx_walker(ctx, src):
-    def walk():
-        base = src.relpath
-        for rel, s in ctx.walk(src):
-            sub = rel[len(base):].lstrip("/") if base else rel
-            full = os.path.join(ctx.root, rel) if rel else ctx.root
-            yield sub, full, s
-    return walk
+class _HashingReader:
+    """A raw reader that hashes every byte read through it (ADD of an archive hashes exactly
+    what it unpacks)."""
 
+    def __init__(self, f) -> None:
+        import hashlib
+        self._f = f
+        self._h = hashlib.sha256()
 
-def _is_archive(path: str) -> bool:
-    from lamina.layer.compress import sniff
-    with open(path, "rb") as f:
-        head = f.read(512)
-    kind = sniff(head[:6])
-    if kind is not None:
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._h.update(data)
+        return data
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        if n:
+            self._h.update(memoryview(b)[:n])
+        return n
+
+    def readable(self) -> bool:
         return True
-    return len(head) == 512 and head[257:262] == b"ustar"
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def _is_archive(ctx, rel: str) -> bool:
+    """Docker's test for ADD: the file, decompressed if it is gzip/bzip2/xz/zstd, starts with
+    a valid tar header (a .gz that is not a tar is copied as it is)."""
+    from lamina.layer.compress import open_decompressed
+    from lamina.layer.tarstream import _checksum_ok
+    from lamina.errors import LaminaError
+    fd = ctx.open_file(rel)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            try:
+                stream, _ = open_decompressed(f, threaded=False)
+                head = b""
+                while len(head) < 512:
+                    chunk = stream.read(512 - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
+            except (LaminaError, OSError, EOFError, ValueError):
+                return False
+    finally:
+        os.close(fd)
+    return len(head) == 512 and head != bytes(512) and _checksum_ok(head)
 
 
 def _show(instr) -> str:

@@ -36,6 +36,15 @@ class BuildCache:
                       "VALUES(?,?,?,?,?,?)", (key, parent, instr, image,
                                              json.dumps(sources) if sources is not None else None, time.time()))
 
+    def previous(self, *, parent: str, instr: str) -> tuple[str, dict] | None:
+        """(image manifest, sources manifest) of the latest row of this instruction on this
+        parent whose image still exists (a COPY that missed may reuse its unchanged files)."""
+        row = self.store.db.one(
+            "SELECT b.image, b.sources FROM build_cache b JOIN images i ON i.manifest = b.image "
+            "WHERE b.parent=? AND b.instr=? AND b.sources IS NOT NULL ORDER BY b.created DESC LIMIT 1",
+            (parent, instr))
+        return (row[0], json.loads(row[1])) if row else None
+
     def explain_miss(self, *, parent: str, instr: str, sources: dict | None) -> str:
         rows = self.store.db.query(
             "SELECT instr, sources FROM build_cache WHERE parent=? ORDER BY created DESC LIMIT 20", (parent,))

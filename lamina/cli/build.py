@@ -9,13 +9,21 @@ from lamina.cli.args import Parser, parse
 from lamina.errors import InvalidArgument
 
 
-def _kv(items: list[str], what: str) -> dict:
+def _kv(items: list[str], what: str, *, from_env: bool = False) -> dict:
+    """``k=v`` items as a dict. A bare ``k`` is ``""`` -- or, with ``from_env`` (build args),
+    the value of ``$k``, and left out when ``$k`` is unset, as the docker CLI does (an ``ARG
+    k=default`` then keeps its default)."""
     out = {}
     for it in items:
         k, sep, v = it.partition("=")
         if not k:
             raise InvalidArgument(f"invalid {what}: {it!r}")
-        out[k] = v if sep else os.environ.get(k, "")
+        if sep:
+            out[k] = v
+        elif not from_env:
+            out[k] = ""
+        elif k in os.environ:
+            out[k] = os.environ[k]
     return out
 
 
@@ -39,8 +47,14 @@ def cmd_build(argv, ctx) -> int:
     p.option("--platform", help="Set platform if server is multi-platform capable")
     p.flag("--rm", default=True, help="Remove intermediate containers after a successful build (default true)")
     p.flag("--force-rm", help="Always remove intermediate containers")
+    p.option("--pull-policy", help="Pull policy for base images: always, missing or never (--pull=POLICY)")
     p.args("context", min=1, max=1)
+    # --pull is Docker's boolean; --pull=always|missing|never (as on run) names a policy
+    argv = [f"--pull-policy={x[7:]}" if x.startswith("--pull=") and x[7:] in ("always", "missing", "never")
+            else x for x in argv]
     a = parse(p, argv)
+    from lamina.registry.ensure import check_policy
+    a.pull_policy = check_policy("always" if a.pull else (a.pull_policy or "missing"))
     rid = _replay(ctx, a)
     if rid is not None:  # a fully cached build, replayed without the builder (build/fastpath.py)
         _after(ctx, a, rid)
@@ -93,18 +107,18 @@ def cmd_build(argv, ctx) -> int:
         raise InvalidArgument(f"remote build contexts are not supported: {context}; clone or download it first")
     elif not os.path.isdir(context):
         raise InvalidArgument(f'unable to prepare context: path "{context}" not found')
+    else:
+        context = os.path.realpath(context)  # resolved once: a symlink re-pointed later changes nothing
     dockerfile = None
     if a.file == "-":
         dockerfile_data = sys.stdin.buffer.read()
     elif a.file:
-        dockerfile = a.file if os.path.isabs(a.file) else os.path.abspath(a.file)
-        if not os.path.exists(dockerfile) and os.path.exists(os.path.join(context, a.file)):
-            dockerfile = os.path.join(os.path.abspath(context), a.file)
+        dockerfile = _dockerfile_path(a, context)
     opts = BuildOptions(context=context, dockerfile=dockerfile, dockerfile_data=dockerfile_data,
-                        tags=tuple(tags), build_args=_kv(a.build_arg, "build arg"), target=a.target,
+                        tags=tuple(tags), build_args=_kv(a.build_arg, "build arg", from_env=True), target=a.target,
                         no_cache=a.no_cache, quiet=a.quiet, labels=_kv(a.label, "label"), network=a.network,
                         secrets=secrets, progress=a.progress, platform=a.platform,
-                        memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a))
+                        memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a, context), pull=a.pull_policy)
     from lamina.build.builder import BuildFailed
     from lamina.errors import LaminaError
     try:
@@ -124,25 +138,32 @@ def cmd_build(argv, ctx) -> int:
     return 0
 
 
-def _memo_key(a) -> str:
-    """What makes two build invocations the same (see build/fastpath.py)."""
+def _dockerfile_path(a, context: str) -> str:
+    """-f: relative to the current directory, else to the (resolved) context."""
+    dockerfile = os.path.abspath(a.file)
+    if not os.path.exists(dockerfile) and os.path.exists(os.path.join(context, a.file)):
+        dockerfile = os.path.join(context, a.file)
+    return dockerfile
+
+
+def _memo_key(a, context: str) -> str:
+    """What makes two build invocations the same (see build/fastpath.py): the *resolved*
+    context path (``current -> r/v1`` re-pointed to ``r/v2`` is another build)."""
     from lamina.build.fastpath import memo_key
     # values, not the flags as typed: `--build-arg FOO` takes FOO from the environment
-    return memo_key(context=os.path.abspath(a.context), file=os.path.abspath(a.file) if a.file else None,
-                    tags=a.tag, build_args=sorted(_kv(a.build_arg, "build arg").items()), target=a.target,
-                    quiet=a.quiet, labels=sorted(_kv(a.label, "label").items()), network=a.network,
-                    secrets=sorted(a.secret), progress=a.progress, platform=a.platform)
+    return memo_key(context=context, file=_dockerfile_path(a, context) if a.file else None,
+                    tags=a.tag, build_args=sorted(_kv(a.build_arg, "build arg", from_env=True).items()),
+                    target=a.target, quiet=a.quiet, labels=sorted(_kv(a.label, "label").items()),
+                    network=a.network, secrets=sorted(a.secret), progress=a.progress, platform=a.platform)
 
 
 def _replay(ctx, a) -> str | None:
-    if a.no_cache or a.context == "-" or a.file == "-" or not os.path.isdir(a.context):
-        return None
+    if a.no_cache or a.pull_policy == "always" or a.context == "-" or a.file == "-" or not os.path.isdir(a.context):
+        return None  # --pull re-resolves every base: a memo cannot vouch for the registry
     from lamina.build import fastpath
-    context = os.path.abspath(a.context)
-    dockerfile = os.path.abspath(a.file) if a.file else os.path.join(context, "Dockerfile")
-    if a.file and not os.path.exists(dockerfile) and os.path.exists(os.path.join(context, a.file)):
-        dockerfile = os.path.join(context, a.file)
-    return fastpath.replay(ctx.store, _memo_key(a), dockerfile_path=dockerfile, dockerfile_data=None)
+    context = os.path.realpath(a.context)
+    dockerfile = _dockerfile_path(a, context) if a.file else os.path.join(context, "Dockerfile")
+    return fastpath.replay(ctx.store, _memo_key(a, context), dockerfile_path=dockerfile, dockerfile_data=None)
 
 
 def _after(ctx, a, image_id: str, rec=None) -> None:
@@ -209,6 +230,8 @@ def cmd_builder_prune(argv, ctx) -> int:
         return 0
     import shutil
     n = BuildCache(ctx.store).prune()
+    from lamina.build.fastpath import forget
+    forget(ctx.store)  # replays vouch for cache rows: none is left
     for sub in ("mounts", "context-hashes.db", "context-hashes.db-wal", "context-hashes.db-shm"):
         path = os.path.join(ctx.store.root, "build-cache", sub)
         if os.path.isdir(path):

@@ -72,8 +72,22 @@ def _create_parser(verb: str) -> Parser:
     p.option("-l", "--label", append=True, metavar="list", help="Set meta data on a container")
     p.option("--detach-keys", help="Override the key sequence for detaching a container")
     p.option("--runtime", default="builtin", help="Runtime to use for this container: builtin, runc or crun")
+    p.option("--pull", default="missing", help='Pull image before running ("always", "missing", "never") '
+                                               '(default "missing")')
     p.args("args", min=1)
     return p
+
+
+def _ensure_image(ctx, a) -> None:
+    """Docker's --pull policy: a missing image is pulled (its progress on stderr, as
+    ``docker run`` shows it). A failed pull is an engine error (125), as in Docker."""
+    from lamina.registry.ensure import ensure_image
+    try:
+        ensure_image(ctx.store, a.args[0], policy=a.pull, announce=sys.stderr, out=sys.stderr)
+    except LaminaError as e:
+        if e.exit_code == 125:
+            raise
+        raise LaminaError(str(e)) from None
 
 
 def _read_env_files(paths: list[str]) -> list[str]:
@@ -142,7 +156,9 @@ def _options(a, verb: str):
 def cmd_create(argv, ctx) -> int:
     p = _create_parser("create")
     a = parse(p, argv)
-    doc = _containers(ctx).create(_options(a, "create"))
+    opts = _options(a, "create")
+    _ensure_image(ctx, a)
+    doc = _containers(ctx).create(opts)
     print(doc["Id"])
     return 0
 
@@ -155,8 +171,10 @@ def cmd_run(argv, ctx) -> int:
     if a.detach and a.rm and a.restart not in ("no", ""):
         raise Conflict("conflicting options: cannot specify both --restart and --rm")
     keys = parse_detach_keys(a.detach_keys)
+    opts = _options(a, "run")
+    _ensure_image(ctx, a)
     cs = _containers(ctx)
-    doc = cs.create(_options(a, "run"))
+    doc = cs.create(opts)
     if a.detach:
         lifecycle.start_monitored(cs, doc)
         print(doc["Id"])

@@ -46,13 +46,13 @@ def cmd_images(argv, ctx) -> int:
     from lamina.cli.units import ago, human_size
     from lamina.refname import split_canonical
     db = ctx.store.db
-    rows = db.query("SELECT manifest, config, size, created, added, intermediate FROM images")
+    rows = db.query("SELECT manifest, config, size, created, added FROM images")
     tags: dict[str, list[str]] = {}
     for name, m in db.query("SELECT name, manifest FROM tags"):
         tags.setdefault(m, []).append(name)
-    rdigests: dict[str, list[str]] = {}
-    for name, m in db.query("SELECT name, manifest FROM repo_digests"):
-        rdigests.setdefault(m, []).append(name)
+    rdigests: dict[str, dict[str, str]] = {}  # manifest -> {repository name: its digest there}
+    for name, d, m in db.query("SELECT name, digest, manifest FROM repo_digests ORDER BY digest"):
+        rdigests.setdefault(m, {}).setdefault(name, d)
     parents = {r[0] for r in db.query("SELECT parent FROM images WHERE parent IS NOT NULL")}
     filters = _parse_filters(a.filter, ("dangling", "reference", "label", "before", "since"))
     want_repo = want_tag = None
@@ -72,15 +72,24 @@ def cmd_images(argv, ctx) -> int:
             since_t = r.created or r.added
     now = time.time()
     out = []
-    for manifest, config, size, created, added, inter in sorted(rows, key=lambda r: -(r[3] or r[4])):
+    tagged_configs = {config for manifest, config, *_ in rows if manifest in tags or manifest in rdigests}
+    for manifest, config, size, created, added in sorted(rows, key=lambda r: -(r[3] or r[4])):
         names = sorted(tags.get(manifest, []))
-        dangling = not names
-        if dangling and not a.all and (inter or config in parents) and not filters.get("dangling"):
-            continue
+        named = bool(names) or manifest in rdigests
+        if not names and named:  # pulled by digest only: "name <none>", as Docker
+            names = [f"{n}:<none>" for n in sorted(rdigests[manifest])]
+        # Docker: an untagged image with children is an intermediate one (shown by -a only);
+        # one without children is dangling (a superseded build result, a failed build's last
+        # step ...), listed like any image and by -f dangling=true (with -a too)
+        intermediate = not named and config in parents
+        if not named and config in tagged_configs:
+            continue  # another manifest of this very image is tagged: Docker has one image per ID
         if "dangling" in filters:
             want = filters["dangling"][0].lower() in ("true", "1")
-            if want != dangling:
+            if want != (not named) or (want and intermediate):
                 continue
+        elif intermediate and not a.all:
+            continue
         t = created or added
         if (before is not None and t >= before) or (since_t is not None and t <= since_t):
             continue
@@ -90,7 +99,8 @@ def cmd_images(argv, ctx) -> int:
         size_text = human_size(size)
         since = ago(created, now) if created else "N/A"
         for name in names or [None]:
-            repo, tag = split_canonical(name) if name else ("<none>", "<none>")
+            repo, tag = split_canonical(name.removesuffix(":<none>")) if name else ("<none>", "<none>")
+            tag = tag or "<none>"
             if want_repo is not None and (repo != want_repo or (want_tag and tag != want_tag)):
                 continue
             if "reference" in filters and (name is None or not any(_ref_match(f, repo, tag) for f in filters["reference"])):
@@ -98,8 +108,7 @@ def cmd_images(argv, ctx) -> int:
             digest = "<none>"
             if name:
                 base = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-                if base in rdigests.get(manifest, ()):
-                    digest = manifest
+                digest = rdigests.get(manifest, {}).get(base, "<none>")
             out.append({"Repository": repo, "Tag": tag, "ID": short, "Digest": digest,
                         "CreatedSince": since, "CreatedAt": _local_time(created or added), "Size": size_text,
                         "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",

@@ -284,6 +284,22 @@ class Writer:
     def keep_partial(self) -> None:
         self._keep = True
 
+    def verify(self) -> Digest:
+        """Check size and digest now without publishing (``commit`` publishes later; a
+        pull verifies each layer as it lands and publishes them all at the end). On a
+        mismatch the partial data is discarded, never resumed, and DigestMismatch raised.
+        Only for writers opened with hashing (the default)."""
+        self._f.flush()
+        got = Digest(self._h.name, self._h.hexdigest())
+        if self.expected_size is not None and self.expected_size >= 0 and self.offset != self.expected_size:
+            self._discard()
+            raise DigestMismatch(f"blob {self.expected or got}: size mismatch: expected "
+                                 f"{self.expected_size} bytes, got {self.offset}")
+        if self.expected is not None and got != self.expected:
+            self._discard()
+            raise DigestMismatch(f"blob digest mismatch: expected {self.expected}, got {got}")
+        return got
+
     def commit(self, *, sync: bool = True, digest: Digest | None = None) -> Digest:
         """Verify size and digest, fsync, and rename into blobs/. Returns the digest.
 

@@ -41,18 +41,22 @@ def unquote(word: str) -> str:
     return "".join(out)
 
 
-def normalize_port(p: str) -> str:
+def expose_ports(p: str) -> list[str]:
+    """The ExposedPorts keys of one EXPOSE word, as Docker's ``nat.ParsePortSpecs``: ``80``
+    -> ``["80/tcp"]``, a range ``8000-8002/udp`` -> one key per port."""
     p = p.strip()
     if not p:
         raise InvalidArgument("empty port in EXPOSE")
     port, _, proto = p.partition("/")
     proto = (proto or "tcp").lower()
-    lo, _, hi = port.partition("-")
-    if not lo.isdigit() or (hi and not hi.isdigit()) or not 0 < int(lo) < 65536:
+    lo, sep, hi = port.partition("-")
+    if not lo.isdigit() or (sep and not hi.isdigit()) or not 0 < int(lo) < 65536:
+        raise InvalidArgument(f"invalid containerPort: {port}")
+    if sep and not int(lo) <= int(hi) < 65536:
         raise InvalidArgument(f"invalid containerPort: {port}")
     if proto not in ("tcp", "udp", "sctp"):
         raise InvalidArgument(f"invalid proto: {proto}")
-    return f"{port}/{proto}"
+    return [f"{n}/{proto}" for n in range(int(lo), int(hi or lo) + 1)]
 
 
 def set_env(env: list[str], key: str, value: str) -> list[str]:
@@ -106,7 +110,7 @@ def apply_changes(config: dict, changes: list[str], *, what: str = "--change") -
                 ports = dict(cfg.get("ExposedPorts") or {})
                 for p in vals:
                     for q in unquote(p).split():
-                        ports[normalize_port(q)] = {}
+                        ports.update({k: {} for k in expose_ports(q)})
                 cfg["ExposedPorts"] = ports
             elif name == "VOLUME":
                 vols = dict(cfg.get("Volumes") or {})

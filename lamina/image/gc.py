@@ -71,6 +71,27 @@ def _image_graph(store) -> dict[str, tuple[str, list[str], list[str]]]:
     return out
 
 
+def _registry_blobs(store, kept: frozenset[str]) -> set[str]:
+    """What the registry client keeps beside the images: the document each repo digest
+    names (an index a multi-platform pull resolved, or the manifest a push sent, with that
+    manifest's config and layers), and the compressed copies push made of kept layers."""
+    out: set[str] = set()
+    content = store.content
+    for (digest,) in store.db.query("SELECT DISTINCT digest FROM repo_digests"):
+        out.add(digest)
+        try:
+            doc = json.loads(content.read(Digest.parse(digest), verify=False))
+            if isinstance(doc.get("config"), dict):
+                out.add(doc["config"]["digest"])
+                out.update(x["digest"] for x in doc.get("layers") or ())
+        except (LaminaError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # a missing or damaged document keeps only its own name
+    for source, blob in store.db.query("SELECT source, blob FROM layer_copies"):
+        if source in kept:
+            out.add(blob)
+    return out
+
+
 def collect(store, *, dry_run: bool = False) -> Report:
     """Sweep everything unreachable. Returns what was (or, with dry_run, would be) freed.
 
@@ -86,6 +107,7 @@ def _collect(store, *, dry_run: bool) -> Report:
     graph = _image_graph(store)
     container_chains = {r[0] for r in db.query("SELECT chain_id FROM containers WHERE chain_id IS NOT NULL")}
     keep = reachable(graph, container_chains)
+    keep = Keep(keep.blobs | _registry_blobs(store, keep.blobs), keep.chains)
     rep = Report(kept_chains=keep.chains)
     # blobs
     for d in list(content.walk()):
@@ -124,6 +146,9 @@ def _collect(store, *, dry_run: bool) -> Report:
     if not dry_run and rep.blobs_removed:
         with db.tx() as c:
             c.executemany("DELETE FROM layer_blobs WHERE blob=?", [(b,) for b in rep.blobs_removed])
+            c.executemany("DELETE FROM blob_sources WHERE blob=?", [(b,) for b in rep.blobs_removed])
+            c.executemany("DELETE FROM layer_copies WHERE blob=? OR source=?",
+                          [(b, b) for b in rep.blobs_removed])
             c.execute("DELETE FROM layers WHERE diff_id NOT IN (SELECT diff_id FROM layer_blobs)")
     # partial ingests nobody holds
     for ref in content.stale_ingests():

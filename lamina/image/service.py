@@ -89,8 +89,8 @@ class Images:
         return out
 
     def repo_digests_of(self, manifest: Digest) -> list[str]:
-        return [f"{r[0]}@{manifest}" for r in
-                self.db.query("SELECT name FROM repo_digests WHERE manifest=? ORDER BY name", (str(manifest),))]
+        return [f"{n}@{d}" for n, d in self.db.query(
+            "SELECT name, digest FROM repo_digests WHERE manifest=? ORDER BY name, digest", (str(manifest),))]
 
     def resolve(self, text: str) -> ImageRecord:
         """Find an image by reference, full or short ID, or digest (``name@sha256:...``).
@@ -114,6 +114,10 @@ class Images:
                 rec = self._by_manifest_or_config(ref.digest)
                 if rec:
                     return rec
+                row = self.db.one("SELECT manifest FROM repo_digests WHERE name=? AND digest=?",
+                                  (ref.name, str(ref.digest)))
+                if row:  # an index (multi-platform pull) or the manifest a push sent
+                    return self.get(row[0])
             else:
                 row = self.db.one("SELECT manifest FROM tags WHERE name=?", (str(ref),))
                 if row:
@@ -160,7 +164,8 @@ class Images:
 
         ``manifest_bytes`` is stored verbatim (its digest is the manifest digest).
         ``layer_facts`` maps layer blob digest -> (diff_id, content_size, media_type) learned
-        at ingest. Verifies every referenced blob exists (NotFound names the missing digest)
+        at ingest. ``repo_digest_names`` are repository names (``name@<manifest>``) or
+        (name, digest) pairs: ``name@digest`` then names this image on its registry. Verifies every referenced blob exists (NotFound names the missing digest)
         and that the config's diff_ids count matches the layers.
         """
         mdigest = Digest.of_bytes(manifest_bytes)
@@ -194,10 +199,11 @@ class Images:
                       (str(mdigest), str(m.config.digest), m.media_type, len(manifest_bytes), size,
                        parse_time(cfg.created), time.time(), parent, int(intermediate)))
             for ref in tags:
-                c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
-                          (str(ref), str(mdigest), time.time()))
-            for name in repo_digest_names:
-                c.execute("INSERT OR IGNORE INTO repo_digests(name, manifest) VALUES(?,?)", (name, str(mdigest)))
+                _move_tag(c, str(ref), str(mdigest))
+            for item in repo_digest_names:
+                name, digest = (item, mdigest) if isinstance(item, str) else item
+                c.execute("INSERT OR REPLACE INTO repo_digests(name, digest, manifest) VALUES(?,?,?)",
+                          (name, str(digest), str(mdigest)))
         if write_index:
             self.write_index()
         return self.get(mdigest)
@@ -225,8 +231,7 @@ class Images:
     # -- tags ---------------------------------------------------------------------
     def tag(self, rec: ImageRecord, ref) -> None:
         with self.db.tx() as c:
-            c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
-                      (str(ref), str(rec.manifest), time.time()))
+            _move_tag(c, str(ref), str(rec.manifest))
         self.write_index()
 
     def untag(self, name: str) -> None:
@@ -379,3 +384,25 @@ class Images:
                 out.extend(self._delete(parent, self.containers_using(parent), force=False,
                                         prune=True, quiet=True))
         return out
+
+
+def _move_tag(c, name: str, manifest: str) -> None:
+    """Point tag ``name`` at ``manifest`` (in transaction ``c``). Docker has one image per
+    ID: when the tag leaves another manifest of the *same* config (the same image loaded
+    again as another manifest, e.g. a podman oci-archive of an image saved before as a
+    docker-archive) and that record is left with no tag, no repo digest and no container,
+    it is dropped instead of lingering as a second, untagged row of the same image."""
+    row = c.execute("SELECT manifest FROM tags WHERE name=?", (name,)).fetchone()
+    c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)", (name, manifest, time.time()))
+    old = row[0] if row else None
+    if old is None or old == manifest:
+        return
+    same = c.execute("SELECT 1 FROM images a JOIN images b ON a.config = b.config "
+                     "WHERE a.manifest=? AND b.manifest=?", (old, manifest)).fetchone()
+    if not same:
+        return
+    for q in ("SELECT 1 FROM tags WHERE manifest=?", "SELECT 1 FROM repo_digests WHERE manifest=?",
+              "SELECT 1 FROM containers WHERE image=?"):
+        if c.execute(q, (old,)).fetchone():
+            return
+    c.execute("DELETE FROM images WHERE manifest=?", (old,))

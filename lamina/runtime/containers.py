@@ -525,28 +525,12 @@ def _ulimit_doc(spec: str) -> dict:
 def read_in_layers(dirs: list[str], rel: str) -> bytes | None:
     """The content of ``rel`` as the overlay of ``dirs`` (top-most first) shows it, or None.
 
-    Reads each layer with openat2 RESOLVE_IN_ROOT; a whiteout (0:0 char device) hides
-    lower layers. Symlinks that cross layers are not followed (enough for /etc/passwd).
-    """
-    import stat as _stat
-    from lamina.layer.extract import RESOLVE_IN_ROOT, openat2
-    for d in dirs:
-        try:
-            st = os.lstat(os.path.join(d, rel))
-        except OSError:
-            continue
-        if _stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            return None
-        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fd = openat2(dfd, rel, os.O_RDONLY | os.O_CLOEXEC, RESOLVE_IN_ROOT)
-        except OSError:
-            continue
-        finally:
-            os.close(dfd)
-        with os.fdopen(fd, "rb") as f:
-            return f.read(1 << 20)
-    return None
+    Read through lamina.snapshot.view: whiteouts and opaque directories hide lower layers,
+    symlinks resolve inside the merged root (also across layers), nothing is followed on the
+    host."""
+    from lamina.snapshot.view import LayerView
+    with LayerView(dirs) as view:
+        return view.read(rel, limit=1 << 20)
 
 
 def with_primary_gid(user):
@@ -559,13 +543,10 @@ def with_primary_gid(user):
 
 def resolve_user_in_layers(dirs: list[str], user: str):
     """``resolve_user`` against the merged /etc/passwd and /etc/group of a layer stack."""
-    import tempfile
-    from lamina.runtime.spec import resolve_user
-    with tempfile.TemporaryDirectory(prefix="lamina-user-") as tmp:
-        os.mkdir(os.path.join(tmp, "etc"))
-        for f in ("etc/passwd", "etc/group"):
-            data = read_in_layers(dirs, f)
-            if data is not None:
-                with open(os.path.join(tmp, f), "wb") as out:
-                    out.write(data)
-        return resolve_user(tmp, user)
+    from lamina.runtime.spec import resolve_user_with
+    from lamina.snapshot.view import LayerView
+    with LayerView(dirs) as view:
+        def read(path: str) -> str | None:
+            data = view.read(path, limit=1 << 22)
+            return None if data is None else data.decode("utf-8", "replace")
+        return resolve_user_with(read, user)

@@ -931,6 +931,11 @@ class _Plan:
         self.resources = linux.get("resources") or {}
         self.cgroups_path = linux.get("cgroupsPath")
         self.hierarchies = {} if _is_v2() else dict(_v1_hierarchies())
+        self.detached: frozenset[int] = frozenset()  # fds of detached mounts (run(detached=...))
+
+    @property
+    def detached_sources(self) -> frozenset[str]:
+        return frozenset(f"/proc/self/fd/{fd}" for fd in self.detached)
 
 
 def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
@@ -940,7 +945,7 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
     cgroup filesystem mount (it joins the cgroups and unshares the cgroup namespace).
     With ``console_sock``, the terminal is made in the container's devpts (_make_console)
     and becomes ``console``."""
-    from lamina.mount import Mount, mount_all
+    from lamina.mount import DETACHED, Mount, mount_all
 
     rootfs = plan.rootfs
     _sysmount("/", _MS_REC | _MS_PRIVATE, "making / rprivate")
@@ -960,7 +965,10 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
         typ = m.get("type") or "bind"
         opts = tuple(m.get("options") or ())
         src = m.get("source") or typ
-        if typ == "bind" or "bind" in opts or "rbind" in opts:
+        if src in plan.detached_sources:  # made by the caller from a descriptor: attach it
+            make = "dir" if os.path.isdir(src) else "file"
+            _mount_at(rootfs, dest, [Mount(DETACHED, src)], what=dest, make=make)
+        elif typ == "bind" or "bind" in opts or "rbind" in opts:
             if "bind" not in opts and "rbind" not in opts:
                 opts = ("rbind",) + opts
             make = "dir" if os.path.isdir(src) else "file"
@@ -1133,7 +1141,7 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
             if _lib().ioctl(console, _TIOCSCTTY, None) != 0:
                 _check(-1, "ioctl TIOCSCTTY on the console")
         _setup_stdio(stdio if console is None else (console,) * 3, errfd, syncfd,
-                     console_sock)
+                     console_sock, keep=plan.detached)
         errfd, syncfd = 3, 4
         if console_sock is not None:
             console_sock = 5
@@ -1209,9 +1217,9 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
 
 
 def _setup_stdio(stdio, errfd: int, syncfd: int | None = None,
-                 sockfd: int | None = None) -> None:
+                 sockfd: int | None = None, keep: frozenset[int] = frozenset()) -> None:
     """Put stdio on 0/1/2, errfd on 3, syncfd (if any) on 4 and sockfd (if any, with a
-    syncfd) on 5 (CLOEXEC); close every other descriptor."""
+    syncfd) on 5 (CLOEXEC); close every other descriptor but ``keep`` (all above 5)."""
     def dup(fd: int) -> int:  # above 0-5, so no dup2 below is a no-op (dup3 refuses those)
         return _check(_lib().fcntl(fd, _F_DUPFD_CLOEXEC, 10), "fcntl(F_DUPFD_CLOEXEC)")
 
@@ -1226,7 +1234,7 @@ def _setup_stdio(stdio, errfd: int, syncfd: int | None = None,
         os.dup2(s, 4, inheritable=False)
     if c is not None:
         os.dup2(c, 5, inheritable=False)
-    _close_from(4 if s is None else 5 if c is None else 6)
+    _close_from(4 if s is None else 5 if c is None else 6, keep)
 
 
 def _close_all_but(keep) -> None:
@@ -1242,9 +1250,13 @@ def _close_all_but(keep) -> None:
         os.closerange(lo, hi)
 
 
-def _close_from(lowfd: int) -> None:
+def _close_from(lowfd: int, keep: frozenset[int] = frozenset()) -> None:
     try:
-        os.closerange(lowfd, os.sysconf("SC_OPEN_MAX"))
+        top = os.sysconf("SC_OPEN_MAX")
+        for fd in sorted(k for k in keep if k >= lowfd):
+            os.closerange(lowfd, fd)
+            lowfd = fd + 1
+        os.closerange(lowfd, top)
     except OSError:
         pass
 
@@ -1288,7 +1300,7 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
         runtime: str = "builtin", on_start: Callable[[int], None] | None = None,
         cgroup_parent: str | None = None, on_console: Callable[[int], None] | None = None,
         console_size: tuple[int, int] | None = None,
-        on_spawn: Callable[[], None] | None = None) -> int:
+        on_spawn: Callable[[], None] | None = None, detached: Sequence[int] = ()) -> int:
     """Run the container of ``bundle/config.json`` in the foreground; return Docker's exit code.
 
     ``rootfs_mounts`` (lamina.mount.Mount values, e.g. the snapshot's overlay) are mounted on
@@ -1310,8 +1322,14 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
     failures raise LaminaError subclasses. The cgroups ``/<cgroup_parent>/<container_id>``
     (unless config.json names ``linux.cgroupsPath``; ``cgroup_parent`` defaults to
     :func:`default_cgroup_parent`) are created before and removed after.
+    ``detached`` (builtin only): descriptors (all above 5) of detached mounts
+    (lamina.mount.detached_bind/detached_overlay) that config.json mounts as binds with source
+    ``/proc/self/fd/<n>``: they are attached with move_mount(2) in the container's namespace,
+    never looked up by path.
     """
     cgroup_parent = cgroup_parent or default_cgroup_parent()
+    if detached and runtime != "builtin":
+        raise InvalidArgument(f"detached mounts need the built-in runtime, not {runtime}")
     if runtime not in ("builtin", "runc", "crun"):
         raise InvalidArgument(f"unknown runtime {runtime!r}: use builtin, runc or crun")
     bundle = os.path.abspath(bundle)
@@ -1342,14 +1360,15 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
                             rootfs_mounts=rootfs_mounts, stdio=stdio, console=console,
                             on_start=on_start, cgroup_parent=cgroup_parent,
                             on_console=on_console, console_size=console_size,
-                            on_spawn=on_spawn)
+                            on_spawn=on_spawn, detached=detached)
     finally:
         if guard is not None:
             guard.finish()
 
 
 def _run_builtin(bundle: str, spec: dict, *, container_id: str, rootfs_mounts, stdio, console,
-                 on_start, cgroup_parent: str, on_console, console_size, on_spawn) -> int:
+                 on_start, cgroup_parent: str, on_console, console_size, on_spawn,
+                 detached: Sequence[int] = ()) -> int:
     import lamina.layer.extract  # noqa: F401 - used in the child: import before the fork
     import lamina.mount
 
@@ -1357,6 +1376,9 @@ def _run_builtin(bundle: str, spec: dict, *, container_id: str, rootfs_mounts, s
         lamina.mount._new_api_supported()  # probe once here, not in every child (2-7 ms)
 
     plan = _Plan(spec, bundle)
+    if any(fd <= 5 for fd in detached):
+        raise InvalidArgument("detached mount descriptors must be above 5")
+    plan.detached = frozenset(detached)
     sock = None  # the "console socket": P2 sends the pty master over it
     if plan.proc.terminal and console is None:
         if on_console is None:

@@ -122,6 +122,12 @@ def _int(s: str) -> int | None:
 
 
 def resolve_user(rootfs: str, user: str) -> UserInfo:
+    """:func:`resolve_user_with` reading ``rootfs``'s files with ``openat2(RESOLVE_IN_ROOT)``,
+    so symlinks resolve inside ``rootfs``."""
+    return resolve_user_with(lambda path: _read_in_root(rootfs, path), user)
+
+
+def resolve_user_with(read, user: str) -> UserInfo:
     """Resolve a Docker ``--user`` value against ``rootfs``'s passwd and group files.
 
     Same rules as runc's ``GetExecUser`` (which Docker uses): ``""`` is uid 0; ``name`` and
@@ -129,14 +135,14 @@ def resolve_user(rootfs: str, user: str) -> UserInfo:
     with no entry is fine: gid 0, home ``/``); when a passwd entry matched and no group was
     given, the supplementary gids are the groups of ``/etc/group`` that list the user's name.
     ``user:group`` / ``uid:gid`` set the gid (a group name is looked up in ``/etc/group``) and
-    no supplementary gids. Files are opened with ``openat2(RESOLVE_IN_ROOT)``, so symlinks
-    resolve inside ``rootfs``; missing files count as empty.
+    no supplementary gids. ``read(path)`` returns a file's text in the container's root (None
+    when missing: it counts as empty).
     Raises InvalidArgument for an unknown name:
     ``unable to find user foo: no matching entries in passwd file``.
     """
     user = user.strip()
     name, _, group = user.partition(":")
-    passwd = _entries(_read_in_root(rootfs, "/etc/passwd"), 7)
+    passwd = _entries(read("/etc/passwd"), 7)
     uid_arg = _int(name) if name else 0
     entry = None
     for p in passwd:
@@ -157,7 +163,7 @@ def resolve_user(rootfs: str, user: str) -> UserInfo:
         if gid_arg is not None:
             gid = gid_arg
         else:
-            groups_text = _read_in_root(rootfs, "/etc/group")
+            groups_text = read("/etc/group")
             for g in _entries(groups_text, 4):
                 if g[0] == group and _int(g[2]) is not None:
                     gid = _int(g[2])
@@ -166,7 +172,7 @@ def resolve_user(rootfs: str, user: str) -> UserInfo:
                 raise InvalidArgument(f"unable to find group {group}: no matching entries in "
                                       "group file")
     elif uname is not None:
-        for g in _entries(_read_in_root(rootfs, "/etc/group"), 4):
+        for g in _entries(read("/etc/group"), 4):
             members = [m.strip() for m in g[3].split(",")]
             gv = _int(g[2])
             if uname in members and gv is not None and gv not in sgids:

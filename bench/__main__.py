@@ -596,7 +596,7 @@ def debian_tar(path: str | None) -> str:
     return target
 
 
-ALL = "import,save,load,images,run,many,commit,lifecycle,launcher,build,bigctx"
+ALL = "import,save,load,images,run,many,commit,lifecycle,launcher,build,bigctx,network"
 OPT_IN = {"registry"}  # --only registry: pull/push rows (bench/registry_client.py)
 
 
@@ -617,6 +617,9 @@ def main() -> int:
     unknown = only - set(ALL.split(",")) - OPT_IN
     if unknown:
         ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))} (known: {ALL})")
+    if "registry" in only:   # lamina registry serve vs registry:2 (bench/registry.py)
+        from bench.registry import run as bench_registry
+        bench_registry(runs=runs)
     with tempfile.TemporaryDirectory(prefix="lamina-bench-") as work:
         t = Tools(os.path.join(work, "root"), seed=seed, quick=a.quick)
         meta = {"versions": versions(t), "runs": runs, "seed": seed, "quick": a.quick,
@@ -657,6 +660,9 @@ def main() -> int:
                 report(name, res)
         if "launcher" in only:
             report("launcher.run(true), in-process", bench_launcher(t, runs, work))
+        if "network" in only:  # bridge against bridge: bench/network.py
+            from bench.network import _docker, run_network
+            run_network(t, runs, work, report, _docker(sys.modules[__name__]) if t.docker else None)
         if "build" in only:
             for name, res in bench_build(t, runs, work):
                 report(name, res)

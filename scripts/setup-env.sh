@@ -8,7 +8,14 @@ install_apt() {
   if [ -n "$missing" ]; then
     echo "installing:$missing" >&2
     apt-get update -qq
+    # packages with services (nginx-light, docker-registry) must not start them: they would
+    # listen on every address; the tests start their own on loopback
+    local policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
   fi
 }
 

@@ -15,7 +15,7 @@ import pytest
 from lamina.cli.main import COMMANDS, HIDDEN_ALIASES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VERB_MODULES = ("build", "containers", "images", "registry", "system")
+VERB_MODULES = ("build", "containers", "images", "network", "registry", "registry_server", "system", "volume")
 
 
 def _targets():

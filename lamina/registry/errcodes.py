@@ -56,11 +56,14 @@ def by_code(code: str) -> ErrorCode:
     return CODES.get(code, CODES["UNKNOWN"])
 
 
-def envelope(code: str, *, message: str | None = None, detail=None) -> tuple[int, bytes]:
+def envelope(code: str, *, message: str | None = None, detail=None,
+             status: int | None = None) -> tuple[int, bytes]:
     """(HTTP status, JSON body) of a one-error envelope for ``code`` (which must be known).
 
     ``message`` replaces the table's default text; ``detail`` is any JSON value (omitted
-    when None), as the spec allows.
+    when None), as the spec allows. ``status`` replaces the table's status where the spec
+    asks for another one with the same code (a manifest over the size limit is
+    MANIFEST_INVALID with 413 Payload Too Large).
     """
     import json
 
@@ -68,7 +71,7 @@ def envelope(code: str, *, message: str | None = None, detail=None) -> tuple[int
     item = {"code": e.code, "message": message or e.message}
     if detail is not None:
         item["detail"] = detail
-    return e.status, json.dumps({"errors": [item]}, separators=(",", ":")).encode()
+    return status or e.status, json.dumps({"errors": [item]}, separators=(",", ":")).encode()
 
 
 class WireError(NamedTuple):

@@ -562,10 +562,7 @@ def test_init_forwards_signals(box):
     # tini blocks and forwards signals from before it forks the command: wait for that child
     # (earlier, a SIGTERM from outside the pid namespace meets PID 1 without handlers)
     children = f"/proc/{res['pid']}/task/{res['pid']}/children"
-    for _ in range(1000):
-        if open(children).read().split():
-            break
-        time.sleep(0.01)
+    wait_for(lambda: open(children).read().split(), what="tini to fork the command")
     os.kill(res["pid"], signal.SIGTERM)  # the reaper forwards it to sleep, which dies of it
     t.join(10)
     assert res["code"] == 143

@@ -266,7 +266,7 @@ class Reference:
     # -- derived references
     def with_tag(self, tag: str) -> Reference:
         """A copy with ``tag`` set (any digest is kept). Raises InvalidArgument for a bad tag."""
-        problem = _tag_problem(tag) if isinstance(tag, str) else f"tag {_quote(tag)} is not a string"
+        problem = _tag_problem(tag) if isinstance(tag, str) else f"tag {tag!r} is not a string"
         if problem:
             raise InvalidArgument(f"invalid tag {_quote(str(tag))} for {self.name}: {problem}")
         return replace(self, tag=tag)

@@ -77,6 +77,7 @@ def _create_parser(verb: str) -> Parser:
              help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap (default: twice --memory)")
     p.option("--cpus", metavar="decimal", help="Number of CPUs")
     p.option("--pids-limit", metavar="int", help="Tune container pids limit (set -1 for unlimited)")
+    p.option("--cgroup-parent", default="", help="Optional parent cgroup for the container")
     p.option("--ulimit", append=True, metavar="ulimit", help="Ulimit options")
     p.option("--shm-size", metavar="bytes", help="Size of /dev/shm")
     p.option("-l", "--label", append=True, metavar="list", help="Set meta data on a container")
@@ -162,7 +163,8 @@ def _options(a, verb: str):
         memory_swap=size(a.memory_swap, "--memory-swap"),
         cpus=nano / 1e9 if nano else None, pids_limit=None if pids is None or pids <= 0 else pids,
         ulimits=tuple(a.ulimit), shm_size=size(a.shm_size, "--shm-size"), labels=labels,
-        runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys)
+        runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys,
+        cgroup_parent=a.cgroup_parent)
 
 
 def cmd_create(argv, ctx) -> int:
@@ -292,7 +294,10 @@ def cmd_ps(argv, ctx) -> int:
     from lamina.cli.table import format_table
     from lamina.cli.units import ago
     from lamina.timefmt import parse_time
-    docs = sorted(_containers(ctx).all(), key=lambda d: d["Created"], reverse=True)
+    cs = _containers(ctx)
+    docs = sorted(cs.all(), key=lambda d: d["Created"], reverse=True)
+    # a container whose image `rmi -f` deleted shows the image's ID, as Docker's ps does
+    held = {r[0] for r in cs.db.query("SELECT manifest FROM images")} if docs else set()
     from lamina.cli.args import go_int
     last = go_int(a.last, "-n, --last", bits=32) if a.last not in (None, "") else (1 if a.latest else -1)
     show_all = a.all or last > 0
@@ -332,7 +337,9 @@ def cmd_ps(argv, ctx) -> int:
             if not ok:
                 continue
         created = parse_time(d["Created"]) or now
-        rows.append({"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Image": d["Config"]["Image"],
+        image = d["Config"]["Image"] if d.get("ImageManifest") in held else \
+            (d["Image"] if a.no_trunc else d["Image"][7:19])
+        rows.append({"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Image": image,
                      "Command": _command(d, not a.no_trunc), "CreatedAt": ago(created, now),
                      "RunningFor": ago(created, now), "Status": _status(st, now), "Ports": display_ports(d),
                      "Names": name, "State": status_word,
@@ -585,7 +592,8 @@ def cmd_top(argv, ctx) -> int:
         from lamina.runtime import external
         pids = set(external.pids(rt, doc["Id"]))
     else:
-        pids = set(launcher.pids(doc["Id"]))
+        from lamina.runtime.containers import cgroup_parent_of
+        pids = set(launcher.pids(doc["Id"], cgroup_parent=cgroup_parent_of(doc)))
     ps_args = a.args[1:] or ["-ef"]
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -704,7 +712,6 @@ def cmd_cp(argv, ctx) -> int:
     p.flag("-q", "--quiet", help="Suppress progress output during copy")
     p.args("args", min=2, max=2)
     a = parse(p, argv)
-    from lamina.runtime.rootfs import with_container_root
     src, dst = a.args
 
     def split(x):
@@ -717,6 +724,19 @@ def cmd_cp(argv, ctx) -> int:
     if (sc is None) == (dc is None):
         raise InvalidArgument("copying between containers is not supported" if sc else
                               "must specify at least one container source")
+    from lamina.errors import LaminaError
+    try:
+        return _cp(ctx, a, sc, sp, dc, dp)
+    except LaminaError as e:
+        # as `docker cp`: a failed copy exits 1 and names the container as it was given
+        if str(e).endswith(" in container"):
+            e.args = (f"{e} {sc or dc}",)
+        e.exit_code = 1
+        raise
+
+
+def _cp(ctx, a, sc, sp, dc, dp) -> int:
+    from lamina.runtime.rootfs import with_container_root
     cs = _containers(ctx)
     from lamina.diff import copy as dcopy
     if sc is not None:

@@ -227,7 +227,7 @@ def cmd_rmi(argv, ctx) -> int:
                 print(line)
         except LaminaError as e:
             sys.stderr.write(f"Error: {e}\n")
-            rc = e.exit_code if rc == 0 else rc
+            rc = 1  # as `docker rmi`: any image it could not remove makes it exit 1
     return rc
 
 

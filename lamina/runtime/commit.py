@@ -57,7 +57,7 @@ def commit(containers, doc: dict, *, tag=None, author: str | None = None, messag
     from lamina.runtime import lifecycle
     store = containers.store
     images = Images(store)
-    base = images.get(doc["ImageManifest"])
+    base = images.of_container(doc["ImageManifest"])
     bcfg = images.config(base)
     paused = False
     if pause and doc["State"]["Running"] and not doc["State"].get("Paused"):

@@ -58,6 +58,12 @@ def _pid_start(pid: int) -> str | None:
     return fields[19].decode()
 
 
+def cgroup_parent_of(doc: dict) -> str:
+    """The parent cgroup the container runs under, fixed when it was created (records
+    made before ``--cgroup-parent`` existed used ``lamina``)."""
+    return (doc.get("Lamina") or {}).get("CgroupParent") or "lamina"
+
+
 def process_alive(pid: int | None, start: str | None) -> bool:
     """True if ``pid`` runs and is the same process (same start time) that was recorded."""
     return bool(pid) and start is not None and _pid_start(pid) == start
@@ -142,7 +148,7 @@ class Containers:
             alive = process_alive(st.pid, st.pid_start) or process_alive(st.monitor_pid, st.monitor_start)
             if not alive:
                 from lamina.runtime import launcher
-                launcher.remove_cgroups(doc["Id"])
+                launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
                 dead = record.gone_state(now=now_rfc3339())
                 mode = doc["HostConfig"]["NetworkMode"]
                 if mode in ("host", "none") or mode.startswith("container:"):
@@ -175,6 +181,9 @@ class Containers:
         if opts.init:
             from lamina.runtime.spec import find_init
             find_init()  # Unavailable (125) now rather than at every start
+        from lamina.runtime import launcher
+        cgroup_parent = launcher.check_cgroup_parent(opts.cgroup_parent) if opts.cgroup_parent \
+            else launcher.default_cgroup_parent()
         # CMD / ENTRYPOINT: Docker's rules
         if opts.entrypoint is not None:
             entrypoint = list(opts.entrypoint)
@@ -223,7 +232,7 @@ class Containers:
             return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
                                      netcfg, restart_name, restart_max, workdir, user, stop_signal,
                                      mounts, Snapshotter, image_layers, env, security_opt,
-                                     memory_swap)
+                                     memory_swap, cgroup_parent=cgroup_parent)
         except BaseException:
             _rmtree(d)
             raise
@@ -232,7 +241,7 @@ class Containers:
 
     def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, netcfg,
                      restart_name, restart_max, workdir, user, stop_signal, mounts, Snapshotter,
-                     image_layers, env, security_opt, memory_swap) -> dict:
+                     image_layers, env, security_opt, memory_swap, *, cgroup_parent: str) -> dict:
         from lamina.network import files
         network = netcfg["Mode"]
         _write(os.path.join(d, "hostname"), hostname + "\n", shared=True)
@@ -266,6 +275,7 @@ class Containers:
                 "MemorySwap": memory_swap,
                 "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
                 "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None,
+                "CgroupParent": opts.cgroup_parent,
             },
             mounts=[m.to_inspect() for m in mounts],
             config={
@@ -281,6 +291,7 @@ class Containers:
             },
             networks=netcfg["Networks"],
             chain_id=str(layers[-1].chain_id) if layers else None, detach_keys=opts.detach_keys,
+            cgroup_parent=cgroup_parent,
         )
         import sqlite3
         try:
@@ -304,7 +315,7 @@ class Containers:
         from lamina.image.service import Images
         from lamina.snapshot import image_layers
         images = Images(self.store)
-        return image_layers(images, images.get(doc["ImageManifest"]))
+        return image_layers(images, images.of_container(doc["ImageManifest"]))
 
     def prepare_bundle(self, doc: dict, sandbox=None) -> tuple[str, list]:
         """Write config.json for a start; returns (bundle dir, rootfs mounts). ``sandbox``
@@ -382,7 +393,8 @@ class Containers:
         with self.db.tx() as c:
             c.execute("DELETE FROM containers WHERE id=?", (doc["Id"],))
         _rmtree(self.dir(doc["Id"]))
-        launcher.remove_cgroups(doc["Id"])  # left behind when its monitor was killed
+        # left behind when its monitor was killed
+        launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
         if volumes:
             remove_anonymous(self.store, doc)
 

@@ -29,7 +29,7 @@ import time
 
 from lamina.errors import Conflict, InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import record
-from lamina.runtime.containers import Containers, _pid_start, now_rfc3339, process_alive
+from lamina.runtime.containers import Containers, _pid_start, cgroup_parent_of, now_rfc3339, process_alive
 from lamina.runtime.signals import parse_signal
 
 TYPE_CHECKING = False
@@ -135,7 +135,7 @@ def _run_foreground(containers: Containers, doc: dict, sb, bundle, rootfs_mounts
     try:
         code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=pipes.child,
                             runtime=doc["HostConfig"].get("Runtime") or "builtin", on_start=on_start,
-                            on_spawn=pipes.start)
+                            on_spawn=pipes.start, cgroup_parent=cgroup_parent_of(doc))
     except LaminaError as e:
         if doc["HostConfig"]["AutoRemove"]:
             containers.delete(doc, volumes=True)
@@ -433,7 +433,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
         try:
             code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=stdio,
                                 console=console, runtime=runtime, on_start=on_start,
-                                on_console=on_console, console_size=console_size)
+                                on_console=on_console, console_size=console_size,
+                                cgroup_parent=cgroup_parent_of(doc))
             error = ""
         except LaminaError as e:
             code, error = 128, str(e)
@@ -666,7 +667,7 @@ def pause(containers: Containers, doc: dict) -> None:
         from lamina.runtime import external
         external.pause(rt, doc["Id"])
     else:
-        launcher.freeze(doc["Id"])
+        launcher.freeze(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=True, Status="paused")
 
 
@@ -679,5 +680,5 @@ def unpause(containers: Containers, doc: dict) -> None:
         from lamina.runtime import external
         external.resume(rt, doc["Id"])
     else:
-        launcher.thaw(doc["Id"])
+        launcher.thaw(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=False, Status="running")

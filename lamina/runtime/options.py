@@ -53,3 +53,4 @@ class CreateOptions:
     runtime: str = "builtin"
     auto_remove: bool = False
     detach_keys: str | None = None
+    cgroup_parent: str = ""              # --cgroup-parent ("": $LAMINA_CGROUP_PARENT or lamina)

@@ -19,7 +19,7 @@ from lamina._dcache import dataclass, field, replace
 
 from lamina import oci
 from lamina.digest import chain_ids
-from lamina.errors import InvalidArgument, LaminaError, NotFound
+from lamina.errors import InvalidArgument, LaminaError, NeedsRoot, NotFound
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -127,6 +127,9 @@ class Builder:
         self.meta_env = self._meta_args()
         target = self._target_index()
         needed = self._needed(target)
+        if any(instr.cmd in ("RUN", "COPY", "ADD") for i in needed for instr in self.df.stages[i].instructions):
+            from lamina.errors import need_root
+            need_root("lamina build")  # RUN, COPY and ADD make layers: refused before anything is recorded
         self.total = sum(1 + len(self.df.stages[i].instructions) for i in needed) + len(self.opts.labels)
         with self.store.operation():
             for wave in self._waves(needed):
@@ -313,7 +316,8 @@ class Builder:
                 except LaminaError as e:
                     res, code = {"error": str(e), "code": None}, 1
                 except BaseException as e:  # noqa: BLE001 - reported to the parent
-                    res, code = {"error": f"stage {i} failed: {e!r}", "code": None}, 1
+                    from lamina.errors import describe
+                    res, code = {"error": f"stage {i} failed: {describe(e)}", "code": None}, 1
                 try:
                     sys.stdout.flush()
                     os.write(w, _json.dumps(res).encode())
@@ -454,7 +458,7 @@ class Builder:
             if handler is None:
                 raise InvalidArgument(f"{instr.cmd} is not supported here")
             return handler(state, instr)
-        except BuildFailed:
+        except (BuildFailed, NeedsRoot):
             raise
         except LaminaError as e:
             if "Dockerfile:" in str(e).split("\n")[0]:
@@ -741,6 +745,8 @@ class Builder:
         hit = self._cached(state, key, instr_text=text)
         if hit is not None:
             return hit
+        from lamina.errors import need_root
+        need_root("lamina build")  # an ONBUILD RUN of a base image, say
         env = list(state.cc.get("Env") or [_DEFAULT_PATH])
         if not any(e.startswith("PATH=") for e in env):
             env.insert(0, _DEFAULT_PATH)
@@ -910,6 +916,8 @@ class Builder:
             hit = self._cached(state, key, instr_text=text, sources=sources_manifest)
             if hit is not None:
                 return hit
+            from lamina.errors import need_root
+            need_root("lamina build")  # an ONBUILD COPY of a base image, say
             reuse = None
             if not add and len(items) == 1 and resolved and not self.opts.no_cache:
                 reuse = self._reuse(state, text, sources_manifest)

@@ -61,10 +61,7 @@ def cmd_build(argv, ctx) -> int:
         return 0
     from lamina import reference
     from lamina.build.builder import BuildOptions, build
-    tags = [reference.parse(t) for t in a.tag]
-    for t in tags:
-        if t.digest is not None:
-            raise InvalidArgument(f"invalid tag {t}: a tag cannot contain a digest")
+    tags = [reference.parse_tag(t) for t in a.tag]
     secrets = {}
     env_secret_files: list[str] = []  # --secret id=x,env=VAR: temp files removed after the build
     for s in a.secret:
@@ -120,13 +117,14 @@ def cmd_build(argv, ctx) -> int:
                         secrets=secrets, progress=a.progress, platform=a.platform,
                         memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a, context), pull=a.pull_policy)
     from lamina.build.builder import BuildFailed
-    from lamina.errors import LaminaError
+    from lamina.errors import LaminaError, NeedsRoot
     try:
         rec = build(ctx.store, opts)
     except BuildFailed:
         raise  # a failed RUN: the command's own exit code, as the classic `docker build` returns it
     except LaminaError as e:
-        e.exit_code = 1  # any other build error: 1, as `docker build` exits (125 stays for bad flags)
+        if not isinstance(e, NeedsRoot):  # NeedsRoot: nothing started, 125 like a bad flag
+            e.exit_code = 1  # any other build error: 1, as `docker build` exits (125 stays for bad flags)
         raise
     finally:
         if tmp_ctx:

@@ -9,7 +9,7 @@ import sys
 import time
 
 from lamina.cli.args import Parser, parse
-from lamina.errors import Conflict, InvalidArgument, LaminaError
+from lamina.errors import Conflict, InvalidArgument, LaminaError, need_root
 
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedAt}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED",
@@ -154,6 +154,7 @@ def _options(a, verb: str):
 def cmd_create(argv, ctx) -> int:
     p = _create_parser("create")
     a = parse(p, argv)
+    need_root("lamina create")
     opts = _options(a, "create")
     _ensure_image(ctx, a)
     doc = _containers(ctx).create(opts)
@@ -164,6 +165,7 @@ def cmd_create(argv, ctx) -> int:
 def cmd_run(argv, ctx) -> int:
     p = _create_parser("run")
     a = parse(p, argv)
+    need_root("lamina run")
     from lamina.runtime import lifecycle
     from lamina.runtime.attach import attach, parse_detach_keys
     if a.detach and a.rm and a.restart not in ("no", ""):
@@ -205,6 +207,7 @@ def cmd_start(argv, ctx) -> int:
     p.option("--detach-keys", help="Override the key sequence for detaching a container")
     p.args("containers", min=1)
     a = parse(p, argv)
+    need_root("lamina start")
     from lamina.runtime import lifecycle
     from lamina.runtime.attach import attach, parse_detach_keys
     cs = _containers(ctx)
@@ -403,6 +406,7 @@ def cmd_restart(argv, ctx) -> int:
     p.option("-s", "--signal", help="Signal to send to the container")
     p.args("containers", min=1)
     a = parse(p, argv)
+    need_root("lamina restart")
     from lamina.cli.args import go_int
     from lamina.runtime import lifecycle
     t = go_int(a.time, "-t, --time", bits=32) if a.time is not None else None
@@ -540,6 +544,7 @@ def cmd_exec(argv, ctx) -> int:
     p.option("--detach-keys", help="Override the key sequence for detaching a container")
     p.args("args", min=2)
     a = parse(p, argv)
+    need_root("lamina exec")
     from lamina.runtime import exec as rexec
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
@@ -605,7 +610,7 @@ def cmd_commit(argv, ctx) -> int:
     from lamina.runtime.commit import commit
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
-    tag = reference.parse(a.args[1]) if len(a.args) > 1 else None
+    tag = reference.parse_tag(a.args[1]) if len(a.args) > 1 else None
     rec = commit(cs, doc, tag=tag, author=a.author, message=a.message, changes=a.change, pause=a.pause)
     print(rec.id)
     return 0

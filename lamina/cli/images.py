@@ -170,7 +170,7 @@ def cmd_import(argv, ctx) -> int:
     a.source, a.repository = a.args[0], (a.args[1] if len(a.args) > 1 else None)
     from lamina import oci, reference
     from lamina.image.importer import import_tar
-    tags = [reference.parse(a.repository)] if a.repository else []
+    tags = [reference.parse_tag(a.repository)] if a.repository else []
     plat = None
     if a.platform:
         parts = a.platform.split("/")
@@ -201,9 +201,7 @@ def cmd_tag(argv, ctx) -> int:
     a.source, a.target = a.args
     from lamina import reference
     imgs = _images(ctx)
-    target = reference.parse(a.target)
-    if target.digest is not None:
-        raise InvalidArgument(f"refusing to create a tag with a digest reference: {a.target}")
+    target = reference.parse_tag(a.target)
     imgs.tag(imgs.resolve(a.source), target)
     return 0
 
@@ -241,37 +239,48 @@ def cmd_inspect(argv, ctx) -> int:
     if a.type not in (None, "image", "container"):
         raise InvalidArgument(f'"{a.type}" is not a valid value for --type')
     imgs = _images(ctx)
-    results, rc = [], 0
+    results, errors = [], []  # [(kind, Docker-shaped dict)], [message]
     for name in a.names:
         try:
             if a.type in (None, "container"):
                 from lamina.runtime.containers import Containers
                 try:
-                    results.append(Containers(ctx.store).get(name))
+                    results.append(("container", Containers(ctx.store).get(name)))
                     continue
                 except NotFound:
                     if a.type == "container":
                         raise
-            results.append(inspect_image(imgs, imgs.resolve(name)))
+            results.append(("image", inspect_image(imgs, imgs.resolve(name))))
         except NotFound:
-            sys.stderr.write(f"Error: No such {a.type or 'object'}: {name}\n")
-            rc = 1
+            errors.append(f"Error: No such {a.type or 'object'}: {name}")
         except LaminaError as e:
-            sys.stderr.write(f"Error: {e}\n")
-            rc = 1
-    _print_inspect(results, a.format)
-    return rc
+            errors.append(f"{e.prefix}{e}")
+    errors += _print_inspect(results, a.format)
+    if errors:
+        sys.stdout.flush()
+        sys.stderr.write("\n".join(errors) + "\n")
+        return 1
+    return 0
 
 
-def _print_inspect(results: list[dict], fmt: str | None) -> None:
+def _print_inspect(results: list[tuple[str, dict]], fmt: str | None) -> list[str]:
+    """Print what docker/cli's inspectors print: each object the template renders (an
+    object it fails on contributes nothing, its error is returned), a lone newline when
+    none did; without a template, the JSON array."""
     if fmt:
-        from lamina.gotemplate.template import compile_template
-        t = compile_template(fmt)
-        for r in results:
-            sys.stdout.write(t.render(r) + "\n")
-        return
+        from lamina.cli.inspectfmt import render
+        from lamina.gotemplate.template import TemplateError
+        out, errors = [], []
+        for kind, r in results:
+            try:
+                out.append(render(fmt, r, kind=kind) + "\n")
+            except TemplateError as e:
+                errors.append(f"{e.prefix}{e}")
+        sys.stdout.write("".join(out) or "\n")
+        return errors
     import json
-    sys.stdout.write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps([r for _, r in results], indent=4, ensure_ascii=False) + "\n")
+    return []
 
 
 # -- history -------------------------------------------------------------------------

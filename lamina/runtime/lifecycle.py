@@ -193,7 +193,8 @@ def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = F
         code = _monitor(store_root, cid, ready_w, wait_client)
     except BaseException as e:  # report to the starter if it still listens, and to monitor.log
         try:
-            os.write(ready_w, f"err {e}\n".encode())
+            from lamina.errors import describe
+            os.write(ready_w, f"err {describe(e)}\n".encode())
         except OSError:
             pass
         try:

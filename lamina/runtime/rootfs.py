@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lamina.errors import LaminaError
+from lamina.errors import LaminaError, describe
 
 
 def _unshare_mount_ns() -> None:
@@ -70,7 +70,7 @@ def _in_child(fn) -> int:
             sys.stderr.write(f"Error: {e}\n")
             code = e.exit_code
         except BaseException as e:  # never let the child return into the CLI
-            sys.stderr.write(f"Error: {e}\n")
+            sys.stderr.write(f"Error: {describe(e)}\n")
             code = 125
         finally:
             try:
@@ -122,7 +122,7 @@ def with_container_root(containers, doc: dict, fn, *, mounts: bool = True) -> in
                 sys.stderr.write(f"Error: {e}\n")
                 code = e.exit_code
             except BaseException as e:  # never let the child return into the CLI
-                sys.stderr.write(f"Error: {e}\n")
+                sys.stderr.write(f"Error: {describe(e)}\n")
                 code = 125
             finally:
                 try:

@@ -242,3 +242,42 @@ def test_other_verbs_that_make_tags_refuse_what_tag_refuses(bb, tmp_path, busybo
         r = bb(*args, check=False)
         assert r.rc == 125 and len(r.err.splitlines()) == 1, r.err
         assert bb("images", "-a", "-q").out == before  # nothing recorded
+
+
+# -- cp ----------------------------------------------------------------------------------------
+def test_cp_fails_like_docker_naming_the_container(bb, docker_busybox, tmp_path):
+    """Each failure exits 1 as Docker's client does, with Docker's words (and the container
+    as the user named it); a stopped container's root includes its init layer, so its empty
+    /etc/hostname is there, as in Docker."""
+    dcid = _docker("create", "--network", "none", "--name", f"lamina-cp-{uuid.uuid4().hex[:8]}", docker_busybox,
+                   "true").stdout.strip()
+    try:
+        bb("create", "--name", "c", "busybox", "true")
+        missing = tmp_path / "missing"
+        cases = [  # (args with {c} for the container, what lamina's message says)
+            (("{c}:/nonexist", str(tmp_path)), "Error: Could not find the file /nonexist in container {c}\n"),
+            (("{c}:/etc/hostname", f"{missing}/dir/"),
+             f'Error: invalid output path: directory "{missing}" does not exist\n'),
+            (("{c}:/etc/passwd", f"{missing}/"), f"Error: no such directory: {missing}/\n"),
+            (("/etc/hostname", "{c}:/nodir/"), "Error: no such directory: /nodir/ in container {c}\n"),
+            (("/etc/hostname", "{c}:/nodir/x"), "Error: Could not find the file /nodir in container {c}\n"),
+            (("/etc/hostname/", "{c}:/tmp"), "Error: cannot copy /etc/hostname/: not a directory\n"),
+            (("lamina-no-such-container:/etc", str(tmp_path)), "Error: No such container: lamina-no-such-container\n"),
+        ]
+        for args, message in cases:
+            theirs = _docker("cp", *(x.format(c=dcid) for x in args))
+            ours = bb("cp", *(x.format(c="c") for x in args), check=False)
+            assert ours.rc == theirs.returncode == 1, (args, theirs.stderr)
+            assert ours.err == message.format(c="c"), args
+            said = theirs.stderr.replace("Error response from daemon: ", "").replace(dcid, "c").strip()
+            if said in ("no such directory", "not a directory"):  # Docker's terse ones: lamina adds where
+                assert ours.err.startswith("Error: ") and said in ours.err, (said, ours.err)
+            else:
+                assert ours.err == f"Error: {said}\n", (said, ours.err)
+        assert not missing.exists()
+        out = tmp_path / "hostname"
+        bb("cp", "c:/etc/hostname", str(out))
+        assert out.read_bytes() == b""
+        assert _docker("cp", f"{dcid}:/etc/hostname", str(tmp_path / "theirs")).returncode == 0
+    finally:
+        _docker("rm", "-f", dcid)

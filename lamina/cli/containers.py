@@ -649,21 +649,35 @@ def cmd_cp(argv, ctx) -> int:
     sc, sp = split(src)
     dc, dp = split(dst)
     if (sc is None) == (dc is None):
-        raise InvalidArgument("copying between containers is not supported" if sc else
-                              "must specify at least one container source")
+        e = InvalidArgument("copying between containers is not supported" if sc else
+                            "must specify at least one container source")
+        e.exit_code = 1
+        raise e
     cs = _containers(ctx)
     from lamina.diff import copy as dcopy
-    if sc is not None:
-        doc = cs.get(sc)
-        if dp == "-":
-            return with_container_root(cs, doc, lambda root: dcopy.copy_out_tar(root, sp, sys.stdout.buffer, follow_link=a.follow_link))
-        dest = os.path.abspath(dp)
-        return with_container_root(cs, doc, lambda root: dcopy.copy_out(root, sp, dest, follow_link=a.follow_link, archive=a.archive))
-    doc = cs.get(dc)
-    if sp == "-":
-        return with_container_root(cs, doc, lambda root: dcopy.copy_in_tar(root, sys.stdin.buffer, dp, archive=a.archive))
-    srcpath = os.path.abspath(sp)
-    return with_container_root(cs, doc, lambda root: dcopy.copy_in(root, srcpath, dp, archive=a.archive, follow_link=a.follow_link))
+    try:  # any failure: 1, as Docker's client exits (bad flags stay 125)
+        if sc is not None:
+            doc = cs.get(sc)
+            if dp == "-":
+                rc = with_container_root(cs, doc, lambda root: dcopy.copy_out_tar(
+                    root, sp, sys.stdout.buffer, follow_link=a.follow_link, container=sc))
+            else:
+                dest = os.path.abspath(dp) + ("/" if dp.endswith("/") else "")
+                rc = with_container_root(cs, doc, lambda root: dcopy.copy_out(
+                    root, sp, dest, follow_link=a.follow_link, archive=a.archive, container=sc))
+        else:
+            doc = cs.get(dc)
+            if sp == "-":
+                rc = with_container_root(cs, doc, lambda root: dcopy.copy_in_tar(
+                    root, sys.stdin.buffer, dp, archive=a.archive, container=dc))
+            else:
+                srcpath = os.path.abspath(sp) + ("/" if sp.endswith("/") else "")
+                rc = with_container_root(cs, doc, lambda root: dcopy.copy_in(
+                    root, srcpath, dp, archive=a.archive, follow_link=a.follow_link, container=dc))
+    except LaminaError as e:
+        e.exit_code = 1
+        raise
+    return 1 if rc else 0
 
 
 def cmd_export(argv, ctx) -> int:

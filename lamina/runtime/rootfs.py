@@ -100,12 +100,15 @@ def with_container_root(containers, doc: dict, fn, *, mounts: bool = True) -> in
             os.close(fd)
             fn("/")
         return _in_child(in_clone)
-    from lamina.snapshot import Snapshotter
+    from lamina.snapshot import Snapshotter, make_init_layer
     d = containers.dir(doc["Id"])
     layers = containers.layers_of(doc)
     with containers.store.operation():
+        # with the init layer, as the container sees its root (Docker: empty /etc/hostname,
+        # /etc/hosts, /etc/resolv.conf and the mount points of a stopped container)
         mounts = Snapshotter(containers.store).mounts(layers, upper=os.path.join(d, "upper"),
-                                                      work=os.path.join(d, "work"))
+                                                      work=os.path.join(d, "work"),
+                                                      init=make_init_layer(os.path.join(d, "init")))
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:

@@ -53,6 +53,11 @@ class Unsupported(LaminaError):
     """A valid request that lamina (or this host) does not support."""
 
 
+class CannotRun(LaminaError):
+    """The container's command could not be run: not found (exit 127) or not executable
+    (126), as Docker answers. Fix the command or the image."""
+
+
 class NeedsRoot(Unsupported):
     """Running containers (run, create, start, exec, build RUN steps) needs root until
     rootless mode exists: run lamina as root. Raised before anything is created."""

@@ -281,3 +281,18 @@ def test_cp_fails_like_docker_naming_the_container(bb, docker_busybox, tmp_path)
         assert _docker("cp", f"{dcid}:/etc/hostname", str(tmp_path / "theirs")).returncode == 0
     finally:
         _docker("rm", "-f", dcid)
+
+
+@pytest.mark.parametrize("command,code", [("nonexist", 127), ("/etc/passwd", 126)])
+def test_run_detached_with_a_command_that_cannot_run_says_why(bb, docker_busybox, command, code):
+    """The monitor reports the exec failure the container wrote (it used to say only that
+    the monitor died): Docker's words and exit code."""
+    theirs = _docker("run", "-d", "--network", "none", docker_busybox, command)
+    cid = theirs.stdout.strip()
+    if cid:
+        _docker("rm", "-f", cid)
+    ours = bb("run", "-d", "--name", "x", "busybox", command, check=False)
+    assert ours.rc == theirs.returncode == code
+    said = f'exec: "{command}": ' + ("executable file not found in $PATH" if code == 127 else "permission denied")
+    assert said in theirs.stderr
+    assert ours.err == f"Error: {said}\n"

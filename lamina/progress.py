@@ -94,6 +94,7 @@ class Progress:
         self._start: dict[str | None, float] = {}
         self._count: dict[str | None, int] = {}
         self._counting = False  # an ID-less line is drawn and not ended yet
+        self._pending: tuple[str, int, int] | None = None  # its last count, when throttled away
         try:
             self.width = os.get_terminal_size(self.out.fileno()).columns if tty else 0
         except (OSError, AttributeError, ValueError):
@@ -127,23 +128,49 @@ class Progress:
         """A byte-progress update of the operation itself, one line redrawn in place
         (``Exporting  1.2GB``; with a total, Docker's bar). Terminal only, throttled;
         :meth:`done` ends the line."""
-        if not self.tty or self.quiet or not self._due(None, current, total):
+        if not self.tty or self.quiet:
             return
+        with self._lock:  # worker threads may report at once (Meter)
+            if not self._due(None, current, total):
+                self._pending = (text, current, total)  # drawn by done() if nothing newer is
+                return
+            self._draw_counter(text, current, total)
+
+    def _draw_counter(self, text: str, current: int, total: int) -> None:
         start = self._start.setdefault(None, time.time())
         prog = bar(current, total, width=self.width, start=start)
-        with self._lock:
-            self._counting = True
-            self._write(f"\x1b[2K\r{text} {prog}")
+        self._counting = True
+        self._pending = None
+        self._write(f"\x1b[2K\r{text} {prog}")
 
     def done(self) -> None:
-        """End the line :meth:`counter` drew (nothing if none was)."""
+        """End the line :meth:`counter` drew, with its last count (nothing if none was)."""
         with self._lock:
+            if self._pending is not None and self._counting:
+                self._draw_counter(*self._pending)
             self._end_counter()
+
+    def clear(self) -> None:
+        """Erase the line :meth:`counter` drew (a transient activity line), so that the next
+        output takes its place; the next counter starts afresh."""
+        with self._lock:
+            if self._counting:
+                self._counting = False
+                self._write("\x1b[2K\r")
+            self._forget(None)
 
     def _end_counter(self) -> None:
         if self._counting:
             self._counting = False
             self._write("\n")
+        self._forget(None)
+
+    def _forget(self, key: str | None) -> None:
+        if key is None:
+            self._pending = None
+        self._last.pop(key, None)
+        self._start.pop(key, None)
+        self._count.pop(key, None)
 
     def _due(self, key: str | None, current: int, total: int) -> bool:
         now = time.monotonic()
@@ -169,6 +196,24 @@ class Progress:
             diff = len(self._ids) - self._ids[ident]
             msg = f"{ident}: {text} {prog or ''}"
             self._write(f"\x1b[{diff}A\x1b[2K\r{msg}\r\x1b[{diff}B")
+
+
+class Meter:
+    """A thread-safe byte counter for work done in pieces (per chunk, from worker threads):
+    ``meter(n)`` adds ``n`` and draws ``text  <total so far>`` on the Progress's one line."""
+
+    def __init__(self, progress: Progress, text: str, total: int = 0) -> None:
+        self._progress = progress
+        self._text = text
+        self._total = total
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self.count += n
+            count = self.count
+        self._progress.counter(self._text, count, self._total)
 
 
 class Reader:

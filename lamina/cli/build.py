@@ -53,6 +53,11 @@ def cmd_build(argv, ctx) -> int:
     argv = [f"--pull-policy={x[7:]}" if x.startswith("--pull=") and x[7:] in ("always", "missing", "never")
             else x for x in argv]
     a = parse(p, argv)
+    if a.progress not in ("auto", "plain", "tty", "quiet", "rawjson"):
+        raise InvalidArgument(f"invalid progress mode {a.progress!r}: want auto, plain or tty")
+    if a.progress == "tty" and not sys.stdout.isatty():  # as BuildKit refuses it
+        raise InvalidArgument("--progress=tty: failed to get console: standard output is not a terminal "
+                              "(use --progress=plain or auto)")
     from lamina.registry.ensure import check_policy
     a.pull_policy = check_policy("always" if a.pull else (a.pull_policy or "missing"))
     rid = _replay(ctx, a)
@@ -79,8 +84,6 @@ def cmd_build(argv, ctx) -> int:
         if not src or not os.path.isfile(src):
             raise InvalidArgument(f"secret {sid}: file {src} not found")
         secrets[sid] = os.path.abspath(src)
-    if a.progress not in ("auto", "plain", "tty", "quiet", "rawjson"):
-        raise InvalidArgument(f"invalid progress mode {a.progress!r}: want auto, plain or tty")
     tmp_ctx = None
     dockerfile_data = None
     context = a.context

@@ -611,7 +611,9 @@ def cmd_commit(argv, ctx) -> int:
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
     tag = reference.parse_tag(a.args[1]) if len(a.args) > 1 else None
-    rec = commit(cs, doc, tag=tag, author=a.author, message=a.message, changes=a.change, pause=a.pause)
+    from lamina.cli.images import _terminal_progress
+    rec = commit(cs, doc, tag=tag, author=a.author, message=a.message, changes=a.change, pause=a.pause,
+                 progress=_terminal_progress(sys.stdout))
     print(rec.id)
     return 0
 
@@ -689,20 +691,24 @@ def cmd_export(argv, ctx) -> int:
     from lamina.runtime.rootfs import with_container_root
     cs = _containers(ctx)
     doc = cs.get(a.container)
+    from lamina.cli.images import side_progress
     if a.output is None:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer), mounts=False)
+        progress = side_progress(to_stdout=True)
+        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer, progress=progress),
+                                   mounts=False)
     out = os.path.abspath(a.output)
     from lamina.perms import open_output
     # opened here, on the host (0600, as Docker's client writes it; renamed over out when
     # complete): the export itself may run chrooted in the container's root
     f, tmp = open_output(out)
+    progress = side_progress(to_stdout=False)
 
     def write(root):
         with f:
-            export_tar(root, f)
+            export_tar(root, f, progress=progress)
     try:
         code = with_container_root(cs, doc, write, mounts=False)
         if code == 0:

@@ -179,17 +179,38 @@ def cmd_import(argv, ctx) -> int:
         plat = oci.Platform(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
     if "://" in a.source:
         raise InvalidArgument(f"importing from a URL is not supported: {a.source}; download it and import the file")
+    progress = _terminal_progress(sys.stdout)
     if a.source == "-":
-        rec = import_tar(_images(ctx), sys.stdin.buffer, tags=tags, changes=a.change, message=a.message, platform=plat)
+        rec = import_tar(_images(ctx), _counting(sys.stdin.buffer, progress, "Importing"), tags=tags,
+                         changes=a.change, message=a.message, platform=plat)
     else:
         try:
             f = open(a.source, "rb")
         except FileNotFoundError:
             raise InvalidArgument(f"open {a.source}: no such file or directory") from None
         with f:
-            rec = import_tar(_images(ctx), f, tags=tags, changes=a.change, message=a.message, platform=plat)
+            rec = import_tar(_images(ctx), _counting(f, progress, "Importing"), tags=tags, changes=a.change,
+                             message=a.message, platform=plat)
+    if progress is not None:
+        progress.done()
     print(rec.id)
     return 0
+
+
+def _counting(f, progress, text: str):
+    """``f`` itself, or (on a terminal) ``f`` reporting the bytes read as ``text  n/total``
+    (the total is the file's size when it is a regular file)."""
+    if progress is None:
+        return f
+    import os
+    import stat
+    from lamina.progress import Reader
+    try:
+        st = os.fstat(f.fileno())
+        total = st.st_size if stat.S_ISREG(st.st_mode) else 0
+    except (OSError, AttributeError, ValueError):
+        total = 0
+    return Reader(f, lambda n: progress.counter(text, n, total))
 
 
 # -- tag -----------------------------------------------------------------------------
@@ -340,18 +361,25 @@ def cmd_save(argv, ctx) -> int:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-        save(imgs, a.images, sys.stdout.buffer)
+        save(imgs, a.images, sys.stdout.buffer, progress=side_progress(to_stdout=True))
         return 0
     from lamina.perms import open_output
     f, tmp = open_output(a.output)  # 0600, as Docker's client writes it
     try:
         with f:
-            save(imgs, a.images, f)
+            save(imgs, a.images, f, progress=side_progress(to_stdout=False))
         os.rename(tmp, a.output)
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
     return 0
+
+
+def side_progress(*, to_stdout: bool):
+    """Where a verb that writes an archive (save, export) shows its progress: on stdout when
+    the archive goes to a file (-o) and stdout is a terminal, on stderr when the archive is
+    stdout and stderr is a terminal (as podman does; Docker shows none), else nowhere."""
+    return _terminal_progress(sys.stderr if to_stdout else sys.stdout)
 
 
 def cmd_load(argv, ctx) -> int:
@@ -361,20 +389,34 @@ def cmd_load(argv, ctx) -> int:
     a = parse(p, argv)
     from lamina.image.archive import load
     imgs = _images(ctx)
+    # Docker's client: layer bars on a terminal, only the "Loaded image" lines elsewhere
+    progress = None if a.quiet else _terminal_progress(sys.stdout)
     if a.input is None:
         if sys.stdin.isatty():
             raise InvalidArgument("requested load from stdin, but stdin is empty")
-        lines = load(imgs, sys.stdin.buffer)
+        lines = load(imgs, sys.stdin.buffer, progress=progress)
     else:
         try:
             f = open(a.input, "rb")
         except FileNotFoundError:
             raise InvalidArgument(f"open {a.input}: no such file or directory") from None
         with f:
-            lines = load(imgs, f)
+            lines = load(imgs, f, progress=progress)
     for line in lines:
         print(line)
     return 0
+
+
+def _terminal_progress(stream):
+    """A lamina.progress.Progress on ``stream`` if it is a terminal, else None (and the
+    progress module is not even imported)."""
+    try:
+        if not stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    from lamina.progress import Progress
+    return Progress(stream, tty=True)
 
 
 # -- prune ---------------------------------------------------------------------------

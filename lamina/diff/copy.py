@@ -948,8 +948,16 @@ def _tar_chunks(reader: ts.TarReader) -> Iterator[bytes]:
         yield piece
 
 
-def export_tar(root: str, out: BinaryIO) -> int:
+def export_tar(root: str, out: BinaryIO, *, progress=None) -> int:
     """``docker export``: the whole filesystem under ``root`` (a container's merged view) as
     a tar on ``out`` (not closed); returns the number of entries. Deterministic order,
-    uid/gid/mode/mtime/xattrs kept (see :func:`lamina.layer.writer.write_layer`)."""
-    return write_layer(root, out)
+    uid/gid/mode/mtime/xattrs kept (see :func:`lamina.layer.writer.write_layer`).
+    ``progress`` (a lamina.progress.Progress, or None) counts the bytes written on one line
+    (its module must be imported before a chroot: the caller made it)."""
+    if progress is None:
+        return write_layer(root, out)
+    from lamina.progress import Writer
+    try:
+        return write_layer(root, Writer(out, lambda n: progress.counter("Exporting", n)))
+    finally:
+        progress.done()

@@ -37,7 +37,7 @@ from lamina import oci
 from lamina.digest import Digest
 from lamina.errors import DigestMismatch, InvalidArgument, LaminaError, NotFound, Unauthorized, Unsupported
 from lamina.registry.client.api import SCHEMA1_TYPES, Registry, RegistryError
-from lamina.registry.client.progress import Progress
+from lamina.progress import Progress
 from lamina.registry.client.transport import STREAM_ERRORS, TransportError
 
 DEFAULT_CONCURRENCY = 3

@@ -29,7 +29,7 @@ from lamina import oci
 from lamina.digest import Digest
 from lamina.errors import LaminaError, NotFound, Unauthorized
 from lamina.registry.client.api import Registry, RegistryError, RegistryNotFound
-from lamina.registry.client.progress import Progress
+from lamina.progress import Progress
 
 DEFAULT_CONCURRENCY = 5
 MONOLITHIC = 16 << 20

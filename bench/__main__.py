@@ -386,7 +386,7 @@ def debian_tar(path: str | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="import,save,load,images,run,many,commit,build,bigctx")
+    ap.add_argument("--only", default="import,save,load,images,run,many,commit,build,bigctx,network")
     ap.add_argument("--debian-tar", default=None)
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -419,6 +419,9 @@ def main() -> int:
             report("rm -f (50 running)", rm)
         if "commit" in only:
             report("commit 100 MB written", bench_commit(t, a.runs, work))
+        if "network" in only:  # bridge against bridge: bench/network.py
+            from bench.network import _docker, run_network
+            run_network(t, a.runs, work, report, _docker(sys.modules[__name__]) if t.docker else None)
         if "build" in only:
             for name, res in bench_build(t, a.runs, work):
                 report(name, res)

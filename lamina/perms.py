@@ -27,12 +27,15 @@ expects, set explicitly (never left to the caller's umask, which would leave a c
           <id>-json.log monitor.log attach.sock   0600
       volumes/                     0700
         <name>/                    0700
+          volume.json              0600 (labels, options of ``volume create``)
           _data/                   0755, then the image's mode at the mount point (copy-up)
+      networks/ **                 directories 0700, files 0600 (records, leases, DNS entries)
       build-cache/                 0700
         context-hashes.db{,-wal,-shm}   0600
         mounts/                    0700
           <id>/                    0755 or the mount's mode=: bound into RUN steps
     /run/lamina/ /run/lamina/seccomp/   0700, compiled filters 0600
+    /run/lamina/net/ **                 0700/0600: the default bridge's record and leases
 
 Files lamina writes for the user outside the store (``save -o``, ``export -o``) are 0600,
 as Docker 20.10's client writes them.
@@ -52,7 +55,7 @@ VISIBLE_FILE = 0o644
 
 #: names lamina may have put at a store's root (anything else: not a store of ours)
 STORE_ENTRIES = frozenset({
-    "content", "snapshots", "containers", "volumes", "build-cache", "lock", "gc.lock",
+    "content", "snapshots", "containers", "volumes", "networks", "build-cache", "lock", "gc.lock",
     "lamina.db", "lamina.db-wal", "lamina.db-shm", "lamina.db-journal",
 })
 #: files of a container dir that are bound into the container
@@ -178,7 +181,7 @@ def tighten(root: str) -> None:
     above. Idempotent and safe next to other lamina processes; symlinks are never followed.
     The root is tightened last, so an interrupted run is redone by the next open."""
     for name, p, st in _entries(root):
-        if name in ("content", "build-cache"):
+        if name in ("content", "build-cache", "networks"):
             if name == "build-cache":
                 _chmod(p, PRIVATE_DIR, st)
                 for sub, sp, sst in _entries(p):

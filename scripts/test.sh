@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup-env.sh
-pkgs="busybox-static e2fsprogs mount debootstrap procps skopeo umoci podman docker.io containerd runc iptables file zstd xz-utils bzip2 tini golang-github-docker-docker-dev linux-libc-dev libseccomp2 docker-registry apache2-utils nginx-light openssl curl"
+pkgs="busybox-static e2fsprogs mount debootstrap procps skopeo umoci podman docker.io containerd runc iptables file zstd xz-utils bzip2 tini golang-github-docker-docker-dev linux-libc-dev libseccomp2 iproute2 gcc libc6-dev docker-registry apache2-utils nginx-light openssl curl"
 install_apt $pkgs
 setup_venv test
 start_dockerd

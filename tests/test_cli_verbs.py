@@ -16,7 +16,7 @@ from conftest import need_tool
 from lamina.cli.main import COMMANDS, HIDDEN_ALIASES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VERB_MODULES = ("build", "containers", "images", "registry", "registry_server", "system")
+VERB_MODULES = ("build", "docs", "containers", "images", "network", "registry", "registry_server", "system", "volume")
 
 
 def _targets():

@@ -67,7 +67,7 @@ def test_capabilities_and_security(bb):
 def test_network_and_init(bb):
     assert bb("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").out == "lo\n"
     assert "inet 127.0.0.1" in bb("run", "--rm", "--network", "none", "busybox", "ip", "addr").out
-    assert bb("run", "--rm", "busybox", "ls", "/sys/class/net").out == "lo\n"  # none: the default
+    assert bb("run", "--rm", "busybox", "ls", "/sys/class/net").out == "eth0\nlo\n"  # bridge: the default
     ifaces = bb("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net").out.split()
     assert "lo" in ifaces and len(ifaces) > 1 and set(ifaces) & set(os.listdir("/sys/class/net")) - {"lo"}
     r = bb("run", "--rm", "--network", "nosuch", "busybox", "true", check=False)

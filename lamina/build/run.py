@@ -199,23 +199,34 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     perms.write_file(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
                      f"ip6-loopback\n127.0.1.1\t{hostname}\n", perms.VISIBLE_FILE)
     etc = {"/etc/hostname": os.path.join(d, "hostname"), "/etc/hosts": os.path.join(d, "hosts")}
-    if network != "none" and os.path.exists("/etc/resolv.conf"):
+    sb = None
+    if network not in ("none", "host"):  # bridge or a user network: a network of the step's own
+        from lamina.network.sandbox import attach_build_step
+        perms.write_file(os.path.join(d, "resolv.conf"), "", perms.VISIBLE_FILE)
+        sb = attach_build_step(store, cid=cid, network=network, hostname=hostname,
+                               hosts_path=os.path.join(d, "hosts"), resolv_path=os.path.join(d, "resolv.conf"))
+        etc["/etc/resolv.conf"] = os.path.join(d, "resolv.conf")
+    elif network != "none" and os.path.exists("/etc/resolv.conf"):
         etc["/etc/resolv.conf"] = "/etc/resolv.conf"
     try:
         detached, made = _detach(mounts, d)
     except BaseException:
+        if sb is not None:
+            sb.teardown()
         discard(d)
         raise
     try:
         return _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, args=args, env=env,
-                    cwd=cwd, network=network, etc=etc, out_fd=out_fd, hostname=hostname, upper=upper)
+                    cwd=cwd, network=network, etc=etc, out_fd=out_fd, hostname=hostname, upper=upper, sb=sb)
     finally:
         for fd in made:
             os.close(fd)
+        if sb is not None:
+            sb.teardown()
 
 
 def _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, *, args, env, cwd, network, etc,
-         out_fd, hostname, upper):
+         out_fd, hostname, upper, sb):
     from lamina.runtime.spec import MountSpec, RunOptions, build_spec
     from lamina.snapshot.view import LayerView
     specs = [MountSpec("bind", f"/proc/self/fd/{fd}" if fd >= 0 else m.source, m.target,
@@ -233,7 +244,8 @@ def _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, *, a
     if not any(e.startswith("HOME=") for e in full_env):
         full_env.append(f"HOME={u.home or '/'}")
     opts = RunOptions(args=tuple(args), env=tuple(full_env), cwd=cwd or "/", user=u, hostname=hostname,
-                      network="none" if network == "none" else "host", mounts=tuple(specs), etc_files=etc)
+                      network="path" if sb else network, netns_path=sb.netns_path if sb else "",
+                      mounts=tuple(specs), etc_files=etc)
     import json
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(build_spec(opts, root_path="rootfs"), f)

@@ -40,7 +40,7 @@ def cmd_build(argv, ctx) -> int:
     p.option("--label", append=True, metavar="list", help="Set metadata for an image")
     p.option("--network", default="default",
              help="Set the networking mode for the RUN instructions during build: default is the host's "
-                  "network (RUN steps reach the host's loopback services), or none")
+                  "network (RUN steps reach the host's loopback services), none, bridge or a user network")
     p.option("--secret", append=True, metavar="stringArray", help="Secret to expose to the build (id=mysecret,src=/local/secret)")
     p.option("--progress", default="auto", help="Set type of progress output (auto, plain, tty)")
     p.option("-o", "--output", metavar="stringArray", help="Output destination (format: type=local,dest=path)")

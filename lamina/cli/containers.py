@@ -50,9 +50,20 @@ def _create_parser(verb: str) -> Parser:
     p.option("--tmpfs", append=True, metavar="list", help="Mount a tmpfs directory")
     p.flag("--read-only", help="Mount the container's root filesystem as read only")
     p.option("-h", "--hostname", help="Container host name")
-    p.option("--network", "--net", default="none", metavar="network",
-             help="Connect a container to a network: none (the default: only lo) or host (the host's own "
-                  "network, loopback services included); bridge is not available yet")
+    p.option("--network", "--net", default="default", metavar="network",
+             help="Connect a container to a network: bridge (the default), a user network, none (only lo), "
+                  "host (the host's own network, loopback services included) or container:<name|id>")
+    p.option("--network-alias", "--net-alias", append=True, metavar="list",
+             help="Add network-scoped alias for the container")
+    p.option("--ip", metavar="string", help="IPv4 address (e.g., 172.30.100.104)")
+    p.option("-p", "--publish", append=True, metavar="list", help="Publish a container's port(s) to the host")
+    p.flag("-P", "--publish-all", help="Publish all exposed ports to random ports")
+    p.option("--expose", append=True, metavar="list", help="Expose a port or a range of ports")
+    p.option("--add-host", append=True, metavar="list", help="Add a custom host-to-IP mapping (host:ip)")
+    p.option("--dns", append=True, metavar="list", help="Set custom DNS servers")
+    p.option("--dns-search", append=True, metavar="list", help="Set custom DNS search domains")
+    p.option("--dns-option", "--dns-opt", append=True, metavar="list", help="Set DNS options")
+    p.option("--domainname", metavar="string", help="Container NIS domain name")
     p.flag("--init", help="Run an init inside the container that forwards signals and reaps processes")
     p.option("--stop-signal", help="Signal to stop the container")
     p.option("--stop-timeout", metavar="int", help="Timeout (in seconds) to stop a container")
@@ -141,6 +152,9 @@ def _options(a, verb: str):
         env=tuple(_read_env_files(a.env_file) + list(a.env)), workdir=a.workdir, user=a.user,
         hostname=a.hostname, tty=a.tty, interactive=a.interactive, volumes=tuple(a.volume),
         mounts=tuple(a.mount), tmpfs=tuple(a.tmpfs), read_only=a.read_only, network=a.network,
+        ip=a.ip, network_aliases=tuple(a.network_alias), publish=tuple(a.publish), publish_all=a.publish_all,
+        expose=tuple(a.expose), add_hosts=tuple(a.add_host), dns=tuple(a.dns), dns_search=tuple(a.dns_search),
+        dns_options=tuple(a.dns_option), domainname=a.domainname,
         init=a.init, stop_signal=a.stop_signal, stop_timeout=None if a.stop_timeout is None else
         go_int(a.stop_timeout, "--stop-timeout", bits=32),
         restart=a.restart, cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), privileged=a.privileged,
@@ -321,10 +335,11 @@ def cmd_ps(argv, ctx) -> int:
         created = parse_time(d["Created"]) or now
         rows.append({"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Image": d["Config"]["Image"],
                      "Command": _command(d, not a.no_trunc), "CreatedAt": ago(created, now),
-                     "RunningFor": ago(created, now), "Status": _status(st, now), "Ports": "", "Names": name,
+                     "RunningFor": ago(created, now), "Status": _status(st, now), "Ports": display_ports(d), "Names": name,
                      "State": status_word, "Labels": ",".join(f"{k}={v}" for k, v in (d["Config"].get("Labels") or {}).items()),
                      "Mounts": ",".join(m.get("Name") or m["Source"] for m in d.get("Mounts") or ()),
-                     "Networks": d["HostConfig"]["NetworkMode"], "Size": "0B"})
+                     "Networks": ",".join((d.get("NetworkSettings") or {}).get("Networks") or ()),
+                     "Size": "0B"})
     if last > 0:
         rows = rows[:last]
     if a.quiet:
@@ -585,15 +600,64 @@ def cmd_top(argv, ctx) -> int:
     return 0
 
 
+def _port_list(doc: dict) -> list[tuple[int, str, int, str]]:
+    """(private port, host IP, public port, proto) of a container, as the API's Port list."""
+    out = []
+    for key, binds in ((doc.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, _, proto = key.partition("/")
+        if binds:
+            out += [(int(port), b["HostIp"], int(b["HostPort"] or 0), proto) for b in binds]
+        else:
+            out.append((int(port), "", 0, proto))
+    return sorted(out)
+
+
+def display_ports(doc: dict) -> str:
+    """ps's PORTS, as docker/cli's DisplayablePorts: runs of unpublished (or published on the
+    same port number) ports grouped as ``80-81/tcp``/``0.0.0.0:80-81->80-81/tcp``, in order
+    of first appearance, then ``ip:public->private/proto`` for the others."""
+    groups: dict[str, list[int]] = {}
+    result, mappings = [], []
+
+    def form(key: str, first: int, last: int) -> str:
+        ip, _, kind = key.rpartition("/")
+        g = str(first) if first == last else f"{first}-{last}"
+        return f"{ip}:{g}->{g}/{kind}" if ip else f"{g}/{kind}"
+    for private, ip, public, proto in _port_list(doc):
+        key = proto
+        if ip:
+            if public != private:
+                mappings.append(f"{ip}:{public}->{private}/{proto}")
+                continue
+            key = f"{ip}/{proto}"
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [private, private]
+        elif private == g[1] + 1:
+            g[1] = private
+        else:
+            result.append(form(key, *g))
+            groups[key] = [private, private]
+    result += [form(k, *g) for k, g in groups.items()]
+    return ", ".join(result + mappings)
+
+
 def cmd_port(argv, ctx) -> int:
     p = Parser("port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "List port mappings or a specific mapping for the container")
     p.args("args", min=1, max=2)
     a = parse(p, argv)
     doc = _containers(ctx).get(a.args[0])
+    ports = [x for x in _port_list(doc) if x[1]]
     if len(a.args) == 2:
-        raise InvalidArgument(f"No public port '{a.args[1]}' published for {doc['Id'][:12]} "
-                              f"(lamina publishes no ports until bridge networking lands; with --network host "
-                              f"the container's ports are the host's)")
+        port, _, proto = a.args[1].partition("/")
+        hits = [f"{ip}:{public}" for private, ip, public, pr in ports
+                if str(private) == port and pr == (proto or "tcp")]
+        if not hits:
+            sys.stderr.write(f"Error: No public port '{a.args[1]}' published for {a.args[0]}\n")
+            return 1
+        sys.stdout.write("".join(h + "\n" for h in hits))
+        return 0
+    sys.stdout.write("".join(f"{private}/{proto} -> {ip}:{public}\n" for private, ip, public, proto in ports))
     return 0
 
 

@@ -13,8 +13,8 @@ import sys
 
 # The verb table. A verb runs the function "module:function" under lamina.cli (imported only
 # when the verb runs; grep a function's name to find its verb); a management verb (image,
-# container, builder, registry, system) has a table of its sub-verbs instead. Each function takes
-# (argv, ctx) and returns the exit code.
+# container, builder, network, registry, volume, system) has a table of its sub-verbs instead.
+# Each function takes (argv, ctx) and returns the exit code.
 
 IMAGE_VERBS: dict[str, str] = {
     "build": "build:cmd_build",
@@ -64,6 +64,28 @@ CONTAINER_VERBS: dict[str, str] = {
 BUILDER_VERBS: dict[str, str] = {
     "build": "build:cmd_build",
     "prune": "build:cmd_builder_prune",
+}
+
+NETWORK_VERBS: dict[str, str] = {
+    "connect": "network:cmd_network_connect",
+    "create": "network:cmd_network_create",
+    "disconnect": "network:cmd_network_disconnect",
+    "inspect": "network:cmd_network_inspect",
+    "ls": "network:cmd_network_ls",
+    "list": "network:cmd_network_ls",
+    "prune": "network:cmd_network_prune",
+    "rm": "network:cmd_network_rm",
+    "remove": "network:cmd_network_rm",
+}
+
+VOLUME_VERBS: dict[str, str] = {
+    "create": "volume:cmd_volume_create",
+    "inspect": "volume:cmd_volume_inspect",
+    "ls": "volume:cmd_volume_ls",
+    "list": "volume:cmd_volume_ls",
+    "prune": "volume:cmd_volume_prune",
+    "rm": "volume:cmd_volume_rm",
+    "remove": "volume:cmd_volume_rm",
 }
 
 REGISTRY_VERBS: dict[str, str] = {
@@ -143,9 +165,12 @@ COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "export": ("containers:cmd_export", "Export a container's filesystem as a tar archive"),
     "builder": (BUILDER_VERBS, "Manage builds"),
     "registry": (REGISTRY_VERBS, "Run and maintain the built-in OCI registry"),
+    "network": (NETWORK_VERBS, "Manage networks"),
+    "volume": (VOLUME_VERBS, "Manage volumes"),
     "system": (SYSTEM_VERBS, "Manage lamina"),
     "info": ("system:cmd_info", "Display system-wide information"),
     "version": ("system:cmd_version", "Show the lamina version information"),
+    "completion": ("docs:cmd_completion", "Generate the autocompletion script for the specified shell"),
 }
 
 USAGE = """

@@ -289,8 +289,7 @@ def cmd_df(argv, ctx) -> int:
          "Reclaimable": f"{human_size(reclaim)}{pct}"},
         {"Type": "Containers", "TotalCount": len(containers), "Active": running, "Size": human_size(c_size),
          "Reclaimable": human_size(c_size)},
-        {"Type": "Local Volumes", "TotalCount": _count_volumes(ctx.store.root), "Active": 0, "Size": "0B",
-         "Reclaimable": "0B"},
+        _volume_row(ctx.store, human_size),
         {"Type": "Build Cache", "TotalCount": cache_rows + len(inter), "Active": 0, "Size": human_size(cache_size),
          "Reclaimable": human_size(cache_size)},
     ]
@@ -312,18 +311,25 @@ def _du(path: str) -> int:
     return total
 
 
-def _count_volumes(root: str) -> int:
-    try:
-        return len(os.listdir(os.path.join(root, "volumes")))
-    except FileNotFoundError:
-        return 0
+def _volume_row(store, human_size) -> dict:
+    """df's Local Volumes: every volume, those a container (any state) mounts are active;
+    the others are reclaimable."""
+    from lamina.runtime.volumes import volume_names, volume_size, volume_users
+    users = volume_users(store)
+    names = volume_names(store)
+    sizes = {n: volume_size(store, n) for n in names}
+    total = sum(sizes.values())
+    free = sum(v for n, v in sizes.items() if not users.get(n))
+    pct = f" ({free * 100 // total}%)" if total else ""
+    return {"Type": "Local Volumes", "TotalCount": len(names), "Active": sum(1 for n in names if users.get(n)),
+            "Size": human_size(total, 4), "Reclaimable": f"{human_size(free, 4)}{pct}"}  # units.HumanSize
 
 
 def cmd_prune(argv, ctx) -> int:
     p = Parser("system prune", "[OPTIONS]", "Remove unused data")
     p.flag("-a", "--all", help="Remove all unused images not just dangling ones")
     p.flag("-f", "--force", help="Do not prompt for confirmation")
-    p.flag("--volumes", help="Prune anonymous volumes")
+    p.flag("--volumes", help="Prune volumes")
     p.option("--filter", append=True)
     a = parse(p, argv)
     from lamina.cli.units import human_size
@@ -331,17 +337,27 @@ def cmd_prune(argv, ctx) -> int:
     from lamina.image.prune import prune_images
     from lamina.image.service import Images
     if not a.force:
-        items = ["  - all stopped containers", "  - all build cache"]
-        items.insert(1, "  - all images without at least one container associated to them" if a.all
+        items = ["  - all stopped containers", "  - all networks not used by at least one container"]
+        if a.volumes:
+            items.append("  - all volumes not used by at least one container")
+        items.append("  - all images without at least one container associated to them" if a.all
                      else "  - all dangling images")
+        items.append("  - all build cache")
         if not _confirm("WARNING! This will remove:\n" + "\n".join(items)):
             return 0
     from lamina.cli.containers import prune_containers
     print_pruned("Deleted Containers:", prune_containers(ctx))
+    from lamina.cli.network import prune_networks
+    print_pruned("Deleted Networks:", prune_networks(ctx))
+    freed_volumes = 0
+    if a.volumes:
+        from lamina.runtime.volumes import prune_volumes
+        names, freed_volumes = prune_volumes(ctx.store)
+        print_pruned("Deleted Volumes:", names)
     from lamina.build.cache import BuildCache
     BuildCache(ctx.store).prune()
     lines, freed = prune_images(Images(ctx.store), all_unused=a.all,
                                 filters=_parse_filters(a.filter, ("until", "label")))
     print_pruned("Deleted Images:", lines)
-    print(f"Total reclaimed space: {human_size(freed)}")
+    print(f"Total reclaimed space: {human_size(freed + freed_volumes, 4)}")  # units.HumanSize
     return 0

@@ -139,9 +139,19 @@ class Containers:
             if not alive:
                 from lamina.runtime import launcher
                 launcher.remove_cgroups(doc["Id"])
-                return self.set_state(doc["Id"], Status="exited", Running=False, Paused=False,
-                                      Restarting=False, Pid=0, ExitCode=255, FinishedAt=now_rfc3339(),
-                                      Error="container process is gone (its lamina monitor was killed)")
+                dead = dict(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                            ExitCode=255, FinishedAt=now_rfc3339(),
+                            Error="container process is gone (its lamina monitor was killed)")
+                mode = doc["HostConfig"]["NetworkMode"]
+                if mode in ("host", "none") or mode.startswith("container:"):
+                    return self.set_state(doc["Id"], **dead)
+                from lamina.network.sandbox import settings, sweep
+                try:
+                    sweep(self.store)  # what the dead monitor left: rules, lease, DNS entry
+                except LaminaError:
+                    pass
+                return self.update(doc["Id"], lambda d: (d["State"].update(dead),
+                                                         d.__setitem__("NetworkSettings", settings(d, None))))
         return doc
 
     # -- create -------------------------------------------------------------------
@@ -158,7 +168,6 @@ class Containers:
         restart_name, restart_max = parse_restart(opts.restart)
         if opts.auto_remove and restart_name != "no":
             raise Conflict("conflicting options: cannot specify both --restart and --rm")
-        network = check_network(opts.network)
         from lamina.runtime import secopts
         security_opt = secopts.normalize(opts.security_opt)
         if opts.init:
@@ -186,7 +195,11 @@ class Containers:
                                f'"{other}". You have to remove (or rename) that container to be able to reuse that name.')
         else:
             name = names.generate(taken)
-        hostname = opts.hostname or cid[:12]
+        from lamina.network.config import for_create
+        netcfg = for_create(self.store, self, opts, cid, cfg.get("ExposedPorts"))
+        network = netcfg["Mode"]
+        hostname = opts.hostname or (netcfg["Container"]["Config"]["Hostname"] if netcfg["Container"]
+                                     else cid[:12])
         env = _merge_env(list(cfg.get("Env") or []), list(opts.env))
         if not any(e.startswith("PATH=") for e in env):
             env.insert(0, DEFAULT_PATH)
@@ -206,7 +219,7 @@ class Containers:
         make_layer_dirs(d)
         try:
             return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
-                                     network, restart_name, restart_max, workdir, user, stop_signal,
+                                     netcfg, restart_name, restart_max, workdir, user, stop_signal,
                                      mounts, Snapshotter, image_layers, env, security_opt,
                                      memory_swap)
         except BaseException:
@@ -215,13 +228,18 @@ class Containers:
         finally:
             os.close(creating)
 
-    def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, network,
+    def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, netcfg,
                      restart_name, restart_max, workdir, user, stop_signal, mounts, Snapshotter,
                      image_layers, env, security_opt, memory_swap) -> dict:
+        from lamina.network import files
+        network = netcfg["Mode"]
         _write(os.path.join(d, "hostname"), hostname + "\n", shared=True)
-        _write(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                         f"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff00::1\tip6-allnodes\n"
-                                         f"ff00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n", shared=True)
+        if network == "host":  # lamina keeps the container's own hostname here
+            hosts = files.HOSTS_HEADER + f"127.0.1.1\t{hostname}\n"
+        else:  # a bridge network's is written at each start, with the container's address
+            hosts = files.hosts(ip="", hostname=hostname, domainname=opts.domainname or "",
+                                extra=[tuple(h.split(":", 1)) for h in netcfg["HostConfig"]["ExtraHosts"] or ()])
+        _write(os.path.join(d, "hosts"), hosts, shared=True)
         try:
             resolv = open("/etc/resolv.conf").read()
         except OSError:
@@ -243,7 +261,7 @@ class Containers:
             "HostsPath": os.path.join(d, "hosts"), "LogPath": os.path.join(d, f"{cid}-json.log"),
             "Name": "/" + name, "RestartCount": 0, "Driver": "overlay", "Platform": "linux",
             "HostConfig": {
-                "Binds": list(opts.volumes) or None, "NetworkMode": network,
+                "Binds": list(opts.volumes) or None, **netcfg["HostConfig"],
                 "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": restart_max},
                 "AutoRemove": opts.auto_remove, "CapAdd": list(opts.cap_add) or None,
                 "CapDrop": list(opts.cap_drop) or None, "Privileged": opts.privileged,
@@ -259,16 +277,21 @@ class Containers:
                                                          "MergedDir": os.path.join(d, "rootfs")}},
             "Mounts": [m.to_inspect() for m in mounts],
             "Config": {
-                "Hostname": hostname, "Domainname": "", "User": user, "AttachStdin": opts.interactive,
+                "Hostname": hostname, "Domainname": opts.domainname or "", "User": user, "AttachStdin": opts.interactive,
                 "AttachStdout": True, "AttachStderr": True, "Tty": opts.tty, "OpenStdin": opts.interactive,
                 "StdinOnce": opts.interactive, "Env": env, "Cmd": cmd or None, "Image": shown,
                 "Volumes": cfg.get("Volumes"), "WorkingDir": workdir, "Entrypoint": entrypoint or None,
                 "OnBuild": None, "Labels": {**(cfg.get("Labels") or {}), **opts.labels},
                 "StopSignal": stop_signal,
                 **({"StopTimeout": opts.stop_timeout} if opts.stop_timeout is not None else {}),
-                **({"ExposedPorts": cfg["ExposedPorts"]} if cfg.get("ExposedPorts") else {}),
+                **({"ExposedPorts": netcfg["ExposedPorts"]} if netcfg["ExposedPorts"] else {}),
             },
-            "NetworkSettings": {"Networks": {network: {}}},
+            "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+                                "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+                                "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+                                "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                                "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+                                "Networks": netcfg["Networks"]},
             "Lamina": {"ChainID": str(layers[-1].chain_id) if layers else None,
                        "DetachKeys": opts.detach_keys},
         }
@@ -280,6 +303,13 @@ class Containers:
         except sqlite3.IntegrityError:  # another lamina took the name between our check and now
             raise Conflict(f'Conflict. The container name "/{name}" is already in use by another container. '
                            f'You have to remove (or rename) that container to be able to reuse that name.') from None
+        if any(m.type == "volume" and not m.nocopy for m in mounts):
+            from lamina.runtime.volumes import populate
+            try:
+                populate(self, doc, mounts)  # Docker's copy-up into new, empty volumes
+            except BaseException:
+                self.delete(doc, volumes=True)
+                raise
         return doc
 
     # -- start support --------------------------------------------------------------
@@ -289,8 +319,11 @@ class Containers:
         images = Images(self.store)
         return image_layers(images, images.get(doc["ImageManifest"]))
 
-    def prepare_bundle(self, doc: dict) -> tuple[str, list]:
-        """Write config.json for a start; returns (bundle dir, rootfs mounts)."""
+    def prepare_bundle(self, doc: dict, sandbox=None) -> tuple[str, list]:
+        """Write config.json for a start; returns (bundle dir, rootfs mounts). ``sandbox``
+        (lamina.network.sandbox.Sandbox) is the network made for this start of a container on
+        a bridge network; ``container:<x>`` joins x's namespace and sees x's hosts and
+        resolv.conf (Conflict if x does not run)."""
         from lamina.runtime.spec import RunOptions, build_spec
         from lamina.runtime.volumes import mounts_from_inspect
         from lamina.snapshot import Snapshotter, make_init_layer
@@ -310,14 +343,28 @@ class Containers:
         if not any(e.startswith("HOME=") for e in env):
             env.append(f"HOME={user.home or '/'}")
         etc = {"/etc/hostname": doc["HostnamePath"], "/etc/hosts": doc["HostsPath"]}
-        if hc["NetworkMode"] == "host" or os.path.getsize(doc["ResolvConfPath"]):
-            etc["/etc/resolv.conf"] = doc["ResolvConfPath"]
+        resolv = doc["ResolvConfPath"]
+        mode, netns = hc["NetworkMode"], ""
+        if sandbox is not None:
+            mode, netns = "path", sandbox.netns_path
+        elif mode.startswith("container:"):
+            other = self.get(mode.partition(":")[2])
+            if not other["State"]["Running"] or not other["State"].get("Pid"):
+                raise Conflict(f"cannot join network of a non running container: {other['Id']}")
+            mode, netns = "path", f"/proc/{other['State']['Pid']}/ns/net"
+            etc["/etc/hosts"], resolv = other["HostsPath"], other["ResolvConfPath"]
+        elif mode not in ("host", "none") and not (doc.get("NetworkSettings") or {}).get("Networks"):
+            mode = "none"  # disconnected from every network: only lo, as Docker
+        elif mode not in ("host", "none"):
+            raise InvalidArgument(f"container {doc['Id'][:12]}: network {mode} was not set up for this start")
+        if mode in ("host", "path") or os.path.getsize(resolv):
+            etc["/etc/resolv.conf"] = resolv
         from lamina.runtime import secopts
         security = secopts.parse(hc.get("SecurityOpt"))
         opts = RunOptions(
             args=tuple([doc["Path"], *doc["Args"]]), env=tuple(env), cwd=c["WorkingDir"] or "/",
             user=user, hostname=c["Hostname"], terminal=c["Tty"], readonly_rootfs=hc["ReadonlyRootfs"],
-            network=hc["NetworkMode"], cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
+            network=mode, netns_path=netns, cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
             privileged=hc["Privileged"], no_new_privileges=security.no_new_privileges,
             mounts=tuple(mounts_from_inspect(doc)), shm_size=hc["ShmSize"], memory=hc["Memory"] or None,
             memory_swap=hc.get("MemorySwap") or None,
@@ -402,23 +449,6 @@ def lock_new_dir(path: str) -> int:
     return fd
 
 
-#: Networks lamina can give a container. ``bridge`` (Docker's default) needs the bridge
-#: networking of a later release: until then it is an error, never the host's network.
-NETWORKS = ("none", "host")
-
-
-def check_network(name: str) -> str:
-    """The network mode for ``--network NAME``: ``none`` (the default: a network namespace
-    with only lo) or ``host`` (the host's own network, an explicit choice). Raises
-    InvalidArgument for ``bridge``/``default`` (not available yet) and anything else."""
-    if name in NETWORKS:
-        return name
-    if name in ("bridge", "default"):
-        raise InvalidArgument(f'network "{name}" is not available: lamina has no bridge networking yet; '
-                              f"use --network none (the default, only lo) or --network host (the host's network)")
-    if name.startswith("container:"):
-        raise InvalidArgument(f"network mode {name} is not supported by lamina: use none or host")
-    raise InvalidArgument(f"network {name} not found")
 
 
 def _memory_swap(memory: int | None, swap: int | None) -> int:

@@ -37,8 +37,11 @@ of the old root (which lamina.mount has no verbs for). Mount destinations are re
 ``openat2(RESOLVE_IN_ROOT)``, so a symlink in the image cannot point a mount outside the
 rootfs; missing destinations are created (a file for a bind of a file).
 
-Order in P2 (as runc, but for the cgroup namespace): umask 022 -> namespaces but cgroup ->
-loopback up (new netns) -> ``/`` rprivate -> rootfs -> spec mounts [before the first cgroup
+Order in P2 (as runc, but for the cgroup namespace): umask 022 -> join the network namespace
+the spec names by ``path`` (the only namespace joined by path: lamina.network made it, or it
+is another container's) -> namespaces but cgroup -> loopback up (new netns) -> ``/`` rprivate
+(rslave with ``linux.rootfsPropagation`` rslave: a bind with slave propagation follows the
+host) -> rootfs -> spec mounts [before the first cgroup
 mount: wait until the parent has P2 in the v2 cgroup, join the v1 cgroups, unshare the
 cgroup namespace] -> /dev nodes and symlinks -> pivot_root -> masked paths -> readonly paths
 -> read-only root -> hostname -> rlimits -> cwd -> a new anonymous session keyring -> the
@@ -875,6 +878,19 @@ def _bring_lo_up() -> None:
         os.close(s)
 
 
+def _join_netns(path: str) -> None:
+    """setns into the network namespace at ``path`` (before pivot_root: a host path)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise Unavailable(f"opening network namespace {path} failed: {e.strerror}") from e
+    try:
+        if _lib().setns(fd, _CLONE_NEWNET) != 0:
+            _check(-1, f"joining network namespace {path}")
+    finally:
+        os.close(fd)
+
+
 class _Plan:
     """Everything P2 needs, parsed from config.json before the fork."""
 
@@ -889,13 +905,17 @@ class _Plan:
         linux = spec.get("linux") or {}
         flags = 0
         self.pidns = False
+        self.join_net = ""
         for ns in linux.get("namespaces") or ():
             t = ns.get("type")
             if t not in _NS_FLAGS:
                 raise InvalidArgument(f"config.json: unknown namespace type {t!r}")
             if ns.get("path"):
-                raise Unsupported(f"joining an existing {t} namespace ({ns['path']}) is not "
-                                  "supported by the built-in runtime: use runtime=runc")
+                if t != "network":
+                    raise Unsupported(f"joining an existing {t} namespace ({ns['path']}) is not "
+                                      "supported by the built-in runtime: use runtime=runc")
+                self.join_net = ns["path"]  # the netns lamina.network made, or container:<x>'s
+                continue
             if t == "user":
                 raise Unsupported("user namespaces are not supported by the built-in runtime")
             if t == "pid":
@@ -912,6 +932,10 @@ class _Plan:
         self.proc = _Proc(spec.get("process") or {}, linux.get("seccomp"))
         self.resources = linux.get("resources") or {}
         self.cgroups_path = linux.get("cgroupsPath")
+        self.root_propagation = linux.get("rootfsPropagation") or ""
+        if self.root_propagation not in ("", "private", "rprivate", "slave", "rslave"):
+            raise Unsupported(f"config.json: rootfsPropagation {self.root_propagation!r} is not supported "
+                              "by the built-in runtime (private or slave)")
         self.hierarchies = {} if _is_v2() else dict(_v1_hierarchies())
         self.detached: frozenset[int] = frozenset()  # fds of detached mounts (run(detached=...))
 
@@ -930,7 +954,10 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
     from lamina.mount import DETACHED, Mount, mount_all
 
     rootfs = plan.rootfs
-    _sysmount("/", _MS_REC | _MS_PRIVATE, "making / rprivate")
+    if plan.root_propagation in ("slave", "rslave"):  # a bind mount with slave propagation
+        _sysmount("/", _MS_REC | _MS_SLAVE, "making / rslave")
+    else:
+        _sysmount("/", _MS_REC | _MS_PRIVATE, "making / rprivate")
     try:
         if rootfs_mounts:
             mount_all(list(rootfs_mounts), rootfs)
@@ -1153,6 +1180,8 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
                 except OSError as e:
                     raise Unavailable(f"creating the cgroup namespace failed: {e}") from e
 
+        if plan.join_net:
+            _join_netns(plan.join_net)
         try:
             _unshare(plan.ns_flags & ~_CLONE_NEWCGROUP)
         except OSError as e:

@@ -46,6 +46,25 @@ def _exited_state(code: int) -> dict:
             "ExitCode": code, "FinishedAt": now_rfc3339()}
 
 
+def net_attach(containers: Containers, doc: dict):
+    """The container's network for this start (lamina.network.sandbox.Sandbox), or None for
+    host, none and container: modes (nothing to make; lamina.network is not imported)."""
+    mode = doc["HostConfig"]["NetworkMode"]
+    if mode in ("host", "none") or mode.startswith("container:") or \
+            not (doc.get("NetworkSettings") or {}).get("Networks"):
+        return None
+    from lamina.network.sandbox import attach
+    return attach(containers.store, doc)
+
+
+def _with_network(doc: dict, sb) -> None:
+    """Put the NetworkSettings of this start (``sb``) or of a stopped container into ``doc``."""
+    if doc["HostConfig"]["NetworkMode"] in ("host", "none"):
+        return
+    from lamina.network.sandbox import settings
+    doc["NetworkSettings"] = settings(doc, sb)
+
+
 def _check_startable(doc: dict) -> None:
     st = doc["State"]
     if st["Running"]:
@@ -58,12 +77,35 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
 
     The container never gets this process's descriptors (a terminal it could type into with
     TIOCSTI, files it could reopen through /proc/self/fd): its 0/1/2 are pipes that threads
-    copy, as Docker does. stdin is copied only with ``stdin`` (``-i``), else /dev/null."""
-    from lamina.runtime import launcher
-    from lamina.runtime.stdio import Pipes
+    copy, as Docker does. stdin is copied only with ``stdin`` (``-i``), else /dev/null.
+    A container on a bridge network gets its network before it starts, and this process
+    (its monitor) removes it when it ends."""
     _check_startable(doc)
     cid = doc["Id"]
-    bundle, rootfs_mounts = containers.prepare_bundle(doc)
+    try:
+        sb = net_attach(containers, doc)
+        try:
+            bundle, rootfs_mounts = containers.prepare_bundle(doc, sb)
+        except BaseException:
+            if sb is not None:
+                sb.teardown()
+            raise
+    except LaminaError:
+        if doc["HostConfig"]["AutoRemove"]:
+            containers.delete(doc, volumes=True)
+        raise
+    try:
+        return _run_foreground(containers, doc, sb, bundle, rootfs_mounts, stdin=stdin, sig_proxy=sig_proxy)
+    finally:
+        if sb is not None:
+            sb.teardown()
+
+
+def _run_foreground(containers: Containers, doc: dict, sb, bundle, rootfs_mounts, *, stdin: bool,
+                    sig_proxy: bool) -> int:
+    from lamina.runtime import launcher
+    from lamina.runtime.stdio import Pipes
+    cid = doc["Id"]
     log = None
     if not doc["HostConfig"]["AutoRemove"]:
         from lamina.runtime.logs import LogWriter
@@ -80,7 +122,7 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
         pid_box.append(pid)
         st = _running_state(pid)
         st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()))
-        containers.set_state(cid, **st)
+        containers.update(cid, lambda d: (d["State"].update(st), _with_network(d, sb)))
 
     old = {}
     if sig_proxy:
@@ -97,9 +139,11 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
                             runtime=doc["HostConfig"].get("Runtime") or "builtin", on_start=on_start,
                             on_spawn=pipes.start)
     except LaminaError as e:
-        containers.set_state(cid, **_exited_state(128), Error=str(e))
         if doc["HostConfig"]["AutoRemove"]:
             containers.delete(doc, volumes=True)
+        else:
+            containers.update(cid, lambda d: (d["State"].update(_exited_state(128), Error=str(e)),
+                                              _with_network(d, None)))
         raise
     finally:
         for sig, h in old.items():
@@ -110,7 +154,7 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
     if doc["HostConfig"]["AutoRemove"]:
         containers.delete(doc, volumes=True)
     else:
-        containers.set_state(cid, **_exited_state(code))
+        containers.update(cid, lambda d: (d["State"].update(_exited_state(code)), _with_network(d, None)))
     return code
 
 
@@ -332,9 +376,13 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
     code = 0
     while True:
         doc = containers.get(cid)
+        sb = None
         try:
-            bundle, rootfs_mounts = containers.prepare_bundle(doc)
+            sb = net_attach(containers, doc)
+            bundle, rootfs_mounts = containers.prepare_bundle(doc, sb)
         except LaminaError as e:
+            if sb is not None:
+                sb.teardown()
             if not ready_sent:
                 os.write(ready_w, f"err {e}\n".encode())
             else:
@@ -383,7 +431,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             nonlocal ready_sent
             st = _running_state(pid)
             st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()), RestartCount=restarts)
-            containers.update(cid, lambda doc: (doc["State"].update(st), doc.__setitem__("RestartCount", restarts)))
+            containers.update(cid, lambda doc: (doc["State"].update(st), doc.__setitem__("RestartCount", restarts),
+                                                _with_network(doc, sb)))
             if not ready_sent:
                 os.write(ready_w, f"ok {pid}\n".encode())
                 ready_sent = True
@@ -417,7 +466,10 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
         if not ready_sent:  # the command never ran (exec: "x": executable file not found ...)
             os.write(ready_w, f"exit {code} {_last_stderr_line(m.doc['LogPath']) or 'the container exited before it started'}\n".encode())
             ready_sent = True
-        doc = containers.update(cid, lambda doc: doc["State"].update(_exited_state(code), Error=error))
+        if sb is not None:
+            sb.teardown()
+        doc = containers.update(cid, lambda doc: (doc["State"].update(_exited_state(code), Error=error),
+                                                  _with_network(doc, None)))
         policy = doc["HostConfig"]["RestartPolicy"]
         stopped = doc["State"].get("StoppedByUser")
         again = not stopped and not error and (

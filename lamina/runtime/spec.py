@@ -207,7 +207,8 @@ class RunOptions:
     hostname: str = ""
     terminal: bool = False
     readonly_rootfs: bool = False
-    network: str = "none"  # "none" (only lo) | "host"
+    network: str = "none"  # "none" (only lo) | "host" | "path" (join ``netns_path``)
+    netns_path: str = ""   # with network="path": the namespace to join (lamina.network's)
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     privileged: bool = False
@@ -313,8 +314,8 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     """
     if not opts.args:
         raise InvalidArgument("no command specified")
-    if opts.network not in ("host", "none"):
-        raise InvalidArgument(f"network {opts.network!r} is not supported: use host or none")
+    if opts.network not in ("host", "none", "path") or (opts.network == "path") != bool(opts.netns_path):
+        raise InvalidArgument(f"network {opts.network!r} is not supported: use host, none or a netns path")
     env = list(opts.env)
     if opts.hostname and not _env_has(env, "HOSTNAME"):
         env.insert(0, f"HOSTNAME={opts.hostname}")
@@ -386,6 +387,8 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     namespaces = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
     if opts.network == "none":
         namespaces.append({"type": "network"})
+    elif opts.network == "path":
+        namespaces.append({"type": "network", "path": opts.netns_path})
     namespaces.append({"type": "cgroup"})
     resources: dict = {}
     if opts.privileged:
@@ -420,6 +423,8 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     if opts.pids_limit is not None and opts.pids_limit > 0:
         resources["pids"] = {"limit": int(opts.pids_limit)}
     linux: dict = {"namespaces": namespaces, "resources": resources}
+    if any(o in ("slave", "rslave") for m in mounts if m["type"] == "bind" for o in m["options"]):
+        linux["rootfsPropagation"] = "rslave"  # else a slave bind would have no master to follow
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     if not opts.privileged:

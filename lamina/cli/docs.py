@@ -178,9 +178,9 @@ def _table() -> list[tuple[str, str, str, str]]:
 
 
 def bash_script() -> str:
-    from lamina.cli.main import COMMANDS
+    from lamina.cli.main import COMMANDS, HIDDEN_ALIASES
     top = " ".join(COMMANDS)
-    groups = {v: " ".join(sorted(t)) for v, (t, _) in COMMANDS.items() if isinstance(t, dict)}
+    groups = {v: " ".join(sorted(set(t) - HIDDEN_ALIASES)) for v, (t, _) in COMMANDS.items() if isinstance(t, dict)}
     cases_flags, cases_values, cases_kind = [], [], []
     for path, bools, values, kind in _table():
         cases_flags.append(f'        "{path}") echo "{bools} {values}" ;;')
@@ -229,7 +229,7 @@ __lamina_names() {{
 
 _lamina() {{
     local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}}
-    local i=1 word verb="" path=""
+    local i=1 word verb="" cmdpath=""  # (not "path": zsh ties it to $PATH)
     __lamina_global=()
     while [ $i -lt $COMP_CWORD ]; do
         word=${{COMP_WORDS[i]}}
@@ -239,9 +239,9 @@ _lamina() {{
             -*) ;;
             *)
                 if [ -z "$verb" ]; then
-                    verb=$word; path=$word
-                elif [ -n "$(__lamina_subverbs "$verb")" ] && [ "$path" = "$verb" ]; then
-                    path="$verb $word"
+                    verb=$word; cmdpath=$word
+                elif [ -n "$(__lamina_subverbs "$verb")" ] && [ "$cmdpath" = "$verb" ]; then
+                    cmdpath="$verb $word"
                 fi ;;
         esac
         i=$((i + 1))
@@ -259,20 +259,20 @@ _lamina() {{
     fi
     local subs
     subs=$(__lamina_subverbs "$verb")
-    if [ -n "$subs" ] && [ "$path" = "$verb" ]; then
+    if [ -n "$subs" ] && [ "$cmdpath" = "$verb" ]; then
         COMPREPLY=($(compgen -W "$subs --help" -- "$cur")); return
     fi
     local v
-    for v in $(__lamina_value_flags "$path"); do
+    for v in $(__lamina_value_flags "$cmdpath"); do
         if [ "$prev" = "$v" ]; then
             COMPREPLY=($(compgen -f -- "$cur")); return
         fi
     done
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "$(__lamina_flags "$path")" -- "$cur")); return
+        COMPREPLY=($(compgen -W "$(__lamina_flags "$cmdpath")" -- "$cur")); return
     fi
     local kind
-    kind=$(__lamina_kind "$path")
+    kind=$(__lamina_kind "$cmdpath")
     if [ "$kind" = files ]; then
         COMPREPLY=($(compgen -f -- "$cur"))
     else
@@ -289,6 +289,7 @@ def zsh_script() -> str:
     """zsh runs the bash completion through bashcompinit (zsh's own emulation of it)."""
     return ("#compdef lamina\n# zsh completion for lamina (made by `lamina completion zsh`; do not edit)\n"
             "# Load it with:  source <(lamina completion zsh)\n"
+            "(( $+functions[compdef] )) || { autoload -U +X compinit && compinit -i; }\n"
             "autoload -U +X bashcompinit && bashcompinit\n" + bash_script().split("\n", 3)[3])
 
 

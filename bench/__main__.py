@@ -1,5 +1,6 @@
 """Run lamina and each installed reference tool through the same scenarios, in one run, and
 print medians and ratios (lamina / peer; below 1.0 means lamina is faster).
+``help`` times ``lamina --help`` (start-up; issue 13's bar is 25 ms) next to the peers'.
 
     python -m bench [--runs N] [--only SCENARIO,...] [--debian-tar PATH]
 
@@ -122,6 +123,18 @@ def bench_images(t: Tools, runs: int, work: str, count: int = 200) -> dict[str, 
             sh("docker", "rmi", f"bench/img{i}:v1", check=False)
         if t.podman:
             sh("podman", "rmi", f"bench/img{i}:v1", check=False)
+    return res
+
+
+def bench_help(t: Tools, runs: int) -> dict[str, list[float]]:
+    """``--help``: the start-up floor of a command (issue 13's bar: lamina <= 25 ms)."""
+    res: dict[str, list[float]] = {"lamina": [], "docker": [], "podman": []}
+    for _ in range(max(runs, 20)):
+        res["lamina"].append(timed(lambda: t.L("--help")))
+        if t.docker:
+            res["docker"].append(timed(lambda: sh("docker", "--help")))
+        if t.podman:
+            res["podman"].append(timed(lambda: sh("podman", "--help")))
     return res
 
 
@@ -386,7 +399,7 @@ def debian_tar(path: str | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="import,save,load,images,run,many,commit,build,bigctx,network")
+    ap.add_argument("--only", default="import,save,load,help,images,run,many,commit,build,bigctx,network")
     ap.add_argument("--debian-tar", default=None)
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -408,8 +421,12 @@ def main() -> int:
                 report("save ~200MB image", save)
             if "load" in only and load["lamina"]:
                 report("load docker-save archive", load)
+        if "help" in only:
+            print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
+            report("--help", bench_help(t, a.runs))
         if "images" in only:
             report("images (200 images)", bench_images(t, a.runs, work))
+            print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
         if "run" in only:
             report("run --rm busybox true", bench_run(t, a.runs, work))
         if "many" in only:

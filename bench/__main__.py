@@ -86,7 +86,7 @@ def bench_save_load(t: Tools, tar: str, runs: int, work: str) -> tuple[dict, dic
             save["docker"].append(timed(lambda: sh("docker", "save", "-o", dsave, "bench/deb:save")))
     if t.docker:
         # both load the same `docker save` archive into a store that lacks the image
-        for i in range(runs):
+        for _ in range(runs):
             t.L("rmi", "bench/deb:save", check=False)
             load["lamina"].append(timed(lambda: t.L("load", "-i", dsave)))
             sh("docker", "rmi", "bench/deb:save")
@@ -278,12 +278,15 @@ def bench_build(t: Tools, runs: int, work: str) -> list[tuple[str, dict]]:
     buildah = bool(shutil.which("buildah"))
     # Debian's docker.io client (20.10) has BuildKit built in; a newer client may lack buildx
     dk = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
-    tools = {"lamina": lambda ctx, tag, *extra: t.L("build", "-q", "--build-arg", f"BASE={bases['lamina']}", "-t", tag, *extra, ctx)}
+    tools = {"lamina": lambda ctx, tag, *extra: t.L("build", "-q", "--build-arg", f"BASE={bases['lamina']}",
+                                                    "-t", tag, *extra, ctx)}
     if t.docker:
         tools["buildkit"] = lambda ctx, tag, *extra: sh(dk, "build", "-q", "--build-arg", f"BASE={bases['docker']}",
-                                                        "-t", tag, *extra, ctx, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+                                                        "-t", tag, *extra, ctx,
+                                                        env={**os.environ, "DOCKER_BUILDKIT": "1"})
         tools["classic"] = lambda ctx, tag, *extra: sh(dk, "build", "-q", "--build-arg", f"BASE={bases['docker']}",
-                                                       "-t", tag, *extra, ctx, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+                                                       "-t", tag, *extra, ctx,
+                                                       env={**os.environ, "DOCKER_BUILDKIT": "0"})
     if buildah and t.podman:
         tools["buildah"] = lambda ctx, tag, *extra: sh("buildah", "bud", "-q", "--layers", "--build-arg",
                                                        f"BASE={bases['podman']}", "-t", tag, *extra, ctx)

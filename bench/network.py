@@ -23,7 +23,8 @@ import time
 
 NET_BYTES = 256 << 20
 PORT_IN = 5000
-SCRIPT = f"printf '#!/bin/sh\\nexec dd if=/dev/zero bs=1M count={NET_BYTES >> 20} 2>/dev/null\\n' > /bulk; chmod +x /bulk; exec nc -ll -p {PORT_IN} -e /bulk"
+SCRIPT = (f"printf '#!/bin/sh\\nexec dd if=/dev/zero bs=1M count={NET_BYTES >> 20} 2>/dev/null\\n' > /bulk; "
+          f"chmod +x /bulk; exec nc -ll -p {PORT_IN} -e /bulk")
 
 
 def _free_port() -> int:
@@ -42,7 +43,7 @@ def _wait_port(port: int, timeout: float = 30) -> None:
                 raise OSError("closed at once (a proxy whose backend is not up yet)")
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing answers on 127.0.0.1:{port}")
+                raise RuntimeError(f"nothing answers on 127.0.0.1:{port}") from None
             time.sleep(0.05)
 
 
@@ -66,7 +67,7 @@ def _pull(port: int) -> float:
 
 def _images(t, work: str, docker: str | None) -> dict[str, str]:
     """busybox in lamina's store and in dockerd, from one tar."""
-    from bench.__main__ import sh  # noqa: the bench's runner (same in every version)
+    from bench.__main__ import sh  # the bench's runner (same in every version)
     tar = os.path.join(work, "net-busybox.tar")
     if not os.path.exists(tar):
         rootfs = os.path.join(work, "net-rootfs")
@@ -132,6 +133,7 @@ def main() -> int:
     """``python -m bench.network [--runs N]``: these rows alone, with the bench's runner."""
     import argparse
     import tempfile
+
     from bench import __main__ as B
     ap = argparse.ArgumentParser(prog="python -m bench.network")
     ap.add_argument("--runs", type=int, default=3)

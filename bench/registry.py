@@ -66,7 +66,7 @@ def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
             return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start")
+                raise RuntimeError(f"{what} did not start") from None
             time.sleep(0.05)
 
 

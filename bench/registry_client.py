@@ -55,7 +55,7 @@ class _Registry:
                     break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("docker-registry did not start")
+                    raise RuntimeError("docker-registry did not start") from None
                 time.sleep(0.02)
 
     def stop(self) -> None:
@@ -116,7 +116,7 @@ def run_registry(t: Tools, runs: int, work: str, tar: str | None = None) -> None
     push: dict[str, list[float]] = {"lamina": [], "docker": [], "skopeo": []}
     src_reg = None
     try:
-        for i in range(runs):
+        for _ in range(runs):
             reg = _Registry(work)
             try:
                 name = f"{reg.host}/bench/img:v1"

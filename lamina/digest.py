@@ -7,9 +7,9 @@ reads sha256 and sha512.
 from __future__ import annotations
 
 import re
-from lamina._dcache import dataclass
 
 from lamina.errors import DigestMismatch, InvalidArgument
+from lamina.values import value
 
 _HEX_LEN = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
@@ -35,7 +35,7 @@ def hexdigest(data: bytes, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True, order=True)
+@value(order=True)
 class Digest:
     """An immutable, validated content digest. ``str(d)`` gives ``sha256:<hex>``."""
 
@@ -51,7 +51,7 @@ class Digest:
                                   f"want {want} lower-case hex characters")
 
     @classmethod
-    def parse(cls, text: str) -> "Digest":
+    def parse(cls, text: str) -> Digest:
         """Parse ``algo:hex``; raises InvalidArgument naming the text on any error."""
         m = _DIGEST_RE.match(text)
         if not m:
@@ -59,11 +59,11 @@ class Digest:
         return cls(m.group(1), m.group(2))
 
     @classmethod
-    def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> "Digest":
+    def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         return cls(algorithm, hexdigest(data, algorithm))
 
     @classmethod
-    def sha256(cls, hexstr: str) -> "Digest":
+    def sha256(cls, hexstr: str) -> Digest:
         return cls("sha256", hexstr)
 
     def __str__(self) -> str:

@@ -17,6 +17,10 @@ import re
 
 from lamina.errors import InvalidArgument
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 #: deepest nesting accepted in a document lamina reads (lamina's own are < 10 deep)
 MAX_DEPTH = 512
 
@@ -29,6 +33,9 @@ _BRACKETS_S = re.compile(r"[\[\]{}]")
 def depth(data: bytes | str, *, stop: int | None = None) -> int:
     """The deepest nesting of arrays and objects in ``data`` (brackets in strings do not
     count), or a number above ``stop`` as soon as it is exceeded. Linear, no recursion."""
+    strings: Any
+    brackets: Any
+    openers: Any
     if isinstance(data, (bytes, bytearray)):
         opening = data.count(b"[") + data.count(b"{")
         strings, brackets, openers = _STRINGS_B, _BRACKETS_B, (ord("["), ord("{"))

@@ -20,7 +20,7 @@ Tables (schema version in ``PRAGMA user_version``):
   layer_blobs(blob PK, diff_id, media_type)   which compressed blob holds which diff
   snapshots(chain_id PK, parent, dir, diff_id, size, created)   unpacked layers
   build_cache(key PK, parent, instr, image, sources, created)   a build step's result
-  build_memo(key PK, data, created)   replay record of a fully cached build (build/fastpath.py)
+  build_memo(key PK, data, created)   replay record of a fully cached build (builder/fastpath.py)
   containers(id PK, name, image, chain_id, created, data)   image = manifest digest in use
   meta(key PK, value)
 """
@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 SCHEMA_VERSION = 4
 

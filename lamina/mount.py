@@ -56,10 +56,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from lamina._dcache import dataclass
 from collections.abc import Callable, Sequence
 
 from lamina.errors import InvalidArgument, Unavailable
+from lamina.values import value
 
 __all__ = [
     "Mount",
@@ -96,7 +96,7 @@ _BAD_INPUT = frozenset({_errno.EINVAL, _errno.ENOENT, _errno.ENOTDIR, _errno.ELO
 # Values
 
 
-@dataclass(frozen=True)
+@value
 class Mount:
     """A mount to perform, as containerd's ``mount.Mount``: what snapshotters return.
 
@@ -116,9 +116,9 @@ class Mount:
     def __post_init__(self) -> None:
         if not isinstance(self.options, tuple):
             object.__setattr__(self, "options", tuple(self.options))
-        for name, value in (("type", self.type), ("source", self.source)):
-            if not isinstance(value, str) or "\0" in value:
-                raise InvalidArgument(f"mount {name} must be a string without NUL: {value!r}")
+        for name, val in (("type", self.type), ("source", self.source)):
+            if not isinstance(val, str) or "\0" in val:
+                raise InvalidArgument(f"mount {name} must be a string without NUL: {val!r}")
         for opt in self.options:
             if not isinstance(opt, str) or not opt or "\0" in opt:
                 raise InvalidArgument(f"bad mount option {opt!r} in {self.type} mount of "
@@ -196,6 +196,7 @@ def overlay(lowers: Sequence[str], *, upper: str | None = None, work: str | None
         return Mount("bind", lowers[0], ("ro", "rbind"))
     opts = [*DIFF_OPTIONS, "lowerdir=" + ":".join(_ovl_escape(p) for p in lowers)]
     if upper is not None:
+        assert work is not None  # checked above: both or neither
         opts += ["upperdir=" + _ovl_escape(os.path.abspath(upper)),
                  "workdir=" + _ovl_escape(os.path.abspath(work))]
     opts += list(options)
@@ -438,9 +439,9 @@ def detached_bind(fd: int, *, readonly: bool) -> int:
                             ctypes.c_char_p(b""), ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE),
                             ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
         if r < 0:
-            e = _last_oserror()
+            err = _last_oserror()
             os.close(mfd)
-            raise _fail("detached bind of", f"fd {fd}", "mount_setattr MOUNT_ATTR_RDONLY", e)
+            raise _fail("detached bind of", f"fd {fd}", "mount_setattr MOUNT_ATTR_RDONLY", err)
     return mfd
 
 
@@ -500,7 +501,7 @@ def _attach(m: Mount, target: str) -> None:
 # Overlay
 
 
-@dataclass(frozen=True)
+@value
 class _OverlaySpec:
     lowers: tuple[str, ...]
     upper: str | None

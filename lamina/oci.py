@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from lamina._dcache import dataclass, field
-
 
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument
+from lamina.values import field, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -74,15 +73,15 @@ def _opt_str(d: dict, key: str, what: str, default: str | None = "") -> str | No
     return v
 
 
-@dataclass(frozen=True)
+@value
 class Platform:
     os: str = "linux"
     architecture: str = "amd64"
     variant: str | None = None
 
     @classmethod
-    def from_json(cls, d: dict, *, what: str = "platform") -> "Platform":
-        return cls(_opt_str(d, "os", what), _opt_str(d, "architecture", what),
+    def from_json(cls, d: dict, *, what: str = "platform") -> Platform:
+        return cls(_opt_str(d, "os", what) or "", _opt_str(d, "architecture", what) or "",
                    _opt_str(d, "variant", what, None) or None)
 
     def to_json(self) -> dict:
@@ -102,7 +101,7 @@ def host_platform() -> Platform:
     return Platform("linux", arch, "v8" if arch == "arm64" else ("v7" if arch == "arm" else None))
 
 
-@dataclass(frozen=True)
+@value
 class Descriptor:
     media_type: str
     digest: Digest
@@ -112,7 +111,7 @@ class Descriptor:
     urls: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, d: dict, *, what: str = "descriptor") -> "Descriptor":
+    def from_json(cls, d: dict, *, what: str = "descriptor") -> Descriptor:
         if not isinstance(d, dict):
             raise InvalidArgument(f"{what}: a descriptor must be a JSON object")
         if not isinstance(d.get("digest"), str):
@@ -129,7 +128,7 @@ class Descriptor:
         urls = d.get("urls") or []
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise InvalidArgument(f"{what}: urls must be a list of strings")
-        return cls(_opt_str(d, "mediaType", what), digest, size, plat, ann, tuple(urls))
+        return cls(_opt_str(d, "mediaType", what) or "", digest, size, plat, ann, tuple(urls))
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
@@ -145,7 +144,7 @@ class Descriptor:
         return dict(self.annotations).get(key)
 
 
-@dataclass(frozen=True)
+@value
 class Manifest:
     media_type: str
     config: Descriptor
@@ -153,7 +152,7 @@ class Manifest:
     annotations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_json(cls, data: bytes, *, what: str = "manifest") -> "Manifest":
+    def from_json(cls, data: bytes, *, what: str = "manifest") -> Manifest:
         d = _loads(data, what)
         mt = d.get("mediaType") or MT_OCI_MANIFEST
         if mt not in MANIFEST_TYPES:
@@ -172,14 +171,14 @@ class Manifest:
         return out
 
 
-@dataclass(frozen=True)
+@value
 class Index:
     media_type: str
     manifests: tuple[Descriptor, ...]
     annotations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_json(cls, data: bytes, *, what: str = "index") -> "Index":
+    def from_json(cls, data: bytes, *, what: str = "index") -> Index:
         d = _loads(data, what)
         mt = _opt_str(d, "mediaType", what) or MT_OCI_INDEX
         if not isinstance(d.get("manifests") or [], list):
@@ -210,7 +209,7 @@ def sniff_media_type(data: bytes) -> str:
     raise InvalidArgument("JSON document is neither an image manifest nor an index")
 
 
-@dataclass(frozen=True)
+@value
 class HistoryEntry:
     created: str | None = None
     created_by: str | None = None
@@ -219,7 +218,7 @@ class HistoryEntry:
     empty_layer: bool = False
 
     @classmethod
-    def from_json(cls, d: dict) -> "HistoryEntry":
+    def from_json(cls, d: dict) -> HistoryEntry:
         def s(k):  # a history entry of the wrong shape shows as blank, as Docker shows it
             v = d.get(k)
             return v if isinstance(v, str) else None
@@ -270,7 +269,7 @@ CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "W
                "StopTimeout")
 
 
-@dataclass(frozen=True)
+@value
 class ImageConfig:
     """The image config blob, parsed. ``raw`` keeps the whole JSON object as read.
 
@@ -289,7 +288,7 @@ class ImageConfig:
     raw: dict = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
-    def from_json(cls, data: bytes, *, what: str = "image config") -> "ImageConfig":
+    def from_json(cls, data: bytes, *, what: str = "image config") -> ImageConfig:
         d = _loads(data, what)
         rootfs = d.get("rootfs") or {}
         if not isinstance(rootfs, dict) or rootfs.get("type", "layers") != "layers":

@@ -43,17 +43,17 @@ One quirk is kept for exact compatibility: a first component that looks like a d
 gives ``domain == ""`` and ``path == "foo_bar.com/x"``; Docker does the same. Callers that
 need a registry host must reject a Reference with an empty domain.
 
-This module imports only ``re``, ``dataclasses`` and lamina's leaf modules; it is cheap
+This module imports only ``re``, :mod:`lamina.values` and lamina's leaf modules; it is cheap
 to import.
 """
 
 from __future__ import annotations
 
 import re
-from lamina._dcache import dataclass, replace
 
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument
+from lamina.values import replace, value
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -201,7 +201,7 @@ def _split_reference(s: str) -> tuple[str, str, str | None, re.Match | None] | s
 
 # ---------------------------------------------------------------------------- value type
 
-@dataclass(frozen=True)
+@value
 class Reference:
     """A validated, immutable image reference: ``[domain/]path[:tag][@digest]``.
 
@@ -267,24 +267,24 @@ class Reference:
         return out
 
     # -- derived references
-    def with_tag(self, tag: str) -> "Reference":
+    def with_tag(self, tag: str) -> Reference:
         """A copy with ``tag`` set (any digest is kept). Raises InvalidArgument for a bad tag."""
         problem = _tag_problem(tag) if isinstance(tag, str) else f"tag {_quote(tag)} is not a string"
         if problem:
             raise InvalidArgument(f"invalid tag {_quote(str(tag))} for {self.name}: {problem}")
         return replace(self, tag=tag)
 
-    def with_digest(self, digest: Digest | str) -> "Reference":
+    def with_digest(self, digest: Digest | str) -> Reference:
         """A copy with ``digest`` set (any tag is kept); a string is parsed as a digest."""
         if isinstance(digest, str):
             digest = Digest.parse(digest)
         return replace(self, digest=digest)
 
-    def without_tag(self) -> "Reference":
+    def without_tag(self) -> Reference:
         """A copy with no tag (any digest is kept)."""
         return replace(self, tag=None)
 
-    def without_digest(self) -> "Reference":
+    def without_digest(self) -> Reference:
         """A copy with no digest (any tag is kept)."""
         return replace(self, digest=None)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def rfc3339(ts: float | None = None) -> str:
     """RFC 3339 with nanoseconds, trailing zeros trimmed, 'Z' (Go's time.RFC3339Nano)."""
     ns = time.time_ns() if ts is None else int(ts * 1e9)
     sec, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     f = f"{frac:09d}".rstrip("0")
     return f"{base}.{f}Z" if f else f"{base}Z"
 

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -67,7 +66,9 @@ class Pty:
             finally:
                 os._exit(127)
         self.pid, self.fd, self.buf, self.status = pid, fd, b"", None
-        import fcntl, struct, termios
+        import fcntl
+        import struct
+        import termios
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def _read(self, timeout: float) -> bool:

@@ -11,7 +11,6 @@ import subprocess
 import threading
 
 import pytest
-
 from conftest import need_tool
 from containers_util import until
 

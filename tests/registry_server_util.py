@@ -191,7 +191,7 @@ def check_envelope(r: Resp, method: str) -> None:
 def store_files(root: str, sub: str) -> list[str]:
     out = []
     base = os.path.join(root, sub)
-    for dp, dn, fn in os.walk(base):
+    for dp, _dn, fn in os.walk(base):
         for f in fn:
             out.append(os.path.relpath(os.path.join(dp, f), base))
     return sorted(out)

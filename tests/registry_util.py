@@ -48,7 +48,7 @@ def wait_http(url_host: str, port: int, *, tls: bool = False, timeout: float = 3
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s") from None
             time.sleep(0.02)
 
 

@@ -14,7 +14,6 @@ import pathlib
 import tarfile
 
 import pytest
-
 from conftest import mkctx
 
 

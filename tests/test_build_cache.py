@@ -21,12 +21,7 @@ import pathlib
 import re
 import textwrap
 
-import pytest
-
 from conftest import mkctx
-
-
-
 
 
 def seq(out: str) -> str:

@@ -18,7 +18,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import mkctx, need_tool
 from test_build_cache_stale import Pause, cat
 

@@ -27,7 +27,6 @@ import subprocess
 import tarfile
 
 import pytest
-
 from conftest import Lamina, need_tool
 
 DOCKERFILE = """FROM busybox
@@ -128,7 +127,7 @@ class Contexts:
 
     def _files(self, d, *, keep=("Dockerfile", "src/a/x.1", ".dockerignore")) -> list:
         out = []
-        for dirpath, dirnames, filenames in os.walk(d):
+        for dirpath, _dirnames, filenames in os.walk(d):
             for n in filenames:
                 p = os.path.join(dirpath, n)
                 rel = os.path.relpath(p, d)

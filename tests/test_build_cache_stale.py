@@ -2,7 +2,7 @@
 
 Every test builds, changes the context the way a user would, builds again and asserts that
 the image holds what the context holds (Docker gets all of them right). Most go through the
-replay of fully cached builds (build/fastpath.py); the races use the builder's pause points
+replay of fully cached builds (builder/fastpath.py); the races use the builder's pause points
 (lamina/testhook.py) instead of timing: the test edits a file exactly between two steps of
 the builder.
 """

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from lamina.build.context import Context
+from lamina.builder.context import Context
 from lamina.dockerfile.ignore import Matcher
 from lamina.errors import InvalidArgument
 

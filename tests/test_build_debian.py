@@ -13,7 +13,6 @@ import re
 import subprocess
 
 import pytest
-
 from conftest import need_tool
 
 PEERS_TAR = "/var/tmp/peers-bases/debian.tar"

@@ -6,7 +6,7 @@ compare the image config fields users script against -- Cmd, Entrypoint, Env, Wo
 User, ExposedPorts, Volumes, Labels, StopSignal, Healthcheck, Shell, OnBuild -- and the layer
 count (``RootFS.Layers``), plus a listing of files made by COPY/RUN (names, modes, owners).
 
-Found while writing these (all fixed in lamina/build/builder.py unless said otherwise):
+Found while writing these (all fixed in lamina/builder/builder.py unless said otherwise):
 - Docker adds the default PATH to Env at FROM when the base has none (moby's
   ``dispatchState.setDefaultPath``); lamina did not.
 - ``--label`` is one trailing ``LABEL k=v`` step per label, sorted (Step M/M counts them).
@@ -30,7 +30,6 @@ import subprocess
 import textwrap
 
 import pytest
-
 from conftest import need_tool
 
 FIELDS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels",

@@ -17,13 +17,9 @@ import json
 import os
 import re
 import tarfile
-import textwrap
 import threading
 
-import pytest
-
 from conftest import mkctx
-
 
 # --- helpers (kept per file: every test_build_*.py stands alone) ----------------------------
 

@@ -13,15 +13,9 @@ failures name the command, the step and the last good image, and exit codes foll
 from __future__ import annotations
 
 import re
-import textwrap
 
 import pytest
-
 from conftest import mkctx
-
-
-
-
 
 TREE = """
     FROM busybox

@@ -10,12 +10,8 @@ import json
 import os
 import re
 import tarfile
-import textwrap
-
-import pytest
 
 from conftest import mkctx
-
 
 
 def sh(lam, ref, script: str) -> str:

@@ -7,7 +7,6 @@ import pytest
 from lamina.cli.units import ago, bytes_size, human_duration, human_size, parse_size
 from lamina.errors import InvalidArgument
 
-
 # ----------------------------------------------------------------------------------------------
 # docker/go-units
 

@@ -14,7 +14,6 @@ import subprocess
 import time
 
 import pytest
-
 from containers_util import bb, mounts_under, until  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

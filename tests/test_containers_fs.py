@@ -10,7 +10,6 @@ import os
 import tarfile
 
 import pytest
-
 from containers_util import bb, image, mounts_under, until  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from containers_util import bb  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

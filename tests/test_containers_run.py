@@ -7,7 +7,6 @@ import os
 import re
 
 import pytest
-
 from containers_util import bb, image  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

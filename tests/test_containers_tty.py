@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import pytest
-
 from containers_util import Pty, bb, state, until  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

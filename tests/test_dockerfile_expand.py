@@ -2,8 +2,7 @@
 
 import pytest
 
-from lamina.dockerfile.expand import (ExpansionError, expand_instruction, expand_word,
-                                      expand_words, key_values)
+from lamina.dockerfile.expand import ExpansionError, expand_instruction, expand_word, expand_words, key_values
 from lamina.dockerfile.parser import parse
 
 ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어"}

@@ -4,9 +4,9 @@ the ``dockerfile`` package) and located errors (message, line, caret column)."""
 import glob
 import os
 
+import dockerfile as goparser
 import pytest
 
-import dockerfile as goparser
 from lamina.dockerfile.parser import DockerfileError, format_error, parse
 
 HERE = os.path.join(os.path.dirname(__file__), "dockerfiles")

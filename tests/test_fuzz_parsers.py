@@ -26,7 +26,6 @@ import time
 import traceback
 
 import pytest
-
 from conftest import REPO, tar_bytes
 
 BUDGET = float(os.environ.get("LAMINA_FUZZ_SECONDS", "10"))  # per target
@@ -167,7 +166,6 @@ _IGN_CORPUS = [b"*.md\n!README.md\n", b"**/node_modules\nbuild/\n", b"a/**/b/*.g
 
 
 def _check_ignore(case: tuple[bytes, list[str]]) -> None:
-    import re
     from lamina.dockerfile import ignore
     data, paths = case
     m = ignore.Matcher.from_lines(data.splitlines())
@@ -353,8 +351,8 @@ def fuzz_images(tmp_path):
 
 
 def test_fuzz_archive_loader(fuzz_images, tmp_path):
-    from lamina.image.archive import load
     from lamina.errors import LaminaError
+    from lamina.image.archive import load
     bases = _base_archives()
     blobs = os.path.join(fuzz_images.store.root, "content", "blobs", "sha256")
     for m in bases:  # the unmutated archives load

@@ -19,8 +19,8 @@ import subprocess
 import uuid
 
 import pytest
-
 from conftest import need_tool
+
 from lamina.gotemplate.template import TemplateError, compile_template
 from lamina.gotemplate.values import NIL_MAP, NIL_SLICE, GoStruct
 

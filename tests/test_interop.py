@@ -9,7 +9,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from conftest import need_tool
 
 

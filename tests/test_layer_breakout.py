@@ -15,7 +15,8 @@ import tarfile
 import pytest
 
 from lamina.errors import InvalidArgument
-from lamina.layer.extract import apply_layer, check_member, clean_path
+from lamina.layer.extract import apply_layer, check_member
+from lamina.safepath import clean_path
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

@@ -14,8 +14,7 @@ import pytest
 import zstandard
 
 from lamina.errors import InvalidArgument
-from lamina.layer.ingest import (MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
-                                 ingest_layer)
+from lamina.layer.ingest import MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD, ingest_layer
 
 
 def make_tar(members, *, fmt=tarfile.PAX_FORMAT) -> bytes:

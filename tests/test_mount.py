@@ -135,7 +135,7 @@ def test_overlay_value_rejects_bad_input():
 def test_mount_value_is_frozen_and_options_become_tuple():
     m = M.Mount("tmpfs", "tmpfs", ["size=1m", "mode=755"])
     assert m.options == ("size=1m", "mode=755")
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):
         m.type = "proc"  # type: ignore[misc]
     with pytest.raises(InvalidArgument):
         M.Mount("tmpfs", "tmpfs", ("",))

@@ -9,10 +9,8 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
-
 from conftest import need_tool
 from containers_util import bb, state, until  # noqa: F401 - fixtures
 from network_util import Server, gateway, links, net, remember, rules, traces  # noqa: F401

@@ -11,7 +11,6 @@ import time
 import uuid
 
 import pytest
-
 from conftest import tar_bytes
 from registry_util import DockerRegistry, Front, free_port, kill_group
 

@@ -11,10 +11,20 @@ import json
 import os
 
 import pytest
-
-from registry_server_util import (DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG, OCI_EMPTY,
-                           OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Registry, add_query, digest,
-                           store_files)
+from registry_server_util import (
+    DOCKER_CONFIG,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Registry,
+    add_query,
+    digest,
+    store_files,
+)
 
 ALGS = ["sha256", "sha512"]
 _n = [0]
@@ -875,7 +885,7 @@ def test_referrers_pages_with_link(reg):
         assert r.status == 201
         want.add(digest(m))
     c.close()
-    for at, expect in ((None, want), ("application/x-odd", None)):
+    for at, _expect in ((None, want), ("application/x-odd", None)):
         got, url, pages = [], f"/v2/{name}/referrers/{sdg}" + (f"?artifactType={at}" if at else ""), 0
         while url:
             r = reg.request("GET", url)

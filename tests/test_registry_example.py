@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, need_tool
 from containers_util import bb  # noqa: F401 - fixture
 from network_util import net, traces  # noqa: F401 - fixture

@@ -5,16 +5,12 @@ registry:2 reads."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
-
-import pytest
 
 from conftest import Lamina, need_tool
 from registry_server_util import OCI_INDEX, OCI_MANIFEST, REPO, Registry, add_query, digest, store_files
@@ -307,5 +303,5 @@ def test_pushes_during_continuous_online_gc_lose_nothing(tmp_path):
         reg.stop()
     gc(root, "--grace", "0s")
     have = blob_files(root)
-    for tag, m, c, l in accepted:
+    for _tag, m, c, l in accepted:
         assert {digest(m), c, l} <= have

@@ -12,7 +12,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from conftest import Lamina, need_tool
 from registry_util import DockerRegistry
 

@@ -14,7 +14,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import need_tool
 from registry_server_util import Registry, make_layout, store_files
 

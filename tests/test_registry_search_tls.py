@@ -3,12 +3,10 @@ client certificates from certs.d, against registry:2 on loopback."""
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 
 import pytest
-
 from registry_util import DockerRegistry, Front, make_ca
 
 

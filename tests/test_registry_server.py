@@ -15,10 +15,8 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from conftest import need_tool
-from registry_server_util import OCI_MANIFEST, Registry, add_query, digest, make_layout, store_files
+from registry_server_util import Registry, add_query, digest, make_layout, store_files
 
 
 def wait_for(cond, what: str, timeout: float = 60.0):

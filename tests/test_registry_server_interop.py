@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import need_tool
 from registry_server_util import Registry, digest
 
@@ -237,8 +236,8 @@ def reg_push_with_skopeo(reg, authfile, tmp_path, repo_tag) -> str:
     """Push a small OCI image (made here as an OCI layout) with skopeo; returns the digest of
     the manifest skopeo pushed (it may rewrite the layout's manifest)."""
     import hashlib
-    import tarfile
     import io
+    import tarfile
 
     lay = tmp_path / "layout"
     (lay / "blobs" / "sha256").mkdir(parents=True)

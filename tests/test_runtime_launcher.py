@@ -23,12 +23,12 @@ import time
 import uuid
 
 import pytest
-
 from conftest import need_tool
+
 from lamina.errors import InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import launcher
-from lamina.runtime.spec import (DEFAULT_CAPS, ALL_CAPS, MountSpec, RunOptions, build_spec,
-                                 resolve_user)
+from lamina.runtime.launcher import launch, spawn
+from lamina.runtime.spec import ALL_CAPS, DEFAULT_CAPS, MountSpec, RunOptions, build_spec, resolve_user
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MASK = sum(1 << ALL_CAPS.index(c) for c in DEFAULT_CAPS)
@@ -337,7 +337,7 @@ def test_terminal(box, runtime):
     need_tool("runc")
     opts = RunOptions(args=("sh", "-c", "tty; stty size"), terminal=True)
     b = box.bundle(opts)
-    for attempt in range(3):
+    for _attempt in range(3):
         if runtime == "runc":  # runc makes the pty in the container: it comes as on_console
             code, text, _ = _run_on_console(box, opts, runtime="runc", console_size=(33, 99))
         else:
@@ -639,7 +639,7 @@ def test_start_paths_join_every_cgroup(box, monkeypatch, path):
     the v2 / hybrid unified cgroup by clone3 or forked and moved there (no clone3): in each
     case every hierarchy holds it under /lamina/<id> before its cgroup namespace exists."""
     if path == "direct":
-        if not launcher._single_threaded():
+        if not spawn._single_threaded():
             # earlier tests in this process left threads (thread pools, ISA-L workers): the
             # direct path is only taken by a single-threaded caller, so check it in a fresh one
             assert not os.environ.get("LAMINA_TEST_FRESH"), "a fresh pytest process has threads"
@@ -651,11 +651,11 @@ def test_start_paths_join_every_cgroup(box, monkeypatch, path):
             assert r.returncode == 0, r.stdout + r.stderr
             return
     else:
-        monkeypatch.setattr(launcher, "_single_threaded", lambda: False)
+        monkeypatch.setattr(launch, "_single_threaded", lambda: False)
     if path == "p1-fork":
         def no_clone3(*a):
             raise OSError(38, "ENOSYS")
-        monkeypatch.setattr(launcher, "_clone", no_clone3)
+        monkeypatch.setattr(spawn, "_clone", no_clone3)
     b = box.bundle(RunOptions(args=("sh", "-c", "cat /proc/self/cgroup; sleep 0.3")))
     cid = "t" + uuid.uuid4().hex[:12]
     seen = {}

@@ -12,7 +12,6 @@ import os
 import tarfile
 
 import pytest
-
 from conftest import tar_bytes
 
 

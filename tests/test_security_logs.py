@@ -15,7 +15,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO
 from containers_util import bb, until  # noqa: F401  (fixture)
 

@@ -21,7 +21,6 @@ import sys
 import tarfile
 
 import pytest
-
 from conftest import REPO, mkctx, tar_bytes
 
 DEEP = 200_000

@@ -13,7 +13,6 @@ import subprocess
 import tarfile
 
 import pytest
-
 from conftest import need_tool
 from containers_util import Pty, bb, state, until  # noqa: F401  (fixture)
 

@@ -16,11 +16,9 @@ import sys
 import threading
 
 import pytest
-
 from conftest import REPO, need_tool
 from containers_util import Pty, bb, image  # noqa: F401  (fixture)
-from security_util import (KEYRING_CALLER, host_python, host_python_cmd, host_python_home,
-                           run_as_caller)
+from security_util import KEYRING_CALLER, host_python, host_python_cmd, host_python_home, run_as_caller
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

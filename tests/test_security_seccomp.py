@@ -19,7 +19,6 @@ import re
 import struct
 
 import pytest
-
 from containers_util import bb  # noqa: F401  (fixture)
 from security_util import host_python
 

@@ -19,7 +19,6 @@ import sys
 import tempfile
 
 import pytest
-
 from conftest import Lamina, mkctx, need_tool
 from containers_util import until
 

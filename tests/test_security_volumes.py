@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import REPO
 from containers_util import bb  # noqa: F401  (fixture)
 

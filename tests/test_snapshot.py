@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-
-import pytest
 
 from conftest import tar_bytes
+
 from lamina import mount, oci
 from lamina.image.service import Images
 from lamina.layer.ingest import ingest_layer

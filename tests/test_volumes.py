@@ -7,8 +7,6 @@ import json
 import os
 import subprocess
 
-import pytest
-
 from conftest import mkctx
 from containers_util import bb, until  # noqa: F401 - fixtures
 

@@ -232,6 +232,7 @@ def go_int(value: str, flag: str, *, bits: int = 64) -> int:
     """An int flag (pflag: ``strconv.ParseInt(value, 0, bits)``): decimal, or 0x/0o/0b/0
     prefixed; no spaces, no floats, within the signed range."""
     import re
+
     from lamina.errors import InvalidArgument
     v = value
     m = re.fullmatch(r"([+-]?)(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|0[0-7_]*|[1-9][0-9_]*)", v)
@@ -257,8 +258,8 @@ def nano_cpus(value: str, flag: str = "--cpus") -> int:
     """``--cpus`` as Docker reads it: a rational number (``1.5``, ``3/2``, ``1e0``) times 10^9,
     which must be whole; 0 means unset. NaN, infinities and spaces are not numbers; more CPUs
     than this host has (or fewer than none) is Docker's range error."""
-    import os
     import re
+
     from lamina.errors import InvalidArgument
     if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?(/\d+)?", value):
         raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: failed to parse {value} '

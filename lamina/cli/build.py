@@ -41,7 +41,8 @@ def cmd_build(argv, ctx) -> int:
     p.option("--network", default="default",
              help="Set the networking mode for the RUN instructions during build: default is the host's "
                   "network (RUN steps reach the host's loopback services), none, bridge or a user network")
-    p.option("--secret", append=True, metavar="stringArray", help="Secret to expose to the build (id=mysecret,src=/local/secret)")
+    p.option("--secret", append=True, metavar="stringArray",
+             help="Secret to expose to the build (id=mysecret,src=/local/secret)")
     p.option("--progress", default="auto", help="Set type of progress output (auto, plain, tty)")
     p.option("-o", "--output", metavar="stringArray", help="Output destination (format: type=local,dest=path)")
     p.option("--platform", help="Set platform if server is multi-platform capable")
@@ -61,11 +62,11 @@ def cmd_build(argv, ctx) -> int:
     from lamina.registry.ensure import check_policy
     a.pull_policy = check_policy("always" if a.pull else (a.pull_policy or "missing"))
     rid = _replay(ctx, a)
-    if rid is not None:  # a fully cached build, replayed without the builder (build/fastpath.py)
+    if rid is not None:  # a fully cached build, replayed without the builder (builder/fastpath.py)
         _after(ctx, a, rid)
         return 0
     from lamina import reference
-    from lamina.build.builder import BuildOptions, build
+    from lamina.builder.builder import BuildOptions, build
     tags = [reference.parse_tag(t) for t in a.tag]
     secrets = {}
     env_secret_files: list[str] = []  # --secret id=x,env=VAR: temp files removed after the build
@@ -91,6 +92,7 @@ def cmd_build(argv, ctx) -> int:
         if a.file == "-":
             raise InvalidArgument("invalid argument: can't use stdin for both build context and dockerfile")
         import tempfile
+
         from lamina.layer.compress import open_decompressed
         from lamina.layer.extract import apply_layer
         tmp_ctx = tempfile.mkdtemp(prefix="lamina-context-")
@@ -119,7 +121,7 @@ def cmd_build(argv, ctx) -> int:
                         no_cache=a.no_cache, quiet=a.quiet, labels=_kv(a.label, "label"), network=a.network,
                         secrets=secrets, progress=a.progress, platform=a.platform,
                         memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a, context), pull=a.pull_policy)
-    from lamina.build.builder import BuildFailed
+    from lamina.builder.builder import BuildFailed
     from lamina.errors import LaminaError, NeedsRoot
     try:
         rec = build(ctx.store, opts)
@@ -148,9 +150,9 @@ def _dockerfile_path(a, context: str) -> str:
 
 
 def _memo_key(a, context: str) -> str:
-    """What makes two build invocations the same (see build/fastpath.py): the *resolved*
+    """What makes two build invocations the same (see builder/fastpath.py): the *resolved*
     context path (``current -> r/v1`` re-pointed to ``r/v2`` is another build)."""
-    from lamina.build.fastpath import memo_key
+    from lamina.builder.fastpath import memo_key
     # values, not the flags as typed: `--build-arg FOO` takes FOO from the environment
     return memo_key(context=context, file=_dockerfile_path(a, context) if a.file else None,
                     tags=a.tag, build_args=sorted(_kv(a.build_arg, "build arg", from_env=True).items()),
@@ -161,7 +163,7 @@ def _memo_key(a, context: str) -> str:
 def _replay(ctx, a) -> str | None:
     if a.no_cache or a.pull_policy == "always" or a.context == "-" or a.file == "-" or not os.path.isdir(a.context):
         return None  # --pull re-resolves every base: a memo cannot vouch for the registry
-    from lamina.build import fastpath
+    from lamina.builder import fastpath
     context = os.path.realpath(a.context)
     dockerfile = _dockerfile_path(a, context) if a.file else os.path.join(context, "Dockerfile")
     return fastpath.replay(ctx.store, _memo_key(a, context), dockerfile_path=dockerfile, dockerfile_data=None)
@@ -198,9 +200,11 @@ def _export(ctx, rec, spec: str, *, tags: list[str] = ()) -> None:
         return
     if typ not in ("tar", "local"):
         raise InvalidArgument(f"--output {spec}: unsupported type {typ!r} (want local, tar, oci or docker)")
-    from lamina.snapshot import Snapshotter, image_layers
     import tempfile
-    root = tempfile.mkdtemp(prefix="lamina-out-", dir=ctx.store.snapshots_dir) if typ == "tar" else os.path.abspath(dest)
+
+    from lamina.snapshot import Snapshotter, image_layers
+    root = (tempfile.mkdtemp(prefix="lamina-out-", dir=ctx.store.snapshots_dir) if typ == "tar"
+            else os.path.abspath(dest))
     try:
         with ctx.store.operation():  # held until the tar is written: GC must not sweep the staging dir
             Snapshotter(ctx.store).copy_rootfs(image_layers(images, rec), root)
@@ -224,14 +228,14 @@ def cmd_builder_prune(argv, ctx) -> int:
     p.flag("-f", "--force", help="Do not prompt for confirmation")
     p.option("--filter", append=True, help="Provide filter values")
     a = parse(p, argv)
-    from lamina.build.cache import BuildCache
-    from lamina.cli.units import human_size
+    from lamina.builder.cache import BuildCache
     from lamina.cli.images import _confirm
+    from lamina.cli.units import human_size
     if not a.force and not _confirm("WARNING! This will remove all dangling build cache."):
         return 0
     import shutil
     n = BuildCache(ctx.store).prune()
-    from lamina.build.fastpath import forget
+    from lamina.builder.fastpath import forget
     forget(ctx.store)  # replays vouch for cache rows: none is left
     for sub in ("mounts", "context-hashes.db", "context-hashes.db-wal", "context-hashes.db-shm"):
         path = os.path.join(ctx.store.root, "build-cache", sub)

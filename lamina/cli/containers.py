@@ -260,7 +260,8 @@ def _status(st: dict, now: float) -> str:
     if s == "created":
         return "Created"
     if s == "restarting":
-        return f"Restarting ({st.get('ExitCode', 0)}) {human_duration(now - (parse_time(st.get('FinishedAt')) or now))} ago"
+        since = human_duration(now - (parse_time(st.get('FinishedAt')) or now))
+        return f"Restarting ({st.get('ExitCode', 0)}) {since} ago"
     if st.get("Running"):
         up = f"Up {human_duration(now - (parse_time(st.get('StartedAt')) or now))}"
         return up + " (Paused)" if st.get("Paused") else up
@@ -322,7 +323,8 @@ def cmd_ps(argv, ctx) -> int:
             continue
         if "exited" in filters and not (st["Status"] == "exited" and str(st["ExitCode"]) in filters["exited"]):
             continue
-        if "ancestor" in filters and not any(v in (d["Config"]["Image"], d["Image"], d["Image"][7:19]) for v in filters["ancestor"]):
+        if "ancestor" in filters and not any(v in (d["Config"]["Image"], d["Image"], d["Image"][7:19])
+                                             for v in filters["ancestor"]):
             continue
         if "label" in filters:
             labels = d["Config"].get("Labels") or {}
@@ -335,8 +337,9 @@ def cmd_ps(argv, ctx) -> int:
         created = parse_time(d["Created"]) or now
         rows.append({"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Image": d["Config"]["Image"],
                      "Command": _command(d, not a.no_trunc), "CreatedAt": ago(created, now),
-                     "RunningFor": ago(created, now), "Status": _status(st, now), "Ports": display_ports(d), "Names": name,
-                     "State": status_word, "Labels": ",".join(f"{k}={v}" for k, v in (d["Config"].get("Labels") or {}).items()),
+                     "RunningFor": ago(created, now), "Status": _status(st, now), "Ports": display_ports(d),
+                     "Names": name, "State": status_word,
+                     "Labels": ",".join(f"{k}={v}" for k, v in (d["Config"].get("Labels") or {}).items()),
                      "Mounts": ",".join(m.get("Name") or m["Source"] for m in d.get("Mounts") or ()),
                      "Networks": ",".join((d.get("NetworkSettings") or {}).get("Networks") or ()),
                      "Size": "0B"})
@@ -383,7 +386,8 @@ def cmd_kill(argv, ctx) -> int:
     p.args("containers", min=1)
     a = parse(p, argv)
     from lamina.runtime import lifecycle
-    sig = lifecycle.parse_signal(a.signal)
+    from lamina.runtime.signals import parse_signal
+    sig = parse_signal(a.signal)
 
     def kill(cs, d):
         if sig in (9,):
@@ -399,10 +403,10 @@ def cmd_rm(argv, ctx) -> int:
     p.flag("-l", "--link", help="Remove the specified link")
     p.args("containers", min=1)
     a = parse(p, argv)
+    from lamina.runtime import lifecycle
     if a.force and len(a.containers) > 1:
         # kill every running one first, so their exits overlap instead of queueing
         import signal as _signal
-        from lamina.runtime import lifecycle
         cs = _containers(ctx)
         for ref in a.containers:
             try:
@@ -412,7 +416,7 @@ def cmd_rm(argv, ctx) -> int:
                     lifecycle.signal_container(d, _signal.SIGKILL)
             except (LaminaError, ProcessLookupError):
                 pass  # reported by the removal below
-    return _each(a.containers, ctx, lambda cs, d: cs.remove(d, force=a.force, volumes=a.volumes))
+    return _each(a.containers, ctx, lambda cs, d: lifecycle.remove(cs, d, force=a.force, volumes=a.volumes))
 
 
 def cmd_restart(argv, ctx) -> int:
@@ -435,7 +439,8 @@ def cmd_restart(argv, ctx) -> int:
 
 
 def cmd_wait(argv, ctx) -> int:
-    p = Parser("wait", "CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes")
+    p = Parser("wait", "CONTAINER [CONTAINER...]",
+               "Block until one or more containers stop, then print their exit codes")
     p.args("containers", min=1)
     a = parse(p, argv)
     from lamina.runtime import lifecycle
@@ -523,7 +528,8 @@ def cmd_logs(argv, ctx) -> int:
 
 
 def cmd_attach(argv, ctx) -> int:
-    p = Parser("attach", "[OPTIONS] CONTAINER", "Attach local standard input, output, and error streams to a running container")
+    p = Parser("attach", "[OPTIONS] CONTAINER",
+               "Attach local standard input, output, and error streams to a running container")
     p.option("--detach-keys", help="Override the key sequence for detaching a container")
     p.flag("--no-stdin", help="Do not attach STDIN")
     p.flag("--sig-proxy", default=True, help="Proxy all received signals to the process (default true)")
@@ -573,6 +579,7 @@ def cmd_top(argv, ctx) -> int:
     p.args("args", min=1)
     a = parse(p, argv)
     import subprocess
+
     from lamina.runtime import launcher, lifecycle
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
@@ -726,20 +733,20 @@ def cmd_cp(argv, ctx) -> int:
             doc = cs.get(sc)
             if dp == "-":
                 rc = with_container_root(cs, doc, lambda root: dcopy.copy_out_tar(
-                    root, sp, sys.stdout.buffer, follow_link=a.follow_link, container=sc))
+                    root, sp, sys.stdout.buffer, follow_link=a.follow_link, container=sc or ""))
             else:
                 dest = os.path.abspath(dp) + ("/" if dp.endswith("/") else "")
                 rc = with_container_root(cs, doc, lambda root: dcopy.copy_out(
-                    root, sp, dest, follow_link=a.follow_link, archive=a.archive, container=sc))
+                    root, sp, dest, follow_link=a.follow_link, archive=a.archive, container=sc or ""))
         else:
             doc = cs.get(dc)
             if sp == "-":
                 rc = with_container_root(cs, doc, lambda root: dcopy.copy_in_tar(
-                    root, sys.stdin.buffer, dp, archive=a.archive, container=dc))
+                    root, sys.stdin.buffer, dp, archive=a.archive, container=dc or ""))
             else:
                 srcpath = os.path.abspath(sp) + ("/" if sp.endswith("/") else "")
                 rc = with_container_root(cs, doc, lambda root: dcopy.copy_in(
-                    root, srcpath, dp, archive=a.archive, follow_link=a.follow_link, container=dc))
+                    root, srcpath, dp, archive=a.archive, follow_link=a.follow_link, container=dc or ""))
     except LaminaError as e:
         e.exit_code = 1
         raise

@@ -103,7 +103,8 @@ def cmd_images(argv, ctx) -> int:
             tag = tag or "<none>"
             if want_repo is not None and (repo != want_repo or (want_tag and tag != want_tag)):
                 continue
-            if "reference" in filters and (name is None or not any(_ref_match(f, repo, tag) for f in filters["reference"])):
+            if "reference" in filters and (name is None or
+                                           not any(_ref_match(f, repo, tag) for f in filters["reference"])):
                 continue
             digest = "<none>"
             if name:
@@ -124,8 +125,10 @@ def cmd_images(argv, ctx) -> int:
 def _labels_match(ctx, config: str, wanted: list[str]) -> bool:
     """``label=key`` or ``label=key=value`` against an image's config labels (all must hold)."""
     import json
+
     from lamina.digest import Digest
-    labels = (json.loads(ctx.store.content.read(Digest.parse(config), verify=False)).get("config") or {}).get("Labels") or {}
+    doc = json.loads(ctx.store.content.read(Digest.parse(config), verify=False))
+    labels = (doc.get("config") or {}).get("Labels") or {}
     for w in wanted:
         k, sep, v = w.partition("=")
         if k not in labels or (sep and labels[k] != v):
@@ -327,7 +330,8 @@ def cmd_history(argv, ctx) -> int:
         if not a.no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
         rows.append({"ID": ident,
-                     "CreatedSince": (ago(r["created"], now) if human else _iso(r["created"])) if r["created"] else "N/A",
+                     "CreatedSince": ((ago(r["created"], now) if human else _iso(r["created"]))
+                                      if r["created"] else "N/A"),
                      "CreatedAt": _iso(r["created"]) if r["created"] else "",
                      "CreatedBy": created_by,
                      "Size": human_size(r["size"]) if human else str(r["size"]),
@@ -342,7 +346,8 @@ def cmd_history(argv, ctx) -> int:
 def _iso(ts: float | None) -> str:
     if not ts:
         return ""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) + time.strftime("%z", time.localtime(ts))[:3] + ":" + time.strftime("%z", time.localtime(ts))[3:]
+    zone = time.strftime("%z", time.localtime(ts))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) + zone[:3] + ":" + zone[3:]
 
 
 # -- save / load ---------------------------------------------------------------------
@@ -353,6 +358,7 @@ def cmd_save(argv, ctx) -> int:
     p.args("images", min=1)
     a = parse(p, argv)
     import os
+
     from lamina.image.archive import save
     imgs = _images(ctx)
     for name in a.images:

@@ -8,7 +8,7 @@ import json
 import sys
 
 from lamina.cli.args import Parser, parse
-from lamina.errors import InvalidArgument, LaminaError, NotFound
+from lamina.errors import InvalidArgument, LaminaError
 
 NET_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 NET_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
@@ -68,7 +68,7 @@ def inspect_doc(ctx, net) -> dict:
                    "com.docker.network.bridge.name": net.bridge, "com.docker.network.driver.mtu": "1500"}
     config = []
     if net.subnet:
-        config = [{"Subnet": net.subnet, "Gateway": net.gateway}] if net.user_defined else [{"Subnet": net.subnet, "Gateway": net.gateway}]
+        config = [{"Subnet": net.subnet, "Gateway": net.gateway}]
     return {"Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local", "Driver": net.driver,
             "EnableIPv6": False,
             "IPAM": {"Driver": "default", "Options": {} if net.user_defined else None, "Config": config},
@@ -151,7 +151,8 @@ def cmd_network_ls(argv, ctx) -> int:
 
 
 def cmd_network_inspect(argv, ctx) -> int:
-    p = Parser("network inspect", "[OPTIONS] NETWORK [NETWORK...]", "Display detailed information on one or more networks")
+    p = Parser("network inspect", "[OPTIONS] NETWORK [NETWORK...]",
+               "Display detailed information on one or more networks")
     p.option("-f", "--format", help="Format the output using the given Go template")
     p.flag("-v", "--verbose", help="Verbose output for diagnostics")
     p.args("names", min=1)
@@ -244,10 +245,10 @@ def cmd_network_connect(argv, ctx) -> int:
     doc = cs.get(a.args[1])
     mode = doc["HostConfig"]["NetworkMode"]
     if net.driver != "bridge" or mode in ("host", "none") or mode.startswith("container:"):
-        raise Conflict(f"container cannot be disconnected from host network or connected to host network"
+        raise Conflict("container cannot be disconnected from host network or connected to host network"
                        if "host" in (mode, net.name) else
-                       f"container sharing network namespace with another container or host cannot be connected "
-                       f"to any other network")
+                       "container sharing network namespace with another container or host cannot be connected "
+                       "to any other network")
     nets = doc["NetworkSettings"].get("Networks") or {}
     if net.name in nets:
         raise Conflict(f"endpoint with name {doc['Name'].lstrip('/')} already exists in network {net.name}")

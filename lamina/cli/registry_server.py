@@ -53,7 +53,8 @@ def cmd_registry_serve(argv, ctx) -> int:
     p.option("--addr", default="127.0.0.1:5000", help="Address to listen on (HOST:PORT)")
     p.option("--root", help="Store directory (default: <lamina root>/registry)")
     p.option("--htpasswd", metavar="file", help="Require Basic auth against this htpasswd file (bcrypt)")
-    p.option("--auth", metavar="mode", help="Auth mode: none, htpasswd or token (token: also issue Bearer tokens at /token)")
+    p.option("--auth", metavar="mode",
+             help="Auth mode: none, htpasswd or token (token: also issue Bearer tokens at /token)")
     p.option("--acl", metavar="file", help="Access rules: 'USER REPO-GLOB pull,push,delete' per line")
     p.option("--tls-cert", metavar="file", help="Serve HTTPS with this certificate (PEM)")
     p.option("--tls-key", metavar="file", help="Private key of --tls-cert (PEM)")
@@ -66,7 +67,8 @@ def cmd_registry_serve(argv, ctx) -> int:
     p.option("--gc-grace", default="10m", metavar="duration", help="Online GC keeps anything younger than this")
     a = parse(p, argv)
     if a.log_level not in _LEVELS:
-        raise InvalidArgument(f'invalid argument "{a.log_level}" for "--log-level" flag: want one of {", ".join(_LEVELS)}')
+        raise InvalidArgument(f'invalid argument "{a.log_level}" for "--log-level" flag: '
+                              f'want one of {", ".join(_LEVELS)}')
     auth = a.auth
     if auth is not None and auth not in ("none", "htpasswd", "token"):
         raise InvalidArgument(f'invalid argument "{auth}" for "--auth" flag: want none, htpasswd or token')
@@ -92,9 +94,9 @@ def cmd_registry_serve(argv, ctx) -> int:
     try:
         return serve(cfg)
     except AuthError as e:
-        raise InvalidArgument(str(e))
+        raise InvalidArgument(str(e)) from None
     except ValueError as e:
-        raise InvalidArgument(str(e))
+        raise InvalidArgument(str(e)) from None
 
 
 def cmd_registry_gc(argv, ctx) -> int:

@@ -259,7 +259,7 @@ def cmd_df(argv, ctx) -> int:
     from lamina.image.service import Images
     imgs = Images(ctx.store)
     all_layers, active_layers = set(), set()
-    for manifest, config, _ in images:
+    for manifest, _config, _ in images:
         try:
             diffs = [str(d) for _, d, _ in imgs.chain(imgs.get(manifest))]
         except Exception:
@@ -332,8 +332,8 @@ def cmd_prune(argv, ctx) -> int:
     p.flag("--volumes", help="Prune volumes")
     p.option("--filter", append=True)
     a = parse(p, argv)
-    from lamina.cli.units import human_size
     from lamina.cli.images import _confirm, _parse_filters, print_pruned
+    from lamina.cli.units import human_size
     from lamina.image.prune import prune_images
     from lamina.image.service import Images
     if not a.force:
@@ -354,7 +354,7 @@ def cmd_prune(argv, ctx) -> int:
         from lamina.runtime.volumes import prune_volumes
         names, freed_volumes = prune_volumes(ctx.store)
         print_pruned("Deleted Volumes:", names)
-    from lamina.build.cache import BuildCache
+    from lamina.builder.cache import BuildCache
     BuildCache(ctx.store).prune()
     lines, freed = prune_images(Images(ctx.store), all_unused=a.all,
                                 filters=_parse_filters(a.filter, ("until", "label")))

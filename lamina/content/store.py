@@ -29,8 +29,8 @@ from lamina.digest import Digest, hexdigest, new_hash
 from lamina.errors import DigestMismatch, InvalidArgument, NotFound
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
-    from typing import BinaryIO
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO  # names used in annotations only; importing them costs start-up time
 
 _CHUNK = 1 << 20
 
@@ -78,7 +78,8 @@ class ContentStore:
             atomic_write(layout, b'{"imageLayoutVersion":"1.0.0"}')
         index = os.path.join(self.root, "index.json")
         if not os.path.exists(index):
-            atomic_write(index, b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}')
+            atomic_write(index, b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",'
+                                b'"manifests":[]}')
 
     # -- reading --------------------------------------------------------------------
     def path(self, digest: Digest) -> str:
@@ -133,7 +134,7 @@ class ContentStore:
         return got
 
     def writer(self, ref: str, *, expected: Digest | None = None, size: int | None = None,
-               resume: bool = True, hashing: bool = True) -> "Writer":
+               resume: bool = True, hashing: bool = True) -> Writer:
         """Open an ingest for ``ref`` (a name unique to the content being written).
 
         With ``resume`` an existing partial write under the same ref is continued; otherwise
@@ -145,7 +146,7 @@ class ContentStore:
 
     def stale_ingests(self) -> list[str]:
         """Refs of partial writes that no live process holds (safe to delete)."""
-        out = []
+        out: list[str] = []
         try:
             names = os.listdir(self.ingest_dir)
         except FileNotFoundError:
@@ -211,9 +212,10 @@ class Writer:
                 raise Unavailable(f"content {ref} is being written by another lamina process") from None
             raise
         self.data_path = os.path.join(self.dir, "data")
-        self._h = new_hash(expected.algorithm if expected else "sha256") if hashing else None
+        self._h: Any = new_hash(expected.algorithm if expected else "sha256") if hashing else None
         self.offset = 0
         if resume and hashing and os.path.exists(self.data_path):
+            assert self._h is not None
             with open(self.data_path, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     self._h.update(chunk)
@@ -226,7 +228,7 @@ class Writer:
         self._done = False
         self.digest: Digest | None = None
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, *exc) -> None:

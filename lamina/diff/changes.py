@@ -40,10 +40,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from lamina._dcache import dataclass
 from collections.abc import Iterable, Sequence
 
 from lamina.errors import InvalidArgument, NotFound, Unsupported
+from lamina.values import value
 
 __all__ = ["Change", "changes", "format_changes"]
 
@@ -52,7 +52,7 @@ _CAP_XATTR = "security.capability"
 _KINDS = ("A", "C", "D")
 
 
-@dataclass(frozen=True)
+@value
 class Change:
     """One line of ``docker diff``: ``kind`` is "A" (added), "C" (changed) or "D" (deleted);
     ``path`` is absolute inside the container ("/etc/passwd")."""

@@ -48,14 +48,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from lamina._dcache import dataclass, field
 from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable
 from lamina.layer import tarstream as ts
-from lamina.layer.extract import (RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, clean_path,
-                                  openat2)
 from lamina.layer.writer import tar_header, write_layer
+from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, clean_path, openat2
+from lamina.values import field, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -74,7 +73,7 @@ _ZERO = bytes(512)
 
 # -- entries ---------------------------------------------------------------------------------
 
-@dataclass(slots=True)
+@value(frozen=False)
 class _Meta:
     kind: str  # dir, file, symlink, fifo, chr, blk
     mode: int  # permission bits with setuid/setgid/sticky
@@ -442,7 +441,7 @@ class _TarSink:
 
 # -- source walk -----------------------------------------------------------------------------
 
-@dataclass
+@value(frozen=False)
 class _Node:
     """A resolved source: its stat, and either (pfd, name) to open it without following,
     or ``fd`` (O_PATH) of an already resolved target (a followed link, a root dir)."""
@@ -552,7 +551,7 @@ class _Walker:
 
 # -- path rules ------------------------------------------------------------------------------
 
-@dataclass
+@value(frozen=False)
 class _Spec:
     """A path as the user typed it, split for Docker's rules."""
 
@@ -625,7 +624,7 @@ def _resolve(base_fd: int, resolve: int, spec: _Spec, *, follow: bool,
     return _Node(st, pfd=pfd, name=spec.base)
 
 
-@dataclass
+@value(frozen=False)
 class _Dest:
     exists: bool
     is_dir: bool
@@ -945,7 +944,7 @@ def _tar_chunks(reader: ts.TarReader) -> Iterator[bytes]:
         piece = reader.read_data()
         if not piece:
             return
-        yield piece
+        yield piece  # type: ignore[misc]  # a memoryview: written like bytes, never kept
 
 
 def export_tar(root: str, out: BinaryIO, *, progress=None) -> int:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from lamina._dcache import dataclass, field
 
 from lamina.errors import InvalidArgument
+from lamina.values import field, value
 
 __all__ = ["Pattern", "Matcher", "read_ignore_file", "find_ignore_file"]
 
@@ -142,16 +142,16 @@ def _matcher(body: str, *, tail: bool):
     return _Nfa(body, tail=tail).fullmatch
 
 
-@dataclass(frozen=True)
+@value
 class Pattern:
     text: str            # cleaned pattern, without "!"
     exclusion: bool      # True for "!pattern" (re-include)
     kind: int
-    regex: "re.Pattern | None"
+    regex: re.Pattern | None
     matches: object = field(default=None, compare=False, hash=False, repr=False)
 
     @classmethod
-    def compile(cls, raw: str) -> "Pattern":
+    def compile(cls, raw: str) -> Pattern:
         p = raw.strip()
         excl = False
         if p.startswith("!"):
@@ -304,7 +304,7 @@ class Matcher:
         self.has_exclusions = any(p.exclusion for p in self.patterns)
 
     @classmethod
-    def from_lines(cls, lines) -> "Matcher":
+    def from_lines(cls, lines) -> Matcher:
         """From .dockerignore lines (strings or bytes, newline-terminated or not)."""
         pats: list[Pattern] = []
         for idx, line in enumerate(lines):
@@ -331,11 +331,11 @@ class Matcher:
         return cls(pats)
 
     @classmethod
-    def from_file(cls, path: str) -> "Matcher":
+    def from_file(cls, path: str) -> Matcher:
         with open(path, "rb") as f:
             return cls.from_lines(f.read().splitlines())
 
-    def keeping(self, *paths: str) -> "Matcher":
+    def keeping(self, *paths: str) -> Matcher:
         """A matcher that never excludes ``paths`` (Dockerfile, .dockerignore), as the
         docker CLI does before sending the context."""
         extra = [Pattern.compile("!" + _clean(p).lstrip("/")) for p in paths

@@ -110,10 +110,11 @@ def _json_encode(v, out: list, escape_html: bool, depth: int = 0) -> None:
         import base64
 
         out.append('"' + base64.b64encode(bytes(v)).decode("ascii") + '"')
-    elif hasattr(v, "__dataclass_fields__"):
+    elif hasattr(v, "__dataclass_fields__") or hasattr(v, "__value_fields__"):  # lamina.values
         out.append("{")
         first = True
-        for name in v.__dataclass_fields__:
+        names = getattr(v, "__value_fields__", None) or v.__dataclass_fields__
+        for name in names:
             if name.startswith("_"):
                 continue
             if not first:

@@ -23,7 +23,6 @@ import os
 import stat
 import tarfile
 
-
 from lamina import oci
 from lamina.digest import Digest
 from lamina.errors import InvalidArgument, LaminaError, NotFound
@@ -131,7 +130,9 @@ def save(images: Images, names: list[str], out: BinaryIO, *, progress=None) -> N
     t = _TarOut(out, progress)
     t.add_dir("blobs/")
     t.add_dir("blobs/sha256/")
-    manifest_json, index_entries, repositories = [], [], {}
+    manifest_json: list = []
+    index_entries: list = []
+    repositories: dict = {}
     content = images.content
     for rec, tags in picked:
         m = images.manifest(rec)
@@ -281,13 +282,14 @@ def _read_archive(images: Images, src: BinaryIO, found: _Loaded, progress=None) 
                 continue
             expect = _blob_name(name)
             if expect is None and member.size <= _SMALL:
-                found.files[name] = tf.extractfile(member).read()
+                found.files[name] = tf.extractfile(member).read()  # type: ignore[union-attr]  # a file
                 continue
             if expect is not None and content.exists(expect):
                 found.blobs[name] = expect  # already have it (verified when it was stored)
                 continue
             ref = f"load-{os.getpid()}-{os.urandom(4).hex()}"
             f = tf.extractfile(member)
+            assert f is not None  # a regular file
             head = f.read(512)
             report = None
             is_layer = (len(head) == 512 and head[257:262] == b"ustar") or head[:2] == b"\x1f\x8b" or \
@@ -306,7 +308,7 @@ def _read_archive(images: Images, src: BinaryIO, found: _Loaded, progress=None) 
                         from lamina.progress import Reader
                         reader = Reader(reader, report)
                     try:
-                        info = ingest_layer(reader, w, compression=None)
+                        info = ingest_layer(reader, w, compression=None)  # type: ignore[arg-type]  # a file-like object
                         d = w.commit(digest=info.digest)
                     except LaminaError as e:
                         raise type(e)(f"archive entry {name}: {e}") from None
@@ -371,7 +373,7 @@ def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict,
         kind = sniff(f.read(6))
         f.seek(0)
         try:
-            info = ingest_layer(f, _Null(), compression=None)
+            info = ingest_layer(f, _Null(), compression=None)  # type: ignore[arg-type]  # a file-like object
         except LaminaError as e:
             raise type(e)(f"layer {blob}: {e}") from None
     if info.diff_id != diff_id:

@@ -75,7 +75,7 @@ def apply_changes(config: dict, changes: list[str], *, what: str = "--change") -
     if not any(line.strip() for line in changes):
         return cfg
     import dockerfile
-    for n, line in enumerate(changes, 1):
+    for _n, line in enumerate(changes, 1):
         line = line.strip()
         if not line:
             continue
@@ -93,13 +93,13 @@ def apply_changes(config: dict, changes: list[str], *, what: str = "--change") -
                 raise InvalidArgument(f"{what} {line!r}: {name} is not a valid change command")
             vals = list(cmd.value)
             if name in ("CMD", "ENTRYPOINT"):
-                v = vals if cmd.json else DEFAULT_SHELL + [" ".join(vals)]
-                cfg["Cmd" if name == "CMD" else "Entrypoint"] = v
+                argv = vals if cmd.json else DEFAULT_SHELL + [" ".join(vals)]
+                cfg["Cmd" if name == "CMD" else "Entrypoint"] = argv
             elif name in ("ENV", "LABEL"):
                 if len(vals) % 2:
                     raise InvalidArgument(f"{what} {line!r}: {name} needs key=value pairs")
-                for k, v in zip(vals[::2], vals[1::2]):
-                    k, v = unquote(k), unquote(v)
+                for qk, qv in zip(vals[::2], vals[1::2]):
+                    k, v = unquote(qk), unquote(qv)
                     if not k:
                         raise InvalidArgument(f"{what} {line!r}: {name} names cannot be empty")
                     if name == "ENV":

@@ -15,19 +15,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from lamina._dcache import dataclass, field
 
 from lamina.digest import Digest, chain_ids
 from lamina.errors import LaminaError
+from lamina.values import field, value
 
 
-@dataclass(frozen=True)
+@value
 class Keep:
     blobs: frozenset[str]
     chains: frozenset[str]
 
 
-@dataclass
+@value(frozen=False)
 class Report:
     blobs_removed: list[str] = field(default_factory=list)
     chains_removed: list[str] = field(default_factory=list)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-
 from lamina import oci
 from lamina.image.changes import apply_changes
 from lamina.image.service import ImageRecord, Images, rfc3339
@@ -19,7 +18,7 @@ if TYPE_CHECKING:  # names used in annotations only; importing them costs start-
     from typing import BinaryIO
 
 
-def import_tar(images: Images, src: BinaryIO, *, tags: list = (), changes: list[str] = (),
+def import_tar(images: Images, src: BinaryIO, *, tags: list | tuple = (), changes: list[str] | tuple = (),
                message: str | None = None, platform: oci.Platform | None = None,
                compression: str = "gzip") -> ImageRecord:
     """Import ``src`` as an image; returns its record. On any error nothing is recorded

@@ -44,7 +44,7 @@ def inspect_image(images: Images, rec: ImageRecord) -> dict:
     if chain:
         row = images.db.one("SELECT dir FROM snapshots WHERE chain_id=?", (str(chain[-1][0]),))
         snap = row[0] if row else None
-    graph = {"Data": None, "Name": "overlay"}
+    graph: dict = {"Data": None, "Name": "overlay"}
     if snap:
         import os
         graph["Data"] = {"UpperDir": os.path.join(images.store.snapshots_dir, snap, "fs")}

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import json
 import time
-from lamina._dcache import dataclass
 
 from lamina import oci
 from lamina.digest import Digest, chain_ids
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
 from lamina.store import Store
 from lamina.timefmt import parse_time, rfc3339  # noqa: F401 - re-exported
+from lamina.values import value
 
 
-@dataclass(frozen=True)
+@value
 class ImageRecord:
     manifest: Digest          # manifest digest
     id: Digest                # config digest: the image ID
@@ -37,7 +37,7 @@ class ImageRecord:
     intermediate: bool
 
     @classmethod
-    def from_row(cls, row: tuple) -> "ImageRecord":
+    def from_row(cls, row: tuple) -> ImageRecord:
         m, c, mt, ms, size, created, added, parent, inter = row
         return cls(Digest.parse(m), Digest.parse(c), mt, ms, size, created, added, parent, bool(inter))
 
@@ -119,7 +119,8 @@ class Images:
                 tagged = [r for r in recs if self.tags_of(r.manifest)]
                 return (tagged or recs)[0]
             if len(ids) > 1:
-                raise InvalidArgument(f"ambiguous image ID {text!r}: it matches {len(ids)} images; give more characters")
+                raise InvalidArgument(f"ambiguous image ID {text!r}: it matches {len(ids)} images; "
+                                      "give more characters")
             rows = self.db.query(f"SELECT {_COLS} FROM images WHERE manifest LIKE ?", (like,))
             if len(rows) == 1:
                 return ImageRecord.from_row(rows[0])
@@ -144,15 +145,16 @@ class Images:
         return self.content.read(rec.id, verify=False)
 
     # -- creation -----------------------------------------------------------------
-    def add_image(self, manifest_bytes: bytes, *, tags: list = (), parent: str | None = None,
+    def add_image(self, manifest_bytes: bytes, *, tags: list | tuple = (), parent: str | None = None,
                   intermediate: bool = False, layer_facts: dict | None = None,
-                  repo_digest_names: list[str] = (), write_index: bool = True) -> ImageRecord:
+                  repo_digest_names: list | tuple = (), write_index: bool = True) -> ImageRecord:
         """Record an image whose manifest, config and layer blobs are all in the content store.
 
         ``manifest_bytes`` is stored verbatim (its digest is the manifest digest).
         ``layer_facts`` maps layer blob digest -> (diff_id, content_size, media_type) learned
         at ingest. ``repo_digest_names`` are repository names (``name@<manifest>``) or
-        (name, digest) pairs: ``name@digest`` then names this image on its registry. Verifies every referenced blob exists (NotFound names the missing digest)
+        (name, digest) pairs: ``name@digest`` then names this image on its registry. Verifies every
+        referenced blob exists (NotFound names the missing digest)
         and that the config's diff_ids count matches the layers.
         """
         mdigest = Digest.of_bytes(manifest_bytes)
@@ -196,7 +198,7 @@ class Images:
         return self.get(mdigest)
 
     def create(self, *, config: dict, layers: list[tuple[oci.Descriptor, Digest, int]],
-               tags: list = (), parent: str | None = None, intermediate: bool = False,
+               tags: list | tuple = (), parent: str | None = None, intermediate: bool = False,
                write_index: bool = True) -> ImageRecord:
         """Write config + OCI manifest for ``layers`` [(descriptor, diff_id, content_size)].
 
@@ -230,12 +232,14 @@ class Images:
         """Rewrite content/index.json from the DB: every image, once per tag (ref.name = full
         reference) and once untagged if it has no tag. Atomic; the DB is read and the file
         written under the store lock, so concurrent writers cannot leave an older view last."""
-        from lamina.content.store import atomic_write
         import os
+
+        from lamina.content.store import atomic_write
         with self.store.lock():
             tags = self.all_tags()
             entries = []
-            for manifest, mt, msize in self.db.query("SELECT manifest, media_type, manifest_size FROM images ORDER BY added"):
+            rows = self.db.query("SELECT manifest, media_type, manifest_size FROM images ORDER BY added")
+            for manifest, mt, msize in rows:
                 base = {"mediaType": mt, "digest": manifest, "size": msize}
                 names = tags.get(manifest)
                 if names:
@@ -282,6 +286,7 @@ class Images:
             ref = None
         users = self.containers_using(rec)
         if by_name and len(tags) > 1:
+            assert ref is not None  # by_name: the text parsed
             self.untag(str(ref))
             return [f"Untagged: {ref.familiar}"]
         if not by_name and len(tags) > 1 and not force:
@@ -298,6 +303,7 @@ class Images:
             return out
         if self.children(rec):
             if by_name:  # Docker: the name goes, the image stays as its children's parent
+                assert ref is not None
                 self.untag(str(ref))
                 return [f"Untagged: {ref.familiar}"]
             raise Conflict(f"conflict: unable to delete {rec.id.short} (cannot be forced) - "

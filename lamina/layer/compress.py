@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import io
 
-
 from lamina.errors import InvalidArgument
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
-    from typing import BinaryIO
+if TYPE_CHECKING:
+    from typing import BinaryIO, NoReturn  # names used in annotations only; importing them costs start-up time
 
 GZIP = "gzip"
 ZSTD = "zstd"
@@ -101,7 +100,7 @@ class _Guarded(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _fail(self, e: BaseException):
+    def _fail(self, e: BaseException) -> NoReturn:
         msg = str(e) or type(e).__name__
         if isinstance(e, EOFError):
             msg = f"truncated ({msg})"
@@ -207,7 +206,7 @@ def open_decompressed(f: BinaryIO, *, threaded: bool = True) -> tuple[BinaryIO, 
 
         inner = (igzip_threaded.open(src, "rb", threads=1) if threaded
                  else igzip.IGzipFile(fileobj=src, mode="rb"))
-        errors = (OSError, EOFError, zlib.error, isal_zlib.error, ValueError)
+        errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, isal_zlib.error, ValueError)
     elif kind == ZSTD:
         import zstandard
 
@@ -221,7 +220,7 @@ def open_decompressed(f: BinaryIO, *, threaded: bool = True) -> tuple[BinaryIO, 
     else:
         import lzma
 
-        inner = lzma.LZMAFile(src, "rb")
+        inner = lzma.LZMAFile(src, "rb")  # type: ignore[arg-type]  # a readable file object
         errors = (lzma.LZMAError, OSError, EOFError, ValueError)
     return io.BufferedReader(_Guarded(inner, kind, errors), 1 << 20), kind
 

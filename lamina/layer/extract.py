@@ -1,8 +1,8 @@
 """Safe extraction of a layer tar into a directory.
 
 Every path operation resolves *inside* ``root``: parent directories are opened with
-``openat2(2)`` and ``RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`` on a descriptor of
-``root`` (so ``..`` and symlinks — absolute or relative, including ones this very tar
+``openat2(2)`` and ``RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`` (:mod:`lamina.safepath`) on a
+descriptor of ``root`` (so ``..`` and symlinks — absolute or relative, including ones this very tar
 created a moment ago — are resolved as if ``root`` were ``/``), and the last component
 is then created with an ``*at()`` call that never follows it. Nothing outside ``root``
 can be written, whatever the tar contains.
@@ -25,16 +25,15 @@ the directory and updates its metadata. Directory mtimes are set after all entri
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
 import stat
-from lamina._dcache import dataclass
 
-
-from lamina.errors import InvalidArgument, Unavailable, Unsupported
+from lamina.errors import InvalidArgument, Unavailable
 from lamina.layer import tarstream as ts
+from lamina.safepath import IN_ROOT, clean_path, openat2
+from lamina.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -45,19 +44,11 @@ WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
-# openat2(2)
-SYS_OPENAT2 = 437  # the same number on x86_64, aarch64 and every other modern arch
-RESOLVE_NO_XDEV = 0x01
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
-RESOLVE_IN_ROOT = 0x10
-
 _ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS, errno.EMFILE,
                errno.ENFILE)
 
 
-@dataclass(frozen=True)
+@value
 class ApplyResult:
     """What :func:`apply_layer` did: ``entries`` tar entries (meta headers not counted),
     ``content_size`` the sum of the sizes of regular files."""
@@ -66,26 +57,7 @@ class ApplyResult:
     content_size: int
 
 
-# -- name checks (shared with ingest) -------------------------------------------------------
-
-def clean_path(name: str) -> str | None:
-    """Lexically clean a tar path to a relative one ("." for the root).
-
-    Leading slashes are dropped (absolute names are relative to the root, like Docker).
-    Returns None when ``..`` would climb above the root.
-    """
-    parts: list[str] = []
-    for c in name.split("/"):
-        if c == "" or c == ".":
-            continue
-        if c == "..":
-            if not parts:
-                return None
-            parts.pop()
-        else:
-            parts.append(c)
-    return "/".join(parts) if parts else "."
-
+# -- name checks (shared with ingest; clean_path is lamina.safepath's) ----------------------
 
 def check_member(name: str, linkname: str, type: bytes) -> str:
     """Validate one tar entry and return its cleaned relative path ("." for the root).
@@ -136,46 +108,6 @@ def check_member(name: str, linkname: str, type: bytes) -> str:
     return clean
 
 
-# -- openat2 -----------------------------------------------------------------------------------
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
-
-
-_libc = None
-
-
-def _syscall():
-    global _libc
-    if _libc is None:
-        lib = ctypes.CDLL(None, use_errno=True)
-        fn = lib.syscall
-        fn.restype = ctypes.c_long
-        _libc = fn
-    return _libc
-
-
-def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
-    """openat2(2): returns a new fd or raises OSError. Retries EAGAIN (rename races)."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    bpath = os.fsencode(path)
-    fn = _syscall()
-    for _ in range(64):
-        fd = fn(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(bpath),
-                ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
-        if fd >= 0:
-            return fd
-        e = ctypes.get_errno()
-        if e == errno.ENOSYS:
-            raise Unsupported("openat2(2) is not available (Linux >= 5.6 is required for "
-                              "safe layer extraction)")
-        if e not in (errno.EAGAIN, errno.EINTR):
-            raise OSError(e, os.strerror(e), path)
-    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN), path)
-
-
-_IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 _DIR_PATH = os.O_PATH | os.O_DIRECTORY
 
 
@@ -205,7 +137,7 @@ class _Applier:
         self._cache_path = None
 
     def _open_dir(self, path: str) -> int:
-        return openat2(self.root_fd, path, _DIR_PATH, _IN_ROOT)
+        return openat2(self.root_fd, path, _DIR_PATH, IN_ROOT)
 
     def parent(self, path: str, *, create: bool = True) -> tuple[int, str]:
         """(O_PATH fd of the parent directory resolved in root, last component).

@@ -16,14 +16,13 @@ decompression and compression overlap with the Python header parser.
 from __future__ import annotations
 
 import hashlib
-from lamina._dcache import dataclass
-
 
 from lamina.digest import Digest, HashingWriter
 from lamina.errors import InvalidArgument
 from lamina.layer import tarstream as ts
 from lamina.layer.compress import open_compressor, open_decompressed
 from lamina.layer.extract import check_member
+from lamina.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -37,7 +36,7 @@ MEDIA_TYPES = {None: MEDIA_TYPE_TAR, "gzip": MEDIA_TYPE_TAR_GZIP, "zstd": MEDIA_
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@value
 class LayerInfo:
     """The result of :func:`ingest_layer`.
 
@@ -86,7 +85,7 @@ def ingest_layer(src: BinaryIO, out: BinaryIO, *, compression: str | None = "gzi
         if compression is None:
             sink = out
         else:
-            comp = open_compressor(hashed_out, compression, level=level, threads=threads)
+            comp = open_compressor(hashed_out, compression, level=level, threads=threads)  # type: ignore[arg-type]  # a file-like object
             sink = comp
         read = reader.read
         update = diff.update
@@ -149,7 +148,7 @@ class LayerSink:
         self.compression = compression
         self._diff = hashlib.sha256()
         self._hashed_out = HashingWriter(out)
-        self._comp = (open_compressor(self._hashed_out, compression, level=level, threads=threads)
+        self._comp = (open_compressor(self._hashed_out, compression, level=level, threads=threads)  # type: ignore[arg-type]
                       if compression else None)
         self._sink = self._comp if self._comp is not None else out
         self.total = 0

@@ -14,7 +14,6 @@ round-trips through ``os`` calls.
 
 from __future__ import annotations
 
-from lamina._dcache import dataclass, field
 from collections.abc import Callable, Iterator
 
 from lamina.errors import InvalidArgument
@@ -43,27 +42,45 @@ def decode_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-@dataclass(slots=True)
 class TarEntry:
     """One tar member after its meta headers (PAX, GNU long names) have been applied.
 
     ``name``/``linkname`` are exactly as stored (not cleaned); ``size`` is the number of
     data bytes that follow (0 for header-only types); ``xattrs`` holds SCHILY.xattr
-    records with raw byte values.
+    records with raw byte values. A mutable record made once per member in the readers'
+    inner loops, so written out by hand (slots, straight-line ``__init__``).
     """
 
-    name: str
-    linkname: str
-    type: bytes
-    mode: int
-    uid: int
-    gid: int
-    mtime_ns: int
-    size: int
-    devmajor: int = 0
-    devminor: int = 0
-    xattrs: dict[str, bytes] = field(default_factory=dict)
-    sparse: bool = False
+    __slots__ = ("name", "linkname", "type", "mode", "uid", "gid", "mtime_ns", "size",
+                 "devmajor", "devminor", "xattrs", "sparse")
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __init__(self, name: str, linkname: str, type: bytes, mode: int, uid: int, gid: int,
+                 mtime_ns: int, size: int, devmajor: int = 0, devminor: int = 0,
+                 xattrs: dict[str, bytes] | None = None, sparse: bool = False) -> None:
+        self.name = name
+        self.linkname = linkname
+        self.type = type
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime_ns = mtime_ns
+        self.size = size
+        self.devmajor = devmajor
+        self.devminor = devminor
+        self.xattrs = {} if xattrs is None else xattrs
+        self.sparse = sparse
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not TarEntry:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return "TarEntry(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
     def is_regular(self) -> bool:

@@ -180,7 +180,7 @@ def _walk(root: bytes) -> Iterable[tuple[bytes, bytes, os.stat_result]]:
 
 
 def _selected(root: bytes, paths: Iterable[str]) -> Iterable[tuple[bytes, bytes, os.stat_result]]:
-    keys = {}
+    keys: dict = {}
     for p in paths:
         parts = tuple(c for c in os.fsencode(p).split(b"/") if c and c != b".")
         if not parts or b".." in parts:

@@ -22,7 +22,8 @@ def mode_of(name: str) -> str:
 def _check_host(spec: str) -> str:
     name, sep, addr = spec.partition(":")
     if not sep or not name or not addr:
-        raise InvalidArgument(f"invalid argument \"{spec}\" for \"--add-host\" flag: bad format for add-host: \"{spec}\"")
+        raise InvalidArgument(f"invalid argument \"{spec}\" for \"--add-host\" flag: "
+                              f"bad format for add-host: \"{spec}\"")
     if addr != "host-gateway":
         import ipaddress
         try:
@@ -78,7 +79,7 @@ def for_create(store, containers, opts, cid: str, image_exposed: dict | None) ->
             raise InvalidArgument(f"invalid IPv4 address: {opts.ip}") from None
         if not user_net:
             raise InvalidArgument("user specified IP address is supported on user defined networks only")
-        if not net.user_subnet:
+        if not net.user_subnet:  # type: ignore[union-attr]  # user_net: net is set
             raise InvalidArgument("user specified IP address is supported only when connecting to networks "
                                   "with user configured subnets")
     if opts.network_aliases and not user_net:

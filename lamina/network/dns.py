@@ -62,7 +62,7 @@ def unregister(state_dir: str, cid: str, owner: str | None = None) -> None:
 
 def entries(state_dir: str) -> list[dict]:
     d = _dir(state_dir)
-    out = []
+    out: list[dict] = []
     try:
         names = os.listdir(d)
     except FileNotFoundError:
@@ -148,7 +148,7 @@ def stop(net) -> None:
 class _Records:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
-        self.mtime = None
+        self.mtime: int | None = None
         self.by_name: dict[str, str] = {}
         self.by_ip: dict[str, str] = {}
         self.upstreams: dict[str, list[str]] = {}
@@ -163,7 +163,10 @@ class _Records:
         if m == self.mtime:
             return
         self.mtime = m
-        by_name, by_ip, ups, live = {}, {}, {}, 0
+        by_name: dict = {}
+        by_ip: dict = {}
+        ups: dict = {}
+        live = 0
         for e in entries(self.state_dir):
             if not owner_alive(e.get("Owner", "")):
                 continue
@@ -269,8 +272,9 @@ def _servfail(msg: bytes) -> bytes:
 def serve(state_dir: str, gateway: str, ready_fd: int) -> int:
     import selectors
     import threading
-    from lamina.network.ipam import _start_time
+
     from lamina.network.files import upstreams as default_upstreams
+    from lamina.network.ipam import _start_time
 
     lock = os.open(os.path.join(state_dir, "dns.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

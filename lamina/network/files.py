@@ -14,11 +14,15 @@ search and options lines as above; ``--dns`` servers become the embedded server'
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 HOSTS_HEADER = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
                 "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
 
-def hosts(*, ip: str, hostname: str, domainname: str = "", extra: list[tuple[str, str]] = ()) -> str:
+def hosts(*, ip: str, hostname: str, domainname: str = "", extra: Iterable[tuple[str, str]] = ()) -> str:
     out = [HOSTS_HEADER]
     for name, addr in extra:
         out.append(f"{addr}\t{name}\n")

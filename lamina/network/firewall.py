@@ -76,7 +76,7 @@ def _restore(script: str) -> tuple[bool, str]:
         return False, "iptables is not installed"
     import subprocess
     try:
-        p = subprocess.run([_iptables, "--noflush", "-w"], input=script, capture_output=True,
+        p = subprocess.run([str(_iptables), "--noflush", "-w"], input=script, capture_output=True,
                            text=True, timeout=120)
     except OSError as e:
         return False, e.strerror or str(e)
@@ -107,7 +107,7 @@ def delete(rules: dict[str, list[str]]) -> None:
     ok, _ = _restore(_batch(dels))
     if ok:
         return
-    for t, lines in rules.items():  # one at a time: skip those already gone
+    for t, _lines in rules.items():  # one at a time: skip those already gone
         for r in dels[t]:
             _restore(_batch({t: [r]}))
 

@@ -163,7 +163,7 @@ class Leases:
         self.dir = directory
 
     def all(self) -> list[Lease]:
-        out = []
+        out: list[Lease] = []
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:

@@ -26,8 +26,12 @@ import json
 import os
 from contextlib import contextmanager
 
-from lamina._dcache import dataclass
-from lamina.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from lamina.errors import Conflict, InvalidArgument, NotFound
+from lamina.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import builtins
 
 HOST_DIR = "/run/lamina/net"
 #: the version of the firewall rules a bridge gets (lamina.network.firewall.network_rules):
@@ -37,7 +41,7 @@ DEFAULT_BRIDGE = "lamina0"
 PREDEFINED = ("bridge", "host", "none")
 
 
-@dataclass(frozen=True)
+@value
 class Network:
     """One network record. ``driver`` is bridge, host or null; bridges have a subnet."""
 
@@ -226,7 +230,7 @@ class Networks:
                        "Labels": labels or {}, "Options": options or {}}
                 _host_dir()
                 with flocked(os.path.join(HOST_DIR, "lock")):
-                    sub, gw_s = _bring_up(rec["Bridge"], nid, want, gw, self._taken(), internal=internal)
+                    sub, gw_s = _bring_up(f"lm-{nid[:12]}", nid, want, gw, self._taken(), internal=internal)
                 rec.update(Subnet=sub, Gateway=gw_s)
                 perms.write_file(os.path.join(d, "network.json"), json.dumps(rec))
             except BaseException:
@@ -234,9 +238,11 @@ class Networks:
                 import shutil
                 shutil.rmtree(d, ignore_errors=True)
                 raise
-        return self._user(nid)
+        made = self._user(nid)
+        assert made is not None  # written above
+        return made
 
-    def _taken(self) -> list:
+    def _taken(self) -> builtins.list:
         import ipaddress
         out = []
         for n in self.list():
@@ -244,7 +250,7 @@ class Networks:
                 out.append(ipaddress.IPv4Network(n.subnet))
         return out
 
-    def remove(self, net: Network, *, in_use: list[str]) -> None:
+    def remove(self, net: Network, *, in_use: builtins.list[str]) -> None:
         """Remove a user network: its bridge, rules, record. ``in_use`` names containers
         that run on it (then Conflict, as Docker)."""
         if not net.user_defined:
@@ -315,7 +321,7 @@ class Networks:
             path = os.path.join(net.state_dir, "network.json")
             rec = _read_json(path) or {}
             if rec.get("Rules") == RULES_VERSION:
-                return self.default() if net.is_default else self._user(net.id)
+                return self.default() if net.is_default else self._user(net.id)  # type: ignore[return-value]
             if firewall.available():
                 firewall.ensure_base()
                 tag = f"lamina net:{net.id[:12]}"
@@ -324,7 +330,7 @@ class Networks:
                                                       internal=net.internal), f"updating the rules of {net.bridge}")
             rec["Rules"] = RULES_VERSION
             perms.write_file(path, json.dumps(rec))
-        return self.default() if net.is_default else self._user(net.id)
+        return self.default() if net.is_default else self._user(net.id)  # type: ignore[return-value]
 
 
 _host_nl = None

@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import socket
 
-from lamina._dcache import dataclass
 from lamina.errors import Conflict, InvalidArgument
+from lamina.values import value
 
 __all__ = ["PortMapping", "parse_publish", "parse_expose", "reserve", "start_proxy", "port_key"]
 
 
-@dataclass(frozen=True)
+@value
 class PortMapping:
     """One published port: ``host_ip:host_port -> container_port/proto`` (host_port 0 =
     random, until reserved)."""
@@ -230,6 +230,7 @@ def _proxy_main(bound, ip: str) -> None:
     while True:
         for key, _ in sel.select():
             m, s = key.data, key.fileobj
+            assert isinstance(s, socket.socket)
             try:
                 if m.proto == "tcp":
                     client, _ = s.accept()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 
-from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound, Unavailable
+from lamina.errors import InvalidArgument, LaminaError, NotFound, Unavailable
 from lamina.network import ipam
 from lamina.network.networks import Network, Networks, flocked, host_netlink
 
@@ -163,6 +163,7 @@ def attach(store, doc: dict) -> Sandbox | None:
             nl.add_veth(veth, master=link.index, alias=f"lamina {sb.tag}", peer=ep.ifname,
                         peer_netns_fd=fd, peer_mac=_mac(ip))
             peer = nl_in.link(ep.ifname)
+            assert peer is not None  # made just above
             nl_in.set_up(peer.index, f"bringing up {ep.ifname}")
             nl_in.add_addr(peer.index, ip, net.prefixlen, f"adding {ip} to {ep.ifname}")
             if i == 0:
@@ -188,6 +189,7 @@ def attach_build_step(store, *, cid: str, network: str, hostname: str, hosts_pat
            "HostConfig": {"NetworkMode": name, "PortBindings": {}, "PublishAllPorts": False},
            "Config": {"Hostname": hostname}, "NetworkSettings": {"Networks": {name: {}}}}
     sb = attach(store, doc)
+    assert sb is not None  # a bridge network always makes one
     for ep in sb.endpoints:  # a build step answers to no name
         from lamina.network import dns
         dns.unregister(ep.net.state_dir, cid, sb.owner)
@@ -211,7 +213,7 @@ def _publish(sb: Sandbox, doc: dict) -> None:
                                         0 if (rng or not lo) else int(lo), rng))
     if hc.get("PublishAllPorts"):
         have = {P.port_key(m.container_port, m.proto) for m in wanted}
-        for key in sorted((doc["Config"].get("ExposedPorts") or {})):
+        for key in sorted(doc["Config"].get("ExposedPorts") or {}):
             if key not in have:
                 port, _, proto = key.partition("/")
                 wanted.append(P.PortMapping(int(port), proto or "tcp"))
@@ -294,10 +296,10 @@ def settings(doc: dict, sb: Sandbox | None) -> dict:
             v["NetworkID"] = ep.net.id
     first = sb.endpoints[0] if sb and sb.endpoints else None
     default = first if first and first.net.is_default else None
-    ns.update({"Bridge": "", "SandboxID": (sb.endpoints[0].endpoint_id if first else "") if running else "",
+    ns.update({"Bridge": "", "SandboxID": first.endpoint_id if first else "",
                "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
                "Ports": ports if (running or ports) else {},
-               "SandboxKey": sb.netns_path if running and sb.netns_fd is not None else "",
+               "SandboxKey": sb.netns_path if sb is not None and sb.netns_fd is not None else "",
                "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
                "EndpointID": default.endpoint_id if default else "",
                "Gateway": default.net.gateway if default else "", "GlobalIPv6Address": "",
@@ -387,6 +389,7 @@ def connect_running(store, doc: dict, net: Network, settings_: dict) -> dict:
         finally:
             os.close(nsfd)
         peer = nl_in.link(ifname)
+        assert peer is not None  # made just above
         nl_in.set_up(peer.index, f"bringing up {ifname}")
         nl_in.add_addr(peer.index, ip, net.prefixlen, f"adding {ip} to {ifname}")
         if net.user_defined:

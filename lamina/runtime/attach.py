@@ -109,6 +109,7 @@ def attach(sock_path: str, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x1
     import socket
     import termios
     import tty as ttymod
+
     from lamina.errors import Unavailable
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

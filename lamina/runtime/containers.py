@@ -1,8 +1,9 @@
-"""Container records and their on-disk bundles.
+"""Container rows and their on-disk bundles.
 
-A container is a row in the ``containers`` table whose ``data`` column holds its
-Docker-shaped inspect document (Id, Name, Config, HostConfig, State, Mounts ...), plus a
-directory (owned by this module)::
+A container is a row in the ``containers`` table whose ``data`` column holds its record,
+the Docker-shaped inspect document (Id, Name, Config, HostConfig, State, Mounts ...) whose
+fields and defaults :mod:`lamina.runtime.record` owns, plus a directory (owned by this
+module)::
 
     containers/<id>/
       upper/ work/          the container's overlay layer (its copy-on-write changes)
@@ -31,6 +32,7 @@ import shutil
 import time
 
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
+from lamina.runtime import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -127,21 +129,21 @@ class Containers:
         return doc
 
     def set_state(self, cid: str, **changes) -> dict:
+        """Update fields of the record's ``State`` (each declared in lamina.runtime.record)."""
+        record.check_state(changes)
+
         def apply(doc):
             doc["State"].update(changes)
         return self.update(cid, apply)
 
     def refresh(self, doc: dict) -> dict:
-        st = doc["State"]
-        if st.get("Running") or st.get("Status") in ("running", "paused", "restarting"):
-            alive = process_alive(st.get("Pid"), st.get("PidStart")) or \
-                process_alive(st.get("MonitorPid"), st.get("MonitorStart"))
+        st = record.State.of(doc)
+        if st.active:
+            alive = process_alive(st.pid, st.pid_start) or process_alive(st.monitor_pid, st.monitor_start)
             if not alive:
                 from lamina.runtime import launcher
                 launcher.remove_cgroups(doc["Id"])
-                dead = dict(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
-                            ExitCode=255, FinishedAt=now_rfc3339(),
-                            Error="container process is gone (its lamina monitor was killed)")
+                dead = record.gone_state(now=now_rfc3339())
                 mode = doc["HostConfig"]["NetworkMode"]
                 if mode in ("host", "none") or mode.startswith("container:"):
                     return self.set_state(doc["Id"], **dead)
@@ -192,12 +194,12 @@ class Containers:
             if name in taken:
                 other = self.db.one("SELECT id FROM containers WHERE name=?", (name,))[0]
                 raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
-                               f'"{other}". You have to remove (or rename) that container to be able to reuse that name.')
+                               f'"{other}". You have to remove (or rename) that container to be able to '
+                               'reuse that name.')
         else:
             name = names.generate(taken)
         from lamina.network.config import for_create
         netcfg = for_create(self.store, self, opts, cid, cfg.get("ExposedPorts"))
-        network = netcfg["Mode"]
         hostname = opts.hostname or (netcfg["Container"]["Config"]["Hostname"] if netcfg["Container"]
                                      else cid[:12])
         env = _merge_env(list(cfg.get("Env") or []), list(opts.env))
@@ -207,7 +209,7 @@ class Containers:
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
         user = opts.user if opts.user is not None else (cfg.get("User") or "")
-        from lamina.runtime.lifecycle import parse_signal
+        from lamina.runtime.signals import parse_signal
         stop_signal = opts.stop_signal or cfg.get("StopSignal") or "SIGTERM"
         parse_signal(stop_signal)  # Docker: "Invalid signal: SIGBOGUS", 125
         memory_swap = _memory_swap(opts.memory, opts.memory_swap)
@@ -250,17 +252,10 @@ class Containers:
             Snapshotter(self.store).prepare(layers)
         shown = opts.image  # Config.Image is the name as the user gave it
         created = now_rfc3339()
-        doc = {
-            "Id": cid, "Created": created,
-            "Path": (entrypoint + cmd)[0], "Args": (entrypoint + cmd)[1:],
-            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
-                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
-                      "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
-            "Image": str(rec.id), "ImageManifest": str(rec.manifest),
-            "ResolvConfPath": os.path.join(d, "resolv.conf"), "HostnamePath": os.path.join(d, "hostname"),
-            "HostsPath": os.path.join(d, "hosts"), "LogPath": os.path.join(d, f"{cid}-json.log"),
-            "Name": "/" + name, "RestartCount": 0, "Driver": "overlay", "Platform": "linux",
-            "HostConfig": {
+        doc = record.new_document(
+            cid=cid, name=name, created=created, path=(entrypoint + cmd)[0], args=(entrypoint + cmd)[1:],
+            image=str(rec.id), manifest=str(rec.manifest), directory=d,
+            host_config={
                 "Binds": list(opts.volumes) or None, **netcfg["HostConfig"],
                 "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": restart_max},
                 "AutoRemove": opts.auto_remove, "CapAdd": list(opts.cap_add) or None,
@@ -272,12 +267,10 @@ class Containers:
                 "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
                 "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None,
             },
-            "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": os.path.join(d, "upper"),
-                                                         "WorkDir": os.path.join(d, "work"),
-                                                         "MergedDir": os.path.join(d, "rootfs")}},
-            "Mounts": [m.to_inspect() for m in mounts],
-            "Config": {
-                "Hostname": hostname, "Domainname": opts.domainname or "", "User": user, "AttachStdin": opts.interactive,
+            mounts=[m.to_inspect() for m in mounts],
+            config={
+                "Hostname": hostname, "Domainname": opts.domainname or "", "User": user,
+                "AttachStdin": opts.interactive,
                 "AttachStdout": True, "AttachStderr": True, "Tty": opts.tty, "OpenStdin": opts.interactive,
                 "StdinOnce": opts.interactive, "Env": env, "Cmd": cmd or None, "Image": shown,
                 "Volumes": cfg.get("Volumes"), "WorkingDir": workdir, "Entrypoint": entrypoint or None,
@@ -286,15 +279,9 @@ class Containers:
                 **({"StopTimeout": opts.stop_timeout} if opts.stop_timeout is not None else {}),
                 **({"ExposedPorts": netcfg["ExposedPorts"]} if netcfg["ExposedPorts"] else {}),
             },
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-                                "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-                                "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-                                "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                                "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-                                "Networks": netcfg["Networks"]},
-            "Lamina": {"ChainID": str(layers[-1].chain_id) if layers else None,
-                       "DetachKeys": opts.detach_keys},
-        }
+            networks=netcfg["Networks"],
+            chain_id=str(layers[-1].chain_id) if layers else None, detach_keys=opts.detach_keys,
+        )
         import sqlite3
         try:
             with self.db.tx() as c:
@@ -364,7 +351,8 @@ class Containers:
         opts = RunOptions(
             args=tuple([doc["Path"], *doc["Args"]]), env=tuple(env), cwd=c["WorkingDir"] or "/",
             user=user, hostname=c["Hostname"], terminal=c["Tty"], readonly_rootfs=hc["ReadonlyRootfs"],
-            network=mode, netns_path=netns, cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
+            network=mode, netns_path=netns, cap_add=tuple(hc.get("CapAdd") or ()),
+            cap_drop=tuple(hc.get("CapDrop") or ()),
             privileged=hc["Privileged"], no_new_privileges=security.no_new_privileges,
             mounts=tuple(mounts_from_inspect(doc)), shm_size=hc["ShmSize"], memory=hc["Memory"] or None,
             memory_swap=hc.get("MemorySwap") or None,
@@ -379,21 +367,11 @@ class Containers:
         return d, rootfs_mounts
 
     # -- removal ------------------------------------------------------------------
-    def remove(self, doc: dict, *, force: bool = False, volumes: bool = False) -> None:
-        from lamina.runtime import lifecycle
-        doc = self.refresh(doc)
-        st = doc["State"]
-        if st["Running"] or st["Status"] in ("running", "paused", "restarting"):
-            if not force:
-                raise Conflict(f"You cannot remove a running container {doc['Id']}. "
-                               f"Stop the container before attempting removal or force remove")
-            lifecycle.kill_and_wait(self, doc)
-        self.delete(doc, volumes=volumes)
-
     def delete(self, doc: dict, *, volumes: bool = False) -> None:
-        """Drop the row, then the directory (and anonymous volumes with ``volumes``)."""
-        from lamina.runtime.volumes import remove_anonymous
+        """Drop the row, then the directory (and anonymous volumes with ``volumes``). The
+        container must not be running (:func:`lamina.runtime.lifecycle.remove` stops it)."""
         from lamina.runtime import launcher
+        from lamina.runtime.volumes import remove_anonymous
         rt = doc["HostConfig"].get("Runtime") or "builtin"
         if rt not in ("builtin", "lamina"):
             from lamina.runtime import external
@@ -555,9 +533,9 @@ def read_in_layers(dirs: list[str], rel: str) -> bytes | None:
 def with_primary_gid(user):
     """Docker's daemon adds the primary gid to the supplementary groups (``id`` in a container
     shows ``groups=0(root)``), then the groups of /etc/group that list the user."""
-    from lamina import _dcache as dataclasses
+    from lamina import values
     gids = [user.gid] + [g for g in user.additional_gids if g != user.gid]
-    return dataclasses.replace(user, additional_gids=tuple(gids))
+    return values.replace(user, additional_gids=tuple(gids))
 
 
 def resolve_user_in_layers(dirs: list[str], user: str):

@@ -30,7 +30,8 @@ def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user
     with open(os.path.join(containers.dir(doc["Id"]), "config.json")) as f:
         spec = json.load(f)
     base = spec["process"]
-    u = with_primary_gid(resolve_user(f"/proc/{pid}/root", user if user is not None else (doc["Config"].get("User") or "")))
+    who = user if user is not None else (doc["Config"].get("User") or "")
+    u = with_primary_gid(resolve_user(f"/proc/{pid}/root", who))
     penv = _merge_env(list(base.get("env") or []), env)
     if tty and not any(e.startswith("TERM=") for e in penv):
         penv.append("TERM=xterm")

@@ -353,7 +353,7 @@ def exec_process(runtime: str, container_id: str, pid: int, process: dict, *,
 def precheck_exec(process: dict, rootfs: str, errfd: int) -> int:
     """Docker's 127/126 for a missing or non-executable command, looked up in ``rootfs``
     with openat2(RESOLVE_IN_ROOT) (the message goes to ``errfd``); 0 when it looks fine."""
-    from lamina.layer.extract import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+    from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
     args = process.get("args") or []
     if not args:

@@ -28,7 +28,9 @@ import threading
 import time
 
 from lamina.errors import CannotRun, Conflict, InvalidArgument, LaminaError, Unavailable
+from lamina.runtime import record
 from lamina.runtime.containers import Containers, _pid_start, now_rfc3339, process_alive
+from lamina.runtime.signals import parse_signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -36,14 +38,11 @@ if TYPE_CHECKING:  # names used in annotations only; importing them costs start-
 
 
 def _running_state(pid: int) -> dict:
-    return {"Status": "running", "Running": True, "Paused": False, "Restarting": False, "Pid": pid,
-            "PidStart": _pid_start(pid), "StartedAt": now_rfc3339(), "ExitCode": 0, "Error": "",
-            "FinishedAt": "0001-01-01T00:00:00Z"}
+    return record.running_state(pid, pid_start=_pid_start(pid), now=now_rfc3339())
 
 
 def _exited_state(code: int) -> dict:
-    return {"Status": "exited", "Running": False, "Paused": False, "Restarting": False, "Pid": 0,
-            "ExitCode": code, "FinishedAt": now_rfc3339()}
+    return record.exited_state(code, now=now_rfc3339())
 
 
 def net_attach(containers: Containers, doc: dict):
@@ -81,7 +80,6 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
     A container on a bridge network gets its network before it starts, and this process
     (its monitor) removes it when it ends."""
     _check_startable(doc)
-    cid = doc["Id"]
     try:
         sb = net_attach(containers, doc)
         try:
@@ -142,8 +140,8 @@ def _run_foreground(containers: Containers, doc: dict, sb, bundle, rootfs_mounts
         if doc["HostConfig"]["AutoRemove"]:
             containers.delete(doc, volumes=True)
         else:
-            containers.update(cid, lambda d: (d["State"].update(_exited_state(128), Error=str(e)),
-                                              _with_network(d, None)))
+            failed = {**_exited_state(128), "Error": str(e)}
+            containers.update(cid, lambda d: (d["State"].update(failed), _with_network(d, None)))
         raise
     finally:
         for sig, h in old.items():
@@ -260,6 +258,7 @@ def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = F
 def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False) -> int:
     import selectors
     import socket
+
     from lamina.runtime import launcher
     from lamina.runtime.attach import CLOSE_STDIN, EXIT, RESIZE, STDERR, STDIN, STDOUT, FrameReader
     m = _Monitor(store_root, cid)
@@ -427,12 +426,12 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             child_fds = [in_r, out_w, err_w]
         os.write(wake_w, b"x")
 
-        def on_start(pid: int) -> None:
+        def on_start(pid: int, restarts: int = restarts, sb=sb) -> None:  # called during this run
             nonlocal ready_sent
             st = _running_state(pid)
             st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()), RestartCount=restarts)
-            containers.update(cid, lambda doc: (doc["State"].update(st), doc.__setitem__("RestartCount", restarts),
-                                                _with_network(doc, sb)))
+            containers.update(cid, lambda d: (d["State"].update(st), d.__setitem__("RestartCount", restarts),
+                                              _with_network(d, sb)))
             if not ready_sent:
                 os.write(ready_w, f"ok {pid}\n".encode())
                 ready_sent = True
@@ -468,8 +467,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             ready_sent = True
         if sb is not None:
             sb.teardown()
-        doc = containers.update(cid, lambda doc: (doc["State"].update(_exited_state(code), Error=error),
-                                                  _with_network(doc, None)))
+        exited = {**_exited_state(code), "Error": error}
+        doc = containers.update(cid, lambda d, exited=exited: (d["State"].update(exited), _with_network(d, None)))
         policy = doc["HostConfig"]["RestartPolicy"]
         stopped = doc["State"].get("StoppedByUser")
         again = not stopped and not error and (
@@ -568,35 +567,6 @@ def _set_winsize(fd: int, payload: bytes) -> None:
 
 
 # -- signals and waiting ------------------------------------------------------------
-def parse_signal(name: str | int) -> int:
-    """A signal number from Docker's spellings: a number 1-64, ``SIGTERM``/``term``,
-    ``SIGRTMIN+3``, ``RTMAX-1``. Raises InvalidArgument ``Invalid signal: X`` (exit 125)
-    for anything else (0, 65, -1, SIGBOGUS, SIG_IGN)."""
-    text = str(name).strip()
-    if text.isdigit():
-        n = int(text)
-        if not 0 < n <= _SIGRTMAX:
-            raise InvalidArgument(f"Invalid signal: {name}")
-        return n
-    s = text.upper()
-    if not s.startswith("SIG"):
-        s = "SIG" + s
-    for base, sign, low in (("SIGRTMIN", "+", int(signal.SIGRTMIN)), ("SIGRTMAX", "-", _SIGRTMAX)):
-        if s == base:
-            return low
-        if s.startswith(base + sign) and s[len(base) + 1:].isdigit():
-            off = int(s[len(base) + 1:])
-            n = low + off if sign == "+" else low - off
-            if int(signal.SIGRTMIN) <= n <= _SIGRTMAX:
-                return n
-            raise InvalidArgument(f"Invalid signal: {name}")
-    try:
-        return int(signal.Signals[s])
-    except KeyError:
-        raise InvalidArgument(f"Invalid signal: {name}") from None
-
-
-_SIGRTMAX = int(signal.SIGRTMAX)
 
 
 def external_runtime(doc: dict) -> str | None:
@@ -681,6 +651,18 @@ def stop(containers: Containers, doc: dict, *, timeout: int | None = None, sig: 
         return
     if wait_exit(containers, doc, timeout=t) is None:
         kill_and_wait(containers, doc)
+
+
+def remove(containers: Containers, doc: dict, *, force: bool = False, volumes: bool = False) -> None:
+    """``docker rm``: a running (paused, restarting) container is a Conflict unless ``force``,
+    which kills it and waits for its monitor first; then :meth:`Containers.delete`."""
+    doc = containers.refresh(doc)
+    if record.State.of(doc).active:
+        if not force:
+            raise Conflict(f"You cannot remove a running container {doc['Id']}. "
+                           f"Stop the container before attempting removal or force remove")
+        kill_and_wait(containers, doc)
+    containers.delete(doc, volumes=volumes)
 
 
 def kill_and_wait(containers: Containers, doc: dict) -> None:

@@ -85,6 +85,7 @@ def parse_since(text: str | None, now: float) -> float | None:
     if not text:
         return None
     import re
+
     from lamina.errors import InvalidArgument
     from lamina.timefmt import parse_time
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)

@@ -3,10 +3,10 @@ listing commands never pay for the dataclass machinery)."""
 
 from __future__ import annotations
 
-from lamina._dcache import dataclass, field
+from lamina.values import field, value
 
 
-@dataclass(frozen=True)
+@value
 class CreateOptions:
     """``lamina create/run`` options, Docker's names and defaults."""
 

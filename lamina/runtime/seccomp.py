@@ -633,7 +633,7 @@ def _enosys_prefix(oci: dict, tokens: list[int]) -> bytes:
             insns.append(op)
     out = b""
     for i, op in enumerate(insns):
-        def rel(label: str) -> int:
+        def rel(label: str, i: int = i) -> int:
             target = i + 1 if label == "next" else pos[label]
             d = target - i - 1
             if not 0 <= d < 256:

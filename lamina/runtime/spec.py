@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from lamina._dcache import dataclass, field
 from collections.abc import Mapping
 
 from lamina.errors import InvalidArgument
+from lamina.values import field, value
 
 __all__ = [
     "UserInfo", "MountSpec", "RunOptions", "resolve_user", "build_spec", "capabilities",
@@ -72,7 +72,7 @@ _DEFAULT_DEVICE_RULES = (
 # Users
 
 
-@dataclass(frozen=True)
+@value
 class UserInfo:
     """Who the container process runs as: ids, supplementary gids and $HOME."""
 
@@ -84,7 +84,7 @@ class UserInfo:
 
 def _read_in_root(rootfs: str, path: str) -> str | None:
     """Text of ``path`` resolved inside ``rootfs`` (symlinks cannot leave it); None if absent."""
-    from lamina.layer.extract import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+    from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
     try:
         dfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -184,7 +184,7 @@ def resolve_user_with(read, user: str) -> UserInfo:
 # Options
 
 
-@dataclass(frozen=True)
+@value
 class MountSpec:
     """A mount the user asked for: ``type`` "bind", "tmpfs" or "volume" (a bind of the
     volume's directory, resolved by the caller); ``options`` as ``mount -o`` words
@@ -196,7 +196,7 @@ class MountSpec:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@value(kw_only=True)
 class RunOptions:
     """Everything :func:`build_spec` needs; defaults are Docker's."""
 

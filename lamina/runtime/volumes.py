@@ -12,12 +12,12 @@ content (Docker's copy-up), so ``VOLUME /data`` keeps the image's /data files.
 from __future__ import annotations
 
 import os
-from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
+from lamina.values import value
 
 
-@dataclass(frozen=True)
+@value
 class ContainerMount:
     type: str           # bind | volume | tmpfs
     source: str         # host path (bind, volume) or "" (tmpfs)
@@ -90,7 +90,8 @@ def _volume(store, name: str | None) -> tuple[str, str, bool]:
 
 def _check_dest(dest: str, spec: str) -> str:
     if not dest.startswith("/"):
-        raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount path: '{dest}' mount path must be absolute ({spec})")
+        raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount path: '{dest}' "
+                              f"mount path must be absolute ({spec})")
     return os.path.normpath(dest)
 
 
@@ -120,7 +121,8 @@ def parse_mounts(store, opts, *, image_volumes: list[str]) -> list[ContainerMoun
                 raise InvalidArgument(f"invalid mode: {m} in volume specification '{spec}'")
         if src.startswith("/") or src.startswith("."):
             if nocopy:
-                raise InvalidArgument(f"invalid mode: nocopy in volume specification '{spec}' (bind mounts copy nothing)")
+                raise InvalidArgument(f"invalid mode: nocopy in volume specification '{spec}' "
+                                      "(bind mounts copy nothing)")
             # Docker creates a missing -v source
             plan.append(("bind", os.path.abspath(src), dest, ro, True, prop, mode))
         else:
@@ -142,7 +144,8 @@ def parse_mounts(store, opts, *, image_volumes: list[str]) -> list[ContainerMoun
         if not dest:
             raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: target is required")
         dest = _check_dest(dest, spec)
-        ro = "readonly" in flags or "ro" in flags or kv.get("readonly") in ("1", "true") or kv.get("ro") in ("1", "true")
+        ro = ("readonly" in flags or "ro" in flags or kv.get("readonly") in ("1", "true")
+              or kv.get("ro") in ("1", "true"))
         src = kv.get("source") or kv.get("src")
         prop = kv.get("bind-propagation", "")
         if prop and (typ != "bind" or prop not in _PROPAGATIONS):
@@ -214,15 +217,15 @@ def populate(containers, doc: dict, mounts: list[ContainerMount]) -> None:
 
     The image is read through the container's merged root, mounted in a forked child's own
     mount namespace (nothing is mounted on the host), and every path in it is resolved
-    inside that root with openat2(RESOLVE_IN_ROOT) (lamina.diff.copy): a destination, or a
+    inside that root with openat2(RESOLVE_IN_ROOT) (lamina.safepath, lamina.diff.copy): a destination, or a
     symlink under it, that points outside the image reads the image, never the host. Symlinks
     are copied as symlinks, uid/gid and modes kept."""
     todo = [m for m in mounts if m.type == "volume" and not m.nocopy and not os.listdir(m.source)]
     if not todo:
         return
-    from lamina.runtime.rootfs import with_container_root
-
+    from lamina import safepath
     from lamina.diff import copy as dcopy  # imported before the fork: the child runs chrooted
+    from lamina.runtime.rootfs import with_container_root
 
     def fill(root: str) -> None:
         import stat
@@ -230,8 +233,7 @@ def populate(containers, doc: dict, mounts: list[ContainerMount]) -> None:
         try:
             for m in todo:
                 try:
-                    fd = dcopy.openat2(root_fd, m.destination.lstrip("/") or ".",
-                                       os.O_PATH | os.O_CLOEXEC, dcopy._IN_ROOT)
+                    fd = safepath.open_in_root(root_fd, m.destination, os.O_PATH)
                 except OSError:
                     continue  # nothing there in the image
                 try:
@@ -279,6 +281,7 @@ def volume_names(store) -> list[str]:
 def inspect_volume(store, name: str) -> dict:
     """Docker's ``volume inspect`` document; NotFound in the daemon's words."""
     import json
+
     from lamina.errors import NotFound
     d = os.path.join(volumes_dir(store), name)
     if not _NAME_RE_OK(name) or not os.path.isdir(os.path.join(d, "_data")):
@@ -304,6 +307,7 @@ def create_volume(store, name: str | None, *, labels: dict, options: dict, drive
     """``volume create``: a new named (or anonymous) volume, or the existing one of that
     name (Docker returns it unchanged). Returns its name."""
     import json
+
     from lamina import perms
     if driver != "local":
         raise InvalidArgument(f"error looking up volume plugin {driver}: plugin \"{driver}\" not found")
@@ -339,6 +343,7 @@ def volume_users(store) -> dict[str, list[str]]:
 def remove_volume(store, name: str, *, force: bool = False) -> None:
     """``volume rm``: Conflict while a container uses it; NotFound (unless ``force``)."""
     import shutil
+
     from lamina.errors import Conflict, NotFound
     try:
         inspect_volume(store, name)
@@ -357,7 +362,7 @@ def remove_volume(store, name: str, *, force: bool = False) -> None:
 
 def volume_size(store, name: str) -> int:
     total = 0
-    for dirpath, dirs, files in os.walk(os.path.join(volumes_dir(store), name, "_data")):
+    for dirpath, _dirs, files in os.walk(os.path.join(volumes_dir(store), name, "_data")):
         for f in files:
             try:
                 st = os.lstat(os.path.join(dirpath, f))

@@ -24,14 +24,14 @@ import fcntl
 import os
 import shutil
 import time
-from lamina._dcache import dataclass
 
 from lamina import perms
 from lamina.digest import Digest
 from lamina.errors import LaminaError, Unavailable
+from lamina.values import value
 
 
-@dataclass(frozen=True)
+@value
 class Layer:
     """One layer of an image chain, bottom-up."""
 
@@ -136,7 +136,7 @@ class Snapshotter:
             stream, _ = open_decompressed(f)
             h = HashingReader(stream)
             try:
-                res = apply_layer(h, dest, mode=mode)
+                res = apply_layer(h, dest, mode=mode)  # type: ignore[arg-type]  # a file-like object
             except LaminaError as e:
                 raise type(e)(f"layer {layer.blob}: {e}") from None
             while h.read(1 << 20):

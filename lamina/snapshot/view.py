@@ -9,7 +9,7 @@ targets restart at the image's ``/``, ``..`` stops there), the way Docker resolv
 destination or a WORKDIR (``/bin -> usr/bin``).
 
 Every access is relative to an ``O_PATH`` descriptor of a layer dir and goes through
-physical paths only (lamina.inroot): a path component is looked at in a layer only after
+physical paths only (lamina.safepath): a path component is looked at in a layer only after
 the same layer showed its parent as a real directory, and the kernel refuses any symlink
 on the way, so nothing here follows a symlink on the host.
 """
@@ -30,7 +30,7 @@ class LayerView:
     """A read-only merged view of ``dirs`` (top-most first). Close it (or use ``with``)."""
 
     def __init__(self, dirs: list[str]) -> None:
-        from lamina.inroot import open_root
+        from lamina.safepath import open_root
         self.dirs = list(dirs)
         self._fds: list[int] = []
         try:
@@ -45,7 +45,7 @@ class LayerView:
             os.close(fd)
         self._fds = []
 
-    def __enter__(self) -> "LayerView":
+    def __enter__(self) -> LayerView:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -53,12 +53,11 @@ class LayerView:
 
     # -- lookups ----------------------------------------------------------------------------
     def _lstat_in(self, layer: int, rel: str) -> os.stat_result | None:
-        from lamina.inroot import lstat_physical
+        from lamina.safepath import lstat_physical
         return lstat_physical(self._fds[layer], rel)
 
     def _opaque(self, layer: int, rel: str) -> bool:
-        from lamina.inroot import PHYSICAL
-        from lamina.layer.extract import openat2
+        from lamina.safepath import PHYSICAL, openat2
         try:
             fd = openat2(self._fds[layer], rel, os.O_RDONLY | os.O_DIRECTORY, PHYSICAL) if rel else \
                 os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._fds[layer])
@@ -79,7 +78,6 @@ class LayerView:
     def locate(self, rel: str) -> tuple[os.stat_result, int] | None:
         """(lstat, index of the layer that provides it) of the physical view path ``rel``
         (no symlink among its parents in the view), or None if the view has nothing there."""
-        from lamina.inroot import is_whiteout
         rel = rel.strip("/")
         if not rel:
             return (os.stat(self._fds[0]), 0) if self._fds else None
@@ -94,7 +92,7 @@ class LayerView:
                 s = self._lstat_in(li, path)
                 if s is None:
                     continue
-                if is_whiteout(s):
+                if st.S_ISCHR(s.st_mode) and s.st_rdev == 0:  # an overlay whiteout
                     if found is None:
                         return None
                     break  # deleted in this layer: nothing below it shows
@@ -121,7 +119,7 @@ class LayerView:
         return got[0] if got else None
 
     def readlink(self, rel: str) -> str:
-        from lamina.inroot import readlink_physical
+        from lamina.safepath import readlink_physical
         got = self.locate(rel)
         if got is None or not st.S_ISLNK(got[0].st_mode):
             raise InvalidArgument(f"/{rel.strip('/')} is not a symlink in the image")
@@ -169,7 +167,7 @@ class LayerView:
     def read(self, path: str, *, limit: int = 1 << 22) -> bytes | None:
         """The content of ``path`` (symlinks resolved in the view), or None if it is not a
         regular file of the view."""
-        from lamina.inroot import open_physical
+        from lamina.safepath import open_physical
         rel = self.resolve(path)
         got = self.locate(rel)
         if got is None or not st.S_ISREG(got[0].st_mode):

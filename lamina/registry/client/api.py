@@ -39,7 +39,7 @@ class RegistryError(LaminaError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, status: int = 0, errors: list = (), method: str = "",
+    def __init__(self, message: str, *, status: int = 0, errors: list | tuple = (), method: str = "",
                  url: str = "") -> None:
         super().__init__(message)
         self.status = status
@@ -129,7 +129,7 @@ class Registry:
         self.auth = Auth(self.t, cred, login_key=hosts.auth_key(domain))
         self._pinged = False
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -23,13 +23,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument, Unavailable
 from lamina.registry.client.hosts import auth_key
+from lamina.values import value
 
 
-@dataclass(frozen=True)
+@value
 class Credential:
     """A username and secret for one registry. ``identity_token`` (an OAuth refresh token a
     registry handed out at login) replaces the password when set."""
@@ -185,7 +185,7 @@ def erase(domain: str) -> bool:
     """Forget the credential for ``domain``; False if there was none."""
     key = auth_key(domain) if "/" not in domain else domain
     doc = _load()
-    auths = doc.get("auths") if isinstance(doc.get("auths"), dict) else {}
+    auths: dict = doc["auths"] if isinstance(doc.get("auths"), dict) else {}
     found_key = key if key in auths else next((k for k in auths if _hostname(k) == _hostname(key)), None)
     helper = _helper_for(doc, key)
     had = found_key is not None

@@ -16,7 +16,8 @@
 from __future__ import annotations
 
 import os
-from lamina._dcache import dataclass
+
+from lamina.values import value
 
 DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -29,7 +30,7 @@ LAMINA_CERTS_D = "/etc/lamina/certs.d"
 DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"
 
 
-@dataclass(frozen=True)
+@value
 class TLSFiles:
     """CA files and (cert, key) client pairs found for one registry."""
 
@@ -37,7 +38,7 @@ class TLSFiles:
     client_pairs: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@value
 class Endpoint:
     """How to reach one registry: ``domain`` as in references, ``host`` to connect to
     (host[:port]), the schemes to try in order, and whether TLS is verified."""

@@ -31,7 +31,6 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from lamina._dcache import dataclass
 
 from lamina import oci
 from lamina.digest import Digest
@@ -39,6 +38,11 @@ from lamina.errors import DigestMismatch, InvalidArgument, LaminaError, NotFound
 from lamina.registry.client.api import SCHEMA1_TYPES, Registry, RegistryError
 from lamina.progress import Progress
 from lamina.registry.client.transport import STREAM_ERRORS, TransportError
+from lamina.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CONCURRENCY = 3
 STREAM_RETRIES = 5
@@ -50,7 +54,7 @@ LAYER_MEDIA_TYPES = frozenset(oci.LAYER_TYPES) | {
 }
 
 
-@dataclass(frozen=True)
+@value
 class PullResult:
     """What a pull did. ``digest``: what the reference resolved to on the registry (the
     index for a multi-platform image); ``manifest``: the image manifest recorded;
@@ -112,7 +116,8 @@ def matches(want: oci.Platform, have: oci.Platform | None) -> bool:
         hv = "v7"
     if want.architecture == "amd64" and hv == "v1":
         hv = None
-    return want.variant is None or hv == want.variant or (want.variant and hv is None and want.architecture == "amd64")
+    return want.variant is None or hv == want.variant or \
+        bool(want.variant and hv is None and want.architecture == "amd64")
 
 
 # -- the blob source -------------------------------------------------------------------
@@ -135,7 +140,7 @@ class BlobSource:
         self.stop = stop
         self.scopes = scopes
         self.retries = 0
-        self.ranged = []  # offsets of the Range requests made (for tests and logs)
+        self.ranged: list[int] = []  # offsets of the Range requests made (for tests and logs)
         self._fd = os.open(writer.data_path, os.O_RDONLY) if self.have else -1
         if self.have > self.size:
             raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
@@ -182,6 +187,7 @@ class BlobSource:
             try:
                 if self.resp is None:
                     self._open()
+                assert self.resp is not None
                 # what has arrived (at most 1 MiB): a caller asking for more must not wait
                 # for bytes that are slow to come while the ones it has are not on disk
                 data = self.resp.read1(min(n, self.size - self.pos, 1 << 20), decode_content=False)
@@ -409,13 +415,13 @@ class Puller:
             todo.append((i, d))
         if not todo:
             return {}, facts, 0
-        for n, (_, d) in enumerate(todo):
+        for _, d in todo:
             p.status(d.digest.hex[:12], "Pulling fs layer")
         for n, (_, d) in enumerate(todo):
             if n >= self.concurrency:
                 p.status(d.digest.hex[:12], "Waiting")
         stop = threading.Event()
-        writers: dict[Digest, object] = {}
+        writers: dict[Digest, Any] = {}
         lock = threading.Lock()
 
         def fetch(i: int, d: oci.Descriptor):
@@ -432,7 +438,7 @@ class Puller:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pull") as ex:
                 futs = [(i, d, ex.submit(fetch, i, d)) for i, d in todo]
                 try:
-                    for i, d, f in futs:
+                    for _i, d, f in futs:
                         info = f.result()
                         facts[d.digest] = (info.diff_id, info.content_size, d.media_type)
                         p.status(d.digest.hex[:12], "Pull complete")
@@ -460,7 +466,7 @@ class Puller:
             src = BlobSource(reg, path, d, w, stop=stop,
                              on_bytes=lambda n: p.bytes(short, "Downloading", n, d.size))
             try:
-                info = ingest_layer(src, _Null(), compression=None, check=True)
+                info = ingest_layer(src, _Null(), compression=None, check=True)  # type: ignore[arg-type]  # a file-like object
                 src.finish()
             except (InvalidArgument, EOFError) as e:
                 if isinstance(e, DigestMismatch):

@@ -23,13 +23,13 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from lamina._dcache import dataclass
 
 from lamina import oci
 from lamina.digest import Digest
 from lamina.errors import LaminaError, NotFound, Unauthorized
 from lamina.registry.client.api import Registry, RegistryError, RegistryNotFound
 from lamina.progress import Progress
+from lamina.values import value
 
 DEFAULT_CONCURRENCY = 5
 MONOLITHIC = 16 << 20
@@ -39,7 +39,7 @@ CHUNK = 32 << 20
 UNCOMPRESSED = (oci.MT_OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar")
 
 
-@dataclass(frozen=True)
+@value
 class PushResult:
     tag: str
     digest: Digest
@@ -102,9 +102,9 @@ class Pusher:
         p = self.progress
         layers = list(zip(m.layers, cfg.diff_ids))
         order = list(reversed(layers))  # Docker lists the top layer first
-        for d, diff in order:
+        for _d, diff in order:
             p.status(diff.hex[:12], "Preparing")
-        for n, (d, diff) in enumerate(order):
+        for n, (_d, diff) in enumerate(order):
             if n >= self.concurrency:
                 p.status(diff.hex[:12], "Waiting")
         sources = self._sources(reg.domain)

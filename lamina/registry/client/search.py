@@ -9,13 +9,12 @@ registry without ``/v1/search`` (registry:2, lamina's own server) is searched th
 
 from __future__ import annotations
 
-from lamina._dcache import dataclass
-
 from lamina.registry.client import hosts
 from lamina.registry.client.api import Registry
+from lamina.values import value
 
 
-@dataclass(frozen=True)
+@value
 class Result:
     name: str
     description: str = ""

@@ -23,8 +23,14 @@ from __future__ import annotations
 import time
 
 import urllib3
-from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError,
-                                SSLError, ConnectTimeoutError)
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from lamina.errors import LaminaError
 from lamina.registry.client.hosts import Endpoint

@@ -29,7 +29,6 @@ envelope from :mod:`lamina.registry.errcodes`)::
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -42,6 +41,10 @@ from lamina.registry.server import manifests as mf
 from lamina.registry.server import names, uploads
 from lamina.registry.server.http import Response
 from lamina.registry.server.storage import Storage
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 JSON = "application/json; charset=utf-8"
 MAX_PAGE = 10000
@@ -121,11 +124,11 @@ class _Gated:
     """A request whose authorization is still being decided (a bcrypt check): the body
     that arrives meanwhile is held (the protocol stops reading), then handed on."""
 
-    def __init__(self, app: "App", req, route, fut) -> None:
+    def __init__(self, app: App, req, route, fut) -> None:
         self.app, self.req, self.route = app, req, route
         self.gate = fut
         self.held: list[bytes] = []
-        self.inner = None
+        self.inner: Any = None
         self.decided = False
 
     def _decide(self) -> None:
@@ -170,7 +173,7 @@ class _Gated:
             self.inner.abort()
 
 
-def _parse_range(spec: str, size: int) -> tuple[int, int] | None | bool:
+def _parse_range(spec: str, size: int) -> tuple[int, int] | None | Literal[False]:
     """A single ``bytes=`` range against ``size``: (first, last) inclusive; None when the
     header is to be ignored (another unit, several ranges, bad syntax); False when it is
     unsatisfiable."""
@@ -203,7 +206,7 @@ def _parse_range(spec: str, size: int) -> tuple[int, int] | None | bool:
     return a, min(b, size - 1)
 
 
-def _content_range(h: str | None) -> tuple[int, int] | None | bool:
+def _content_range(h: str | None) -> tuple[int, int] | None | Literal[False]:
     """A PATCH Content-Range ``<start>-<end>`` (also ``bytes <start>-<end>[/<total>]``):
     (start, end), None if absent, False if malformed."""
     if h is None:
@@ -212,10 +215,10 @@ def _content_range(h: str | None) -> tuple[int, int] | None | bool:
     if v.lower().startswith("bytes"):
         v = v[5:].lstrip(" =")
     v = v.split("/", 1)[0]
-    a, sep, b = v.partition("-")
-    if not sep or not a.strip().isdigit() or not b.strip().isdigit():
+    sa, sep, sb = v.partition("-")
+    if not sep or not sa.strip().isdigit() or not sb.strip().isdigit():
         return False
-    a, b = int(a), int(b)
+    a, b = int(sa), int(sb)
     if b < a:
         return False
     return a, b
@@ -472,7 +475,7 @@ class App:
         except mf.ManifestError as e:
             return err(e.code, str(e), detail=e.detail)
         if names.looks_like_digest(ref):
-            alg, want = names.parse_digest(ref)
+            alg, want = names.parse_digest(ref)  # type: ignore[misc]  # looks_like_digest: not None
         else:
             alg, want = "sha256", None
         import hashlib
@@ -758,7 +761,8 @@ class App:
         def done():
             from urllib.parse import parse_qs
             form = parse_qs(sink.data().decode("utf-8", "replace"), keep_blank_values=True)
-            f1 = lambda k, d=None: (form.get(k) or [d])[0]
+            def f1(k, d=None):
+                return (form.get(k) or [d])[0]
             scopes = (f1("scope") or "").split()
             service = f1("service", a.service)
             grant = f1("grant_type")

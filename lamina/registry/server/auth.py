@@ -95,7 +95,7 @@ class Htpasswd:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._key = None
+        self._key: tuple[int, int, int] | None = None
         self.users: dict[str, str] = {}
         self.reload()
 
@@ -103,7 +103,7 @@ class Htpasswd:
         try:
             st = os.stat(self.path)
         except OSError as e:
-            raise AuthError(f"htpasswd file {self.path}: {e.strerror}")
+            raise AuthError(f"htpasswd file {self.path}: {e.strerror}") from None
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if key == self._key:
             return
@@ -131,14 +131,14 @@ class Acl:
         self.rules = rules
 
     @classmethod
-    def load(cls, path: str | None) -> "Acl":
+    def load(cls, path: str | None) -> Acl:
         if path is None:
             return cls(None)
         rules = []
         try:
             f = open(path, encoding="utf-8")
         except OSError as e:
-            raise AuthError(f"ACL file {path}: {e.strerror}")
+            raise AuthError(f"ACL file {path}: {e.strerror}") from None
         with f:
             for i, line in enumerate(f, 1):
                 line = line.split("#", 1)[0].strip()
@@ -147,7 +147,7 @@ class Acl:
                 parts = line.split()
                 if len(parts) != 3:
                     raise AuthError(f"{path}:{i}: want USER REPOSITORY-PATTERN ACTIONS")
-                acts = set()
+                acts: set[str] = set()
                 for a in parts[2].split(","):
                     if a == "*":
                         acts.update(ACTIONS)
@@ -290,7 +290,8 @@ class Auth:
                              ("WWW-Authenticate", ch)], body)
 
     def _denied(self, scopes) -> Response:
-        st, body = errcodes.envelope("DENIED", detail=[{"Type": t, "Name": n, "Action": a} for t, n, a in scopes] or None)
+        st, body = errcodes.envelope("DENIED",
+                                     detail=[{"Type": t, "Name": n, "Action": a} for t, n, a in scopes] or None)
         return Response(st, [("Content-Type", "application/json; charset=utf-8")], body)
 
     def _acl_allows(self, user: str | None, scopes) -> bool:

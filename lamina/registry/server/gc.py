@@ -35,7 +35,6 @@ from lamina.registry.server import manifests as mf
 from lamina.registry.server import names, uploads
 from lamina.registry.server.storage import Storage, blob_rel
 
-
 RESCAN_SLACK = 0.1
 """File times come from the kernel's coarse clock, which lags the real one by up to a
 tick: a link changed just after the mark began may carry a time slightly before it."""
@@ -176,8 +175,8 @@ def collect(store: Storage, *, grace: float = 600.0, delete_untagged: bool = Fal
                             store.unlink(f"repositories/{name}/_blobs/{alg}/{h}")
         # abandoned uploads and temporary files
         for uid in store.listdir("uploads") or ():
-            st = store.stat(f"uploads/{uid}/data") or store.stat(f"uploads/{uid}")
-            if st is not None and _age(st) < time.time() - upload_expiry:
+            ust = store.stat(f"uploads/{uid}/data") or store.stat(f"uploads/{uid}")
+            if ust is not None and _age(ust) < time.time() - upload_expiry:
                 ups_removed += 1
                 log(f"upload session expired: {uid}")
                 if not dry_run:

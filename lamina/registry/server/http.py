@@ -34,6 +34,10 @@ from collections import deque
 
 import httptools
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 REASONS = {
     100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
     206: "Partial Content", 304: "Not Modified", 307: "Temporary Redirect",
@@ -47,7 +51,7 @@ HEAD_LIMIT = 1 << 16
 DEFER_LIMIT = 1 << 20
 SMALL_FILE = 1 << 18       # blobs up to this size are read and written, not sendfile'd
 
-_date_cache = [0, b""]
+_date_cache: list = [0, b""]
 
 
 def http_date() -> bytes:
@@ -77,11 +81,11 @@ class Request:
         self.keep_alive = keep_alive
         self.remote = remote
         self.scheme = scheme
-        self.user = None
+        self.user: Any = None
         self.route = "other"
         self.received = 0
         self.t0 = time.perf_counter()
-        self._query = None
+        self._query: Any = None
 
     def query(self) -> dict[str, list[str]]:
         if self._query is None:
@@ -116,7 +120,8 @@ class _Deferred:
     __slots__ = ("req", "chunks", "size", "complete")
 
     def __init__(self, req) -> None:
-        self.req, self.chunks, self.size, self.complete = req, [], 0, False
+        self.req, self.size, self.complete = req, 0, False
+        self.chunks: list[bytes] = []
 
 
 def _sendfile_blocking(sockfd: int, fd: int, offset: int, count: int, timeout: float) -> int:
@@ -141,7 +146,7 @@ def _sendfile_blocking(sockfd: int, fd: int, offset: int, count: int, timeout: f
             try:
                 n = os.sendfile(sockfd, fd, offset + sent, min(count - sent, 1 << 30))
             except BlockingIOError:
-                raise TimeoutError("client did not read for %.0f s" % timeout)
+                raise TimeoutError("client did not read for %.0f s" % timeout) from None
             if n == 0:
                 break
             sent += n
@@ -155,25 +160,25 @@ def _sendfile_blocking(sockfd: int, fd: int, offset: int, count: int, timeout: f
 
 
 class Protocol(asyncio.Protocol):
-    def __init__(self, server: "HttpServer") -> None:
+    def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.app = server.app
         self.loop = server.loop
-        self.transport = None
+        self.transport: Any = None
         self.parser = httptools.HttpRequestParser(self)
         self.remote = "-"
-        self.cur_req = None
-        self.cur_handler = None
-        self.cur_deferred = None
+        self.cur_req: Any = None
+        self.cur_handler: Any = None
+        self.cur_deferred: Any = None
         self.answered_early = False
         self.busy = False
         self.queue: deque = deque()
         self.closing = False
         self.last_active = 0.0
-        self._url = []
-        self._headers = []
+        self._url: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
         self._hsize = 0
-        self._drain = None
+        self._drain: Any = None
         self._paused = False
         self.in_request = False
 
@@ -239,7 +244,8 @@ class Protocol(asyncio.Protocol):
             return
         body = why.encode()
         self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s" % (status, REASONS.get(status, "").encode(), len(body), body))
+                             b"Connection: close\r\n\r\n%s"
+                             % (status, REASONS.get(status, "").encode(), len(body), body))
         self.transport.close()
         self.closing = True
 
@@ -425,6 +431,7 @@ class Protocol(asyncio.Protocol):
             self._done(req, r.status, len(r.body))
 
     async def _sendfile(self, req: Request, r: Response, length: int) -> None:
+        assert r.file is not None  # the caller sends files only
         fd, off, count = r.file
         sent = 0
         try:
@@ -447,6 +454,7 @@ class Protocol(asyncio.Protocol):
         self._done(req, r.status, sent)
 
     async def _send_chunks(self, req: Request, r: Response, length: int) -> None:
+        assert r.file is not None  # the caller sends files only
         fd, off, count = r.file
         sent = 0
         try:
@@ -516,7 +524,7 @@ class HttpServer:
         self.stopping = False
         self.logger = logger
         self.pool = ThreadPoolExecutor(max_workers=sendfile_threads, thread_name_prefix="sendfile")
-        self._sweeper = None
+        self._sweeper: Any = None
 
     def protocol(self) -> Protocol:
         return Protocol(self)

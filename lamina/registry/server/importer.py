@@ -24,10 +24,10 @@ import os
 import stat as _stat
 from typing import NamedTuple
 
-from lamina.layer.extract import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 from lamina.registry.server import manifests as mf
 from lamina.registry.server import names
 from lamina.registry.server.storage import Storage, blob_rel
+from lamina.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 
 _SRC = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 
@@ -143,6 +143,7 @@ def import_registry2(src_path: str, store: Storage, *, log=None) -> ImportResult
                     problems.append(f"{name}@{dg}: manifest blob missing or corrupt, skipped")
                     continue
                 data = store.read_all(blob_rel(alg, h))
+                assert data is not None  # ok_blobs holds only blobs that were read and verified
                 try:
                     info = mf.inspect(data, None)
                 except mf.ManifestError as e:

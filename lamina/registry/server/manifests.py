@@ -80,7 +80,7 @@ def inspect(data: bytes, content_type: str | None) -> Info:
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as e:
-        raise ManifestError("MANIFEST_INVALID", f"manifest invalid: not JSON ({e})")
+        raise ManifestError("MANIFEST_INVALID", f"manifest invalid: not JSON ({e})") from None
     if not isinstance(doc, dict):
         raise ManifestError("MANIFEST_INVALID", "manifest invalid: not a JSON object")
     ct = (content_type or "").split(";", 1)[0].strip().lower()
@@ -116,7 +116,7 @@ def inspect(data: bytes, content_type: str | None) -> Info:
         for i, layer in enumerate(layers):
             dig, alg, hexd = _descriptor(layer, f"layers[{i}]")
             refs.append(Ref("optional" if _nondistributable(layer) else "blob", dig, alg, hexd))
-        referrer["artifactType"] = art or cfg.get("mediaType") or ""
+        referrer["artifactType"] = art or cfg.get("mediaType") or ""  # type: ignore[union-attr]  # _descriptor checked it
         if not referrer["artifactType"]:
             del referrer["artifactType"]
     else:

@@ -70,7 +70,8 @@ class Metrics:
                 n = self._sum(_REQ + mi * len(CODES) + ci)
                 if n:
                     out.append(f'lamina_registry_http_requests_total{{method="{m}",code="{c or "other"}"}} {n}')
-        out += ["# HELP lamina_registry_http_request_duration_seconds Time from the end of a request's headers to the last byte of its response.",
+        out += ["# HELP lamina_registry_http_request_duration_seconds "
+                "Time from the end of a request's headers to the last byte of its response.",
                 "# TYPE lamina_registry_http_request_duration_seconds histogram"]
         for ri, r in enumerate(ROUTES):
             h = _HIST + ri * _HSTRIDE
@@ -90,7 +91,8 @@ class Metrics:
                 "# HELP lamina_registry_http_request_bytes_total Request body bytes received.",
                 "# TYPE lamina_registry_http_request_bytes_total counter",
                 f"lamina_registry_http_request_bytes_total {self._sum(_BYTES_IN)}",
-                "# HELP lamina_registry_uploads_in_progress Blob upload sessions started and not yet completed or cancelled.",
+                "# HELP lamina_registry_uploads_in_progress "
+                "Blob upload sessions started and not yet completed or cancelled.",
                 "# TYPE lamina_registry_uploads_in_progress gauge",
                 f"lamina_registry_uploads_in_progress {uploads_in_progress}"]
         return ("\n".join(out) + "\n").encode()

@@ -37,6 +37,10 @@ import socket
 import sys
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def parse_addr(addr: str) -> tuple[str, int]:
     host, sep, port = addr.rpartition(":")
@@ -284,8 +288,8 @@ class InProcess:
         self.sock = bind(host, port, reuse_port=False)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
         self.cfg = cfg
-        self._loop = None
-        self._stop = None
+        self._loop: Any = None
+        self._stop: Any = None
         started = threading.Event()
 
         def run():

@@ -25,10 +25,9 @@ import json
 import os
 import stat as _stat
 
-from lamina.layer.extract import (RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
-                                  openat2)
+from lamina.safepath import PHYSICAL, openat2
 
-_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+_RESOLVE = PHYSICAL
 _RD = os.O_RDONLY | os.O_CLOEXEC
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -226,7 +225,7 @@ class Storage:
         try:
             dfd = self.opendir(d, create=True)
         except NotADirectoryError:
-            raise StoreError(f"{d} is not a directory")
+            raise StoreError(f"{d} is not a directory") from None
         try:
             fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
             os.close(fd)
@@ -370,7 +369,7 @@ class Storage:
         if after:
             import bisect
             names = names[bisect.bisect_right(names, after.replace(":", "-")):]
-        out = []
+        out: list = []
         for i, n in enumerate(names):
             if len(out) == limit:
                 return out, names[i - 1].replace("-", ":", 1)

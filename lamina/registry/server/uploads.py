@@ -30,6 +30,10 @@ from collections import OrderedDict
 
 from lamina.registry.server.storage import Storage, blob_rel
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _HASHERS: OrderedDict[str, tuple[str, int, object]] = OrderedDict()
 _HASHERS_MAX = 4096
 
@@ -56,6 +60,7 @@ class Session:
         self.start = self.size
         h = _HASHERS.get(uid)
         alg = info.get("algorithm") or "sha256"
+        self._hasher: Any
         if h is not None and h[1] == self.size:
             self._alg, self._hasher = h[0], h[2]
         elif self.size == 0:
@@ -63,7 +68,7 @@ class Session:
         else:
             self._alg, self._hasher = alg, None   # unknown: rehash at completion
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -207,7 +212,7 @@ def open_session(store: Storage, name: str, uid: str) -> Session | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise Busy(uid)
+        raise Busy(uid) from None
     # the session may have completed (its data renamed into blobs/) or been cancelled
     # between opening and locking: then this descriptor is no longer the session's data
     st, now = os.fstat(fd), store.stat(f"uploads/{uid}/data")

@@ -23,7 +23,7 @@ Everything the context looks at -- each path component met while resolving, each
 directory listed by a wildcard or a walk (including excluded directories listed because
 an exception could re-include something below), each entry a walk yields -- is recorded
 in :attr:`Context.seen` (physical path -> stat key, the first observation), so the replay
-of a fully cached build (build/fastpath.py) can check all of it and nothing else.
+of a fully cached build (builder/fastpath.py) can check all of it and nothing else.
 :meth:`Context.trustworthy` says whether that record can vouch for the content: no path
 was seen with two different stat keys, and none is *racily clean*.
 
@@ -56,9 +56,9 @@ import sqlite3
 import stat as st
 import threading
 import time
-from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
+from lamina.values import value
 
 __all__ = ["Source", "Context", "Manifest", "contains_wildcards", "entry_text", "stat_key"]
 
@@ -84,7 +84,7 @@ COARSE_WINDOW_NS = 2_000_000_000
 Manifest = dict
 
 
-@dataclass(frozen=True)
+@value
 class Source:
     """One resolved source. ``relpath`` is the physical path relative to the root ("" = the
     root itself), after following a symlink that the source named; ``name`` is the path as
@@ -96,7 +96,7 @@ class Source:
     is_dir: bool
 
 
-@dataclass
+@value(frozen=False)
 class Stats:
     files_hashed: int = 0
     bytes_hashed: int = 0
@@ -193,7 +193,7 @@ class Context:
 
     def __init__(self, root: str, *, ignore=None, cache_path: str | None = None,
                  racy_window_ns: int | None = None, workers: int | None = None) -> None:
-        from lamina.inroot import open_root, path_of
+        from lamina.safepath import open_root, path_of
         self.started_ns = time.time_ns()
         real = os.path.realpath(root)
         try:
@@ -263,7 +263,7 @@ class Context:
 
     def lstat(self, rel: str) -> os.stat_result | None:
         """lstat of the physical path ``rel`` (recorded in :attr:`seen`)."""
-        from lamina.inroot import lstat_physical
+        from lamina.safepath import lstat_physical
         s = lstat_physical(self.root_fd, rel)
         self._observe(rel, s)
         return s
@@ -271,7 +271,7 @@ class Context:
     def open_file(self, rel: str, *, dir_fd: int | None = None, name: str | None = None) -> int:
         """A read-only descriptor of the regular file at the physical path ``rel`` (or of
         ``name`` in the directory descriptor ``dir_fd`` that :meth:`walk_fds` handed out)."""
-        from lamina.inroot import open_physical
+        from lamina.safepath import open_physical
         try:
             if dir_fd is not None:
                 fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
@@ -285,14 +285,14 @@ class Context:
         return fd
 
     def open_dir(self, rel: str) -> int:
-        from lamina.inroot import open_physical
+        from lamina.safepath import open_physical
         try:
             return open_physical(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             raise self._changed(rel, e) from None
 
     def readlink(self, rel: str, *, dir_fd: int | None = None, name: str | None = None) -> str:
-        from lamina.inroot import readlink_physical
+        from lamina.safepath import readlink_physical
         try:
             if dir_fd is not None:
                 return os.readlink(name, dir_fd=dir_fd)
@@ -547,7 +547,7 @@ class Context:
             os.close(self.root_fd)
             self.root_fd = -1
 
-    def __enter__(self) -> "Context":
+    def __enter__(self) -> Context:
         return self
 
     def __exit__(self, *exc) -> None:

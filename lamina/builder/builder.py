@@ -15,11 +15,13 @@ import os
 import posixpath
 import shutil
 import sys
-from lamina._dcache import dataclass, field, replace
 
 from lamina import oci
+from lamina.builder.sources import SourceSteps
+from lamina.builder.state import State, _canonical, _quote_kv, _show
 from lamina.digest import chain_ids
-from lamina.errors import InvalidArgument, LaminaError, NeedsRoot, NotFound
+from lamina.errors import InvalidArgument, LaminaError, NeedsRoot
+from lamina.values import field, value
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -36,7 +38,7 @@ class BuildFailed(LaminaError):
         self.exit_code = code or 1
 
 
-@dataclass(frozen=True)
+@value
 class BuildOptions:
     context: str                        # a directory ("-" handled by the CLI: a tar unpacked to a temp dir)
     dockerfile: str | None = None       # path, or None for <context>/Dockerfile
@@ -51,23 +53,8 @@ class BuildOptions:
     secrets: dict = field(default_factory=dict)
     progress: str = "auto"
     platform: str | None = None
-    memo_key: str | None = None         # see build/fastpath.py
+    memo_key: str | None = None         # see builder/fastpath.py
     pull: str = "missing"               # base images (FROM, COPY --from, RUN --mount from=): always|missing|never
-
-
-@dataclass
-class State:
-    """The image a stage has built so far."""
-
-    config: dict                      # the full image config JSON (no rootfs)
-    layers: list                      # [(Descriptor, diff_id, content_size)]
-    image_id: str                     # config digest of the recorded image ("" for scratch)
-    manifest: str                     # manifest digest ("" for scratch)
-    cmd_set: bool = False             # CMD set in this stage (ENTRYPOINT then keeps it)
-
-    @property
-    def cc(self) -> dict:
-        return self.config.setdefault("config", {})
 
 
 class Output:
@@ -85,7 +72,7 @@ class Output:
         self.quiet = quiet
         self.plain = progress == "plain"
         self.fd = 1
-        self.transcript: list[str] = []   # what was printed (replayed by build/fastpath.py)
+        self.transcript: list[str] = []   # what was printed (replayed by builder/fastpath.py)
         self.live = None  # lamina.progress.Progress for the transient activity line (tty mode)
         self._step_start: float | None = None
         if not quiet and progress in ("auto", "tty"):
@@ -123,9 +110,9 @@ class Output:
         return Meter(self.live, text)
 
 
-class Builder:
+class Builder(SourceSteps):
     def __init__(self, store, opts: BuildOptions) -> None:
-        from lamina.build.cache import BuildCache
+        from lamina.builder.cache import BuildCache
         from lamina.image.service import Images
         self.store = store
         self.opts = opts
@@ -139,7 +126,7 @@ class Builder:
         self.used_args: set[str] = set()
         self.step = 0
         self.total = 0
-        # what a replay of this build must re-check (build/fastpath.py); only a build whose
+        # what a replay of this build must re-check (builder/fastpath.py); only a build whose
         # every step was a cache hit is recorded
         self.memo_ok = not opts.no_cache and opts.memo_key is not None and opts.progress != "plain"
         self.memo = {"seen": {}, "bases": [], "images": [], "keys": []}
@@ -200,14 +187,14 @@ class Builder:
         if self.memo_ok:
             self._record_memo(rec, df_path)
         elif self.opts.memo_key is not None:
-            from lamina.build import fastpath
+            from lamina.builder import fastpath
             fastpath.forget(self.store, self.opts.memo_key)  # an older memo would now replay a stale result
         from lamina.testhook import pause
         pause("build-done")
         return rec
 
     def _record_memo(self, rec, df_path: str) -> None:
-        from lamina.build import fastpath
+        from lamina.builder import fastpath
         dockerfile = (self.opts.dockerfile_data if self.opts.dockerfile_data is not None else None)
         memo = dict(self.memo)
         memo["dockerfile"] = (fastpath._sha256(dockerfile).hexdigest() if dockerfile is not None
@@ -374,7 +361,8 @@ class Builder:
                 data += chunk
             os.close(r)
             os.waitpid(pid, 0)
-            results[i] = (_json.loads(data) if data else {"error": f"stage {i}: the build process died", "code": None}, out)
+            died = {"error": f"stage {i}: the build process died", "code": None}
+            results[i] = (_json.loads(data) if data else died, out)
         failure = None
         for i in wave:  # replay in order; stop at the first failed stage like a sequential build
             res, out = results[i]
@@ -549,7 +537,7 @@ class Builder:
         return new
 
     def _metadata_step(self, state: State, instr, apply, layer=None) -> State:
-        from lamina.build.cache import cache_key
+        from lamina.builder.cache import cache_key
         text = _canonical(instr)
         key = cache_key(state.image_id, instr.cmd, text)
         hit = self._cached(state, key, instr_text=text)
@@ -652,7 +640,7 @@ class Builder:
         own when the image lacks it, like the classic builder: the path is resolved inside the
         image's root (``WORKDIR /l/sub`` with ``/l -> /tmp`` makes ``/tmp/sub``); an existing
         directory gives no layer (Docker drops empty diffs)."""
-        from lamina.build.copy import Staging, ensure_parents
+        from lamina.builder.copy import Staging, ensure_parents
         wd = state.cc.get("WorkingDir") or "/"
         with self._view(state) as view:
             rel = view.resolve(wd)
@@ -669,7 +657,7 @@ class Builder:
 
     def _i_stopsignal(self, state, instr):
         def apply(s):
-            from lamina.runtime.lifecycle import parse_signal
+            from lamina.runtime.signals import parse_signal
             parse_signal(instr.args[0])
             s.cc["StopSignal"] = instr.args[0]
         return self._metadata_step(state, instr, apply)
@@ -765,8 +753,8 @@ class Builder:
         return shell + [text], None
 
     def _i_run(self, state, instr):
-        from lamina.build.cache import cache_key
-        from lamina.build.run import close_mounts, discard, parse_run_mounts, run_in_layers
+        from lamina.builder.cache import cache_key
+        from lamina.builder.run import close_mounts, discard, parse_run_mounts, run_in_layers
         from lamina.runtime.commit import layer_from_dir
         from lamina.snapshot import Layer, Snapshotter
         args, script = self._run_command(state, instr)
@@ -803,7 +791,8 @@ class Builder:
         try:
             if script is not None:  # RUN <<EOF with a #! line: the heredoc is an executable file
                 import tempfile
-                from lamina.build.run import RunMount
+
+                from lamina.builder.run import RunMount
                 script_dir = tempfile.mkdtemp(prefix="lamina-heredoc-")
                 path = os.path.join(script_dir, script[0])
                 with open(path, "w") as f:
@@ -842,368 +831,8 @@ class Builder:
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
 
-    def _stage_root(self, name: str) -> str:
-        """RUN --mount=type=bind,from=<stage|index|image>: a merged copy of its filesystem."""
-        return self._merged_dir(self._stage_or_image(name, "RUN --mount from"))
-
-    def _stage_or_image(self, name: str, what: str) -> State:
-        """The state of a built stage (by name or index) or of a local image."""
-        j = self._stage_index(name)
-        if j is not None and j in self.stage_results:
-            return self.stage_results[j]
-        try:
-            return self._state_of(self._base_image(name, f"{what}={name}"))
-        except NotFound:
-            raise InvalidArgument(f"{what}={name}: no stage or image named {name!r}") from None
-
-    def _base_image(self, name: str, where: str):
-        """A base image, pulled as ``--pull`` says (missing by default; ``always`` with
-        ``build --pull``), its pull output in the build's output. Pulled once per build."""
-        from lamina.registry.ensure import ensure_image
-        pulled = self.__dict__.setdefault("_pulled", {})
-        if name in pulled:
-            return pulled[name]
-        try:
-            rec = ensure_image(self.store, name, policy=self.opts.pull, out=sys.stdout, quiet=self.opts.quiet)
-        except NotFound as e:
-            if self.opts.pull == "never" or not getattr(e, "status", None):
-                raise NotFound(f"{where}: {e}") from None
-            raise InvalidArgument(f"{where}: {e}") from None
-        except LaminaError as e:
-            raise type(e)(f"{where}: {e}") from None
-        pulled[name] = rec
-        return rec
-
-    # -- COPY / ADD -------------------------------------------------------------------------
-    def _context(self):
-        if self._ctx is None:
-            from lamina.build.context import Context
-            from lamina.dockerfile.ignore import find_ignore_file, read_ignore_file
-            ign_path = find_ignore_file(self.context_dir, self.opts.dockerfile)
-            ign = read_ignore_file(ign_path) if ign_path else None
-            os.makedirs(os.path.join(self.store.root, "build-cache"), mode=0o700, exist_ok=True)
-            self._ctx = Context(self.context_dir, ignore=ign,
-                                cache_path=os.path.join(self.store.root, "build-cache", "context-hashes.db"))
-        return self._ctx
-
-    def _owner(self, view, chown: str | None):
-        """(uid, gid) of --chown, names looked up in the image's /etc/passwd and /etc/group."""
-        if not chown:
-            return None
-        from lamina.runtime.spec import resolve_user_with
-        user, _, group = chown.partition(":")
-        if user.isdigit() and (not group or group.isdigit()):
-            return int(user), int(group or user)
-
-        def read(path: str) -> str | None:
-            data = view.read(path)
-            return None if data is None else data.decode("utf-8", "replace")
-        u = resolve_user_with(read, chown if group else user)
-        return u.uid, u.gid
-
-    def _i_copy(self, state, instr):
-        return self._copy(state, instr, add=False)
-
-    def _i_add(self, state, instr):
-        return self._copy(state, instr, add=True)
-
-    def _copy(self, state, instr, *, add: bool):
-        from lamina.build.cache import cache_key
-        from lamina.build.context import contains_wildcards
-        from lamina.build.copy import CopyItem
-        flags = dict(instr.flags)
-        if instr.heredocs:
-            return self._copy_heredocs(state, instr, flags)
-        if len(instr.args) < 2:
-            raise InvalidArgument(f"{instr.cmd} requires at least two arguments")
-        srcs, dest = list(instr.args[:-1]), instr.args[-1]
-        chmod = None
-        if flags.get("chmod"):
-            try:
-                chmod = int(flags["chmod"], 8)
-            except ValueError:
-                raise InvalidArgument(f"invalid chmod parameter {flags['chmod']!r}: want octal like 0755") from None
-        frm = flags.get("from")
-        wildcard = any(contains_wildcards(s) for s in srcs)
-        urls = [s for s in srcs if add and ("://" in s)]
-        local = [s for s in srcs if s not in urls]
-        ctx = self._from_context(frm) if frm else self._context()
-        resolved = []
-        for src in local:
-            try:
-                # Docker reads a source without wildcards literally (a backslash is a name character
-                # then, e.g. with `# escape=\``); only a wildcard pattern gives backslash its escaping
-                # role; a wildcard that matches nothing is fine while another source matches
-                resolved += ctx.resolve([src], allow_wildcards=contains_wildcards(src), allow_empty=True)
-            except InvalidArgument:
-                if not frm:
-                    raise
-                raise InvalidArgument(f'failed to compute cache key: "/{src.lstrip("/")}" not found in {frm}') from None
-        if local and not resolved and not urls:
-            raise InvalidArgument(f"{instr.cmd} failed: no source files were specified")
-        ctx.on_read = self.out.meter("Reading build context")
-        try:
-            local_sum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
-        finally:
-            ctx.on_read = None
-        checksum = local_sum
-        from lamina.testhook import pause
-        pause("copy-hashed")
-        if urls or (frm and self._stage_index(frm) is None):
-            self.memo_ok = False
-        url_files = [self._fetch_url(u, flags.get("checksum")) for u in urls]
-        items = [CopyItem(src.name, src, ctx) for src in resolved]
-        for uctx, src, digest in url_files:
-            checksum += digest
-            items.append(CopyItem(src.name, src, uctx, remote=True))
-        try:
-            text = _canonical(instr)
-            payload = [text, checksum, state.cc.get("WorkingDir") or "/", sorted(flags.items())]
-            key = cache_key(state.image_id, instr.cmd, payload)
-            hit = self._cached(state, key, instr_text=text, sources=sources_manifest)
-            if hit is not None:
-                return hit
-            from lamina.errors import need_root
-            need_root("lamina build")  # an ONBUILD COPY of a base image, say
-            reuse = None
-            if not add and len(items) == 1 and resolved and not self.opts.no_cache:
-                reuse = self._reuse(state, text, sources_manifest)
-            try:
-                desc, copied = self._copy_layer(state, instr, items, add=add, chmod=chmod,
-                                                owner_spec=flags.get("chown"), wildcard=wildcard, dest=dest,
-                                                reuse=reuse)
-            finally:
-                if reuse is not None:
-                    reuse.close()
-        finally:
-            for uctx, _, _ in url_files:
-                uctx.close()
-                shutil.rmtree(uctx.root, ignore_errors=True)
-        # the key of what was copied (the bytes in the layer), which differs from the one looked
-        # up only if a source changed in between: the layer is then recorded under its own key
-        got = ctx.digest_manifest(copied.get(ctx, {})) if resolved else ""
-        if got != local_sum:
-            checksum = got + "".join(d for _, _, d in url_files)
-            sources_manifest = copied.get(ctx, {})
-            key = cache_key(state.image_id, instr.cmd, [text, checksum, state.cc.get("WorkingDir") or "/",
-                                                        sorted(flags.items())])
-            self.memo_ok = False
-        what = "dir" if len(items) == 1 and items[0].is_dir else "file"
-        shown = f"/bin/sh -c #(nop) {instr.cmd} {what}:{checksum[:64]} in {dest} "
-        result = self._commit(state, instr_text=text, history={"created_by": shown}, new_layer=desc, key=key,
-                              sources=sources_manifest)
-        self.out.line(f" ---> {result.image_id[7:19]}")
-        return result
-
-    def _layers_of(self, state: State):
-        from lamina.snapshot import Layer
-        return [Layer(c, d, desc.digest) for c, (desc, d, _) in
-                zip(chain_ids([x[1] for x in state.layers]), state.layers)]
-
-    def _view(self, state: State):
-        """The merged view of a state's layers (lamina.snapshot.view), prepared first."""
-        from lamina.snapshot import Snapshotter
-        from lamina.snapshot.view import LayerView
-        layers = self._layers_of(state)
-        return LayerView(list(reversed(Snapshotter(self.store).prepare(layers))) if layers else [])
-
-    def _new_layer(self, state: State, fill):
-        """Run ``fill(staging_dir, view)`` in a fresh staging dir and make it the state's next
-        layer (adopted as that layer's snapshot). Returns (descriptor triple, fill's result)."""
-        from lamina.runtime.commit import layer_from_dir
-        from lamina.snapshot import Layer, Snapshotter
-        from lamina import perms
-        staging = os.path.join(self.store.snapshots_dir, f"tmp-stage-{os.urandom(8).hex()}")
-        perms.mkdir(staging, perms.VISIBLE_DIR)  # it becomes the snapshot's fs/: the layer's root
-        try:
-            with self._view(state) as view:
-                res = fill(staging, view)
-            desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch,
-                                  progress=self.out.live, progress_text="Writing layer")
-            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
-            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
-            Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, staging, desc[2])
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return desc, res
-
-    def _reuse(self, state: State, text: str, expect: dict):
-        """A copy.Reuse of the latest result of this COPY on this parent, if its snapshot is
-        still unpacked (see copy.Reuse)."""
-        from lamina.build.copy import Reuse
-        from lamina.runtime.commit import base_layers
-        from lamina.snapshot import Snapshotter
-        prev = self.cache.previous(parent=state.image_id, instr=text)
-        if prev is None:
-            return None
-        try:
-            layers = base_layers(self.images, self.images.get(prev[0]))
-        except LaminaError:
-            return None
-        if len(layers) != len(state.layers) + 1 or [x[1] for x in layers[:-1]] != [x[1] for x in state.layers]:
-            return None
-        d = Snapshotter(self.store).dir_of(chain_ids([x[1] for x in layers])[-1])
-        return Reuse(d, prev[1], expect) if d else None
-
-    def _copy_layer(self, state, instr, items, *, add: bool, chmod, owner_spec, wildcard: bool, dest: str,
-                    reuse=None):
-        """Stage ``items`` (ADD: local archives unpacked) and make the layer; returns
-        (descriptor triple, {context: manifest of what was copied})."""
-        from lamina.build.copy import stage_copy
-
-        def fill(staging, view):
-            owner = self._owner(view, owner_spec)
-            copied: dict = {}
-            todo = items
-            if add:
-                todo = self._expand_archives(items, staging, view, copied, workdir=state.cc.get("WorkingDir") or "/",
-                                             dest=dest, owner=owner)
-            if todo or not add:
-                for ctx, m in stage_copy(staging, todo, dest, workdir=state.cc.get("WorkingDir") or "/", view=view,
-                                         owner=owner, chmod=chmod, wildcard=wildcard, what=instr.cmd,
-                                         reuse=reuse, on_bytes=self.out.meter("Copying")).items():
-                    for rel, entry in m.items():
-                        copied.setdefault(ctx, {}).setdefault(rel, entry)
-            return {c: dict(sorted(m.items())) for c, m in copied.items()}
-        return self._new_layer(state, fill)
-
-    def _memo_context(self, ctx) -> None:
-        """Remember what the build context showed (build/fastpath.py replays only if all of
-        it still looks the same); a context that cannot vouch for it (a path changed while
-        the build read it, or is racily clean) leaves no memo."""
-        if ctx is None:
-            return
-        if not ctx.trustworthy():
-            self.memo_ok = False
-            return
-        self._memo_seen(ctx.root, ctx.seen)
-
-    def _memo_seen(self, root: str, seen: dict) -> None:
-        mine = self.memo["seen"].setdefault(root, {})
-        for rel, key in seen.items():
-            if mine.setdefault(rel, key) != key:
-                self.memo_ok = False  # two stages saw it differently
-
-    def _expand_archives(self, items, staging, view, copied: dict, *, workdir: str, dest: str, owner):
-        """ADD: local tar archives (compressed or not) are unpacked at the destination instead
-        of copied; what was read is hashed into ``copied``. Returns the items left to copy."""
-        from lamina.build.context import entry_text
-        from lamina.build.copy import Staging, ensure_parents, resolve_dest
-        from lamina.layer.compress import open_decompressed
-        from lamina.layer.extract import apply_layer
-        out = []
-        dest_abs, _ = resolve_dest(dest, workdir)
-        rel_dest = view.resolve(dest_abs)
-        for item in items:
-            ctx = item.ctx
-            if item.is_dir or item.remote or not _is_archive(ctx, item.source.relpath):
-                out.append(item)
-                continue
-            st_ = Staging(staging)
-            try:
-                ensure_parents(st_, rel_dest, view, owner=owner)
-                target_fd = os.open(rel_dest or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                    dir_fd=st_.fd) if rel_dest else os.dup(st_.fd)
-            finally:
-                st_.close()
-            fd = ctx.open_file(item.source.relpath)
-            try:
-                with os.fdopen(fd, "rb", closefd=False) as raw:
-                    hashing = _HashingReader(raw)
-                    stream, _ = open_decompressed(hashing, threaded=False)
-                    apply_layer(stream, f"/proc/self/fd/{target_fd}", mode="merge")
-                    while hashing.read(1 << 20):
-                        pass
-                s = os.fstat(fd)
-            finally:
-                os.close(fd)
-                os.close(target_fd)
-            copied.setdefault(ctx, {}).setdefault(item.source.relpath, entry_text(s, digest=hashing.hexdigest()))
-        return out
-
-    def _fetch_url(self, url: str, checksum: str | None):
-        """ADD <url>: download into a private temp dir; verify --checksum. Returns
-        (Context of that dir, its Source, digest)."""
-        import hashlib
-        import tempfile
-        import urllib.error
-        import urllib.parse
-        import urllib.request
-        from lamina.build.context import Context
-        name = os.path.basename(urllib.parse.urlparse(url).path) or "index.html"
-        tmp = tempfile.mkdtemp(prefix="lamina-add-")
-        path = os.path.join(tmp, name)
-        h = hashlib.sha256()
-        try:
-            with urllib.request.urlopen(url, timeout=30) as r, open(path, "xb") as f:
-                while chunk := r.read(1 << 20):
-                    h.update(chunk)
-                    f.write(chunk)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            reason = getattr(e, "reason", None) or e
-            raise InvalidArgument(f"failed to fetch {url}: {reason}") from None
-        got = f"sha256:{h.hexdigest()}"
-        if checksum and checksum != got:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise InvalidArgument(f"invalid checksum for {url}: expected {checksum}, got {got}")
-        os.chmod(path, 0o600)
-        ctx = Context(tmp)
-        return ctx, ctx.resolve([name], allow_wildcards=False)[0], got
-
-    def _from_context(self, frm: str):
-        """COPY --from=<stage|index|image>: a Context on that filesystem (a merged copy), so its
-        sources resolve with the context's rules (wildcards; symlinks followed inside that
-        root) and are keyed by their contents, like the classic builder: a stage rebuilt with
-        identical files still hits."""
-        from lamina.build.context import Context
-        st = self._stage_or_image(frm, "COPY --from")
-        root = self._merged_dir(st)
-        ctxs = getattr(self, "_from_ctxs", None)
-        if ctxs is None:
-            ctxs = self._from_ctxs = {}
-        if root not in ctxs:
-            ctxs[root] = Context(root)
-        return ctxs[root]
-
-    def _merged_dir(self, st: State) -> str:
-        """A directory holding the merged filesystem of a state (cached per image for the build)."""
-        from lamina.snapshot import Snapshotter
-        cache = getattr(self, "_merged", None)
-        if cache is None:
-            cache = self._merged = {}
-        if st.image_id in cache:
-            return cache[st.image_id]
-        d = os.path.join(self.store.snapshots_dir, f"tmp-merged-{os.urandom(8).hex()}")
-        Snapshotter(self.store).copy_rootfs(self._layers_of(st), d)
-        cache[st.image_id] = d
-        return d
-
-    def _copy_heredocs(self, state, instr, flags):
-        """COPY <<EOF /dest : the heredoc bodies become files."""
-        import tempfile
-        tmp = tempfile.mkdtemp(prefix="lamina-heredoc-")
-        try:
-            files = []
-            for hd in instr.heredocs:
-                p = os.path.join(tmp, hd.name)
-                with open(p, "w") as f:
-                    f.write(hd.content)
-                os.chmod(p, 0o644)
-                files.append(p)
-            args = [os.path.basename(p) for p in files] + [instr.args[-1]]
-            fake = replace(instr, args=tuple(args), heredocs=())
-            old = self.context_dir, self._ctx
-            self.context_dir, self._ctx = tmp, None
-            try:
-                return self._copy(state, fake, add=False)
-            finally:
-                if self._ctx is not None:
-                    self._ctx.close()
-                self.context_dir, self._ctx = old
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
+from lamina.errors import InvalidArgument, LaminaError, NeedsRoot
+from lamina.values import field, value
     def cleanup(self) -> None:
         for c in (getattr(self, "_from_ctxs", None) or {}).values():
             c.close()
@@ -1214,78 +843,6 @@ class Builder:
 
 
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class _HashingReader:
-    """A raw reader that hashes every byte read through it (ADD of an archive hashes exactly
-    what it unpacks)."""
-
-    def __init__(self, f) -> None:
-        import hashlib
-        self._f = f
-        self._h = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self._h.update(data)
-        return data
-
-    def readinto(self, b) -> int:
-        n = self._f.readinto(b)
-        if n:
-            self._h.update(memoryview(b)[:n])
-        return n
-
-    def readable(self) -> bool:
-        return True
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
-
-
-def _is_archive(ctx, rel: str) -> bool:
-    """Docker's test for ADD: the file, decompressed if it is gzip/bzip2/xz/zstd, starts with
-    a valid tar header (a .gz that is not a tar is copied as it is)."""
-    from lamina.layer.compress import open_decompressed
-    from lamina.layer.tarstream import _checksum_ok
-    from lamina.errors import LaminaError
-    fd = ctx.open_file(rel)
-    try:
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            try:
-                stream, _ = open_decompressed(f, threaded=False)
-                head = b""
-                while len(head) < 512:
-                    chunk = stream.read(512 - len(head))
-                    if not chunk:
-                        break
-                    head += chunk
-            except (LaminaError, OSError, EOFError, ValueError):
-                return False
-    finally:
-        os.close(fd)
-    return len(head) == 512 and head != bytes(512) and _checksum_ok(head)
-
-
-def _show(instr) -> str:
-    return " ".join(instr.original.split()) if "\n" in instr.original else instr.original.strip()
-
-
-def _canonical(instr) -> str:
-    """The instruction as the cache compares it (after expansion), in Docker's history form."""
-    flags = " ".join(f"--{k}={v}" if v is not None else f"--{k}" for k, v in instr.flags)
-    if instr.cmd in ("ENV", "LABEL"):
-        a = instr.args
-        args = " ".join(f"{a[i]}={_quote_kv(a[i + 1])}" for i in range(0, len(a) - 1, 2))
-    elif instr.json:
-        args = json.dumps(list(instr.args), separators=(",", ":"), ensure_ascii=False)
-    else:
-        args = " ".join(instr.args)
-    return " ".join(x for x in (instr.cmd, flags, args) if x)
-
-
-def _quote_kv(v: str) -> str:
-    return json.dumps(v, ensure_ascii=False) if (not v or any(c in v for c in " \t\"'\\")) else v
 
 
 def _duration_ns(text: str, flag: str) -> int:

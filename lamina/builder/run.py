@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
+from lamina.values import value
 
 
-@dataclass(frozen=True)
+@value
 class RunMount:
     """A RUN --mount, resolved to something the runtime can mount: a ``tmpfs``, or a
     ``bind`` of the object the descriptor ``fd`` names (``O_PATH``, resolved by lamina --
@@ -60,7 +60,7 @@ def parse_run_mounts(values: list[str], *, context_dir: str, cache_root: str, se
 
 def _parse_one(value: str, *, context_dir: str, cache_root: str, secrets: dict[str, str],
                stage_root) -> RunMount | None:
-    from lamina.inroot import open_root, resolve_in_root
+    from lamina.safepath import open_root, resolve_in_root
     kv: dict[str, str] = {}
     flags: set[str] = set()
     for item in value.split(","):
@@ -127,6 +127,7 @@ def _detach(mounts: list[RunMount], d: str) -> tuple[list[tuple[RunMount, int]],
     dirs under ``d``). Returns [(mount, fd to attach)] in order and every fd made."""
     import fcntl
     import stat as stat_
+
     from lamina import mount as mnt
     made: list[int] = []
     out: list[tuple[RunMount, int]] = []
@@ -268,8 +269,8 @@ def _remove_stub(upper: str, rel: str) -> None:
     upper dir, which the container wrote: every access goes through descriptors and stops
     at a symlink), and its empty parents."""
     import stat as stat_
-    from lamina.inroot import PHYSICAL, open_root
-    from lamina.layer.extract import openat2
+
+    from lamina.safepath import PHYSICAL, open_root, openat2
     try:
         rfd = open_root(upper)
     except OSError:

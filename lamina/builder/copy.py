@@ -13,7 +13,7 @@ their metadata in the layer, new ones (and a new destination directory of a dire
 copy) are 0755 and owned like the copied files.
 
 Safety: the sources are read through their Context (physical paths below its root
-descriptor, lamina.build.context); the staging directory is written through descriptors,
+descriptor, lamina.builder.context); the staging directory is written through descriptors,
 one component at a time, never following a symlink -- a symlink copied by one source and a
 directory of the same name from another source replaces it, as Docker's untar does.
 
@@ -31,17 +31,17 @@ import os
 import posixpath
 import shutil
 import stat
-from lamina._dcache import dataclass
 
 from lamina.errors import InvalidArgument
+from lamina.values import value
 
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@value
 class CopyItem:
     """One source to copy: ``name`` as written (decides the destination file name), the
-    resolved ``source`` and the ``ctx`` (lamina.build.context.Context) it is read from."""
+    resolved ``source`` and the ``ctx`` (lamina.builder.context.Context) it is read from."""
 
     name: str
     source: object
@@ -76,7 +76,7 @@ class Staging:
             return self.fd
         if self._cache is not None and self._cache[0] == rel:
             return self._cache[1]
-        from lamina.inroot import open_physical
+        from lamina.safepath import open_physical
         fd = open_physical(self.fd, rel, os.O_RDONLY | os.O_DIRECTORY)
         self._drop()
         self._cache = (rel, fd)
@@ -170,7 +170,7 @@ def resolve_dest(dest: str, workdir: str) -> tuple[str, bool]:
 def _copy_data(src_fd: int, dst_fd: int, on_bytes=None) -> str:
     """Copy ``src_fd`` to ``dst_fd`` and return the sha256 of exactly the bytes written
     (``on_bytes(n)``, if given, is told of every chunk: build progress)."""
-    from lamina.build.context import read_buffer
+    from lamina.builder.context import read_buffer
     h = hashlib.sha256()
     buf, view = read_buffer()
     while True:
@@ -198,7 +198,7 @@ class Reuse:
     still holds exactly what its key says."""
 
     def __init__(self, snapshot_dir: str, old: dict, expect: dict) -> None:
-        from lamina.inroot import open_root
+        from lamina.safepath import open_root
         self.fd = open_root(snapshot_dir)
         self.old = old
         self.expect = expect
@@ -211,8 +211,7 @@ class Reuse:
         os.close(self.fd)
 
     def _parent(self, rel: str) -> int | None:
-        from lamina.inroot import PHYSICAL
-        from lamina.layer.extract import openat2
+        from lamina.safepath import PHYSICAL, openat2
         if not rel:
             return self.fd
         if self._dir is not None and self._dir[0] == rel:
@@ -226,7 +225,7 @@ class Reuse:
         self._dir = (rel, fd)
         return fd
 
-    def link(self, staging: "Staging", src_rel: str, dst: str, s: os.stat_result, *, mode: int,
+    def link(self, staging: Staging, src_rel: str, dst: str, s: os.stat_result, *, mode: int,
              uid: int, gid: int) -> str | None:
         """Link ``dst`` from the snapshot if provably identical; returns its manifest entry."""
         entry = self.expect.get(src_rel)
@@ -266,7 +265,7 @@ def stage_copy(staging_dir: str, items: list[CopyItem], dest_arg: str, *, workdi
     """
     if reuse is not None and len(items) != 1:
         reuse = None  # with several sources a destination path may come from any of them
-    from lamina.build.context import entry_text
+    from lamina.builder.context import entry_text
     dest, dest_is_dir = resolve_dest(dest_arg, workdir)
     if len(items) > 1 and not dest_is_dir:
         raise InvalidArgument(f"When using {what} with more than one source file, the destination "
@@ -353,7 +352,7 @@ def _chmod_in(staging: Staging, rel: str, mode: int) -> None:
 
 def _copy_one(src_fd: int, dst_fd: int, uid: int, gid: int, chmod: int | None, on_bytes=None) -> str:
     """Copy one file (both descriptors are closed); returns its manifest entry."""
-    from lamina.build.context import entry_text
+    from lamina.builder.context import entry_text
     try:
         s = os.fstat(src_fd)
         digest = _copy_data(src_fd, dst_fd, on_bytes)

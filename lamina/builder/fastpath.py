@@ -15,7 +15,7 @@ arg values, ...): the exact output it printed and everything its result depended
   looked, never re-read at the end (a file edited during the build must not be vouched for).
 
 The builder records a memo only when the context can vouch for what it saw (nothing changed
-while it was read, nothing racily clean: lamina.build.context), and deletes the memo of an
+while it was read, nothing racily clean: lamina.builder.context), and deletes the memo of an
 invocation whose build could not be replayed, so an older memo never outlives a newer
 build. The next identical ``lamina build`` checks all of that with fstatat(2) calls relative
 to directory descriptors opened one component at a time without following symlinks, and a
@@ -33,7 +33,6 @@ import json
 import os
 import sys
 import time
-
 
 try:  # the builtin sha256: the OpenSSL-backed hashlib costs ~7 ms to import
     from _sha256 import sha256 as _sha256
@@ -185,7 +184,8 @@ def replay(store, key: str, *, dockerfile_path: str | None, dockerfile_data: byt
     if changed:
         with db.tx() as c:
             for name in m["tags"]:
-                c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)", (name, final, time.time()))
+                c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)",
+                          (name, final, time.time()))
         from lamina.image.service import Images
         Images(store).write_index()
     sys.stdout.write(m["output"])

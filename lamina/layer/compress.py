@@ -206,7 +206,8 @@ def open_decompressed(f: BinaryIO, *, threaded: bool = True) -> tuple[BinaryIO, 
 
         inner = (igzip_threaded.open(src, "rb", threads=1) if threaded
                  else igzip.IGzipFile(fileobj=src, mode="rb"))
-        errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, isal_zlib.error, ValueError)
+        isal_error: type[BaseException] = isal_zlib.error  # type: ignore[assignment]  # a class; isal's stub says instance
+        errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, isal_error, ValueError)
     elif kind == ZSTD:
         import zstandard
 

@@ -16,7 +16,7 @@ from lamina.errors import LaminaError, NotFound, Unauthorized
 from lamina.registry import errcodes
 from lamina.registry.client import hosts
 from lamina.registry.client.auth import Auth
-from lamina.registry.client.transport import Transport, TransportError, body_of, url_of
+from lamina.registry.client.transport import Transport, TransportError, body_of, keep_body, url_of
 
 MANIFEST_LIMIT = 4 << 20
 """Largest manifest or index accepted (distribution's own limit is 4 MiB)."""
@@ -174,9 +174,9 @@ class Registry:
         if r.status not in ok:
             if stream:
                 try:
-                    r._lamina_body = r.read(1 << 16, decode_content=False)  # noqa: SLF001
+                    keep_body(r, r.read(1 << 16, decode_content=False))
                 except Exception:  # the error status is what matters
-                    r._lamina_body = b""  # noqa: SLF001
+                    keep_body(r, b"")
                 r.release_conn()
             raise error_from(r, method, url_of(r) or self.t.url(path))
         return r

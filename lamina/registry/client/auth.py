@@ -152,7 +152,8 @@ class Auth:
         if r.status in (401, 403):
             from lamina.registry import errcodes
             errs = errcodes.parse(body)
-            detail = errs[0].message if errs else (body.decode(errors="replace").strip()[:200] or r.reason)
+            text = body.decode(errors="replace").strip()[:200]
+            detail = errs[0].message if errs else (text or r.reason or str(r.status))
             raise Unauthorized(f"unauthorized: {detail}" if "unauthorized" not in detail.lower()
                                else detail)
         if r.status != 200:

@@ -21,6 +21,7 @@ Contracts:
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import urllib3
 from urllib3.exceptions import (
@@ -127,8 +128,8 @@ class Transport:
     def _pool(self, scheme: str) -> urllib3.PoolManager:
         pm = self._pools.get(scheme)
         if pm is None:
-            kw = dict(num_pools=4, maxsize=self._pool_size, block=False, retries=False,
-                      timeout=self._timeout, blocksize=BLOCK)
+            kw: dict[str, Any] = dict(num_pools=4, maxsize=self._pool_size, block=False, retries=False,
+                                      timeout=self._timeout, blocksize=BLOCK)
             if scheme == "https":
                 kw["ssl_context"] = self._ssl_context(self.ep.verify_tls)
                 if not self.ep.verify_tls:
@@ -254,14 +255,19 @@ class Transport:
                     raise TransportError(describe(method, url, e)) from None
                 finally:
                     r.release_conn()
-                r._lamina_body = data[:limit]  # noqa: SLF001 - the read body, for the caller
-            r._lamina_url = url  # noqa: SLF001 - the URL actually answered (after redirects)
+                keep_body(r, data[:limit])  # the read body, for the caller
+            vars(r)["_lamina_url"] = url  # the URL actually answered (after redirects)
             return r
 
 
 def body_of(r) -> bytes:
     """The body read by a non-streaming :meth:`Transport.request`."""
     return getattr(r, "_lamina_body", b"")
+
+
+def keep_body(r, data: bytes) -> None:
+    """Attach the bytes read of ``r``'s body, for :func:`body_of`."""
+    vars(r)["_lamina_body"] = data
 
 
 def url_of(r) -> str:

@@ -73,7 +73,7 @@ def is_terminal(stream) -> bool:
         return False
 
 
-def on_terminal(stream) -> "Progress | None":
+def on_terminal(stream) -> Progress | None:
     """A Progress drawing on ``stream`` when it is a terminal, else None: callers then do
     no progress work at all (Docker prints no byte progress to a pipe either)."""
     return Progress(stream, tty=True) if is_terminal(stream) else None

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, need_tool
 from containers_util import bb  # noqa: F401  (fixture)
+
 from lamina.cli.main import COMMANDS, HIDDEN_ALIASES
 
 

@@ -12,9 +12,9 @@ import subprocess
 import uuid
 
 import pytest
-
 from conftest import need_tool
 from containers_util import bb  # noqa: F401  (fixture)
+
 from lamina.errors import describe
 
 

@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import need_tool
+
 from lamina.cli.main import COMMANDS, HIDDEN_ALIASES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

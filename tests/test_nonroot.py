@@ -17,7 +17,6 @@ import sys
 import tempfile
 
 import pytest
-
 from conftest import REPO, Lamina, need_tool
 
 NOBODY = ("--reuid=65534", "--regid=65534", "--clear-groups")

@@ -17,7 +17,6 @@ import termios
 import uuid
 
 import pytest
-
 from conftest import REPO, mkctx, need_tool
 from containers_util import bb  # noqa: F401  (fixture)
 

@@ -831,8 +831,6 @@ class Builder(SourceSteps):
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
 
-from lamina.errors import InvalidArgument, LaminaError, NeedsRoot
-from lamina.values import field, value
     def cleanup(self) -> None:
         for c in (getattr(self, "_from_ctxs", None) or {}).values():
             c.close()

@@ -306,7 +306,8 @@ def fish_script() -> str:
              "    and echo --root $words[(math $i + 1)]",
              "end",
              "function __lamina_images",
-             "    lamina (__lamina_root) images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | string match -v '*<none>*'",
+             "    lamina (__lamina_root) images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null"
+             " | string match -v '*<none>*'",
              "end",
              "function __lamina_containers",
              "    lamina (__lamina_root) ps -a --format '{{.Names}}' 2>/dev/null",
@@ -337,7 +338,7 @@ def fish_script() -> str:
         for short, long, value, _, help_text in flags_of(p):
             opt = (f" -s {short}" if short else "") + (f" -l {long}" if long else "")
             lines.append(f"complete -c lamina -n {q(cond)}{opt}{' -r' if value else ''} -d {q(help_text or '')}")
-    for path, bools, values, kind in _table():
+    for path, _, _, kind in _table():
         if len(path.split()) == 1 and path in groups:
             continue
         words = path.split()

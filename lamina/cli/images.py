@@ -207,6 +207,7 @@ def _counting(f, progress, text: str):
         return f
     import os
     import stat
+
     from lamina.progress import Reader
     try:
         st = os.fstat(f.fileno())

@@ -48,8 +48,9 @@ CONTAINER = ("types.ContainerJSON", [
     ("HostnamePath", "string"), ("HostsPath", "string"), ("LogPath", "string"), ("Node", "*types.ContainerNode"),
     ("Name", "string"), ("RestartCount", "int"), ("Driver", "string"), ("Platform", "string"),
     ("MountLabel", "string"), ("ProcessLabel", "string"), ("AppArmorProfile", "string"),
-    ("ExecIDs", "[]string"), ("HostConfig", "*container.HostConfig"), ("GraphDriver", GRAPH_DRIVER), ("SizeRw", "*int64"),
-    ("SizeRootFs", "*int64"), ("Mounts", "list"), ("Config", CONTAINER_CONFIG), ("NetworkSettings", "*types.NetworkSettings"),
+    ("ExecIDs", "[]string"), ("HostConfig", "*container.HostConfig"), ("GraphDriver", GRAPH_DRIVER),
+    ("SizeRw", "*int64"), ("SizeRootFs", "*int64"), ("Mounts", "list"), ("Config", CONTAINER_CONFIG),
+    ("NetworkSettings", "*types.NetworkSettings"),
 ])
 _ZERO = {"string": "", "bool": False, "int": 0}
 

@@ -957,6 +957,7 @@ def export_tar(root: str, out: BinaryIO, *, progress=None) -> int:
         return write_layer(root, out)
     from lamina.progress import Writer
     try:
-        return write_layer(root, Writer(out, lambda n: progress.counter("Exporting", n)))
+        counted = Writer(out, lambda n: progress.counter("Exporting", n))
+        return write_layer(root, counted)  # type: ignore[arg-type]  # a file-like object
     finally:
         progress.done()

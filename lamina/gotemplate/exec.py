@@ -36,8 +36,17 @@ from lamina.gotemplate.nodes import (
     WithNode,
 )
 from lamina.gotemplate.strconv import quote
-from lamina.gotemplate.values import (MISSING, NIL_SLICE, GoStruct, NilPointer, go_type, indirect, map_zero,
-                                      sorted_keys, truth)
+from lamina.gotemplate.values import (
+    MISSING,
+    NIL_SLICE,
+    GoStruct,
+    NilPointer,
+    go_type,
+    indirect,
+    map_zero,
+    sorted_keys,
+    truth,
+)
 
 __all__ = ["Break", "Continue", "ExecError", "State"]
 

@@ -303,12 +303,12 @@ def _read_archive(images: Images, src: BinaryIO, found: _Loaded, progress=None) 
                 # an uncompressed layer: one pass hashes it, checks its headers and sizes it
                 from lamina.layer.ingest import ingest_layer
                 with content.writer(ref, expected=expect, size=member.size, resume=False, hashing=False) as w:
-                    reader = _Chain(head, f)
+                    reader: BinaryIO = _Chain(head, f)  # type: ignore[assignment]  # a file-like object
                     if report is not None:
                         from lamina.progress import Reader
-                        reader = Reader(reader, report)
+                        reader = Reader(reader, report)  # type: ignore[assignment]  # a file-like object
                     try:
-                        info = ingest_layer(reader, w, compression=None)  # type: ignore[arg-type]  # a file-like object
+                        info = ingest_layer(reader, w, compression=None)
                         d = w.commit(digest=info.digest)
                     except LaminaError as e:
                         raise type(e)(f"archive entry {name}: {e}") from None

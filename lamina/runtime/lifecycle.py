@@ -463,7 +463,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
         with m.lock:
             m.log.flush()
         if not ready_sent:  # the command never ran (exec: "x": executable file not found ...)
-            os.write(ready_w, f"exit {code} {_last_stderr_line(m.doc['LogPath']) or 'the container exited before it started'}\n".encode())
+            why = _last_stderr_line(m.doc["LogPath"]) or "the container exited before it started"
+            os.write(ready_w, f"exit {code} {why}\n".encode())
             ready_sent = True
         if sb is not None:
             sb.teardown()

@@ -19,6 +19,41 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Every container of this test run (CLI, builds, the launcher called directly) lives under a
+# cgroup parent of its own, so two runs on one machine never meet in /sys/fs/cgroup; a child
+# pytest run keeps its parent's. ``cgroup_dir(ctl, cid)`` is where a container's cgroup is.
+os.environ.setdefault("LAMINA_CGROUP_PARENT", f"lamina-test/{os.getpid()}")
+CGROUP_PARENT = os.environ["LAMINA_CGROUP_PARENT"]
+
+
+def cgroup_dir(controller: str, cid: str = "") -> str:
+    return os.path.join("/sys/fs/cgroup", controller, CGROUP_PARENT, cid).rstrip("/")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's (empty) parent cgroups; a run started by another pytest keeps them."""
+    if CGROUP_PARENT != f"lamina-test/{os.getpid()}" or not os.path.isdir("/sys/fs/cgroup"):
+        return
+    for ctl in os.listdir("/sys/fs/cgroup"):
+        for d in (cgroup_dir(ctl), os.path.dirname(cgroup_dir(ctl))):
+            try:
+                os.rmdir(d)  # fails (and stays) if anything still runs there, or another run's
+            except OSError:
+                pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """No test may skip: a skip (pytest.skip, a skipif marker, a plugin's) becomes a failure,
+    so a broken or incomplete machine cannot pass as green."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = (f"skipped ({reason}): this suite never skips; install what is missing "
+                        "(.ci/run does) or run it as root")
+
 
 def need_tool(name: str) -> str:
     """The path of an external tool the test needs; fails (never skips) if it is missing."""
@@ -26,6 +61,42 @@ def need_tool(name: str) -> str:
     if not path:
         pytest.fail(f"required tool {name!r} is not installed (run .ci/run, which installs it)")
     return path
+
+
+def wait_blocked_on_flock(path: str, pid: int, timeout: float = 60) -> None:
+    """Wait until process ``pid`` is blocked in flock(2) on ``path`` (a ``->`` waiter line in
+    /proc/locks for the file's inode): the real condition "it reached the lock and waits"."""
+    import time
+    ino = os.stat(path).st_ino
+    deadline = time.monotonic() + timeout
+    while True:
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 6 and fields[1] == "->" and fields[2] == "FLOCK" \
+                        and fields[5] == str(pid) and fields[6].rsplit(":", 1)[-1] == str(ino):
+                    return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} never blocked on the lock {path}")
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            raise AssertionError(f"process {pid} exited before it blocked on {path}") from None
+        time.sleep(0.01)
+
+
+def wait_for(fn, timeout: float = 60, what: str = "condition", interval: float = 0.02):
+    """Poll ``fn`` until it returns a true value (returned); fail after ``timeout`` seconds
+    (a generous bound for a loaded machine: the test waits on the condition, not the clock)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
 
 
 @dataclass

@@ -11,9 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+from conftest import REPO, wait_for
 
 
 @pytest.fixture
@@ -34,15 +32,10 @@ def image(lamina, busybox_tar, name: str, *changes: str) -> None:
     lamina(*args, busybox_tar, name)
 
 
-def until(fn, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+def until(fn, timeout: float = 60, what: str = "condition"):
+    """Poll ``fn`` until it returns a true value (returned): conftest.wait_for, polling every
+    50 ms (each poll of these tests is a lamina command)."""
+    return wait_for(fn, timeout=timeout, what=what, interval=0.05)
 
 
 def state(lamina, name: str) -> str:

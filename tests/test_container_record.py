@@ -22,7 +22,7 @@ def test_a_created_container_is_the_record_modules_document(bb):
     want = record.new_document(
         cid=doc["Id"], name="c1", created=doc["Created"], path="true", args=[], image=doc["Image"],
         manifest=doc["ImageManifest"], directory="/d", host_config={}, config={}, mounts=[],
-        networks={}, chain_id=None, detach_keys=None)
+        networks={}, chain_id=None, detach_keys=None, cgroup_parent="lamina")
     assert list(doc) == list(want)  # every top-level field, in inspect order
     assert doc["State"] == record.DOCKER_STATE  # a created container: Docker's defaults only
     assert list(doc["NetworkSettings"]) == list(record.network_settings({}))

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 
 import pytest
+from conftest import cgroup_dir
 from containers_util import bb, mounts_under, until  # noqa: F401  (fixture)
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def _alive(pid: int) -> bool:
@@ -49,38 +49,64 @@ def test_killed_monitor(bb):
     assert bb("ps", "-a", "-q").out == ""
     assert mounts_under(bb.root) == []
     assert os.listdir(os.path.join(bb.root, "containers")) == []
-    assert not os.path.exists(f"/sys/fs/cgroup/memory/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("memory", cid))
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.3, 0.6])
-def test_killed_foreground_run(bb, delay):
-    p = bb.popen("run", "--name", "f", "-v", "vol:/data", "busybox", "sh", "-c", "sleep 100",
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
-    p.kill()
-    p.wait()
-    # the container dies with its parent (PR_SET_PDEATHSIG), a moment later on a loaded machine
-    deadline = time.time() + 10
-    while True:
-        ps = bb("ps", "-a", "--format", "{{.Names}} {{.Status}}").out
-        if not ps.startswith("f Up") or time.time() > deadline:
-            break
-        time.sleep(0.05)
-    assert ps in ("", "f Created\n") or ps.startswith("f Exited (255)"), ps
-    ids = bb("ps", "-a", "-q", "--no-trunc").out.split()
+def _marked(marker: str) -> list[int]:
+    """Live processes running ``sleep <marker>`` (a number unique to the test)."""
+    out = subprocess.run(["pgrep", "-x", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split() if _alive(int(p))]
+
+
+def _after_the_kill_everything_is_cleaned(bb, marker: str) -> None:
     bb("rm", "-f", "f", check=False)
     assert bb("ps", "-a", "-q").out == ""
-    # no process of it survives (the container dies with the killed `lamina run`)
-    for pid in subprocess.run(["pgrep", "-x", "sleep"], capture_output=True, text=True).stdout.split():
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                cg = f.read()
-            assert not (any(i in cg for i in ids) and _alive(int(pid))), \
-                f"process {pid} of a removed container survives"
-        except FileNotFoundError:
-            pass
+    until(lambda: _marked(marker) == [], what="the killed run's container process to be gone")
     r = bb("image", "prune", "-a", "-f")
     assert r.rc == 0
     assert bb("images", "-q").out == ""
     assert mounts_under(bb.root) == []
     assert os.listdir(os.path.join(bb.root, "containers")) == []
+
+
+def test_killed_foreground_run_while_its_container_runs(bb):
+    """`lamina run` (the container's monitor) killed while the container runs: the container
+    dies with it (PR_SET_PDEATHSIG) and shows as Exited (255)."""
+    marker = str(100000 + int.from_bytes(os.urandom(3), "big"))
+    p = bb.popen("run", "--name", "f", "-v", "vol:/data", "busybox", "sleep", marker,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pids = until(lambda: _marked(marker), what="the container's process")
+        assert len(pids) == 1
+        until(lambda: bb("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "f", check=False).out
+              == f"running {pids[0]}\n", what="the record to show the running container")
+    finally:
+        p.kill()
+        p.wait()
+    until(lambda: not _alive(pids[0]), what="the container to die with its monitor")
+    ps = bb("ps", "-a", "--format", "{{.Names}} {{.Status}}").out
+    assert re.fullmatch(r"f Exited \(255\) (Less than a second|\d+ seconds?) ago\n", ps), ps
+    _after_the_kill_everything_is_cleaned(bb, marker)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.6])
+def test_killed_foreground_run_at_any_moment(bb, delay):
+    """Killed at an arbitrary moment of create/start/run: whatever state the record reached
+    is a consistent one, and rm -f / image prune clean everything up; no process of the
+    container survives (checked by its unique command line, whether or not it started)."""
+    marker = str(100000 + int.from_bytes(os.urandom(3), "big"))
+    p = bb.popen("run", "--name", "f", "-v", "vol:/data", "busybox", "sleep", marker,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)  # an arbitrary moment, on purpose: every moment must be safe
+    p.kill()
+    p.wait()
+    # the container dies with its parent (PR_SET_PDEATHSIG), a moment later on a loaded
+    # machine (maybe before it ever exec'd its command): until then ps may show it Up
+    def settled():
+        out = bb("ps", "-a", "--format", "{{.Names}} {{.Status}}").out
+        return None if out.startswith("f Up") else [out]
+    ps = until(settled, what="the killed run's container to stop")[0]
+    assert _marked(marker) == []
+    assert ps in ("", "f Created\n") or re.fullmatch(
+        r"f Exited \(255\) (Less than a second|\d+ seconds?) ago\n", ps), ps
+    _after_the_kill_everything_is_cleaned(bb, marker)

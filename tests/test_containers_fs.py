@@ -7,19 +7,18 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
 
-import pytest
 from containers_util import bb, image, mounts_under, until  # noqa: F401  (fixture)
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def test_commit_and_run(bb):
     bb("run", "--name", "c", "busybox", "sh", "-c", "echo made > /f; mkdir -p /d/e; rm /bin/vi")
     iid = bb("commit", "-m", "my msg", "-a", "Me <me@x>", "-c", 'CMD ["cat", "/f"]', "-c", "ENV X=1",
              "c", "mine:v1").out.strip()
-    assert iid.startswith("sha256:") or len(iid) >= 12
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", iid), iid  # Docker prints the full image ID
+    assert bb("inspect", "-f", "{{.Id}}", "mine:v1").out.strip() == iid
     assert bb("run", "--rm", "mine:v1").out == "made\n"
     assert bb("run", "--rm", "mine:v1", "sh", "-c", "echo $X; test -e /bin/vi || echo novi").out == "1\nnovi\n"
     doc = json.loads(bb("inspect", "mine:v1").out)[0]
@@ -69,10 +68,15 @@ def test_cp_both_ways_and_escape(bb, tmp_path):
     # escape attempts: a symlink to / or ../.. in the container resolves inside it
     target = tmp_path / "escaped.txt"
     rel = os.path.relpath(str(target), "/")
-    bb("cp", str(host / "in.txt"), f"r:/esc/{rel}", check=False)
-    bb("cp", str(host / "in.txt"), f"r:/out/rootlink/{rel}", check=False)
+    # (the link resolves to / inside the container, where the parent dirs do not exist:
+    # dockerd answers exactly so)
+    for via in ("/esc", "/out/rootlink"):
+        r = bb("cp", str(host / "in.txt"), f"r:{via}/{rel}", check=False)
+        assert (r.rc, r.err) == (1, f"Error: Could not find the file {via}/{os.path.dirname(rel)} "
+                                    "in container r\n")
     assert not target.exists()
-    assert bb("exec", "r", "cat", "/" + rel, check=False).out in ("from host\n", "")
+    r = bb("exec", "r", "cat", "/" + rel, check=False)
+    assert (r.rc, r.out) == (1, "")
     # tar streams
     r = bb("cp", "r:/out/x", "-")
     with tarfile.open(fileobj=io.BytesIO(r.outb)) as tf:
@@ -85,7 +89,7 @@ def test_cp_both_ways_and_escape(bb, tmp_path):
     bb("cp", "-", "r:/tmp", input=buf.getvalue())
     assert bb("exec", "r", "cat", "/tmp/fromtar").out == "tar"
     r = bb("cp", "r:/nope", str(host / "n"), check=False)
-    assert r.rc != 0 and "nope" in r.err
+    assert (r.rc, r.err) == (1, "Error: Could not find the file /nope in container r\n")
     bb("rm", "-f", "r")
     assert mounts_under(bb.root) == []
 
@@ -99,7 +103,7 @@ def test_export(bb, tmp_path):
         assert {"bin/busybox", "bin/sh", "etc/passwd", "marker"} <= names
         assert tf.extractfile([m for m in tf.getmembers() if m.name.lstrip("./") == "marker"][0]).read() == b"exported\n"
     r = bb("export", "e")
-    assert r.outb == out.read_bytes() or len(r.outb) > 100000
+    assert r.outb == out.read_bytes()  # -o and stdout write the same bytes
     assert mounts_under(bb.root) == []
 
 
@@ -113,7 +117,7 @@ def test_volumes(lamina, busybox_tar, tmp_path):
     out = bb("run", "--rm", "-v", f"{hostdir}:/data", "busybox", "sh", "-c", "cat /data/pre; echo w > /data/w").out
     assert out == "pre\n" and (hostdir / "w").read_text() == "w\n"
     r = bb("run", "--rm", "-v", f"{hostdir}:/data:ro", "busybox", "sh", "-c", "echo x > /data/x", check=False)
-    assert r.rc != 0 and "Read-only" in r.err
+    assert (r.rc, r.err) == (1, "sh: can't create /data/x: Read-only file system\n")
     # named volume persists across containers
     bb("run", "--rm", "-v", "myvol:/data", "busybox", "sh", "-c", "echo kept > /data/k")
     assert bb("run", "--rm", "-v", "myvol:/other", "busybox", "cat", "/other/k").out == "kept\n"

@@ -3,13 +3,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 
-import pytest
 from containers_util import Pty, bb, state, until  # noqa: F401  (fixture)
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def test_run_it_detach_and_reattach(bb):

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 
@@ -66,7 +67,7 @@ def test_images_table_and_formats(lamina, busybox_tar):
     # columns line up: every row starts its TAG column where the header does
     col = out[0].index("TAG")
     assert all(l[col - 1] == " " and l[col] != " " for l in out[1:])
-    assert "seconds ago" in out[1] or "Less than a second ago" in out[1]
+    assert re.search(r"\s(Less than a second|\d+ seconds) ago\s", out[1]), out[1]
     q = lamina("images", "-q").out.split()
     assert len(q) == 2 and len(set(q)) == 1 and len(q[0]) == 12
     f = lamina("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
@@ -113,7 +114,7 @@ def test_tag_and_rmi_outputs(lamina, busybox_tar):
     assert lamina("rmi", "bb:one").out.splitlines() == ["Untagged: bb:one"]
     # by ID with several tags: refused without -f
     r = lamina("rmi", iid[7:19], check=False)
-    assert r.rc == 125 and "must be forced" in r.err and "multiple repositories" in r.err
+    assert r.rc == 1 and "must be forced" in r.err and "multiple repositories" in r.err
     out = lamina("rmi", "-f", iid[7:19]).out.splitlines()
     assert "Untagged: bb:two" in out and "Untagged: busybox:latest" in out
     assert f"Deleted: {iid}" in out
@@ -123,7 +124,7 @@ def test_tag_and_rmi_outputs(lamina, busybox_tar):
     blobs = os.listdir(os.path.join(lamina.root, "content", "blobs", "sha256"))
     assert blobs == []
     r = lamina("rmi", "busybox", check=False)
-    assert r.rc == 125 and "No such image: busybox" in r.err
+    assert r.rc == 1 and "No such image: busybox" in r.err
 
 
 def test_retag_leaves_dangling_and_prune(lamina, busybox_tar):
@@ -204,7 +205,8 @@ def seeded(lamina, busybox_tar):
 def test_bad_truncated_tar(seeded, busybox_tar):
     data = open(busybox_tar, "rb").read()
     err = _unchanged(seeded, lambda: seeded("import", "-", "x", input=data[:len(data) // 2 + 100], check=False))
-    assert "truncated" in err or "unexpected end" in err
+    assert re.fullmatch(r"Error: truncated layer tar: the data of entry '\./bin/busybox' is cut short "
+                        r"\(\d+ bytes missing\)\n", err), err
 
 
 def test_bad_gzip_garbage(seeded):
@@ -283,12 +285,9 @@ def test_kill9_mid_import_leaves_clean_store(lamina, busybox_tar, tmp_path):
                      stderr=subprocess.DEVNULL)
     p.stdin.write(data[: len(data) // 2])
     p.stdin.flush()
-    import time
-    deadline = time.time() + 10
+    from conftest import wait_for
     ingest = os.path.join(lamina.root, "content", "ingest")
-    while time.time() < deadline and not os.listdir(ingest):
-        time.sleep(0.02)
-    assert os.listdir(ingest), "the import never started writing"
+    wait_for(lambda: os.listdir(ingest), what="the import to start writing")
     p.kill()
     p.wait()
     assert lamina("images", "--format", "{{.Repository}}").out.split() == ["busybox"]

@@ -1,4 +1,5 @@
-"""Tests for lamina.mount: real mounts, so they need root (skipped otherwise).
+"""Tests for lamina.mount: real mounts, so they need root (CI runs as root:
+tests/test_ci_environment.py checks; elsewhere they fail, never skip).
 
 Every test that mounts uses the ``target`` fixture, which unmounts everything stacked on
 the target afterwards (lazily, so a failing test cannot leave a busy mount behind).
@@ -17,23 +18,6 @@ import pytest
 
 from lamina import mount as M
 from lamina.errors import InvalidArgument, Unavailable
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
-
-
-def _overlay_available() -> bool:
-    if os.geteuid() != 0:
-        return False
-    try:
-        with open("/proc/filesystems") as f:
-            if "overlay" in f.read():
-                return True
-    except OSError:
-        return False
-    return os.path.exists("/sys/module/overlay")
-
-
-needs_overlay = pytest.mark.skipif(not _overlay_available(), reason="needs root and overlayfs")
 
 
 @pytest.fixture
@@ -154,7 +138,6 @@ def test_import_is_cheap():
 # Overlay semantics
 
 
-@needs_overlay
 def test_new_mount_api_is_used_on_this_kernel():
     # Linux >= 6.8 has fsconfig "lowerdir+"; record which mechanism this host gets.
     release = tuple(int(x) for x in os.uname().release.split(".")[:2] if x.isdigit())
@@ -162,7 +145,6 @@ def test_new_mount_api_is_used_on_this_kernel():
         assert M._new_api_supported()
 
 
-@needs_overlay
 def test_three_layers_top_wins_and_whiteout_hides(tmp_path, target):
     top = make_layer(tmp_path / "top", {"f": "top", "only-top": "t"})
     mid = make_layer(tmp_path / "mid", {"f": "mid", "gone": None, "m": "m"})
@@ -176,7 +158,6 @@ def test_three_layers_top_wins_and_whiteout_hides(tmp_path, target):
     assert "ro" in super_options  # no upper dir: the overlay superblock is read-only
 
 
-@needs_overlay
 def test_upper_is_a_plain_diff(tmp_path, target):
     lower1 = make_layer(tmp_path / "l1", {"a": "1", "dir/x": "x"})
     lower2 = make_layer(tmp_path / "l2", {"b": "2", "c": "3", "old/y": "y"})
@@ -211,7 +192,6 @@ def test_upper_is_a_plain_diff(tmp_path, target):
     assert "metacopy=on" not in mountinfo_line(target)
 
 
-@needs_overlay
 def test_opaque_dir_hides_lower_contents(tmp_path, target):
     top = make_layer(tmp_path / "top", {"d/new": "n"})
     os.setxattr(os.path.join(top, "d"), "trusted.overlay.opaque", b"y")
@@ -220,7 +200,6 @@ def test_opaque_dir_hides_lower_contents(tmp_path, target):
     assert os.listdir(os.path.join(target, "d")) == ["new"]
 
 
-@needs_overlay
 def test_replacing_a_lower_dir_makes_an_opaque_dir_in_upper(tmp_path, target):
     lower = make_layer(tmp_path / "l", {"d/old": "o"})
     m, upper = writable_overlay(tmp_path, [lower])
@@ -233,7 +212,6 @@ def test_replacing_a_lower_dir_makes_an_opaque_dir_in_upper(tmp_path, target):
     assert os.getxattr(os.path.join(upper, "d"), "trusted.overlay.opaque") == b"y"
 
 
-@needs_overlay
 def test_200_layers_with_long_paths(tmp_path, target):
     base = tmp_path / ("long-directory-name-" * 4)
     lowers = []
@@ -251,7 +229,6 @@ def test_200_layers_with_long_paths(tmp_path, target):
     assert read(os.path.join(target, "shared")) == "0"  # lowers[0] is on top
 
 
-@needs_overlay
 def test_layer_path_longer_than_fsconfig_string_limit(tmp_path, target):
     # fsconfig copies at most 255 bytes of a string; longer paths go in as O_PATH fds.
     deep = tmp_path
@@ -266,7 +243,6 @@ def test_layer_path_longer_than_fsconfig_string_limit(tmp_path, target):
     assert read(os.path.join(target, "g")) == "g"
 
 
-@needs_overlay
 def test_path_with_colon_and_comma(tmp_path, target):
     top = make_layer(tmp_path / "a:b,c", {"f": "top"})
     bottom = make_layer(tmp_path / "plain", {"f": "bottom", "g": "g"})
@@ -274,7 +250,6 @@ def test_path_with_colon_and_comma(tmp_path, target):
     assert read(os.path.join(target, "f")) == "top"
 
 
-@needs_overlay
 def test_read_only_mounts_reject_writes(tmp_path, target):
     a = make_layer(tmp_path / "a", {"f": "a"})
     b = make_layer(tmp_path / "b", {"g": "b"})
@@ -304,7 +279,6 @@ def test_read_only_mounts_reject_writes(tmp_path, target):
 # The classic mount(2) fallback
 
 
-@needs_overlay
 def test_classic_mount_with_short_relative_paths(tmp_path, target):
     make_layer(tmp_path / "layers" / "1", {"f": "one"})
     make_layer(tmp_path / "layers" / "2", {"f": "two", "g": "g"})
@@ -323,7 +297,6 @@ def test_classic_mount_with_short_relative_paths(tmp_path, target):
     assert "lowerdir=1:2" in mountinfo_line(target)
 
 
-@needs_overlay
 def test_classic_overlay_fallback_makes_paths_relative(tmp_path, target):
     base = tmp_path / ("long-directory-name-" * 4) / "snapshots"
     lowers = [make_layer(base / str(i) / "fs", {f"f{i}": str(i)}) for i in range(200)]
@@ -340,7 +313,6 @@ def test_classic_overlay_fallback_makes_paths_relative(tmp_path, target):
     assert is_whiteout(os.path.join(up, "f7"))
 
 
-@needs_overlay
 def test_mount_all_falls_back_to_classic_without_new_api(tmp_path, target, monkeypatch):
     monkeypatch.setattr(M, "_new_api", False)  # as on a kernel < 6.8
     lower = make_layer(tmp_path / "only", {"f": "x"})
@@ -351,7 +323,6 @@ def test_mount_all_falls_back_to_classic_without_new_api(tmp_path, target, monke
     assert is_whiteout(os.path.join(upper, "f"))
 
 
-@needs_overlay
 def test_classic_fallback_refuses_more_than_a_page(tmp_path, target):
     lowers = [make_layer(tmp_path / f"{i}-{'y' * 60}" / "fs") for i in range(100)]
     spec = M._parse_overlay(M.overlay(lowers))
@@ -362,7 +333,6 @@ def test_classic_fallback_refuses_more_than_a_page(tmp_path, target):
     assert M.is_mountpoint(target)
 
 
-@needs_overlay
 def test_classic_fallback_names_missing_dir(tmp_path, target):
     a = make_layer(tmp_path / "a")
     spec = M._parse_overlay(M.overlay([a, str(tmp_path / "missing")]))
@@ -374,7 +344,6 @@ def test_classic_fallback_names_missing_dir(tmp_path, target):
 # Errors
 
 
-@needs_overlay
 def test_missing_lower_dir_names_the_path(tmp_path, target):
     a = make_layer(tmp_path / "a")
     missing = str(tmp_path / "no-such-layer")
@@ -388,7 +357,6 @@ def test_missing_lower_dir_names_the_path(tmp_path, target):
     assert not M.is_mountpoint(target)
 
 
-@needs_overlay
 def test_missing_upper_dir_and_unknown_option(tmp_path, target):
     a, b = make_layer(tmp_path / "a"), make_layer(tmp_path / "b")
     (tmp_path / "w").mkdir()
@@ -407,7 +375,6 @@ def test_too_many_layers_in_a_hand_made_mount(tmp_path):
         M.mount_all([M.Mount("overlay", "overlay", (f"lowerdir={lowers}",))], str(tmp_path))
 
 
-@needs_root
 def test_mount_all_rolls_back_on_failure(tmp_path, target):
     good = M.Mount("tmpfs", "tmpfs", ("size=1m",))
     bad = M.Mount("bind", str(tmp_path / "missing-source"), ("rbind",))
@@ -420,7 +387,6 @@ def test_mount_all_rolls_back_on_failure(tmp_path, target):
 # Other mount types, unmount, is_mountpoint
 
 
-@needs_root
 def test_tmpfs_and_stacking(tmp_path, target):
     M.mount_all([M.Mount("tmpfs", "tmpfs", ("size=1m", "mode=700", "nosuid")),
                  M.Mount("tmpfs", "tmpfs", ("size=2m",))], target)
@@ -432,7 +398,6 @@ def test_tmpfs_and_stacking(tmp_path, target):
     assert not M.is_mountpoint(target)
 
 
-@needs_root
 def test_ro_bind_mount_and_is_mountpoint_within_one_fs(tmp_path, target):
     src = make_layer(tmp_path / "src", {"f": "x"})
     assert not M.is_mountpoint(target)
@@ -445,7 +410,6 @@ def test_ro_bind_mount_and_is_mountpoint_within_one_fs(tmp_path, target):
     open(os.path.join(src, "g"), "w").close()  # the source stays writable
 
 
-@needs_root
 def test_unmount_errors_and_flags(tmp_path, target):
     with pytest.raises(InvalidArgument, match=f"unmount of {target} failed: umount2"):
         M.unmount(target)

@@ -19,11 +19,10 @@ import tempfile
 import termios
 import textwrap
 import threading
-import time
 import uuid
 
 import pytest
-from conftest import need_tool
+from conftest import CGROUP_PARENT, cgroup_dir, need_tool, wait_for
 
 from lamina.errors import InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import launcher
@@ -32,8 +31,6 @@ from lamina.runtime.spec import ALL_CAPS, DEFAULT_CAPS, MountSpec, RunOptions, b
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MASK = sum(1 << ALL_CAPS.index(c) for c in DEFAULT_CAPS)
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def make_rootfs(d: str) -> None:
@@ -183,9 +180,9 @@ def test_hostname_env_cwd(box):
 def test_users(box, user, expect):
     code, out, err = box.run("id", user=resolve_user(box.rootfs_src, user))
     assert code == 0, err
-    assert out.strip().startswith(expect), out
-    if user in ("nobody", "1000:2000"):
-        assert "groups=" not in out or re.search(r"groups=(\d+)\(\w+\)$", out.strip())
+    # exactly: the launcher sets the groups the spec lists (the CLI adds the primary group,
+    # as Docker does: see test_containers_run)
+    assert out == expect + "\n", out
 
 
 def test_default_caps(box):
@@ -309,7 +306,8 @@ def test_resource_limits(box):
     assert out.split() == ["20", str(64 << 20), "50000", "100000"], err
     code, out, err = box.run(sh="i=0; while [ $i -lt 15 ]; do sleep 0.3 & i=$((i+1)); done; wait",
                              pids_limit=10)
-    assert "fork" in err or "Resource temporarily unavailable" in err, (out, err)
+    # busybox sh gives up at its first refused fork
+    assert (code, err) == (2, "sh: can't fork: Resource temporarily unavailable\n"), (out, err)
 
 
 def test_ulimits(box):
@@ -488,7 +486,7 @@ def test_exec_in_freeze_pids(box):
         assert pid in launcher.pids(cid)
         launcher.freeze(cid)
         st = open(f"/proc/{pid}/status").read()
-        assert "FROZEN" in open(f"/sys/fs/cgroup/freezer/lamina/{cid}/freezer.state").read()
+        assert "FROZEN" in open(os.path.join(cgroup_dir("freezer", cid), "freezer.state")).read()
         launcher.thaw(cid)
         del st
         code = launcher.exec_in(pid, {**spec["process"], "args": ["nosuch"]},
@@ -499,7 +497,7 @@ def test_exec_in_freeze_pids(box):
         os.kill(pid, signal.SIGKILL)
         t.join(10)
     assert res["code"] == 137
-    assert not os.path.exists(f"/sys/fs/cgroup/pids/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("pids", cid))
 
 
 def test_sigkill_leaves_no_mount(box, tmp_path):
@@ -515,22 +513,14 @@ def test_sigkill_leaves_no_mount(box, tmp_path):
                      on_start=lambda pid: open({str(marker)!r}, "w").write(str(pid)))
     """)
     p = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
-    for _ in range(500):
-        if marker.exists() and marker.read_text():
-            break
-        time.sleep(0.01)
-    cpid = int(marker.read_text())
+    cpid = int(wait_for(lambda: marker.exists() and marker.read_text(), what="the container to start"))
     assert os.readlink(f"/proc/{cpid}/exe").endswith("busybox")
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    for _ in range(200):
-        if not os.path.exists(f"/proc/{cpid}"):
-            break
-        time.sleep(0.01)
-    assert not os.path.exists(f"/proc/{cpid}")
+    wait_for(lambda: not os.path.exists(f"/proc/{cpid}"), what="the container to die with its runner")
     assert not any(bundle in line for line in open("/proc/self/mountinfo"))
     launcher.remove_cgroups(cid)  # what `lamina rm` does for a container whose monitor died
-    assert not os.path.exists(f"/sys/fs/cgroup/pids/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("pids", cid))
 
 
 def _view(out: str) -> dict:
@@ -547,8 +537,7 @@ def _view(out: str) -> dict:
 @pytest.mark.parametrize("kw", [dict(), dict(user="app", no_new_privileges=True,
                                              readonly_rootfs=True, network="none")])
 def test_builtin_vs_runc(box, kw):
-    if not shutil.which("runc"):
-        pytest.skip("runc is not installed")
+    need_tool("runc")
     if "user" in kw:
         kw = {**kw, "user": resolve_user(box.rootfs_src, kw["user"])}
     cmd = "hostname; id; cat /proc/self/status; echo --mounts--; cat /proc/self/mountinfo"
@@ -565,21 +554,6 @@ def test_setup_error_names_the_mount(box, tmp_path):
         box.run("true", mounts=(MountSpec("bind", str(tmp_path / "missing"), "/data"),))
 
 
-def test_launcher_overhead(box):
-    opts = RunOptions(args=("true",))
-    b = box.bundle(opts)
-    times = []
-    for _ in range(20):
-        t = time.perf_counter()
-        code, _, _ = box.run(bundle=b)
-        times.append(time.perf_counter() - t)
-        assert code == 0
-    times.sort()
-    median = times[len(times) // 2]
-    print(f"\nlauncher.run(true) median {median * 1000:.1f} ms, min {times[0] * 1000:.1f} ms")
-    assert median < 0.25
-
-
 def test_init_forwards_signals(box):
     started = threading.Event()
     cid, res, t = _start_background(box, RunOptions(args=("sleep", "30"), init=True), started)
@@ -588,10 +562,7 @@ def test_init_forwards_signals(box):
     # tini blocks and forwards signals from before it forks the command: wait for that child
     # (earlier, a SIGTERM from outside the pid namespace meets PID 1 without handlers)
     children = f"/proc/{res['pid']}/task/{res['pid']}/children"
-    for _ in range(1000):
-        if open(children).read().split():
-            break
-        time.sleep(0.01)
+    wait_for(lambda: open(children).read().split(), what="tini to fork the command")
     os.kill(res["pid"], signal.SIGTERM)  # the reaper forwards it to sleep, which dies of it
     t.join(10)
     assert res["code"] == 143
@@ -673,7 +644,7 @@ def test_start_paths_join_every_cgroup(box, monkeypatch, path):
         inside = out.read().decode().splitlines()
     assert code == 0
     assert inside and all(line.endswith(":/") for line in inside), inside
-    assert seen["host"] and all(line.endswith(f":/lamina/{cid}") for line in seen["host"]), \
+    assert seen["host"] and all(line.endswith(f":/{CGROUP_PARENT}/{cid}") for line in seen["host"]), \
         seen["host"]
     assert (seen["ppid"] == os.getpid()) == (path == "direct")
-    assert not os.path.exists(f"/sys/fs/cgroup/pids/lamina/{cid}")
+    assert not os.path.exists(cgroup_dir("pids", cid))

@@ -14,11 +14,8 @@ import subprocess
 import sys
 import time
 
-import pytest
 from conftest import REPO
 from containers_util import bb, until  # noqa: F401  (fixture)
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 SIZE = 300_000_000
 LINE = f"head -c {SIZE} /dev/zero | tr '\\0' a; echo; echo done"

@@ -12,11 +12,8 @@ import os
 import subprocess
 import tarfile
 
-import pytest
 from conftest import need_tool
 from containers_util import Pty, bb, state, until  # noqa: F401  (fixture)
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def _runc_state(cid: str) -> dict | None:

@@ -16,11 +16,9 @@ import sys
 import threading
 
 import pytest
-from conftest import REPO, need_tool
+from conftest import REPO, cgroup_dir, need_tool
 from containers_util import Pty, bb, image  # noqa: F401  (fixture)
 from security_util import KEYRING_CALLER, host_python, host_python_cmd, host_python_home, run_as_caller
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 # The container types "echo INJECTED" into each of its fds with TIOCSTI (the word is built
 # at run time, so only a successful injection, echoed by the caller's terminal, shows it).
@@ -345,7 +343,7 @@ def test_custom_seccomp_profile(bb, tmp_path):
 # -- 12: memory + swap ------------------------------------------------------------------------------
 
 def test_memory_swap_is_twice_memory_like_docker(bb):
-    memsw = "/sys/fs/cgroup/memory/lamina/{}/memory.memsw.limit_in_bytes"
+    memsw = os.path.join(cgroup_dir("memory"), "{}", "memory.memsw.limit_in_bytes")
     assert os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"), \
         "this host has no swap accounting (cgroup v1 memsw)"
     cases = ((("-m", "64m"), 128 << 20, 128 << 20),

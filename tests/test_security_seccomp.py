@@ -25,8 +25,6 @@ from security_util import host_python
 from lamina.runtime import seccomp
 from lamina.runtime.spec import RunOptions, build_spec
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
 DOCKER_JSON = "/usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json"
 HEADERS = "/usr/include/x86_64-linux-gnu/asm"
 AUDIT_X86_64, AUDIT_I386, X32_BIT = 0xC000003E, 0x40000003, 0x40000000

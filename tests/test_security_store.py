@@ -22,8 +22,6 @@ import pytest
 from conftest import Lamina, mkctx, need_tool
 from containers_util import until
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
 NOBODY = ("--reuid=65534", "--regid=65534", "--clear-groups")
 
 # Runs as nobody: tries every path it is given; prints those it could read, list or execute.

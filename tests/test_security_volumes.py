@@ -10,8 +10,6 @@ import pytest
 from conftest import REPO
 from containers_util import bb  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
 INVALID = ('includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are '
            'allowed. If you intended to pass a host directory, use absolute path')
 

@@ -18,6 +18,7 @@ def create_parser(verb: str) -> Parser:
     p.option("--add-host", append=True, metavar="list", help="Add a custom host-to-IP mapping (host:ip)")
     p.option("--cap-add", append=True, metavar="list", help="Add Linux capabilities")
     p.option("--cap-drop", append=True, metavar="list", help="Drop Linux capabilities")
+    p.option("--cgroup-parent", default="", help="Optional parent cgroup for the container")
     p.option("--cidfile", metavar="string", help="Write the container ID to the file")
     p.option("-c", "--cpu-shares", metavar="int", help="CPU shares (relative weight)")
     p.option("--cpus", metavar="decimal", help="Number of CPUs")
@@ -337,7 +338,7 @@ def options(a, verb: str):
         healthcheck=healthcheck, devices=_devices(a.device), group_add=tuple(a.group_add),
         pid_mode=pid_mode, ipc_mode=ipc_mode or "private", uts_mode=uts_mode, sysctls=_sysctls(a.sysctl),
         log_config=log, volumes_from=tuple(a.volumes_from), attach=_attach(a.attach, a, verb),
-        cidfile=a.cidfile or "", log_rotate=rotate)
+        cidfile=a.cidfile or "", log_rotate=rotate, cgroup_parent=a.cgroup_parent)
 
 
 def write_cidfile(path: str, cid: str) -> None:

@@ -44,7 +44,8 @@ def _reading(doc: dict):
     if not st.get("Running") or not process_alive(st.get("Pid"), st.get("PidStart")):
         return None
     mode = doc["HostConfig"].get("NetworkMode") or ""
-    return sample(doc["Id"], pid=st["Pid"], network=mode != "host")
+    parent = (doc.get("Lamina") or {}).get("CgroupParent") or "lamina"  # (containers.cgroup_parent_of)
+    return sample(doc["Id"], pid=st["Pid"], network=mode != "host", cgroup_parent=parent)
 
 
 def cmd_stats(argv, ctx) -> int:

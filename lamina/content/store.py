@@ -335,6 +335,7 @@ class Writer:
         return got
 
     def _discard(self) -> None:
+        self._keep = False  # bytes that failed verification are never kept for a resume
         if not self._f.closed:
             self._f.close()
         try:

@@ -49,17 +49,25 @@ def reachable(manifests: dict[str, tuple[str, list[str], list[str]]], extra_chai
 
 
 def _image_graph(store) -> dict[str, tuple[str, list[str], list[str]]]:
+    """Roots: every image record, and every image a container was made from (``rmi -f``
+    may delete the record under a stopped container, which still needs the image's blobs
+    and all its snapshots, as Docker keeps a container's layers)."""
     out = {}
     content = store.content
-    for manifest, config in store.db.query("SELECT manifest, config FROM images"):
+    roots = dict(store.db.query("SELECT manifest, config FROM images"))
+    for (manifest,) in store.db.query("SELECT DISTINCT image FROM containers"):
+        roots.setdefault(manifest, None)
+    for manifest, config in roots.items():
         try:
             m = json.loads(content.read(Digest.parse(manifest), verify=False))
+            if config is None:
+                config = m["config"]["digest"]
             c = json.loads(content.read(Digest.parse(config), verify=False))
             layers = [x["digest"] for x in m.get("layers") or ()]
             diffs = list((c.get("rootfs") or {}).get("diff_ids") or ())
         except (LaminaError, ValueError, KeyError, TypeError):
             layers, diffs = [], []  # a damaged image keeps what it can; never fail GC on it
-        out[manifest] = (config, layers, diffs)
+        out[manifest] = (config or manifest, layers, diffs)
     return out
 
 

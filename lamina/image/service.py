@@ -66,6 +66,19 @@ class Images:
             raise NotFound(f"No such image: {manifest}")
         return ImageRecord.from_row(row)
 
+    def of_container(self, manifest: Digest | str) -> ImageRecord:
+        """The image a container was made from: its record, or, when ``rmi -f`` deleted it
+        under the (stopped) container, a record rebuilt from the manifest and config blobs,
+        which GC keeps for as long as a container names the manifest (see image.gc)."""
+        row = self.db.one(f"SELECT {_COLS} FROM images WHERE manifest=?", (str(manifest),))
+        if row:
+            return ImageRecord.from_row(row)
+        d = Digest.parse(str(manifest))
+        raw = self.content.read(d)
+        m = oci.Manifest.from_json(raw, what=f"manifest {d}")
+        return ImageRecord(d, m.config.digest, m.media_type, len(raw), sum(x.size for x in m.layers),
+                           None, 0.0, None, False)
+
     def tags_of(self, manifest: Digest) -> list[str]:
         return [r[0] for r in self.db.query("SELECT name FROM tags WHERE manifest=? ORDER BY name", (str(manifest),))]
 
@@ -274,8 +287,19 @@ class Images:
         cfg = self.config(rec)
         return list(zip(chain_ids(list(cfg.diff_ids)), cfg.diff_ids, m.layers))
 
-    def containers_using(self, rec: ImageRecord) -> list[str]:
-        return [r[0] for r in self.db.query("SELECT id FROM containers WHERE image=?", (str(rec.manifest),))]
+    def containers_using(self, rec: ImageRecord) -> list[tuple[str, bool]]:
+        """(container ID, running) of every container made from ``rec``, oldest first;
+        running as Docker's ``IsRunning``: running, paused or restarting (a record whose
+        process died reads as stopped)."""
+        from lamina.runtime.containers import Containers
+        cs = Containers(self.store)
+        out = []
+        for cid, data in self.db.query("SELECT id, data FROM containers WHERE image=? ORDER BY created",
+                                       (str(rec.manifest),)):
+            st = cs.refresh(json.loads(data))["State"]
+            out.append((cid, bool(st.get("Running") or st.get("Status") in ("running", "paused",
+                                                                              "restarting"))))
+        return out
 
     def children(self, rec: ImageRecord) -> list[str]:
         return [r[0] for r in self.db.query("SELECT manifest FROM images WHERE parent=?", (str(rec.id),))]
@@ -284,54 +308,85 @@ class Images:
     def remove(self, text: str, *, force: bool = False, prune_children: bool = True) -> list[str]:
         """``rmi``: returns Docker's lines (``Untagged: x``, ``Deleted: sha256:...``).
 
-        By name: untag; delete the image when that was its last tag. By ID: delete it
-        (needs ``force`` if it has several tags). Refuses while a container uses it,
-        unless forced (then it is only untagged, like Docker).
+        Docker's rules (moby daemon/images/image_delete.go), conflicts raised as Conflict:
+        by name, the name goes (refused without ``force`` when it is the image's only tag and
+        a container uses the image); the image is then deleted if nothing else holds it,
+        silently kept otherwise. By ID, the image is deleted with all its tags, refused while
+        a running container uses it or it has children (even with ``force``), and without
+        ``force`` while a stopped container uses it or tags in several repositories name it.
+        An image deleted under a stopped container (``force``) leaves that container whole:
+        GC keeps its manifest, config, layers and snapshots until the container is removed.
         """
         from lamina import reference
-        from lamina.image import gc
         rec = self.resolve(text)
         tags = self.tags_of(rec.manifest)
-        out: list[str] = []
-        by_name = False
         try:
             ref = reference.parse(text)
             by_name = str(ref) in tags
         except InvalidArgument:
-            ref = None
+            ref, by_name = None, False
         users = self.containers_using(rec)
-        if by_name and len(tags) > 1:
+        if by_name:
             assert ref is not None  # by_name: the text parsed
+            if not force and len(tags) == 1 and users:
+                raise Conflict(f'conflict: unable to remove repository reference "{text}" (must force) - '
+                               f"container {users[0][0][:12]} is using its referenced image {rec.id.short}")
             self.untag(str(ref))
-            return [f"Untagged: {ref.familiar}"]
-        if not by_name and len(tags) > 1 and not force:
-            raise Conflict(f"conflict: unable to delete {rec.id.short} (must be forced) - "
-                           f"image is referenced in multiple repositories")
-        if users:
-            if not force:
-                what = f'repository reference "{text}"' if by_name else rec.id.short
-                raise Conflict(f"conflict: unable to remove {what} (must force) - container "
-                               f"{users[0][:12]} is using its referenced image {rec.id.short}")
-            for t in tags:
-                self.untag(t)
-                out.append(f"Untagged: {reference.parse(t).familiar}")
-            return out
+            out = [f"Untagged: {ref.familiar}"]
+            if len(tags) > 1:
+                return out
+            return out + self._delete(rec, users, force=force, prune=prune_children, quiet=True)
+        out = []
+        if len(tags) == 1:  # its one tag goes with an ID unless a conflict -f cannot lift stands
+            conflict = self._conflict(rec, users, soft=not force, tags=False)
+            if conflict:
+                raise conflict[0]
+            self.untag(tags[0])
+            out.append(f"Untagged: {reference.parse(tags[0]).familiar}")
+        return out + self._delete(rec, users, force=force, prune=prune_children, quiet=False)
+
+    def _conflict(self, rec: ImageRecord, users: list[tuple[str, bool]], *, soft: bool,
+                  tags: bool = True) -> tuple[Conflict, bool] | None:
+        """Docker's delete conflicts in its order: children and running containers (hard:
+        never forced), then, when ``soft``, remaining tags (if ``tags``) and stopped
+        containers. Returns (the error, whether a container uses the image) or None."""
+        def err(hard: bool, why: str) -> Conflict:
+            how = "cannot be forced" if hard else "must be forced"
+            return Conflict(f"conflict: unable to delete {rec.id.short} ({how}) - {why}")
         if self.children(rec):
-            if by_name:  # Docker: the name goes, the image stays as its children's parent
-                assert ref is not None
-                self.untag(str(ref))
-                return [f"Untagged: {ref.familiar}"]
-            raise Conflict(f"conflict: unable to delete {rec.id.short} (cannot be forced) - "
-                           f"image has dependent child images")
+            return err(True, "image has dependent child images"), False
+        running = [cid for cid, up in users if up]
+        if running:
+            return err(True, f"image is being used by running container {running[0][:12]}"), True
+        if soft and tags and self.tags_of(rec.manifest):
+            return err(False, "image is referenced in multiple repositories"), False
+        stopped = [cid for cid, up in users if not up]
+        if soft and stopped:
+            return err(False, f"image is being used by stopped container {stopped[0][:12]}"), True
+        return None
+
+    def _delete(self, rec: ImageRecord, users: list[tuple[str, bool]], *, force: bool, prune: bool,
+                quiet: bool) -> list[str]:
+        """Delete the image, its remaining tags and repo digests, and (``prune``) its untagged
+        intermediate parent. A conflict raises; with ``quiet`` (after an untag) the image is
+        kept silently instead, unless it is left dangling and unused, as Docker does."""
+        from lamina import reference
+        from lamina.image import gc
+        conflict = self._conflict(rec, users, soft=not force)
+        if conflict:
+            dangling = not self.tags_of(rec.manifest) and not self.children(rec)
+            if quiet and (not dangling or conflict[1]):
+                return []
+            raise conflict[0]
         try:
             mine = [str(c) for c, _, _ in self.chain(rec)]
         except LaminaError:
             mine = []
-        for t in tags:
+        out = []
+        for t in self.tags_of(rec.manifest):
             out.append(f"Untagged: {reference.parse(t).familiar}")
             self._event(rec, "untag")
-        for rd in self.repo_digests_of(rec.manifest):
-            out.append(f"Untagged: {rd}")
+        out += [f"Untagged: {rd}" for rd in self.repo_digests_of(rec.manifest)]
         # only this manifest goes: another manifest of the same config (same image ID, e.g. a
         # differently compressed copy) keeps its own tags and users
         with self.db.tx() as c:
@@ -346,11 +401,12 @@ class Images:
         self._event(rec, "delete")
         report = gc.collect(self.store)
         out.extend(f"Deleted: {c}" for c in reversed(mine) if c not in report.kept_chains)
-        if prune_children and rec.parent:
-            # an untagged intermediate parent with no other children goes with it
+        if prune and rec.parent:
+            # an untagged intermediate parent goes with it, quietly kept if anything holds it
             parent = self._by_manifest_or_config(Digest.parse(rec.parent))
-            if parent and parent.intermediate and not self.tags_of(parent.manifest) and not self.children(parent):
-                out.extend(self.remove(str(parent.manifest), force=False))
+            if parent and parent.intermediate and not self.tags_of(parent.manifest):
+                out.extend(self._delete(parent, self.containers_using(parent), force=False,
+                                        prune=True, quiet=True))
         return out
 
 
@@ -366,6 +422,9 @@ def _move_tag(c, name: str, manifest: str) -> None:
     again as another manifest, e.g. a podman oci-archive of an image saved before as a
     docker-archive) and that record is left with no tag, no repo digest and no container,
     it is dropped instead of lingering as a second, untagged row of the same image."""
+    if name.startswith("docker.io/library/sha256:") or "@" in name:  # parse_tag refuses these
+        from lamina import reference
+        reference.check_tag(reference.parse(name))
     row = c.execute("SELECT manifest FROM tags WHERE name=?", (name,)).fetchone()
     c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)", (name, manifest, time.time()))
     old = row[0] if row else None

@@ -30,6 +30,7 @@ import json
 import os
 import time
 
+from lamina import testhook
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
 from lamina.runtime import psindex, record
 
@@ -47,6 +48,12 @@ def now_rfc3339() -> str:
 
 _pid_start = psindex.pid_start
 process_alive = psindex.process_alive
+
+
+def cgroup_parent_of(doc: dict) -> str:
+    """The parent cgroup the container runs under, fixed when it was created (records
+    made before ``--cgroup-parent`` existed used ``lamina``)."""
+    return (doc.get("Lamina") or {}).get("CgroupParent") or "lamina"
 
 
 def parse_restart(policy: str) -> tuple[str, int]:
@@ -128,23 +135,42 @@ class Containers:
         return self.update(cid, apply)
 
     def refresh(self, doc: dict) -> dict:
+        """``doc`` with its State brought up to date: an active record whose process and
+        monitor are both gone becomes the state of a lost container (exit 255), its cgroups
+        and network left-overs removed. The write is a compare-and-set: if the stored State
+        changed since ``doc`` was read (the monitor recorded the real exit, a restart began),
+        the stored document wins and is returned unchanged."""
         st = record.State.of(doc)
-        if st.active:
-            alive = process_alive(st.pid, st.pid_start) or process_alive(st.monitor_pid, st.monitor_start)
-            if not alive:
-                from lamina.runtime import launcher
-                launcher.remove_cgroups(doc["Id"])
-                dead = record.gone_state(now=now_rfc3339())
-                mode = doc["HostConfig"]["NetworkMode"]
-                if mode in ("host", "none") or mode.startswith("container:"):
-                    return self.set_state(doc["Id"], **dead)
-                from lamina.network.sandbox import settings, sweep
-                try:
-                    sweep(self.store)  # what the dead monitor left: rules, lease, DNS entry
-                except LaminaError:
-                    pass
-                return self.update(doc["Id"], lambda d: (d["State"].update(dead),
-                                                         d.__setitem__("NetworkSettings", settings(d, None))))
+        if not st.active:
+            return doc
+        testhook.pause("refresh-active")
+        if process_alive(st.pid, st.pid_start) or process_alive(st.monitor_pid, st.monitor_start):
+            return doc
+        seen = (st.pid, st.pid_start, st.monitor_pid, st.monitor_start)
+        dead = record.gone_state(now=now_rfc3339())
+        mode = doc["HostConfig"]["NetworkMode"]
+        netted = not (mode in ("host", "none") or mode.startswith("container:"))
+        if netted:
+            from lamina.network.sandbox import sweep
+            try:
+                sweep(self.store)  # what the dead monitor left: rules, lease, DNS entry
+            except LaminaError:
+                pass
+        lost = []
+
+        def apply(d: dict) -> None:
+            cur = record.State.of(d)
+            if not cur.active or (cur.pid, cur.pid_start, cur.monitor_pid, cur.monitor_start) != seen:
+                return  # a newer state was written meanwhile: it is the truth
+            d["State"].update(dead)
+            if netted:
+                from lamina.network.sandbox import settings
+                d["NetworkSettings"] = settings(d, None)
+            lost.append(True)
+        doc = self.update(doc["Id"], apply)
+        if lost:
+            from lamina.runtime import launcher
+            launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
         return doc
 
     # -- create -------------------------------------------------------------------
@@ -168,6 +194,9 @@ class Containers:
         if opts.init and opts.init_path is None:
             from lamina.runtime.spec import find_init
             find_init()  # Unavailable (125) now rather than at every start
+        from lamina.runtime import launcher
+        cgroup_parent = launcher.check_cgroup_parent(opts.cgroup_parent) if opts.cgroup_parent \
+            else launcher.default_cgroup_parent()
         # CMD / ENTRYPOINT: Docker's rules
         if opts.entrypoint is not None:
             entrypoint = list(opts.entrypoint)
@@ -239,7 +268,7 @@ class Containers:
             return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
                                      netcfg, restart_name, restart_max, workdir, user, stop_signal,
                                      mounts, Snapshotter, image_layers, env, security_opt,
-                                     memory_swap, extra_host, extra_config)
+                                     memory_swap, extra_host, extra_config, cgroup_parent=cgroup_parent)
         except BaseException:
             _rmtree(d)
             raise
@@ -248,7 +277,8 @@ class Containers:
 
     def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, netcfg,
                      restart_name, restart_max, workdir, user, stop_signal, mounts, Snapshotter,
-                     image_layers, env, security_opt, memory_swap, extra_host, extra_config) -> dict:
+                     image_layers, env, security_opt, memory_swap, extra_host, extra_config, *,
+                     cgroup_parent: str) -> dict:
         from lamina.network import files
         network = netcfg["Mode"]
         _write(os.path.join(d, "hostname"), hostname + "\n", shared=True)
@@ -282,6 +312,7 @@ class Containers:
                 "MemorySwap": memory_swap,
                 "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
                 "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None, **extra_host,
+                "CgroupParent": opts.cgroup_parent,
             },
             mounts=[m.to_inspect() for m in mounts],
             config={
@@ -300,6 +331,7 @@ class Containers:
             },
             networks=netcfg["Networks"],
             chain_id=str(layers[-1].chain_id) if layers else None, detach_keys=opts.detach_keys,
+            cgroup_parent=cgroup_parent,
         )
         doc["Lamina"].update(InitPath=opts.init_path, LogRotate=list(opts.log_rotate),
                              ImageRef=image_ref(images, opts.image, rec))
@@ -367,7 +399,7 @@ class Containers:
         from lamina.image.service import Images
         from lamina.snapshot import image_layers
         images = Images(self.store)
-        return image_layers(images, images.get(doc["ImageManifest"]))
+        return image_layers(images, images.of_container(doc["ImageManifest"]))
 
     def prepare_bundle(self, doc: dict, sandbox=None) -> tuple[str, list]:
         """Write config.json for a start; returns (bundle dir, rootfs mounts). ``sandbox``
@@ -472,7 +504,8 @@ class Containers:
         with self.db.tx() as c:
             c.execute("DELETE FROM containers WHERE id=?", (doc["Id"],))
         _rmtree(self.dir(doc["Id"]))
-        launcher.remove_cgroups(doc["Id"])  # left behind when its monitor was killed
+        # left behind when its monitor was killed
+        launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
         if volumes:
             remove_anonymous(self.store, doc)
         if event:

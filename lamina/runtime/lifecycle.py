@@ -27,9 +27,9 @@ import signal
 import threading
 import time
 
-from lamina.errors import Conflict, InvalidArgument, LaminaError, Unavailable
+from lamina.errors import CannotRun, Conflict, InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import record
-from lamina.runtime.containers import Containers, _pid_start, now_rfc3339, process_alive
+from lamina.runtime.containers import Containers, _pid_start, cgroup_parent_of, now_rfc3339, process_alive
 from lamina.runtime.signals import parse_signal
 
 TYPE_CHECKING = False
@@ -202,21 +202,22 @@ def _run_foreground(containers: Containers, doc: dict, sb, bundle, rootfs_mounts
     try:
         code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=pipes.child,
                             runtime=doc["HostConfig"].get("Runtime") or "builtin", on_start=on_start,
-                            on_spawn=pipes.start)
-    except BaseException as e:
-        for p in probers:
-            p.stop()
-        failed = {**_exited_state(128), "Error": str(e)}
-        containers.update(cid, lambda d: (d["State"].update(failed), _with_network(d, None)))
+                            on_spawn=pipes.start, cgroup_parent=cgroup_parent_of(doc))
+    except LaminaError as e:
+        if doc["HostConfig"]["AutoRemove"]:
+            containers.delete(doc, volumes=True)
+        else:
+            failed = {**_exited_state(128), "Error": str(e)}
+            containers.update(cid, lambda d: (d["State"].update(failed), _with_network(d, None)))
         raise
     finally:
+        for p in probers:  # before the record changes: no probe result lands after the exit
+            p.stop()
         for sig, h in old.items():
             signal.signal(sig, h)
         pipes.finish()
         if log is not None:
             log.close()
-    for p in probers:
-        p.stop()
     final = containers.update(cid, lambda d: (d["State"].update(_exited_state(code)), _with_network(d, None)))
     containers.event(final, "die", exitCode=str(code))
     return code  # run_foreground removes an --rm container once its network is gone
@@ -259,10 +260,10 @@ def start_monitored(containers: Containers, doc: dict, *, wait_client: bool = Fa
         return int(msg.split()[1])
     if msg == "listening":
         return 0
-    if msg.startswith("fail "):  # the process failed to exec: Docker's 126/127 with its reason
-        _, code, text = msg.split(" ", 2)
-        err = Unavailable(text)
-        err.exit_code = int(code)
+    if msg.startswith("exit "):  # the command could not be run: its message, its code (126, 127)
+        _, code, text = (msg + " ").split(" ", 2)
+        err = CannotRun(text.strip())
+        err.exit_code = int(code) if code.isdigit() else 125
         raise err
     raise Unavailable(msg[4:] if msg.startswith("err ") else
                       f"the monitor of container {doc['Id'][:12]} died before the container started")
@@ -282,7 +283,6 @@ class _Monitor:
         self.open_stdin = self.doc["Config"]["OpenStdin"]
         from lamina.runtime.logs import open_log
         self.log = open_log(self.doc)
-        self.err_tail = b""  # the last of the process's stderr: why a start failed
 
     def broadcast(self, kind: int, payload: bytes) -> None:
         from lamina.runtime.attach import frame
@@ -307,7 +307,8 @@ def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = F
         code = _monitor(store_root, cid, ready_w, wait_client)
     except BaseException as e:  # report to the starter if it still listens, and to monitor.log
         try:
-            os.write(ready_w, f"err {e}\n".encode())
+            from lamina.errors import describe
+            os.write(ready_w, f"err {describe(e)}\n".encode())
         except OSError:
             pass
         try:
@@ -377,8 +378,6 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
                         continue
                     with m.lock:
                         m.log.write(stream, data)
-                        if stream == "stderr":
-                            m.err_tail = (m.err_tail + data)[-4096:]
                     m.broadcast(STDERR if stream == "stderr" else STDOUT, data)
                 elif kind == "client":
                     c = extra
@@ -508,7 +507,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
         try:
             code = launcher.run(bundle, container_id=cid, rootfs_mounts=rootfs_mounts, stdio=stdio,
                                 console=console, runtime=runtime, on_start=on_start,
-                                on_console=on_console, console_size=console_size)
+                                on_console=on_console, console_size=console_size,
+                                cgroup_parent=cgroup_parent_of(doc))
             error = ""
         except LaminaError as e:
             code, error = 128, str(e)
@@ -533,12 +533,9 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             state["master"] = None
         with m.lock:
             m.log.flush()
-        if not ready_sent and not error:
-            # the process never started (its exec failed: the launcher wrote why on its stderr
-            # and returned 127/126): a start error, as dockerd reports runc's
-            lines = m.err_tail.decode("utf-8", "replace").strip().splitlines()
-            error = lines[-1] if lines else f"the container's process failed to start (exit code {code})"
-            os.write(ready_w, f"fail {code} {error}\n".encode())
+        if not ready_sent:  # the command never ran (exec: "x": executable file not found ...)
+            why = _last_stderr_line(m.doc["LogPath"]) or "the container exited before it started"
+            os.write(ready_w, f"exit {code} {why}\n".encode())
             ready_sent = True
         nets = _nets_of(sb)
         if sb is not None:  # before the record says exited: a next start finds the network gone
@@ -585,6 +582,20 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
     return 0
 
 
+def _last_stderr_line(log_path: str) -> str:
+    """The last line a container wrote to stderr, from its json-file log ("" if none)."""
+    from lamina.runtime.logs import read_entries
+    try:
+        entries, _ = read_entries(log_path)
+    except (OSError, ValueError):
+        return ""
+    for e in reversed(entries):
+        text = (e.get("log") or "").strip()
+        if e.get("stream") == "stderr" and text:
+            return text.splitlines()[-1]
+    return ""
+
+
 def _drain(sel, m, STDOUT, STDERR, keep: int | None = None) -> None:
     """Read whatever is still buffered in the output pipes (non-blocking)."""
     for key in list(sel.get_map().values()):
@@ -603,8 +614,6 @@ def _drain(sel, m, STDOUT, STDERR, keep: int | None = None) -> None:
                 break
             with m.lock:
                 m.log.write(stream, data)
-                if stream == "stderr":
-                    m.err_tail = (m.err_tail + data)[-4096:]
             m.broadcast(STDERR if stream == "stderr" else STDOUT, data)
 
 
@@ -759,7 +768,7 @@ def pause(containers: Containers, doc: dict) -> None:
         from lamina.runtime import external
         external.pause(rt, doc["Id"])
     else:
-        launcher.freeze(doc["Id"])
+        launcher.freeze(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=True, Status="paused")
     containers.event(doc, "pause")
 
@@ -773,6 +782,6 @@ def unpause(containers: Containers, doc: dict) -> None:
         from lamina.runtime import external
         external.resume(rt, doc["Id"])
     else:
-        launcher.thaw(doc["Id"])
+        launcher.thaw(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=False, Status="running")
     containers.event(doc, "unpause")

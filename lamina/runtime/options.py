@@ -71,3 +71,4 @@ class CreateOptions:
     init_path: str | None = None         # --init-path: the init binary (default tini-static)
     cidfile: str = ""
     log_rotate: tuple[int, int] = (-1, 1)  # (max size in bytes or -1, files kept): --log-opt
+    cgroup_parent: str = ""              # --cgroup-parent ("": $LAMINA_CGROUP_PARENT or lamina)

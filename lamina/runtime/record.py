@@ -6,7 +6,7 @@ directory). ``inspect`` prints it as it is, so its top level, ``Config``, ``Host
 ``State`` and ``NetworkSettings`` follow ``docker inspect``; lamina's own bookkeeping rides
 along in ``State`` (the pids and start times that tell a live process from a reused pid,
 ``StoppedByUser`` for restart policies) and under ``Lamina`` (the chain ID of the image's
-layers, the detach keys), where Docker scripts do not look.
+layers, the detach keys, the cgroup parent), where Docker scripts do not look.
 
 This module owns:
 
@@ -133,7 +133,8 @@ def network_settings(networks: dict) -> dict:
 
 def new_document(*, cid: str, name: str, created: str, path: str, args: list[str], image: str,
                  manifest: str, directory: str, host_config: dict, config: dict, mounts: list,
-                 networks: dict, chain_id: str | None, detach_keys: str | None) -> dict:
+                 networks: dict, chain_id: str | None, detach_keys: str | None,
+                 cgroup_parent: str) -> dict:
     """The record of a container just created: ``host_config`` and ``config`` are Docker's
     ``HostConfig`` and ``Config`` objects (their fields are the create options'), the file
     paths are those of its ``directory``."""
@@ -153,5 +154,5 @@ def new_document(*, cid: str, name: str, created: str, path: str, args: list[str
         "Mounts": mounts,
         "Config": config,
         "NetworkSettings": network_settings(networks),
-        "Lamina": {"ChainID": chain_id, "DetachKeys": detach_keys},
+        "Lamina": {"ChainID": chain_id, "DetachKeys": detach_keys, "CgroupParent": cgroup_parent},
     }

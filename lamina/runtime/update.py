@@ -44,7 +44,7 @@ class UpdateError(LaminaError):
 def update(containers, doc: dict, u: Update) -> dict:
     """Apply ``u`` to the container ``doc`` (see the module docstring); returns the record."""
     from lamina.runtime import launcher
-    from lamina.runtime.containers import check_cpuset, parse_restart
+    from lamina.runtime.containers import cgroup_parent_of, check_cpuset, parse_restart
     cid = doc["Id"]
 
     def refuse(msg: str) -> UpdateError:
@@ -88,7 +88,7 @@ def update(containers, doc: dict, u: Update) -> dict:
         res = _resources(u, hc)
         if res:
             try:
-                launcher.update_resources(cid, res)
+                launcher.update_resources(cid, res, cgroup_parent=cgroup_parent_of(doc))
             except LaminaError as e:
                 raise refuse(str(e)) from None
     elif st.get("Running"):

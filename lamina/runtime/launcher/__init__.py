@@ -107,8 +107,18 @@ runtime: the spec names a network namespace that lamina.network made, and P2 joi
 
 from __future__ import annotations
 
-from lamina.runtime.launcher.cgroups import cgroup_dirs, freeze, pids, remove_cgroups, thaw, update_resources
+from lamina.runtime.launcher.cgroups import (
+                                             cgroup_dirs,
+                                             check_cgroup_parent,
+                                             default_cgroup_parent,
+                                             freeze,
+                                             pids,
+                                             remove_cgroups,
+                                             thaw,
+                                             update_resources,
+)
 from lamina.runtime.launcher.exec import exec_in
 from lamina.runtime.launcher.launch import run
 
-__all__ = ["run", "exec_in", "freeze", "thaw", "pids", "remove_cgroups", "cgroup_dirs", "update_resources"]
+__all__ = ["run", "exec_in", "freeze", "thaw", "pids", "remove_cgroups", "cgroup_dirs", "update_resources",
+           "default_cgroup_parent", "check_cgroup_parent"]

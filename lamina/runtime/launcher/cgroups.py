@@ -9,7 +9,7 @@ import errno as _errno
 import os
 import time
 
-from lamina.errors import NotFound, Unavailable
+from lamina.errors import InvalidArgument, NotFound, Unavailable
 from lamina.runtime.launcher.base import _CGROUP_ROOT, _V1_CONTROLLERS
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def _read_int(path: str) -> int | None:
         return None
 
 
-def update_resources(container_id: str, res: dict, *, cgroup_parent: str = "lamina") -> None:
+def update_resources(container_id: str, res: dict, *, cgroup_parent: str) -> None:
     """``update`` of a running container: :func:`apply_resources` on its cgroups.
     NotFound when it has none (not running)."""
     dirs = cgroup_dirs(f"/{cgroup_parent}/{container_id}")
@@ -307,10 +307,28 @@ def update_resources(container_id: str, res: dict, *, cgroup_parent: str = "lami
     apply_resources(dirs, res, v2=_is_v2())
 
 
-def remove_cgroups(container_id: str, *, cgroup_parent: str = "lamina") -> None:
+def default_cgroup_parent() -> str:
+    """The parent cgroup of a container that names none (``--cgroup-parent``):
+    ``$LAMINA_CGROUP_PARENT`` (what dockerd's ``--cgroup-parent`` option is to Docker),
+    else ``lamina``. Relative to each hierarchy's root, leading/trailing ``/`` ignored."""
+    return os.environ.get("LAMINA_CGROUP_PARENT", "").strip("/") or "lamina"
+
+
+def check_cgroup_parent(value: str) -> str:
+    """A ``--cgroup-parent`` value in canonical form (no leading/trailing ``/``); raises
+    InvalidArgument for one that would leave the hierarchy (``..``) or is not a path."""
+    parts = value.strip("/").split("/")
+    if any(p in ("", ".", "..") for p in parts) or "\0" in value:
+        raise InvalidArgument(f"invalid --cgroup-parent {value!r}: want a cgroup path such as "
+                              "lamina or /ci/run-1 (no empty, . or .. parts)")
+    return "/".join(parts)
+
+
+def remove_cgroups(container_id: str, *, cgroup_parent: str | None = None) -> None:
     """Remove the container's cgroup dirs left behind when the process that ran :func:`run`
     was killed (run() removes them itself otherwise). Idempotent; a cgroup that still has
     processes stays (Unavailable is not raised: the caller checks :func:`pids` first)."""
+    cgroup_parent = cgroup_parent or default_cgroup_parent()
     for d in cgroup_dirs(f"/{cgroup_parent}/{container_id}").values():
         try:
             os.rmdir(d)
@@ -344,20 +362,20 @@ def _set_frozen(container_id: str, frozen: bool, cgroup_parent: str) -> None:
     raise Unavailable(f"cgroup freezer of {container_id} did not reach {want}")
 
 
-def freeze(container_id: str, *, cgroup_parent: str = "lamina") -> None:
+def freeze(container_id: str, *, cgroup_parent: str | None = None) -> None:
     """Freeze every process of the container (``docker pause``). Idempotent."""
-    _set_frozen(container_id, True, cgroup_parent)
+    _set_frozen(container_id, True, cgroup_parent or default_cgroup_parent())
 
 
-def thaw(container_id: str, *, cgroup_parent: str = "lamina") -> None:
+def thaw(container_id: str, *, cgroup_parent: str | None = None) -> None:
     """Thaw a frozen container (``docker unpause``). Idempotent."""
-    _set_frozen(container_id, False, cgroup_parent)
+    _set_frozen(container_id, False, cgroup_parent or default_cgroup_parent())
 
 
-def pids(container_id: str, *, cgroup_parent: str = "lamina") -> list[int]:
+def pids(container_id: str, *, cgroup_parent: str | None = None) -> list[int]:
     """Host pids of every process in the container's cgroup (``docker top``), sorted.
     Raises NotFound if the container has no cgroup (not running)."""
-    dirs = cgroup_dirs(f"/{cgroup_parent}/{container_id}")
+    dirs = cgroup_dirs(f"/{cgroup_parent or default_cgroup_parent()}/{container_id}")
     for ctl in ("pids", "freezer", "memory", ""):
         d = dirs.get("") if ctl == "" else _dir_for(dirs, ctl)
         if d and os.path.isdir(d):

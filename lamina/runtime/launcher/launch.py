@@ -20,7 +20,7 @@ from lamina.runtime.launcher.base import (
     _report,
     _wait,
 )
-from lamina.runtime.launcher.cgroups import _Cgroup
+from lamina.runtime.launcher.cgroups import _Cgroup, default_cgroup_parent
 from lamina.runtime.launcher.console import _take_console
 from lamina.runtime.launcher.mounts import _Plan
 from lamina.runtime.launcher.spawn import _close_all_but, _NoClone, _single_threaded, _spawn_p2
@@ -62,7 +62,7 @@ def _raise_or_print(data: bytes, errfd: int) -> None:
 def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
         stdio: tuple[int, int, int] = (0, 1, 2), console: int | None = None,
         runtime: str = "builtin", on_start: Callable[[int], None] | None = None,
-        cgroup_parent: str = "lamina", on_console: Callable[[int], None] | None = None,
+        cgroup_parent: str | None = None, on_console: Callable[[int], None] | None = None,
         console_size: tuple[int, int] | None = None,
         on_spawn: Callable[[], None] | None = None, detached: Sequence[int] = ()) -> int:
     """Run the container of ``bundle/config.json`` in the foreground; return Docker's exit code.
@@ -84,12 +84,14 @@ def run(bundle: str, *, container_id: str, rootfs_mounts: Sequence = (),
     The return value is the command's exit code, ``128+N`` for death by signal N, 127/126
     for an exec failure (message written to ``stdio[2]``, or to the terminal). Setup
     failures raise LaminaError subclasses. The cgroups ``/<cgroup_parent>/<container_id>``
-    (unless config.json names ``linux.cgroupsPath``) are created before and removed after.
+    (unless config.json names ``linux.cgroupsPath``; ``cgroup_parent`` defaults to
+    :func:`default_cgroup_parent`) are created before and removed after.
     ``detached`` (builtin only): descriptors (all above 5) of detached mounts
     (lamina.mount.detached_bind/detached_overlay) that config.json mounts as binds with source
     ``/proc/self/fd/<n>``: they are attached with move_mount(2) in the container's namespace,
     never looked up by path.
     """
+    cgroup_parent = cgroup_parent or default_cgroup_parent()
     if detached and runtime != "builtin":
         raise InvalidArgument(f"detached mounts need the built-in runtime, not {runtime}")
     if runtime not in ("builtin", "runc", "crun"):

@@ -5,6 +5,7 @@ live, the journal's mode, rotation and torn lines."""
 from __future__ import annotations
 
 import os
+import re
 import select
 import stat
 import subprocess
@@ -124,3 +125,36 @@ def test_journal_rotation_bounds_size_and_skips_torn_lines(tmp_path, monkeypatch
         f.write(b'[1,"container","st')
     events.emit(root, "container", "die", "f" * 64, {"name": "after"})
     assert [e.attributes["name"] for e in events.read(root)][-2:] == ["c299", "after"]
+
+
+def test_volume_and_network_events_match_docker(bb):
+    docker = need_tool("docker")
+    name = f"lamina-evn-{uuid.uuid4().hex[:8]}"
+    # a volume's actor is its name; a network's its ID, with its name as attribute
+    fmt = "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.driver}}"
+
+    def dk(*args):
+        return subprocess.run([docker, *args], check=True, capture_output=True, text=True)
+
+    def steps(cli):
+        cli("volume", "create", name)
+        cli("volume", "rm", name)
+        cli("network", "create", name)
+        cli("network", "rm", name)
+
+    def keep(out: str) -> list[str]:
+        return [re.sub(r"\b[0-9a-f]{64}\b", "ID", l) for l in out.splitlines() if name in l]
+    since = _now()
+    try:
+        steps(dk)
+        dend = _now()
+        steps(bb)
+        lend = _now()
+        dout = keep(dk("events", "--since", since, "--until", dend, "--format", fmt).stdout)
+        lout = keep(bb("events", "--since", since, "--until", lend, "--format", fmt).out)
+        assert lout == dout
+        assert [l.split()[:2] for l in lout] == [["volume", "create"], ["volume", "destroy"],
+                                                 ["network", "create"], ["network", "destroy"]]
+    finally:
+        subprocess.run([docker, "volume", "rm", name], capture_output=True)
+        subprocess.run([docker, "network", "rm", name], capture_output=True)

@@ -28,8 +28,10 @@ Tables (schema version in ``PRAGMA user_version``):
 
 from __future__ import annotations
 
+# _sqlite3, not sqlite3: the package adds datetime adapters lamina never passes and imports
+# datetime and collections for them (~3 ms of every `ps`); the classes are the same objects
+import _sqlite3 as sqlite3
 import os
-import sqlite3
 
 SCHEMA_VERSION = 5
 

@@ -183,7 +183,7 @@ def tighten(root: str) -> None:
     above. Idempotent and safe next to other lamina processes; symlinks are never followed.
     The root is tightened last, so an interrupted run is redone by the next open."""
     for name, p, st in _entries(root):
-        if name in ("content", "build-cache", "networks"):
+        if name in ("content", "build-cache", "networks", "events"):
             if name == "build-cache":
                 _chmod(p, PRIVATE_DIR, st)
                 for sub, sp, sst in _entries(p):

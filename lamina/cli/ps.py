@@ -129,6 +129,8 @@ def _status(e: dict, now: float) -> str:
 def _command(cmd: str, trunc: bool) -> str:
     if trunc and len(cmd) > 20:
         cmd = cmd[:19] + "…"
+    if cmd.isprintable() and '"' not in cmd and "\\" not in cmd:
+        return f'"{cmd}"'  # the common case: nothing to escape
     out = ['"']
     for ch in cmd:  # strconv.Quote of what is printable here: \ and " escaped
         out.append("\\" + ch if ch in '\\"' else ch if ch.isprintable() else repr(ch)[1:-1])

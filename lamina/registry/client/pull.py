@@ -591,11 +591,12 @@ def _unpack_stream(src, ingest_dir: str) -> _Unpacked:
     from lamina.digest import HashingReader
     from lamina.layer.compress import open_decompressed
     from lamina.layer.extract import apply_layer
+    from lamina.snapshot import make_unpack_root
     top = os.path.join(ingest_dir, "unpack")
     shutil.rmtree(top, ignore_errors=True)
     perms.mkdir(top)
     fs = os.path.join(top, "fs")
-    perms.mkdir(fs, perms.VISIBLE_DIR)  # the layer's "./" may change it
+    make_unpack_root(fs)  # as a lazy unpack makes it
     reader, _ = open_decompressed(src)
     try:
         h = HashingReader(reader)

@@ -30,6 +30,8 @@ expects, set explicitly (never left to the caller's umask, which would leave a c
           volume.json              0600 (labels, options of ``volume create``)
           _data/                   0755, then the image's mode at the mount point (copy-up)
       networks/ **                 directories 0700, files 0600 (records, leases, DNS entries)
+      events/                      0700
+        journal journal.1 rotate.lock   0600 (lamina.events)
       build-cache/                 0700
         context-hashes.db{,-wal,-shm}   0600
         mounts/                    0700
@@ -55,7 +57,7 @@ VISIBLE_FILE = 0o644
 
 #: names lamina may have put at a store's root (anything else: not a store of ours)
 STORE_ENTRIES = frozenset({
-    "content", "snapshots", "containers", "volumes", "networks", "build-cache", "lock", "gc.lock",
+    "content", "snapshots", "containers", "volumes", "networks", "build-cache", "events", "lock", "gc.lock",
     "lamina.db", "lamina.db-wal", "lamina.db-shm", "lamina.db-journal",
 })
 #: files of a container dir that are bound into the container
@@ -181,7 +183,7 @@ def tighten(root: str) -> None:
     above. Idempotent and safe next to other lamina processes; symlinks are never followed.
     The root is tightened last, so an interrupted run is redone by the next open."""
     for name, p, st in _entries(root):
-        if name in ("content", "build-cache", "networks"):
+        if name in ("content", "build-cache", "networks", "events"):
             if name == "build-cache":
                 _chmod(p, PRIVATE_DIR, st)
                 for sub, sp, sst in _entries(p):

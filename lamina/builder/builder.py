@@ -55,6 +55,19 @@ class BuildOptions:
     platform: str | None = None
     memo_key: str | None = None         # see builder/fastpath.py
     pull: str = "missing"               # base images (FROM, COPY --from, RUN --mount from=): always|missing|never
+    step: StepOptions | None = None     # --add-host, --shm-size, --ulimit of RUN steps
+
+
+@value
+class StepOptions:
+    """What ``build``'s container flags give every RUN step's container (Docker's classic
+    builder applies them the same way; they are not part of a step's cache key, as in
+    Docker). ``add_hosts``: (name, address) lines added to /etc/hosts; ``ulimits``: (name,
+    soft, hard)."""
+
+    add_hosts: tuple[tuple[str, str], ...] = ()
+    shm_size: int | None = None
+    ulimits: tuple[tuple[str, int, int], ...] = ()
 
 
 class Output:
@@ -803,7 +816,7 @@ class Builder(SourceSteps):
             sys.stdout.flush()
             code, upper, cdir = run_in_layers(
                 self.store, layers, args=args, env=env, cwd=state.cc.get("WorkingDir") or "/",
-                user=state.cc.get("User") or "", mounts=mounts, network=network,
+                user=state.cc.get("User") or "", mounts=mounts, network=network, step=self.opts.step,
                 out_fd=os.open(os.devnull, os.O_WRONLY) if self.opts.quiet else 1,
                 on_id=lambda cid: self.out.line(f" ---> Running in {cid[:12]}"))
         finally:

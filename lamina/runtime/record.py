@@ -44,10 +44,12 @@ DOCKER_STATE = {
 
 #: lamina's bookkeeping in ``State`` (absent until the first start): the init's pid start
 #: time, the monitor's pid and start time, whether the user stopped it (restart policies),
-#: and the restart count the monitor loop keeps.
+#: and the restart count the monitor loop keeps. ``Health`` is Docker's (``{"Status",
+#: "FailingStreak", "Log"}``, lamina.runtime.health), present only for a container with a
+#: health check that was started.
 LAMINA_STATE = {
     "PidStart": None, "MonitorPid": 0, "MonitorStart": None, "StoppedByUser": False,
-    "RestartCount": 0,
+    "RestartCount": 0, "Health": None,
 }
 
 STATE_DEFAULTS = {**DOCKER_STATE, **LAMINA_STATE}
@@ -74,6 +76,7 @@ class State:
     monitor_start: str | None = None
     stopped_by_user: bool = False
     restart_count: int = 0
+    health: dict | None = None
 
     @classmethod
     def of(cls, doc: dict) -> State:

@@ -273,7 +273,10 @@ class Puller:
             if announce:
                 self.progress.line(f"{which}: Pulling from {ref.path}")
             try:
-                return self._pull(reg, ref, which)
+                result = self._pull(reg, ref, which)
+                from lamina.events import emit
+                emit(self.store.root, "image", "pull", ref.familiar, {"name": ref.familiar_name})
+                return result
             except RegistryError as e:
                 raise _translate(e, ref) from None
             except Unauthorized as e:  # "no basic auth credentials": nothing was sent

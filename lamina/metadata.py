@@ -31,6 +31,7 @@ from __future__ import annotations
 # _sqlite3, not sqlite3: the package adds datetime adapters lamina never passes and imports
 # datetime and collections for them (~3 ms of every `ps`); the classes are the same objects
 import _sqlite3 as sqlite3
+import _thread
 import os
 
 SCHEMA_VERSION = 5
@@ -74,6 +75,10 @@ class Metadata:
         if new:  # 0600 from the start; SQLite gives the -wal and -shm files the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        # One connection, shared by the threads of a command (push compresses layers in
+        # parallel, each recording its copy): a transaction holds the lock from BEGIN to
+        # COMMIT, so no thread's BEGIN or read lands inside another thread's transaction.
+        self.lock = _thread.RLock()
         self.conn.execute("PRAGMA busy_timeout=30000")
         try:
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -108,29 +113,41 @@ class Metadata:
 
     def tx(self) -> _Tx:
         """A write transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error)."""
-        return _Tx(self.conn)
+        return _Tx(self.conn, self.lock)
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        return self.conn.execute(sql, args).fetchall()
+        with self.lock:
+            return self.conn.execute(sql, args).fetchall()
 
     def one(self, sql: str, args: tuple = ()) -> tuple | None:
-        return self.conn.execute(sql, args).fetchone()
+        with self.lock:
+            return self.conn.execute(sql, args).fetchone()
 
 
 class _Tx:
     """``with db.tx() as c``: the connection inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK when
-    the block raises). A class rather than contextlib's decorator: ``ps`` opens the DB too,
-    and contextlib costs it collections and functools."""
+    the block raises), holding the connection's lock throughout (other threads of the process
+    wait; the same thread may nest reads). A class rather than contextlib's decorator: ``ps``
+    opens the DB too, and contextlib costs it collections and functools."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock) -> None:
         self.conn = conn
+        self.lock = lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.conn
 
     def __exit__(self, typ, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if typ is not None else "COMMIT")
+        try:
+            self.conn.execute("ROLLBACK" if typ is not None else "COMMIT")
+        finally:
+            self.lock.release()
 
 
 def _migrate(c: sqlite3.Connection) -> None:

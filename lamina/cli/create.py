@@ -335,6 +335,7 @@ def options(a, verb: str):
         cpus=nano / 1e9 if nano else None, pids_limit=None if pids is None or pids <= 0 else pids,
         ulimits=tuple(a.ulimit), shm_size=size(a.shm_size, "--shm-size"), labels=labels,
         runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys,
+        detach=verb == "run" and bool(getattr(a, "detach", False)),
         healthcheck=healthcheck, devices=_devices(a.device), group_add=tuple(a.group_add),
         pid_mode=pid_mode, ipc_mode=ipc_mode or "private", uts_mode=uts_mode, sysctls=_sysctls(a.sysctl),
         log_config=log, volumes_from=tuple(a.volumes_from), attach=_attach(a.attach, a, verb),

@@ -304,7 +304,10 @@ def _print_inspect(results: list[tuple[str, dict]], fmt: str | None) -> list[str
         sys.stdout.write("".join(out) or "\n")
         return errors
     import json
-    sys.stdout.write(json.dumps([r for _, r in results], indent=4, ensure_ascii=False) + "\n")
+
+    from lamina.runtime.record import inspect_view
+    docs = [inspect_view(r) if kind == "container" else r for kind, r in results]
+    sys.stdout.write(json.dumps(docs, indent=4, ensure_ascii=False) + "\n")
     return []
 
 

@@ -147,7 +147,7 @@ class GoStruct:
         out = []
         for k, v in self._fields.items():
             key, omitempty = tags.get(k, (k, False))
-            if omitempty and (v is None or v == "" or v == 0 or v is False or
+            if omitempty and (v is None or isinstance(v, NilPointer) or v == "" or v == 0 or v is False or
                               (isinstance(v, (list, tuple, Mapping)) and not v)):
                 continue
             out.append((key, v))

@@ -232,16 +232,16 @@ class Containers:
         health.validate(opts.healthcheck)
         ns_modes = self._namespace_modes(opts, cid, netcfg["Mode"])
         check_sysctls(opts.sysctls, network=netcfg["Mode"], ipc=opts.ipc_mode)
+        # Config.Env is the image's and -e's only (Docker's record); the process gets PATH,
+        # HOSTNAME, TERM and HOME around it at start (process_env)
         env = _merge_env(list(cfg.get("Env") or []), list(opts.env))
-        if not any(e.startswith("PATH=") for e in env):
-            env.insert(0, DEFAULT_PATH)
         workdir = opts.workdir if opts.workdir is not None else (cfg.get("WorkingDir") or "")
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
         user = opts.user if opts.user is not None else (cfg.get("User") or "")
         from lamina.runtime.signals import parse_signal
-        stop_signal = opts.stop_signal or cfg.get("StopSignal") or "SIGTERM"
-        parse_signal(stop_signal)  # Docker: "Invalid signal: SIGBOGUS", 125
+        stop_signal = opts.stop_signal or cfg.get("StopSignal") or ""  # "": SIGTERM, unrecorded as Docker
+        parse_signal(stop_signal or "SIGTERM")  # Docker: "Invalid signal: SIGBOGUS", 125
         memory_swap = _memory_swap(opts.memory, opts.memory_swap)
         if opts.memory_reservation and opts.memory and opts.memory < opts.memory_reservation:
             raise InvalidArgument("Minimum memory limit should be larger than memory reservation limit, see usage")
@@ -281,6 +281,15 @@ class Containers:
                      cgroup_parent: str) -> dict:
         from lamina.network import files
         network = netcfg["Mode"]
+        # the streams a client attaches, as Docker's records them: none for run -d, -a's
+        # list, else stdout and stderr (and stdin with -i)
+        if opts.detach:
+            attach_in = attach_out = attach_err = False
+        elif opts.attach:
+            attach_in, attach_out, attach_err = ("stdin" in opts.attach, "stdout" in opts.attach,
+                                                 "stderr" in opts.attach)
+        else:
+            attach_in, attach_out, attach_err = opts.interactive, True, True
         _write(os.path.join(d, "hostname"), hostname + "\n", shared=True)
         if network == "host":  # lamina keeps the container's own hostname here
             hosts = files.HOSTS_HEADER + f"127.0.1.1\t{hostname}\n"
@@ -317,14 +326,13 @@ class Containers:
             mounts=[m.to_inspect() for m in mounts],
             config={
                 "Hostname": hostname, "Domainname": opts.domainname or "", "User": user,
-                "AttachStdin": "stdin" in opts.attach if opts.attach else opts.interactive,
-                "AttachStdout": "stdout" in opts.attach if opts.attach else True,
-                "AttachStderr": "stderr" in opts.attach if opts.attach else True,
+                "AttachStdin": attach_in, "AttachStdout": attach_out, "AttachStderr": attach_err,
                 "Tty": opts.tty, "OpenStdin": opts.interactive,
-                "StdinOnce": opts.interactive, "Env": env, "Cmd": cmd or None, "Image": shown,
+                "StdinOnce": attach_in and opts.interactive, "Env": env or None, "Cmd": cmd or None,
+                "Image": shown,
                 "Volumes": cfg.get("Volumes"), "WorkingDir": workdir, "Entrypoint": entrypoint or None,
                 "OnBuild": None, "Labels": {**(cfg.get("Labels") or {}), **opts.labels},
-                "StopSignal": stop_signal,
+                **({"StopSignal": stop_signal} if stop_signal else {}),
                 **({"StopTimeout": opts.stop_timeout} if opts.stop_timeout is not None else {}),
                 **({"ExposedPorts": netcfg["ExposedPorts"]} if netcfg["ExposedPorts"] else {}),
                 **extra_config,
@@ -423,13 +431,7 @@ class Containers:
             gids = list(user.additional_gids)
             gids += [g for g in dict.fromkeys(group_ids_in_layers(dirs, hc["GroupAdd"])) if g not in gids]
             user = values.replace(user, additional_gids=tuple(gids))
-        env = list(c["Env"])
-        if not any(e.startswith("HOSTNAME=") for e in env):
-            env.insert(1, f"HOSTNAME={c['Hostname']}")
-        if c["Tty"] and not any(e.startswith("TERM=") for e in env):
-            env.append("TERM=xterm")
-        if not any(e.startswith("HOME=") for e in env):
-            env.append(f"HOME={user.home or '/'}")
+        env = process_env(c, home=user.home or "/")
         etc = {"/etc/hostname": doc["HostnamePath"], "/etc/hosts": doc["HostsPath"]}
         resolv = doc["ResolvConfPath"]
         mode, netns = hc["NetworkMode"], ""
@@ -649,6 +651,24 @@ def _write(path: str, text: str, *, shared: bool = False) -> None:
     bound into the container (/etc/hosts ...), which every user there must read."""
     from lamina import perms
     perms.write_file(path, text, perms.VISIBLE_FILE if shared else perms.PRIVATE_FILE)
+
+
+def process_env(config: dict, *, home: str) -> list[str]:
+    """The environment of a container's process, as dockerd builds it: PATH, HOSTNAME and
+    (with a TTY) TERM, each replaced in place or followed by Config.Env's variables, then
+    HOME when none of those set it."""
+    env = [DEFAULT_PATH, f"HOSTNAME={config['Hostname']}"] + (["TERM=xterm"] if config.get("Tty") else [])
+    where = {e.split("=", 1)[0]: i for i, e in enumerate(env)}
+    for e in config.get("Env") or []:
+        key = e.split("=", 1)[0]
+        if key in where:
+            env[where[key]] = e
+        else:
+            where[key] = len(env)
+            env.append(e)
+    if "HOME" not in where:
+        env.append(f"HOME={home}")
+    return env
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:

@@ -53,6 +53,7 @@ class CreateOptions:
     runtime: str = "builtin"
     auto_remove: bool = False
     detach_keys: str | None = None
+    detach: bool = False                 # run -d: no stream attached (Config.Attach* false)
     healthcheck: dict | None = None      # Docker's HealthConfig from the --health-* flags
     devices: tuple = ()                  # Docker's DeviceMapping dicts (--device)
     group_add: tuple[str, ...] = ()      # --group-add: names or gids

@@ -131,6 +131,36 @@ def network_settings(networks: dict) -> dict:
             "Networks": networks}
 
 
+#: The top-level keys of Docker's container inspect JSON, in its order (docker inspect).
+DOCKER_TOP = ("Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath",
+              "HostsPath", "LogPath", "Name", "RestartCount", "Driver", "Platform", "MountLabel",
+              "ProcessLabel", "AppArmorProfile", "ExecIDs", "HostConfig", "GraphDriver", "Mounts",
+              "Config", "NetworkSettings")
+_DOCKER_TOP_DEFAULTS = {"MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None}
+
+
+def inspect_view(doc: dict) -> dict:
+    """What ``inspect`` prints of the record ``doc`` (no template): Docker's keys in Docker's
+    order (labels and profile fields lamina does not use as Docker prints them unset), a
+    State with Docker's fields only (``Health`` when the container has a health check), then
+    lamina's own keys (``ImageManifest``, ``Lamina``). Templates see the record itself."""
+    out: dict = {}
+    for k in DOCKER_TOP:
+        if k == "State":
+            st = doc["State"]
+            state = {f: st.get(f, d) for f, d in DOCKER_STATE.items()}
+            if st.get("Health") is not None:
+                state["Health"] = st["Health"]
+            out[k] = state
+        elif k in doc:
+            out[k] = doc[k]
+        elif k in _DOCKER_TOP_DEFAULTS:
+            out[k] = _DOCKER_TOP_DEFAULTS[k]
+    for k, v in doc.items():
+        out.setdefault(k, v)
+    return out
+
+
 def new_document(*, cid: str, name: str, created: str, path: str, args: list[str], image: str,
                  manifest: str, directory: str, host_config: dict, config: dict, mounts: list,
                  networks: dict, chain_id: str | None, detach_keys: str | None,

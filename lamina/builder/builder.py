@@ -550,7 +550,7 @@ class Builder(SourceSteps):
         new = State(config=json.loads(json.dumps(state.config)), layers=state.layers,
                     image_id=state.image_id, manifest=state.manifest, cmd_set=state.cmd_set)
         apply(new)
-        shown = f"/bin/sh -c #(nop)  {text}"
+        shown = _nop_comment(new, _history_comment(instr, new, text))
         new_layer = layer(new) if layer is not None else None
         result = self._commit(new, instr_text=text, history={"created_by": shown}, key=key, new_layer=new_layer)
         self.out.line(f"Removing intermediate container {cid}")
@@ -825,7 +825,8 @@ class Builder(SourceSteps):
             Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, upper, desc[2])
         finally:
             discard(cdir)
-        result = self._commit(state, instr_text=text, history={"created_by": text},
+        # history as the classic builder records it: the argv joined, the exec form too
+        result = self._commit(state, instr_text=text, history={"created_by": prefix + " ".join(args)},
                               new_layer=desc, key=key)
         self.out.line(f"Removing intermediate container {os.path.basename(cdir)[:12]}")
         self.out.line(f" ---> {result.image_id[7:19]}")
@@ -841,6 +842,74 @@ class Builder(SourceSteps):
 
 
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _go_q(items) -> str:
+    """Go's ``%q`` of a []string: ``["a" "b c"]``."""
+    from lamina.gotemplate.strconv import quote
+    return "[" + " ".join(quote(x) for x in items) + "]"
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String(): ``0s``, ``1.5s``, ``500ms``, ``1m30s``, ``1h0m0s``."""
+    if ns == 0:
+        return "0s"
+    neg, ns = ns < 0, abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                whole, frac = divmod(ns, size)
+                f = f"{frac:0{len(str(size)) - 1}d}".rstrip("0") if size > 1 else ""
+                return ("-" if neg else "") + str(whole) + ("." + f if f else "") + unit
+    secs, frac = divmod(ns, 1_000_000_000)
+    f = f"{frac:09d}".rstrip("0")
+    out = f"{secs % 60}" + ("." + f if f else "") + "s"
+    mins = secs // 60
+    if mins:
+        out = f"{mins % 60}m" + out
+        if mins // 60:
+            out = f"{mins // 60}h" + out
+    return ("-" if neg else "") + out
+
+
+def _history_comment(instr, new: State, text: str) -> str:
+    """What the classic builder writes after ``#(nop)`` for a metadata instruction: the values
+    it set, formatted as moby's dispatchers format them (``CMD %q`` of the resolved argv,
+    ``VOLUME %v``, ``HEALTHCHECK %q`` of the config, ENV/LABEL/ARG as unquoted key=value)."""
+    from lamina.dockerfile.expand import key_values
+    cmd = instr.cmd
+    cc = new.cc
+    if cmd in ("ENV", "LABEL"):
+        return " ".join([cmd] + [f"{k}={v}" for k, v in key_values(instr)])
+    if cmd == "ARG":
+        return "ARG " + " ".join(k if v is None else f"{k}={v}" for k, v in key_values(instr))
+    if cmd in ("CMD", "ENTRYPOINT"):
+        return f"{cmd} {_go_q(cc.get('Cmd' if cmd == 'CMD' else 'Entrypoint') or [])}"
+    if cmd == "VOLUME":
+        return "VOLUME [" + " ".join(instr.args) + "]"
+    if cmd == "SHELL":
+        return "SHELL [" + " ".join(cc.get("Shell") or []) + "]"
+    if cmd == "WORKDIR":
+        return "WORKDIR " + (cc.get("WorkingDir") or "/")
+    if cmd == "HEALTHCHECK":
+        from lamina.gotemplate.strconv import quote
+        hc = cc.get("Healthcheck") or {}
+        retries = int(hc.get("Retries") or 0)
+        c = chr(retries) if 0 <= retries < 0x110000 else "\ufffd"
+        rune = {"'": "\\'", '"': '"'}.get(c) or quote(c)[1:-1]  # strconv.QuoteRune
+        durations = " ".join(quote(_go_duration(int(hc.get(k) or 0)))
+                             for k in ("Interval", "Timeout", "StartPeriod"))
+        return f"HEALTHCHECK &{{{_go_q(hc.get('Test') or [])} {durations} '{rune}'}}"
+    return text
+
+
+def _nop_comment(new: State, comment: str) -> str:
+    """The history line of a metadata step: the stage's shell (after this step), then
+    ``#(nop)`` and the comment -- two spaces between for moby's ``commit`` (one argv element
+    each), one for WORKDIR (``withCmdCommentString``: one element)."""
+    shell = " ".join(new.cc.get("Shell") or DEFAULT_SHELL)
+    sep = " " if comment.startswith("WORKDIR ") else "  "
+    return f"{shell} #(nop){sep}{comment}"
 
 
 def _duration_ns(text: str, flag: str) -> int:

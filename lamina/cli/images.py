@@ -14,7 +14,7 @@ IMAGES_TABLE_DIGESTS = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{
 IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
                   "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
                   "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
-                  "VirtualSize": "VIRTUAL SIZE"}
+                  "VirtualSize": "SIZE"}  # docker/cli titles VirtualSize SIZE too
 HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
 HISTORY_TABLE_NOT_HUMAN = "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
 HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
@@ -382,12 +382,8 @@ def _print_inspect(results: list[tuple[str, dict]], fmt: str | None) -> list[str
         sys.stdout.write("".join(out) or "\n")
         return errors
     import json
+    # as dockerd writes it (json.Encoder with SetEscapeHTML(false)): <, >, & stay as they are
     text = json.dumps([r for _, r in results], indent=4, ensure_ascii=False)
-    # dockerd marshals with Go's json.Marshal, which escapes <, > and & (and U+2028/9)
-    for c, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                   ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        if c in text:
-            text = text.replace(c, esc)
     sys.stdout.write(text + "\n")
     return []
 
@@ -455,6 +451,14 @@ def cmd_save(argv, ctx) -> int:
     from lamina.image.archive import save
     imgs = _images(ctx)
     from lamina.errors import NotFound
+    if a.output is not None:  # checked first, as docker/cli does, in its words
+        from lamina.perms import check_output_path
+        try:
+            check_output_path(a.output)
+        except InvalidArgument as e:
+            err = InvalidArgument(f"failed to save image: {e}")
+            err.prefix = ""
+            raise err from None
     for name in a.images:
         try:
             imgs.resolve(name)  # fail before creating the output file

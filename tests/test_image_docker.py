@@ -255,3 +255,18 @@ def test_save_checks_the_output_path_first_like_docker(both, repo, tmp_path):
         assert ours.err == theirs.stderr, out
     assert os.path.exists(dev) and os.stat(dev).st_rdev == os.makedev(1, 3)
     assert os.listdir(out_dir) == ["null"]
+
+
+def test_search_of_a_registry_that_is_not_there_fails_like_dockerd(lamina):
+    """dockerd pings ``/v1/_ping`` over HTTPS, then HTTP for an insecure (loopback) registry,
+    and names both failures, with the address it dialed (``localhost`` -> ``127.0.0.1``)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connections are refused
+    for host in ("localhost", "127.0.0.1"):
+        theirs = docker("search", f"{host}:{port}/app", check=False)
+        ours = lamina("search", f"{host}:{port}/app", check=False)
+        assert theirs.returncode != 0 and ours.rc != 0
+        assert message(ours.err) == message(theirs.stderr)

@@ -270,3 +270,23 @@ def test_search_of_a_registry_that_is_not_there_fails_like_dockerd(lamina):
         ours = lamina("search", f"{host}:{port}/app", check=False)
         assert theirs.returncode != 0 and ours.rc != 0
         assert message(ours.err) == message(theirs.stderr)
+
+
+def test_a_run_that_changes_nothing_adds_no_layer(both, repo, tmp_path):
+    """dockerd commits a RUN whose diff is empty as an empty_layer step (no RootFS layer), so
+    ``rmi`` deletes one ``Deleted:`` line fewer per such step; lamina added an empty layer."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {repo}:1.0\nRUN true\nRUN true\nRUN echo > /f\n")
+    tag = f"{repo.split('/')[0]}/empty-run:{uuid.uuid4().hex[:6]}"
+    docker("build", "-q", "-t", tag, str(ctx))
+    try:
+        both("build", "-q", "-t", tag, str(ctx))
+        theirs, ours = same(both, "image", "inspect", "-f", "{{len .RootFS.Layers}}", tag)
+        assert ours == theirs == "2\n"
+        theirs, ours = same(both, "history", "--format", "{{.CreatedBy}}|{{.Size}}", tag)
+        assert ours == theirs
+        theirs, ours = same(both, "rmi", tag)
+        assert shape(ours) == shape(theirs)
+    finally:
+        docker("rmi", "-f", tag, check=False)

@@ -24,6 +24,8 @@ from lamina.errors import InvalidArgument, LaminaError, NeedsRoot
 from lamina.values import field, value
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+#: the diff ID of a layer tar with no entries (1024 zero bytes), moby's layer.DigestSHA256EmptyTar
+EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 METADATA = ("ENV", "LABEL", "MAINTAINER", "EXPOSE", "CMD", "ENTRYPOINT", "VOLUME", "USER", "WORKDIR",
@@ -820,9 +822,14 @@ class Builder(SourceSteps):
                                   f"debug it with 'lamina run -it {last} sh'", code)
             desc = layer_from_dir(self.store, upper, overlay_upper=True, source_date_epoch=self.epoch,
                                   progress=self.out.live, progress_text="Writing layer")
-            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
-            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
-            Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, upper, desc[2])
+            if str(desc[1]) == EMPTY_TAR_DIFF_ID:
+                # the command changed nothing: like dockerd's commit, no layer (history
+                # empty_layer); the blob just written is garbage for GC
+                desc = None
+            else:
+                chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
+                parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
+                Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, upper, desc[2])
         finally:
             discard(cdir)
         # history as the classic builder records it: the argv joined, the exec form too

@@ -26,6 +26,7 @@ Found by this sweep (fixed in lamina/cli/images.py unless said otherwise):
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -288,5 +289,57 @@ def test_a_run_that_changes_nothing_adds_no_layer(both, repo, tmp_path):
         assert ours == theirs
         theirs, ours = same(both, "rmi", tag)
         assert shape(ours) == shape(theirs)
+    finally:
+        docker("rmi", "-f", tag, check=False)
+
+
+def _skeleton(v, key: str = ""):
+    """The JSON with IDs, times and driver paths made placeholders: its keys, their order,
+    null vs [] vs {} and every other value kept."""
+    if isinstance(v, dict):
+        return [(k, _skeleton(x, k)) for k, x in v.items()]
+    if isinstance(v, list):
+        return [_skeleton(x) for x in v]
+    if isinstance(v, str):
+        if key in ("LowerDir", "MergedDir", "UpperDir", "WorkDir"):
+            return "PATH"
+        if key in ("Created", "LastTagTime"):
+            return "TIME" if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", v) else v
+        return shape(v)
+    return v
+
+
+def test_inspect_of_a_built_image_has_dockers_shape(both, built):
+    """The whole ``image inspect`` JSON of a classic build, key by key: Config.Image names the
+    parent, Container and ContainerConfig (Hostname, the step's #(nop) Cmd) are the last
+    step's, GraphDriver is overlay2's (LowerDir, MergedDir, UpperDir, WorkDir). Left out:
+    DockerVersion (lamina is not dockerd) and Descriptor (newer Docker's field, kept)."""
+    both("run", "--rm", built, "true")  # unpacks the layers: GraphDriver.Data names their dirs
+    theirs, ours = same(both, "image", "inspect", built)
+    t, o = json.loads(theirs)[0], json.loads(ours)[0]
+    t["DockerVersion"] = ""
+    o.pop("Descriptor", None)
+    assert _skeleton(o) == _skeleton(t)
+    for fmt in ("{{json .ContainerConfig.Cmd}}", "{{.Config.Image | len}}", "{{.Container | len}}"):
+        theirs, ours = same(both, "image", "inspect", "-f", fmt, built)
+        assert shape(ours) == shape(theirs), fmt
+
+
+def test_run_after_volume_sees_an_empty_throwaway_mount_like_docker(both, repo, tmp_path):
+    """The classic builder runs RUN with the image's VOLUMEs mounted: writing there works
+    (lamina failed: /data did not exist), is thrown away, and the mount point stays in the
+    step's layer."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {repo}:1.0\nVOLUME /data /v/sub\nRUN echo x > /data/f && ls /v/sub\n"
+                                    "RUN ls -A /data\n")
+    tag = f"{repo.split('/')[0]}/vol:{uuid.uuid4().hex[:6]}"
+    docker("build", "-q", "-t", tag, str(ctx))
+    try:
+        both("build", "-q", "-t", tag, str(ctx))
+        theirs, ours = same(both, "image", "inspect", "-f", "{{len .RootFS.Layers}}", tag)
+        assert ours == theirs == "2\n"
+        theirs, ours = same(both, "run", "--rm", "--entrypoint", "ls", tag, "-A", "/data", "/v")
+        assert ours == theirs
     finally:
         docker("rmi", "-f", tag, check=False)

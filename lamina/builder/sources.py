@@ -177,9 +177,12 @@ class SourceSteps:
             src_hash = "multi:" + hashlib.sha256(checksum.encode()).hexdigest()
         chown = f"--chown={flags['chown']}" if flags.get("chown") else ""
         shell = " ".join(state.cc.get("Shell") or ["/bin/sh", "-c"])
-        shown = f"{shell} #(nop) {instr.cmd} {chown}{src_hash} in {dest} "
+        comment = f"#(nop) {instr.cmd} {chown}{src_hash} in {dest} "
+        shown = f"{shell} {comment}"
+        container = (self.step_container_id(state.image_id, text),
+                     list(state.cc.get("Shell") or ["/bin/sh", "-c"]) + [comment])
         result = self._commit(state, instr_text=text, history={"created_by": shown}, new_layer=desc, key=key,
-                              sources=sources_manifest)
+                              sources=sources_manifest, container=container)
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
 

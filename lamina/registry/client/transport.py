@@ -75,7 +75,7 @@ def _dialed(host: str, port: int) -> str | None:
     infos.sort(key=lambda i: i[0] != socket.AF_INET)
     if not infos:
         return None
-    ip = infos[0][4][0]
+    ip = str(infos[0][4][0])
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 

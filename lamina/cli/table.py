@@ -224,6 +224,14 @@ def format_table(
 
         dot = HeaderDot(headers)
         return _aligned([[str(dot.lookup(dot, f)) for f in fields], *cells])
+    if text == "{{json .}}" and all(type(row) is dict for row in rows):
+        # a docker/cli formatter context marshals itself with json.Marshal (keys sorted, and
+        # <, >, & escaped, unlike the template's json function on a field): a GoStruct row
+        # would print through the template's json, so the whole-row case is written here
+        from lamina.gotemplate.jsonenc import json_marshal
+
+        body = "".join(json_marshal(dict(sorted(row.items())), escape_html=True) + "\n" for row in rows)
+        return tabwrite("\n" + body) if is_table else body
     from lamina.gotemplate.template import compile_template
     from lamina.gotemplate.values import GoStruct
 

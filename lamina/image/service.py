@@ -95,7 +95,8 @@ class Images:
     def resolve(self, text: str) -> ImageRecord:
         """Find an image by reference, full or short ID, or digest (``name@sha256:...``).
 
-        Names are tried first, then IDs, like Docker. Raises NotFound ("No such image: x").
+        Names are tried first, then IDs, like Docker. Raises NotFound naming what was looked
+        up, as dockerd does: ``No such image: busybox:latest`` for a name without a tag.
         """
         from lamina import reference
         text = text.strip()
@@ -137,6 +138,8 @@ class Images:
             rows = self.db.query(f"SELECT {_COLS} FROM images WHERE manifest LIKE ?", (like,))
             if len(rows) == 1:
                 return ImageRecord.from_row(rows[0])
+        if ref is not None and ref.digest is None:  # dockerd names what it looked up: busybox:latest
+            raise NotFound(f"No such image: {ref.familiar}")
         raise NotFound(f"No such image: {text}")
 
     @staticmethod

@@ -89,3 +89,25 @@ def test_image_templates_print_what_dockers_client_prints(pair, busybox_tar):
                 assert lam("inspect", "-f", tmpl, name).out == dk("inspect", "-f", tmpl, name).stdout, (name, tmpl)
     finally:
         dk("rmi", plain, check=False)
+
+
+def test_commit_keeps_the_containers_config_like_docker(pair):
+    dk, lam, image, tag = pair
+    name, new = f"{tag}-cm", f"{tag}-committed:v1"
+    try:
+        for cli in (dk, lam):
+            cli("run", "--name", name, "--network", "none", "-e", "X=1", image, "sh", "-c", "echo x > /x")
+            cli("commit", "-c", "ENV A=b", "-c", 'LABEL k="v"', name, new)
+        for tmpl in ("{{json .Config}}", "{{json .ContainerConfig.Cmd}}", "{{.ContainerConfig.AttachStdout}}",
+                     "{{json .Config.Env}}"):
+            assert lam("inspect", "-f", tmpl, new).out == dk("inspect", "-f", tmpl, new).stdout, tmpl
+        docs = [json.loads(dk("inspect", new).stdout)[0], json.loads(lam("inspect", new).out)[0]]
+        for d, cli in zip(docs, (dk, lam)):
+            base = cli("inspect", "-f", "{{.Id}}", image)
+            assert d["Parent"] == (getattr(base, "stdout", None) or base.out).strip()
+            for key in ("Config", "ContainerConfig"):
+                d[key].pop("Hostname")
+                d[key].pop("Image")
+        assert docs[1]["Config"] == docs[0]["Config"] and docs[1]["ContainerConfig"] == docs[0]["ContainerConfig"]
+    finally:
+        dk("rmi", new, check=False)

@@ -20,11 +20,13 @@ _HEALTHCHECK_ORDER = ("Test", "Interval", "Timeout", "StartPeriod", "StartInterv
 
 
 def docker_config(cfg: dict) -> dict:
-    """An image's container config in Docker's full shape (absent fields as Docker shows them;
-    a Healthcheck's keys in Go's field order)."""
+    """An image's container config in Docker's full shape (absent or null fields as Docker
+    shows them, present ones as they are; a Healthcheck's keys in Go's field order)."""
     out = {}
     for key, default in _CONFIG_SHAPE:
-        if key in cfg and cfg[key] not in (None, [], {}) or (key in cfg and default == "omit" and cfg[key]):
+        # a value kept as it is, empty or not ({} and [] are not null in Go's JSON either);
+        # absent or null: Docker's zero, or left out for an omitempty field
+        if key in cfg and cfg[key] is not None and (default != "omit" or cfg[key]):
             out[key] = cfg[key]
             if key == "Healthcheck" and isinstance(cfg[key], dict):
                 hc = cfg[key]

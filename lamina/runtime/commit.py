@@ -14,9 +14,6 @@ from lamina.digest import Digest
 from lamina.image.changes import apply_changes
 from lamina.image.service import ImageRecord, Images, rfc3339
 
-_IMAGE_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
-               "StopSignal", "OnBuild", "Healthcheck", "Shell", "ArgsEscaped")
-
 
 def layer_from_dir(store, root: str, *, overlay_upper: bool = False,
                    source_date_epoch: int | None = None, progress=None,
@@ -50,6 +47,14 @@ def layer_from_dir(store, root: str, *, overlay_upper: bool = False,
     return oci.Descriptor(info.media_type, info.digest, info.size), info.diff_id, info.content_size
 
 
+def _docker_config(cfg: dict) -> dict:
+    """A container's Config as dockerd writes it into a committed image: every field, the
+    ones Go marks omitempty left out when empty (lamina's record keeps them as None)."""
+    omit = ("ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
+            "StopTimeout", "Shell")
+    return {k: v for k, v in cfg.items() if not (k in omit and v in (None, "", [], {}, False))}
+
+
 def base_layers(images: Images, rec: ImageRecord) -> list[tuple[oci.Descriptor, Digest, int]]:
     out = []
     for _, diff_id, desc in images.chain(rec):
@@ -77,8 +82,10 @@ def commit(containers, doc: dict, *, tag=None, author: str | None = None, messag
                                    progress=progress)
             if progress is not None:
                 progress.done()
-            ccfg = {k: v for k, v in doc["Config"].items() if k in _IMAGE_KEYS and v not in (None, "", [], {})}
-            ccfg = apply_changes(ccfg, list(changes))
+            # as dockerd: the image's config is the container's whole Config (Hostname, Image,
+            # the attached streams ...) with the changes applied; container_config is the
+            # container's Config as it was
+            ccfg = apply_changes(_docker_config(doc["Config"]), list(changes))
             now = rfc3339()
             history = [h for h in bcfg.raw.get("history") or []]
             entry = {"created": now, "created_by": " ".join([doc["Path"], *doc["Args"]])}
@@ -88,14 +95,15 @@ def commit(containers, doc: dict, *, tag=None, author: str | None = None, messag
                 entry["comment"] = message
             history.append(entry)
             config = {k: v for k, v in bcfg.raw.items() if k not in ("rootfs", "history", "config", "container_config")}
-            config.update({"created": now, "config": ccfg, "history": history, "container": doc["Id"],
+            config.update({"created": now, "config": ccfg, "container_config": _docker_config(doc["Config"]),
+                           "history": history, "container": doc["Id"],
                            "architecture": bcfg.architecture, "os": bcfg.os})
             if author:
                 config["author"] = author
             else:
                 config.pop("author", None)
             rec = images.create(config=config, layers=base_layers(images, base) + [layer],
-                                tags=[tag] if tag else [], parent=None)
+                                tags=[tag] if tag else [], parent=str(base.id))
         containers.event(doc, "commit", comment=message or "", imageID=str(rec.id),
                          imageRef=tag.familiar if tag else "")
         return rec

@@ -363,3 +363,27 @@ def test_podman_oci_archive_loads_as_one_image(lamina, busybox_tar, tmp_path):
     image_id = rows[0].split()[1]
     lamina("rmi", image_id)
     assert lamina("images", "-a", "-q").out == ""
+
+
+def test_classic_output_matches_docker(lamina, busybox_tar, docker_base, tmp_path):
+    """The classic builder's stdout, step by step, cold and then from the cache (IDs
+    normalized; dockerd's "Sending build context" line has no counterpart: nothing is sent)."""
+    import re
+    lamina("import", "-c", 'CMD ["sh"]', busybox_tar, docker_base)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {docker_base}\nCOPY f /f\nRUN echo hi\nENV A=1\nWORKDIR /w\n"
+                                    'LABEL k="v"\nCMD ["cat", "/f"]\n')
+    (ctx / "f").write_text("data\n")
+    tag = f"lamina-test-out-{os.getpid()}"
+
+    def norm(text: str) -> list[str]:
+        return [re.sub(r"\b[0-9a-f]{12}\b", "ID", line) for line in text.replace("\r\r\n", "\n").splitlines()
+                if not line.startswith("Sending build context")]
+    try:
+        for _ in range(2):  # cold, then every step from the cache
+            want = docker("build", "-t", tag, str(ctx)).stdout.decode()
+            got = lamina("build", "-t", tag, str(ctx)).out
+            assert norm(got) == norm(want)
+    finally:
+        docker("rmi", "-f", tag, check=False)

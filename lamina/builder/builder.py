@@ -596,7 +596,7 @@ class Builder(SourceSteps):
         new_layer = layer(new) if layer is not None else None
         result = self._commit(new, instr_text=text, history={"created_by": shown}, key=key, new_layer=new_layer,
                               container=(cid, argv))
-        self.out.line(f"Removing intermediate container {cid}")
+        self.out.line(f"Removing intermediate container {cid[:12]}")
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
 

@@ -329,7 +329,8 @@ class Containers:
         layers = self.layers_of(doc)
         snap = Snapshotter(self.store)
         rootfs_mounts = snap.mounts(layers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
-                                    init=make_init_layer(os.path.join(d, "init")))
+                                    init=make_init_layer(os.path.join(d, "init")),
+                                    volatile=bool(doc["HostConfig"]["AutoRemove"]))
         lowers = [snap.dir_of(x.chain_id) for x in reversed(layers)]
         user = with_primary_gid(resolve_user_in_layers([os.path.join(d, "upper"), *lowers], doc["Config"]["User"]))
         hc, c = doc["HostConfig"], doc["Config"]

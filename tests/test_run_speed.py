@@ -137,3 +137,46 @@ def test_volatile_marker_from_another_boot_is_refused(bb, same_boot):
         assert r.err.count("\n") == 1 and "mounted volatile (--rm) before the host restarted" in r.err
         assert os.path.isdir(marker)  # nothing removed
         bb("rm", cid)
+
+
+def test_run_rm_imports_no_archive_or_random_modules(bb):
+    """shutil (with bz2, lzma, fnmatch) and random are imported by no step of ``run --rm``
+    of an unpacked image without volumes (start-up cost, measured in bench/). Modules the
+    interpreter's start-up (site) imported are not counted."""
+    bb("run", "--rm", "--network", "none", "busybox", "true")  # the first run unpacks the image
+    code = ("import sys\nbefore = set(sys.modules)\nsys.argv = ['lamina', *sys.argv[1:]]\n"
+            "from lamina.cli.main import main\ncode = main()\n"
+            "sys.stderr.write('MODULES ' + ' '.join(sorted(set(sys.modules) - before)) + '\\n')\n")
+    p = subprocess.run([sys.executable, "-c", code, "run", "--rm", "--network", "none", "busybox", "true"],
+                       env=bb.env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    mods = set(p.stderr.rsplit("MODULES ", 1)[1].split())
+    assert "lamina.runtime.launcher" in mods  # it did run a container
+    assert not {"shutil", "random", "bz2", "lzma", "fnmatch"} & mods
+    assert os.listdir(os.path.join(bb.root, "containers")) == []
+
+
+def test_remove_tree_never_follows_a_symlink(tmp_path):
+    from lamina.safepath import remove_tree
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "f").write_text("x")
+    t = tmp_path / "t"
+    (t / "a" / "b").mkdir(parents=True)
+    (t / "a" / "b" / "file").write_text("y")
+    (t / "a" / "link").symlink_to(outside)
+    (t / "a" / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(t / "fifo")
+    (tmp_path / "top-link").symlink_to(outside)
+    remove_tree(str(tmp_path / "top-link"))  # a symlink to a directory is not removed through
+    assert (tmp_path / "top-link").is_symlink() and (outside / "keep" / "f").read_text() == "x"
+    remove_tree(str(t))
+    assert not os.path.lexists(t)
+    assert (outside / "keep" / "f").read_text() == "x"
+    remove_tree(str(tmp_path / "missing"))  # nothing there: nothing to do
+    d = tmp_path / "ro"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "f").write_text("z")
+    (d / "g").write_text("w")
+    os.chmod(d / "sub", 0o500)  # root still may: everything goes
+    remove_tree(str(d))
+    assert not os.path.lexists(d)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
@@ -467,7 +466,8 @@ def _rmtree(path: str) -> None:
             mount.unmount(mp, detach=True, ignore_not_mounted=True)
     except (LaminaError, OSError):
         pass
-    shutil.rmtree(path, ignore_errors=True)
+    from lamina.safepath import remove_tree
+    remove_tree(path)
 
 
 def make_layer_dirs(d: str) -> tuple[str, str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import time
 
 from lamina import perms
@@ -77,6 +76,7 @@ class Snapshotter:
             found = self.dir_of(layer.chain_id)
             if found:
                 return found
+            import shutil  # only to unpack: ``run`` of an unpacked image does not import it
             n = self._reserve()
             tmp = os.path.join(self.root, f"tmp-{n}")
             shutil.rmtree(tmp, ignore_errors=True)

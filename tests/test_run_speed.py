@@ -180,3 +180,23 @@ def test_remove_tree_never_follows_a_symlink(tmp_path):
     os.chmod(d / "sub", 0o500)  # root still may: everything goes
     remove_tree(str(d))
     assert not os.path.lexists(d)
+
+
+def test_run_starts_a_container_without_a_garbage_collection(bb):
+    """``run`` raises the young-generation threshold before importing its path: no cyclic
+    collection happens while it imports, creates, starts and removes the container (the
+    default threshold collected ~17 times)."""
+    bb("run", "--rm", "--network", "none", "busybox", "true")  # the first run unpacks the image
+    prelude = ("import gc\nn = [0]\n"
+               "def _count(phase, info):\n"
+               "    if phase == 'start' and gc.get_threshold()[0] >= 50000:  # once run raised it\n"
+               "        n[0] += 1\n"
+               "gc.callbacks.append(_count)\n"
+               "import lamina.safepath\n_rt = lamina.safepath.remove_tree\n"
+               "def _report(path):\n"
+               "    sys.stderr.write(f'GC {n[0]} {gc.get_threshold()[0]}\\n')\n"
+               "    _rt(path)\n"
+               "lamina.safepath.remove_tree = _report\n")
+    p = _entry(bb, ["run", "--rm", "--network", "none", "busybox", "true"], prelude=prelude)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines()[-1] == "GC 0 50000"  # when it removes the container: none yet

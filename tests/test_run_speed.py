@@ -200,3 +200,14 @@ def test_run_starts_a_container_without_a_garbage_collection(bb):
     p = _entry(bb, ["run", "--rm", "--network", "none", "busybox", "true"], prelude=prelude)
     assert p.returncode == 0, p.stderr
     assert p.stderr.splitlines()[-1] == "GC 0 50000"  # when it removes the container: none yet
+
+
+@pytest.mark.parametrize("caps", [[], ["CAP_CHOWN", "CAP_NET_RAW"], ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]])
+def test_default_seccomp_profile_resolves_the_same_unchecked(caps):
+    """A start resolves Docker's default profile without validating it again: the default
+    profile is valid, and the checked and unchecked resolutions are the same filter."""
+    from lamina.runtime import seccomp
+    from lamina.runtime.spec import seccomp_profile
+    seccomp.check(seccomp.default_profile())
+    assert seccomp.resolve(seccomp.default_profile(), bounding=caps, checked=True) == \
+        seccomp.resolve(seccomp.default_profile(), bounding=caps) == seccomp_profile(caps)

@@ -1,5 +1,6 @@
 """Run lamina and each installed reference tool through the same scenarios, in one run, and
 print medians and ratios (lamina / peer; below 1.0 means lamina is faster).
+``help`` times ``lamina --help`` (start-up; issue 13's bar is 25 ms) next to the peers'.
 
     python -m bench [--runs N] [--only SCENARIO,...] [--debian-tar PATH] [--json FILE]
                     [--quick] [--seed N]
@@ -223,6 +224,16 @@ def bench_images(t: Tools, runs: int, work: str, count: int = 200) -> dict[str, 
         if t.podman:
             sh("podman", "rmi", f"bench/img{i}:v1", check=False)
     return res
+
+
+def bench_help(t: Tools, runs: int) -> dict[str, list[float]]:
+    """``--help``: the start-up floor of a command (issue 13's bar: lamina <= 25 ms)."""
+    samplers = {"lamina": lambda: timed(lambda: t.L("--help"))}
+    if t.docker:
+        samplers["docker"] = lambda: timed(lambda: t.D("--help"))
+    if t.podman:
+        samplers["podman"] = lambda: timed(lambda: sh("podman", "--help"))
+    return rounds(t, max(runs, 20), samplers)
 
 
 # -- containers --------------------------------------------------------------------------------
@@ -596,7 +607,7 @@ def debian_tar(path: str | None) -> str:
     return target
 
 
-ALL = "import,save,load,images,run,many,commit,lifecycle,launcher,build,bigctx,network"
+ALL = "import,save,load,help,images,run,many,commit,lifecycle,launcher,build,bigctx,network"
 OPT_IN = {"registry"}  # --only registry: pull/push rows (bench/registry_client.py)
 
 
@@ -645,6 +656,8 @@ def main() -> int:
             for name, res in bench_save_load(t, tar, runs, work):
                 if ("save" in only and name.startswith("save")) or ("load" in only and not name.startswith("save")):
                     report(name, res)
+        if "help" in only:
+            report("--help", bench_help(t, runs))
         if "images" in only:
             count = 20 if a.quick else 200
             report(f"images ({count} images)", bench_images(t, runs, work, count=count))

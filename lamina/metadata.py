@@ -74,7 +74,16 @@ class Metadata:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout=30000")
-        if new or self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # busy, locked, I/O: not damage
+                raise
+            self.conn.close()
+            from lamina.errors import Corrupt
+            raise Corrupt(f"{path}: {e}: the store's metadata database is damaged; restore it "
+                          f"from a backup or use another store (--root)") from None
+        if new or version != SCHEMA_VERSION:
             for attempt in range(100):  # SQLite does not retry a journal-mode switch on BUSY
                 try:
                     if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":

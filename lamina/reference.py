@@ -25,10 +25,11 @@ Normalization (familiar -> canonical), exactly as Docker does it:
 - No ``/`` at all: the whole text is a Docker Hub official image,
   ``busybox:1`` -> ``docker.io/library/busybox:1`` (so ``localhost:5000`` alone is the image
   ``library/localhost`` with tag ``5000``, as in Docker).
-- Otherwise the part before the first ``/`` is the registry domain if it is ``localhost``,
-  contains ``.`` or ``:``, or contains an upper-case letter; ``index.docker.io`` becomes
-  ``docker.io``. If it is none of these, the domain is ``docker.io`` and the whole text is
-  the path.
+- Otherwise the part before the first ``/`` is the registry domain if it is ``localhost``
+  or contains ``.`` or ``:``; ``index.docker.io`` becomes ``docker.io``. If it is none of
+  these, the domain is ``docker.io`` and the whole text is the path, so an upper-case first
+  component (``Uppercase/lowercase:tag``) is refused: "repository name must be lowercase",
+  as dockerd 20.10 answers (newer distribution/reference takes it for a registry host).
 - On ``docker.io`` a one-component path gets the ``library/`` prefix.
 - :func:`parse` adds the tag ``latest`` when neither a tag nor a digest was given.
 
@@ -60,8 +61,10 @@ __all__ = [
     "NAME_TOTAL_LENGTH_MAX",
     "Reference",
     "is_image_id_like",
+    "check_tag",
     "parse",
     "parse_any",
+    "parse_tag",
 ]
 
 DEFAULT_DOMAIN = "docker.io"
@@ -301,7 +304,7 @@ def _split_docker_domain(text: str) -> tuple[str, str]:
         domain, remainder = first, rest
     elif first == LEGACY_DEFAULT_DOMAIN:
         domain, remainder = DEFAULT_DOMAIN, rest
-    elif "." in first or ":" in first or first.lower() != first:
+    elif "." in first or ":" in first:
         domain, remainder = first, rest
     else:
         domain, remainder = DEFAULT_DOMAIN, text
@@ -360,6 +363,25 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     if default_tag and ref.tag is None and ref.digest is None:
         ref = replace(ref, tag=DEFAULT_TAG)
     return ref
+
+
+def parse_tag(text: str) -> Reference:
+    """A reference a tag may be created as (``tag``, ``build -t``, ``commit``, ``import``):
+    :func:`parse` with the default tag, refusing what Docker's reference store refuses --
+    a digest (``refusing to create a tag with a digest reference``) and the name ``sha256``
+    (``sha256:<hex>`` would read as an image ID)."""
+    ref = parse(text)
+    check_tag(ref)
+    return ref
+
+
+def check_tag(ref: Reference) -> None:
+    """Raise InvalidArgument if ``ref`` cannot name a tag (see :func:`parse_tag`)."""
+    if ref.digest is not None:
+        raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref.familiar}")
+    if ref.familiar_name == "sha256":
+        raise InvalidArgument(f"refusing to create an ambiguous tag using digest algorithm as name: "
+                              f"{ref.familiar}")
 
 
 def parse_any(text: str, *, default_tag: bool = True) -> Reference | Digest:

@@ -40,16 +40,23 @@ class Store:
         self.snapshots_dir = os.path.join(self.root, "snapshots")
         self.containers_dir = os.path.join(self.root, "containers")
         try:
-            st = os.stat(self.root)
-        except FileNotFoundError:
-            st = None
-        if st is None or not os.path.exists(os.path.join(self.content_dir, "oci-layout")):
-            self._create(st is not None)
-        elif st.st_mode & 0o7777 != 0o700 or st.st_uid != os.geteuid():
-            self._tighten(st)
-        for d in (self.snapshots_dir, self.containers_dir):
-            if not os.path.isdir(d):
-                os.makedirs(d, mode=0o700, exist_ok=True)
+            try:
+                st = os.stat(self.root)
+            except FileNotFoundError:
+                st = None
+            if st is not None and st.st_uid != os.geteuid():
+                self._refuse(st)  # before reading it: another user's store is not ours to probe
+            if st is None or not os.path.exists(os.path.join(self.content_dir, "oci-layout")):
+                self._create(st is not None)
+            elif st.st_mode & 0o7777 != 0o700:
+                self._tighten(st)
+            for d in (self.snapshots_dir, self.containers_dir):
+                if not os.path.isdir(d):
+                    os.makedirs(d, mode=0o700, exist_ok=True)
+        except PermissionError as e:
+            from lamina.errors import InvalidArgument, describe
+            raise InvalidArgument(f"cannot use {self.root} as the store: {describe(e)}; point --root or "
+                                  f"$LAMINA_ROOT at a directory you own") from None
 
     def _create(self, existed: bool) -> None:
         """A new store: the root 0700 from its first moment (see lamina.perms)."""
@@ -68,11 +75,14 @@ class Store:
         self._tighten(os.stat(self.root))
         self.content.init()
 
+    def _refuse(self, st) -> None:
+        from lamina.errors import InvalidArgument
+        raise InvalidArgument(f"store {self.root} belongs to uid {st.st_uid}, not to the current "
+                              f"user (uid {os.geteuid()}): lamina uses only a store its user owns")
+
     def _tighten(self, st) -> None:
         if st.st_uid != os.geteuid():
-            from lamina.errors import InvalidArgument
-            raise InvalidArgument(f"store {self.root} belongs to uid {st.st_uid}, not to the current "
-                                  f"user (uid {os.geteuid()}): lamina uses only a store its user owns")
+            self._refuse(st)
         if st.st_mode & 0o7777 != 0o700:
             from lamina import perms
             perms.tighten(self.root)

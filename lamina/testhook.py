@@ -10,7 +10,8 @@ go: no sleeps, no timing. Without the variable a pause point costs one dict look
 
 Points: ``copy-hashed`` (a COPY/ADD step computed its sources' checksum, before the cache
 lookup and the copy), ``build-done`` (a full build finished, its replay memo recorded or
-dropped, before the process exits).
+dropped, before the process exits), ``refresh-active`` (``Containers.refresh`` holds a record
+it read as running, before it checks whether the process and its monitor are alive).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian machine (as root) and runs it:
 # apt packages (peers for interop tests: skopeo, umoci, docker.io, podman, containerd (ctr),
-# docker-registry (registry:2), nginx-light (two registry instances behind a proxy);
+# docker-registry (registry:2), nginx-light (two registry instances behind a proxy); zsh, fish and
+# man-db for the completion and man page tests;
 # busybox-static for base images), a virtualenv with lamina and its test and lint extras, the
 # linters (ruff, then mypy: either failing stops CI before any test runs), a dockerd on a unix
 # socket, then pytest.
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup-env.sh
-pkgs="busybox-static e2fsprogs mount debootstrap procps skopeo umoci podman docker.io containerd runc iptables file zstd xz-utils bzip2 tini golang-github-docker-docker-dev linux-libc-dev libseccomp2 iproute2 gcc libc6-dev docker-registry apache2-utils nginx-light openssl curl"
+pkgs="busybox-static e2fsprogs mount debootstrap procps skopeo umoci podman docker.io containerd runc iptables file zstd xz-utils bzip2 tini golang-github-docker-docker-dev linux-libc-dev libseccomp2 iproute2 gcc libc6-dev docker-registry apache2-utils nginx-light openssl curl zsh fish man-db"
 install_apt $pkgs
 setup_venv test,lint
 echo "ruff check" >&2

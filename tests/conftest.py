@@ -85,7 +85,7 @@ def wait_blocked_on_flock(path: str, pid: int, timeout: float = 60) -> None:
         time.sleep(0.01)
 
 
-def wait_for(fn, timeout: float = 60, what: str = "condition"):
+def wait_for(fn, timeout: float = 60, what: str = "condition", interval: float = 0.02):
     """Poll ``fn`` until it returns a true value (returned); fail after ``timeout`` seconds
     (a generous bound for a loaded machine: the test waits on the condition, not the clock)."""
     import time
@@ -96,7 +96,7 @@ def wait_for(fn, timeout: float = 60, what: str = "condition"):
             return v
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, wait_for
 
 
 @pytest.fixture
@@ -33,16 +33,9 @@ def image(lamina, busybox_tar, name: str, *changes: str) -> None:
 
 
 def until(fn, timeout: float = 60, what: str = "condition"):
-    """Poll ``fn`` until it returns a true value (returned). ``timeout`` only bounds a hang
-    (generous, for a loaded machine): the wait ends when the condition holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    """Poll ``fn`` until it returns a true value (returned): conftest.wait_for, polling every
+    50 ms (each poll of these tests is a lamina command)."""
+    return wait_for(fn, timeout=timeout, what=what, interval=0.05)
 
 
 def state(lamina, name: str) -> str:

@@ -9,6 +9,7 @@ import re
 import time
 
 from containers_util import bb, state, until  # noqa: F401  (fixture)
+from test_build_cache_stale import Pause
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -262,3 +263,18 @@ def test_auto_remove_and_restart_policies(bb):
     _monitor_done(bb, "a")
     st = bb("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "a").out.split()
     assert st[0] == "exited"
+
+
+def test_refresh_keeps_the_exit_its_monitor_recorded(bb, tmp_path):
+    """A command that read a record as running just before the container died must not take
+    the container for lost (255) once its monitor is gone: the monitor recorded the real exit
+    (137 after a SIGKILL) meanwhile, and that stored state wins (compare-and-set)."""
+    bb("run", "-d", "--name", "r", "busybox", "sleep", "100")
+    monitor = int(bb("inspect", "-f", "{{.State.MonitorPid}}", "r").out)
+    assert monitor > 0 and _alive(monitor)
+    p = Pause(tmp_path, "refresh-active")
+    p.run(bb, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "r")  # holds "running"
+    bb("kill", "r")
+    until(lambda: not _alive(monitor), what="the monitor to exit")
+    assert p.resume() == "exited 137\n"
+    assert bb("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "r").out == "exited 137\n"

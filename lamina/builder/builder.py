@@ -20,7 +20,7 @@ from lamina import oci
 from lamina.builder.sources import SourceSteps
 from lamina.builder.state import State, _canonical, _quote_kv, _show
 from lamina.digest import chain_ids
-from lamina.errors import InvalidArgument, LaminaError
+from lamina.errors import InvalidArgument, LaminaError, NeedsRoot
 from lamina.values import field, value
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -58,17 +58,56 @@ class BuildOptions:
 
 
 class Output:
+    """The classic builder's step-by-step output, by ``--progress``:
+
+    - ``auto`` (the default) is ``tty`` on a terminal, else the plain classic lines;
+    - ``tty`` adds a transient activity line under the running step (``Reading build
+      context  120MB``, ``Copying  56MB``, ``Writing layer  80MB``), redrawn in place and
+      erased by the next line (never part of what a cached build replays);
+    - ``plain`` never redraws, says why a step missed the cache and ends every step with
+      its time (`` ---> DONE 0.3s``, BuildKit's word), so its builds are not replayed.
+    """
+
     def __init__(self, quiet: bool, progress: str) -> None:
         self.quiet = quiet
         self.plain = progress == "plain"
         self.fd = 1
         self.transcript: list[str] = []   # what was printed (replayed by builder/fastpath.py)
+        self.live = None  # lamina.progress.Progress for the transient activity line (tty mode)
+        self._step_start: float | None = None
+        if not quiet and progress in ("auto", "tty"):
+            from lamina.progress import on_terminal
+            self.live = on_terminal(sys.stdout)
 
     def line(self, text: str) -> None:
         if not self.quiet:
+            if self.live is not None:
+                self.live.clear()
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             self.transcript.append(text + "\n")
+
+    def step(self, text: str) -> None:
+        """A ``Step N/M : ...`` line: the previous step ends here."""
+        self.end_step()
+        self.line(text)
+        import time
+        self._step_start = time.monotonic()
+
+    def end_step(self) -> None:
+        """``plain``: the time the step that ran last took."""
+        if self._step_start is not None and self.plain:
+            import time
+            self.line(f" ---> DONE {time.monotonic() - self._step_start:.1f}s")
+        self._step_start = None
+
+    def meter(self, text: str):
+        """A thread-safe ``meter(nbytes)`` drawing ``text  <total>`` on the activity line, or
+        None when there is no activity line (then the work paths skip counting)."""
+        if self.live is None:
+            return None
+        from lamina.progress import Meter
+        return Meter(self.live, text)
 
 
 class Builder(SourceSteps):
@@ -89,7 +128,7 @@ class Builder(SourceSteps):
         self.total = 0
         # what a replay of this build must re-check (builder/fastpath.py); only a build whose
         # every step was a cache hit is recorded
-        self.memo_ok = not opts.no_cache and opts.memo_key is not None
+        self.memo_ok = not opts.no_cache and opts.memo_key is not None and opts.progress != "plain"
         self.memo = {"seen": {}, "bases": [], "images": [], "keys": []}
 
     # -- entry ------------------------------------------------------------------------
@@ -114,6 +153,9 @@ class Builder(SourceSteps):
         self.meta_env = self._meta_args()
         target = self._target_index()
         needed = self._needed(target)
+        if any(instr.cmd in ("RUN", "COPY", "ADD") for i in needed for instr in self.df.stages[i].instructions):
+            from lamina.errors import need_root
+            need_root("lamina build")  # RUN, COPY and ADD make layers: refused before anything is recorded
         self.total = sum(1 + len(self.df.stages[i].instructions) for i in needed) + len(self.opts.labels)
         with self.store.operation():
             for wave in self._waves(needed):
@@ -124,6 +166,7 @@ class Builder(SourceSteps):
                     self._build_concurrently(wave)
             if self.opts.labels:
                 self.stage_results[target] = self._label_step(self.stage_results[target])
+                self.out.end_step()
             final = self.stage_results[target]
             rec = self.images.get(final.manifest) if final.manifest else None
             if rec is None:
@@ -173,7 +216,7 @@ class Builder(SourceSteps):
             text = f"LABEL {_quote_kv(k)}={_quote_kv(v)}"
             instr = parse(f"FROM scratch\n{text}\n", filename="--label").stages[0].instructions[0]
             self.step += 1
-            self.out.line(f"Step {self.step}/{self.total} : {text}")
+            self.out.step(f"Step {self.step}/{self.total} : {text}")
             state = self._step(state, instr)
         return state
 
@@ -289,6 +332,7 @@ class Builder(SourceSteps):
                     os.close(r)
                     os.dup2(out.fileno(), 1)
                     sys.stdout = open(1, "w", buffering=1, closefd=False)
+                    self.out.live = None  # a file now: its text is replayed by the parent
                     self.step = step
                     st = self._build_stage(stage)
                     if self.memo_ok:  # the parent records the memo: it needs what this stage saw
@@ -300,7 +344,8 @@ class Builder(SourceSteps):
                 except LaminaError as e:
                     res, code = {"error": str(e), "code": None}, 1
                 except BaseException as e:  # noqa: BLE001 - reported to the parent
-                    res, code = {"error": f"stage {i} failed: {e!r}", "code": None}, 1
+                    from lamina.errors import describe
+                    res, code = {"error": f"stage {i} failed: {describe(e)}", "code": None}, 1
                 try:
                     sys.stdout.flush()
                     os.write(w, _json.dumps(res).encode())
@@ -355,7 +400,7 @@ class Builder(SourceSteps):
         from lamina.dockerfile.expand import expand_word
         self.step += 1
         base = expand_word(stage.base, self.meta_env, escape=self.df.escape)
-        self.out.line(f"Step {self.step}/{self.total} : {stage.source.original if stage.source else 'FROM ' + base}")
+        self.out.step(f"Step {self.step}/{self.total} : {stage.source.original if stage.source else 'FROM ' + base}")
         state = self._from(base, stage)
         self.out.line(f" ---> {state.image_id[7:19] if state.image_id else '<scratch>'}" if state.image_id
                       else " ---> <scratch>")
@@ -369,8 +414,9 @@ class Builder(SourceSteps):
             state.cc["OnBuild"] = None
         for instr in stage.instructions:
             self.step += 1
-            self.out.line(f"Step {self.step}/{self.total} : {_show(instr)}")
+            self.out.step(f"Step {self.step}/{self.total} : {_show(instr)}")
             state = self._step(state, instr)
+        self.out.end_step()
         return state
 
     def _from(self, base: str, stage) -> State:
@@ -442,7 +488,7 @@ class Builder(SourceSteps):
             if handler is None:
                 raise InvalidArgument(f"{instr.cmd} is not supported here")
             return handler(state, instr)
-        except BuildFailed:
+        except (BuildFailed, NeedsRoot):
             raise
         except LaminaError as e:
             if "Dockerfile:" in str(e).split("\n")[0]:
@@ -729,6 +775,8 @@ class Builder(SourceSteps):
         hit = self._cached(state, key, instr_text=text)
         if hit is not None:
             return hit
+        from lamina.errors import need_root
+        need_root("lamina build")  # an ONBUILD RUN of a base image, say
         env = list(state.cc.get("Env") or [_DEFAULT_PATH])
         if not any(e.startswith("PATH=") for e in env):
             env.insert(0, _DEFAULT_PATH)
@@ -770,7 +818,8 @@ class Builder(SourceSteps):
                                   f"Step {self.step}/{self.total} failed: {_show(instr)} "
                                   f"(Dockerfile:{instr.line}). The last good step's image is {last}: "
                                   f"debug it with 'lamina run -it {last} sh'", code)
-            desc = layer_from_dir(self.store, upper, overlay_upper=True, source_date_epoch=self.epoch)
+            desc = layer_from_dir(self.store, upper, overlay_upper=True, source_date_epoch=self.epoch,
+                                  progress=self.out.live, progress_text="Writing layer")
             chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
             parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
             Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, upper, desc[2])

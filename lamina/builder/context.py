@@ -213,6 +213,7 @@ class Context:
         self.changed: set[str] = set()   # paths seen with two different stat keys
         self._db: sqlite3.Connection | None = None
         self._cache: dict[str, tuple[int, int, int, int, str]] | None = None
+        self.on_read = None  # on_read(nbytes), thread-safe: told of every chunk hashed (build progress)
         self._observe("", os.stat(self.root_fd))
 
     # --- what was looked at -------------------------------------------------------------
@@ -564,11 +565,14 @@ class Context:
             try:
                 before = os.fstat(fd)
                 buf, view = read_buffer()
+                on_read = self.on_read
                 while True:
                     n = os.readv(fd, [buf])
                     if not n:
                         break
                     h.update(view[:n])
+                    if on_read is not None:
+                        on_read(n)
                 after = os.fstat(fd)
             finally:
                 os.close(fd)

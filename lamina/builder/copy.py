@@ -167,8 +167,9 @@ def resolve_dest(dest: str, workdir: str) -> tuple[str, bool]:
     return posixpath.normpath(dest), is_dir
 
 
-def _copy_data(src_fd: int, dst_fd: int) -> str:
-    """Copy ``src_fd`` to ``dst_fd`` and return the sha256 of exactly the bytes written."""
+def _copy_data(src_fd: int, dst_fd: int, on_bytes=None) -> str:
+    """Copy ``src_fd`` to ``dst_fd`` and return the sha256 of exactly the bytes written
+    (``on_bytes(n)``, if given, is told of every chunk: build progress)."""
     from lamina.builder.context import read_buffer
     h = hashlib.sha256()
     buf, view = read_buffer()
@@ -180,6 +181,8 @@ def _copy_data(src_fd: int, dst_fd: int) -> str:
         off = 0
         while off < n:
             off += os.write(dst_fd, view[off:n])
+        if on_bytes is not None:
+            on_bytes(n)
     return h.hexdigest()
 
 
@@ -251,10 +254,11 @@ class Reuse:
 
 def stage_copy(staging_dir: str, items: list[CopyItem], dest_arg: str, *, workdir: str,
                view, owner, chmod: int | None, wildcard: bool, what: str = "COPY",
-               reuse: Reuse | None = None) -> dict:
+               reuse: Reuse | None = None, on_bytes=None) -> dict:
     """Lay out ``items`` under ``staging_dir`` as COPY/ADD would write them into the image
     whose merged view is ``view`` (lamina.snapshot.view.LayerView, or None for scratch).
     ``reuse`` (one item only): link unchanged files from an earlier result (:class:`Reuse`).
+    ``on_bytes(n)`` (thread-safe, or None) is told of the bytes copied, chunk by chunk.
 
     Returns {context: manifest of what was copied from it} (manifests as
     Context.manifest makes them), for the caller to key the cache on.
@@ -326,9 +330,9 @@ def stage_copy(staging_dir: str, items: list[CopyItem], dest_arg: str, *, workdi
                         if pool is None:
                             from concurrent.futures import ThreadPoolExecutor
                             pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2))
-                        jobs.append((rel, pool.submit(_copy_one, src_fd, dst_fd, uid, gid, chmod)))
+                        jobs.append((rel, pool.submit(_copy_one, src_fd, dst_fd, uid, gid, chmod, on_bytes)))
                     else:
-                        jobs.append((rel, _copy_one(src_fd, dst_fd, uid, gid, chmod)))
+                        jobs.append((rel, _copy_one(src_fd, dst_fd, uid, gid, chmod, on_bytes)))
                 # fifos, sockets and devices in a build context are not copied
             for rel, job in jobs:
                 entry = job if isinstance(job, str) else job.result()
@@ -346,12 +350,12 @@ def _chmod_in(staging: Staging, rel: str, mode: int) -> None:
     os.chmod(name, mode, dir_fd=staging.dir(parent))
 
 
-def _copy_one(src_fd: int, dst_fd: int, uid: int, gid: int, chmod: int | None) -> str:
+def _copy_one(src_fd: int, dst_fd: int, uid: int, gid: int, chmod: int | None, on_bytes=None) -> str:
     """Copy one file (both descriptors are closed); returns its manifest entry."""
     from lamina.builder.context import entry_text
     try:
         s = os.fstat(src_fd)
-        digest = _copy_data(src_fd, dst_fd)
+        digest = _copy_data(src_fd, dst_fd, on_bytes)
         os.fchown(dst_fd, uid, gid)
         os.fchmod(dst_fd, chmod if chmod is not None else stat.S_IMODE(s.st_mode))
         os.utime(dst_fd, ns=(s.st_atime_ns, s.st_mtime_ns))

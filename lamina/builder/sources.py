@@ -121,7 +121,11 @@ class SourceSteps:
                 raise InvalidArgument(f'failed to compute cache key: "/{src.lstrip("/")}" not found in {frm}') from None
         if local and not resolved and not urls:
             raise InvalidArgument(f"{instr.cmd} failed: no source files were specified")
-        local_sum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
+        ctx.on_read = self.out.meter("Reading build context")
+        try:
+            local_sum, sources_manifest = ctx.checksum_with_manifest(resolved) if resolved else ("", {})
+        finally:
+            ctx.on_read = None
         checksum = local_sum
         from lamina.testhook import pause
         pause("copy-hashed")
@@ -139,6 +143,8 @@ class SourceSteps:
             hit = self._cached(state, key, instr_text=text, sources=sources_manifest)
             if hit is not None:
                 return hit
+            from lamina.errors import need_root
+            need_root("lamina build")  # an ONBUILD COPY of a base image, say
             reuse = None
             if not add and len(items) == 1 and resolved and not self.opts.no_cache:
                 reuse = self._reuse(state, text, sources_manifest)
@@ -192,7 +198,8 @@ class SourceSteps:
         try:
             with self._view(state) as view:
                 res = fill(staging, view)
-            desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch)
+            desc = layer_from_dir(self.store, staging, source_date_epoch=self.epoch,
+                                  progress=self.out.live, progress_text="Writing layer")
             chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
             parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
             Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, staging, desc[2])
@@ -234,7 +241,7 @@ class SourceSteps:
             if todo or not add:
                 for ctx, m in stage_copy(staging, todo, dest, workdir=state.cc.get("WorkingDir") or "/", view=view,
                                          owner=owner, chmod=chmod, wildcard=wildcard, what=instr.cmd,
-                                         reuse=reuse).items():
+                                         reuse=reuse, on_bytes=self.out.meter("Copying")).items():
                     for rel, entry in m.items():
                         copied.setdefault(ctx, {}).setdefault(rel, entry)
             return {c: dict(sorted(m.items())) for c, m in copied.items()}

@@ -72,6 +72,8 @@ class Parser:
 
     # -- parsing ----------------------------------------------------------------------
     def parse(self, argv: list[str]) -> Namespace:
+        if _introspecting:
+            raise Declared(self)
         values = {f.dest: (list(f.default) if f.kind == "append" else f.default) for f in self._flags}
         pos: list[str] = []
         i = 0
@@ -184,6 +186,43 @@ class Parser:
 
 def parse(parser: Parser, argv: list[str]) -> Namespace:
     return parser.parse(argv)
+
+
+# -- introspection: a verb's Parser without running the verb ------------------------------
+# (man pages, shell completion and management-verb help are made from the same declarations
+# as --help; see lamina/cli/docs.py)
+
+_introspecting = False
+
+
+class Declared(Exception):
+    """Raised by :meth:`Parser.parse` while :func:`declared_parser` runs a verb."""
+
+    def __init__(self, parser: Parser) -> None:
+        super().__init__(parser.verb)
+        self.parser = parser
+
+
+class _NoContext:
+    """The context a verb gets while introspected: touching it (opening the store) before
+    parsing its flags is a bug in the verb, reported as such."""
+
+    def __getattr__(self, name):
+        raise RuntimeError(f"a verb used its context ({name}) before parsing its flags")
+
+
+def declared_parser(fn) -> Parser:
+    """The Parser that verb function ``fn`` (argv, ctx) declares: ``fn`` runs until its
+    first parse(), which hands the parser back instead of parsing. Nothing else runs."""
+    global _introspecting
+    _introspecting = True
+    try:
+        fn([], _NoContext())
+    except Declared as d:
+        return d.parser
+    finally:
+        _introspecting = False
+    raise RuntimeError(f"{fn.__module__}.{fn.__name__} returned without parsing its flags")
 
 
 # -- numeric flag values, parsed as Docker's CLI parses them ----------------------------------

@@ -54,6 +54,11 @@ def cmd_build(argv, ctx) -> int:
     argv = [f"--pull-policy={x[7:]}" if x.startswith("--pull=") and x[7:] in ("always", "missing", "never")
             else x for x in argv]
     a = parse(p, argv)
+    if a.progress not in ("auto", "plain", "tty", "quiet", "rawjson"):
+        raise InvalidArgument(f"invalid progress mode {a.progress!r}: want auto, plain or tty")
+    if a.progress == "tty" and not sys.stdout.isatty():  # as BuildKit refuses it
+        raise InvalidArgument("--progress=tty: failed to get console: standard output is not a terminal "
+                              "(use --progress=plain or auto)")
     from lamina.registry.ensure import check_policy
     a.pull_policy = check_policy("always" if a.pull else (a.pull_policy or "missing"))
     rid = _replay(ctx, a)
@@ -62,10 +67,7 @@ def cmd_build(argv, ctx) -> int:
         return 0
     from lamina import reference
     from lamina.builder.builder import BuildOptions, build
-    tags = [reference.parse(t) for t in a.tag]
-    for t in tags:
-        if t.digest is not None:
-            raise InvalidArgument(f"invalid tag {t}: a tag cannot contain a digest")
+    tags = [reference.parse_tag(t) for t in a.tag]
     secrets = {}
     env_secret_files: list[str] = []  # --secret id=x,env=VAR: temp files removed after the build
     for s in a.secret:
@@ -83,8 +85,6 @@ def cmd_build(argv, ctx) -> int:
         if not src or not os.path.isfile(src):
             raise InvalidArgument(f"secret {sid}: file {src} not found")
         secrets[sid] = os.path.abspath(src)
-    if a.progress not in ("auto", "plain", "tty", "quiet", "rawjson"):
-        raise InvalidArgument(f"invalid progress mode {a.progress!r}: want auto, plain or tty")
     tmp_ctx = None
     dockerfile_data = None
     context = a.context
@@ -122,13 +122,14 @@ def cmd_build(argv, ctx) -> int:
                         secrets=secrets, progress=a.progress, platform=a.platform,
                         memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a, context), pull=a.pull_policy)
     from lamina.builder.builder import BuildFailed
-    from lamina.errors import LaminaError
+    from lamina.errors import LaminaError, NeedsRoot
     try:
         rec = build(ctx.store, opts)
     except BuildFailed:
         raise  # a failed RUN: the command's own exit code, as the classic `docker build` returns it
     except LaminaError as e:
-        e.exit_code = 1  # any other build error: 1, as `docker build` exits (125 stays for bad flags)
+        if not isinstance(e, NeedsRoot):  # NeedsRoot: nothing started, 125 like a bad flag
+            e.exit_code = 1  # any other build error: 1, as `docker build` exits (125 stays for bad flags)
         raise
     finally:
         if tmp_ctx:

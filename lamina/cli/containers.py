@@ -9,7 +9,7 @@ import sys
 import time
 
 from lamina.cli.args import Parser, parse
-from lamina.errors import Conflict, InvalidArgument, LaminaError
+from lamina.errors import Conflict, InvalidArgument, LaminaError, need_root
 
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedAt}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED",
@@ -170,6 +170,7 @@ def _options(a, verb: str):
 def cmd_create(argv, ctx) -> int:
     p = _create_parser("create")
     a = parse(p, argv)
+    need_root("lamina create")
     opts = _options(a, "create")
     _ensure_image(ctx, a)
     doc = _containers(ctx).create(opts)
@@ -180,6 +181,7 @@ def cmd_create(argv, ctx) -> int:
 def cmd_run(argv, ctx) -> int:
     p = _create_parser("run")
     a = parse(p, argv)
+    need_root("lamina run")
     from lamina.runtime import lifecycle
     from lamina.runtime.attach import attach, parse_detach_keys
     if a.detach and a.rm and a.restart not in ("no", ""):
@@ -221,6 +223,7 @@ def cmd_start(argv, ctx) -> int:
     p.option("--detach-keys", help="Override the key sequence for detaching a container")
     p.args("containers", min=1)
     a = parse(p, argv)
+    need_root("lamina start")
     from lamina.runtime import lifecycle
     from lamina.runtime.attach import attach, parse_detach_keys
     cs = _containers(ctx)
@@ -429,6 +432,7 @@ def cmd_restart(argv, ctx) -> int:
     p.option("-s", "--signal", help="Signal to send to the container")
     p.args("containers", min=1)
     a = parse(p, argv)
+    need_root("lamina restart")
     from lamina.cli.args import go_int
     from lamina.runtime import lifecycle
     t = go_int(a.time, "-t, --time", bits=32) if a.time is not None else None
@@ -568,6 +572,7 @@ def cmd_exec(argv, ctx) -> int:
     p.option("--detach-keys", help="Override the key sequence for detaching a container")
     p.args("args", min=2)
     a = parse(p, argv)
+    need_root("lamina exec")
     from lamina.runtime import exec as rexec
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
@@ -684,8 +689,10 @@ def cmd_commit(argv, ctx) -> int:
     from lamina.runtime.commit import commit
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
-    tag = reference.parse(a.args[1]) if len(a.args) > 1 else None
-    rec = commit(cs, doc, tag=tag, author=a.author, message=a.message, changes=a.change, pause=a.pause)
+    tag = reference.parse_tag(a.args[1]) if len(a.args) > 1 else None
+    from lamina.cli.images import _terminal_progress
+    rec = commit(cs, doc, tag=tag, author=a.author, message=a.message, changes=a.change, pause=a.pause,
+                 progress=_terminal_progress(sys.stdout))
     print(rec.id)
     return 0
 
@@ -712,6 +719,7 @@ def cmd_cp(argv, ctx) -> int:
     p.flag("-q", "--quiet", help="Suppress progress output during copy")
     p.args("args", min=2, max=2)
     a = parse(p, argv)
+    from lamina.runtime.rootfs import with_container_root
     src, dst = a.args
 
     def split(x):
@@ -722,38 +730,35 @@ def cmd_cp(argv, ctx) -> int:
     sc, sp = split(src)
     dc, dp = split(dst)
     if (sc is None) == (dc is None):
-        raise InvalidArgument("copying between containers is not supported" if sc else
-                              "must specify at least one container source")
-    from lamina.errors import LaminaError
-    try:
-        return _cp(ctx, a, sc, sp, dc, dp)
-    except LaminaError as e:
-        # as `docker cp`: a failed copy exits 1 and names the container as it was given
-        if str(e).endswith(" in container"):
-            e.args = (f"{e} {sc or dc}",)
+        e = InvalidArgument("copying between containers is not supported" if sc else
+                            "must specify at least one container source")
         e.exit_code = 1
-        raise
-
-
-def _cp(ctx, a, sc, sp, dc, dp) -> int:
-    from lamina.runtime.rootfs import with_container_root
+        raise e
     cs = _containers(ctx)
     from lamina.diff import copy as dcopy
-    if sc is not None:
-        doc = cs.get(sc)
-        if dp == "-":
-            return with_container_root(
-                cs, doc, lambda root: dcopy.copy_out_tar(root, sp, sys.stdout.buffer, follow_link=a.follow_link))
-        dest = os.path.abspath(dp)
-        return with_container_root(
-            cs, doc, lambda root: dcopy.copy_out(root, sp, dest, follow_link=a.follow_link, archive=a.archive))
-    doc = cs.get(dc)
-    if sp == "-":
-        return with_container_root(
-            cs, doc, lambda root: dcopy.copy_in_tar(root, sys.stdin.buffer, dp, archive=a.archive))
-    srcpath = os.path.abspath(sp)
-    return with_container_root(
-        cs, doc, lambda root: dcopy.copy_in(root, srcpath, dp, archive=a.archive, follow_link=a.follow_link))
+    try:  # any failure: 1, as Docker's client exits (bad flags stay 125)
+        if sc is not None:
+            doc = cs.get(sc)
+            if dp == "-":
+                rc = with_container_root(cs, doc, lambda root: dcopy.copy_out_tar(
+                    root, sp, sys.stdout.buffer, follow_link=a.follow_link, container=sc or ""))
+            else:
+                dest = os.path.abspath(dp) + ("/" if dp.endswith("/") else "")
+                rc = with_container_root(cs, doc, lambda root: dcopy.copy_out(
+                    root, sp, dest, follow_link=a.follow_link, archive=a.archive, container=sc or ""))
+        else:
+            doc = cs.get(dc)
+            if sp == "-":
+                rc = with_container_root(cs, doc, lambda root: dcopy.copy_in_tar(
+                    root, sys.stdin.buffer, dp, archive=a.archive, container=dc or ""))
+            else:
+                srcpath = os.path.abspath(sp) + ("/" if sp.endswith("/") else "")
+                rc = with_container_root(cs, doc, lambda root: dcopy.copy_in(
+                    root, srcpath, dp, archive=a.archive, follow_link=a.follow_link, container=dc or ""))
+    except LaminaError as e:
+        e.exit_code = 1
+        raise
+    return 1 if rc else 0
 
 
 def cmd_export(argv, ctx) -> int:
@@ -765,20 +770,24 @@ def cmd_export(argv, ctx) -> int:
     from lamina.runtime.rootfs import with_container_root
     cs = _containers(ctx)
     doc = cs.get(a.container)
+    from lamina.cli.images import side_progress
     if a.output is None:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer), mounts=False)
+        progress = side_progress(to_stdout=True)
+        return with_container_root(cs, doc, lambda root: export_tar(root, sys.stdout.buffer, progress=progress),
+                                   mounts=False)
     out = os.path.abspath(a.output)
     from lamina.perms import open_output
     # opened here, on the host (0600, as Docker's client writes it; renamed over out when
     # complete): the export itself may run chrooted in the container's root
     f, tmp = open_output(out)
+    progress = side_progress(to_stdout=False)
 
     def write(root):
         with f:
-            export_tar(root, f)
+            export_tar(root, f, progress=progress)
     try:
         code = with_container_root(cs, doc, write, mounts=False)
         if code == 0:

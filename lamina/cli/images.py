@@ -173,7 +173,7 @@ def cmd_import(argv, ctx) -> int:
     a.source, a.repository = a.args[0], (a.args[1] if len(a.args) > 1 else None)
     from lamina import oci, reference
     from lamina.image.importer import import_tar
-    tags = [reference.parse(a.repository)] if a.repository else []
+    tags = [reference.parse_tag(a.repository)] if a.repository else []
     plat = None
     if a.platform:
         parts = a.platform.split("/")
@@ -182,17 +182,39 @@ def cmd_import(argv, ctx) -> int:
         plat = oci.Platform(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
     if "://" in a.source:
         raise InvalidArgument(f"importing from a URL is not supported: {a.source}; download it and import the file")
+    progress = _terminal_progress(sys.stdout)
     if a.source == "-":
-        rec = import_tar(_images(ctx), sys.stdin.buffer, tags=tags, changes=a.change, message=a.message, platform=plat)
+        rec = import_tar(_images(ctx), _counting(sys.stdin.buffer, progress, "Importing"), tags=tags,
+                         changes=a.change, message=a.message, platform=plat)
     else:
         try:
             f = open(a.source, "rb")
         except FileNotFoundError:
             raise InvalidArgument(f"open {a.source}: no such file or directory") from None
         with f:
-            rec = import_tar(_images(ctx), f, tags=tags, changes=a.change, message=a.message, platform=plat)
+            rec = import_tar(_images(ctx), _counting(f, progress, "Importing"), tags=tags, changes=a.change,
+                             message=a.message, platform=plat)
+    if progress is not None:
+        progress.done()
     print(rec.id)
     return 0
+
+
+def _counting(f, progress, text: str):
+    """``f`` itself, or (on a terminal) ``f`` reporting the bytes read as ``text  n/total``
+    (the total is the file's size when it is a regular file)."""
+    if progress is None:
+        return f
+    import os
+    import stat
+
+    from lamina.progress import Reader
+    try:
+        st = os.fstat(f.fileno())
+        total = st.st_size if stat.S_ISREG(st.st_mode) else 0
+    except (OSError, AttributeError, ValueError):
+        total = 0
+    return Reader(f, lambda n: progress.counter(text, n, total))
 
 
 # -- tag -----------------------------------------------------------------------------
@@ -204,9 +226,7 @@ def cmd_tag(argv, ctx) -> int:
     a.source, a.target = a.args
     from lamina import reference
     imgs = _images(ctx)
-    target = reference.parse(a.target)
-    if target.digest is not None:
-        raise InvalidArgument(f"refusing to create a tag with a digest reference: {a.target}")
+    target = reference.parse_tag(a.target)
     imgs.tag(imgs.resolve(a.source), target)
     return 0
 
@@ -244,37 +264,48 @@ def cmd_inspect(argv, ctx) -> int:
     if a.type not in (None, "image", "container"):
         raise InvalidArgument(f'"{a.type}" is not a valid value for --type')
     imgs = _images(ctx)
-    results, rc = [], 0
+    results, errors = [], []  # [(kind, Docker-shaped dict)], [message]
     for name in a.names:
         try:
             if a.type in (None, "container"):
                 from lamina.runtime.containers import Containers
                 try:
-                    results.append(Containers(ctx.store).get(name))
+                    results.append(("container", Containers(ctx.store).get(name)))
                     continue
                 except NotFound:
                     if a.type == "container":
                         raise
-            results.append(inspect_image(imgs, imgs.resolve(name)))
+            results.append(("image", inspect_image(imgs, imgs.resolve(name))))
         except NotFound:
-            sys.stderr.write(f"Error: No such {a.type or 'object'}: {name}\n")
-            rc = 1
+            errors.append(f"Error: No such {a.type or 'object'}: {name}")
         except LaminaError as e:
-            sys.stderr.write(f"Error: {e}\n")
-            rc = 1
-    _print_inspect(results, a.format)
-    return rc
+            errors.append(f"{e.prefix}{e}")
+    errors += _print_inspect(results, a.format)
+    if errors:
+        sys.stdout.flush()
+        sys.stderr.write("\n".join(errors) + "\n")
+        return 1
+    return 0
 
 
-def _print_inspect(results: list[dict], fmt: str | None) -> None:
+def _print_inspect(results: list[tuple[str, dict]], fmt: str | None) -> list[str]:
+    """Print what docker/cli's inspectors print: each object the template renders (an
+    object it fails on contributes nothing, its error is returned), a lone newline when
+    none did; without a template, the JSON array."""
     if fmt:
-        from lamina.gotemplate.template import compile_template
-        t = compile_template(fmt)
-        for r in results:
-            sys.stdout.write(t.render(r) + "\n")
-        return
+        from lamina.cli.inspectfmt import render
+        from lamina.gotemplate.template import TemplateError
+        out, errors = [], []
+        for kind, r in results:
+            try:
+                out.append(render(fmt, r, kind=kind) + "\n")
+            except TemplateError as e:
+                errors.append(f"{e.prefix}{e}")
+        sys.stdout.write("".join(out) or "\n")
+        return errors
     import json
-    sys.stdout.write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps([r for _, r in results], indent=4, ensure_ascii=False) + "\n")
+    return []
 
 
 # -- history -------------------------------------------------------------------------
@@ -337,18 +368,25 @@ def cmd_save(argv, ctx) -> int:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-        save(imgs, a.images, sys.stdout.buffer)
+        save(imgs, a.images, sys.stdout.buffer, progress=side_progress(to_stdout=True))
         return 0
     from lamina.perms import open_output
     f, tmp = open_output(a.output)  # 0600, as Docker's client writes it
     try:
         with f:
-            save(imgs, a.images, f)
+            save(imgs, a.images, f, progress=side_progress(to_stdout=False))
         os.rename(tmp, a.output)
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
     return 0
+
+
+def side_progress(*, to_stdout: bool):
+    """Where a verb that writes an archive (save, export) shows its progress: on stdout when
+    the archive goes to a file (-o) and stdout is a terminal, on stderr when the archive is
+    stdout and stderr is a terminal (as podman does; Docker shows none), else nowhere."""
+    return _terminal_progress(sys.stderr if to_stdout else sys.stdout)
 
 
 def cmd_load(argv, ctx) -> int:
@@ -358,20 +396,34 @@ def cmd_load(argv, ctx) -> int:
     a = parse(p, argv)
     from lamina.image.archive import load
     imgs = _images(ctx)
+    # Docker's client: layer bars on a terminal, only the "Loaded image" lines elsewhere
+    progress = None if a.quiet else _terminal_progress(sys.stdout)
     if a.input is None:
         if sys.stdin.isatty():
             raise InvalidArgument("requested load from stdin, but stdin is empty")
-        lines = load(imgs, sys.stdin.buffer)
+        lines = load(imgs, sys.stdin.buffer, progress=progress)
     else:
         try:
             f = open(a.input, "rb")
         except FileNotFoundError:
             raise InvalidArgument(f"open {a.input}: no such file or directory") from None
         with f:
-            lines = load(imgs, f)
+            lines = load(imgs, f, progress=progress)
     for line in lines:
         print(line)
     return 0
+
+
+def _terminal_progress(stream):
+    """A lamina.progress.Progress on ``stream`` if it is a terminal, else None (and the
+    progress module is not even imported)."""
+    try:
+        if not stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    from lamina.progress import Progress
+    return Progress(stream, tty=True)
 
 
 # -- prune ---------------------------------------------------------------------------

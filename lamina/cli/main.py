@@ -17,6 +17,7 @@ import sys
 # Each function takes (argv, ctx) and returns the exit code.
 
 IMAGE_VERBS: dict[str, str] = {
+    "build": "build:cmd_build",
     "history": "images:cmd_history",
     "import": "images:cmd_import",
     "inspect": "images:cmd_inspect",
@@ -103,6 +104,26 @@ SYSTEM_VERBS: dict[str, str] = {
 # aliases that run a sub-verb but are not listed by 'lamina image --help' and the like
 HIDDEN_ALIASES = frozenset({"list", "remove"})
 
+# what 'lamina image --help' and the like say of a sub-verb, where it is not the summary of
+# the top-level verb of the same name (Docker's wording); any other sub-verb is described
+# by its own parser's description
+SUB_SUMMARIES: dict[str, str] = {
+    "image inspect": "Display detailed information on one or more images",
+    "image ls": "List images",
+    "image prune": "Remove unused images",
+    "image rm": "Remove one or more images",
+    "container inspect": "Display detailed information on one or more containers",
+    "container ls": "List containers",
+    "container prune": "Remove all stopped containers",
+    "builder prune": "Remove build cache",
+    "system df": "Show lamina disk usage",
+    "system prune": "Remove unused data",
+    "registry gc": "Remove blobs no manifest references (safe while servers run)",
+    "registry htpasswd": "Print or add a bcrypt htpasswd line (registry:2's format)",
+    "registry import": "Import a registry:2 storage directory into a registry store",
+    "registry serve": "Serve the OCI distribution (Docker registry v2) API from a store",
+}
+
 # verb -> (function or sub-verb table, one-line summary). Order is the help order.
 COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "run": ("containers:cmd_run", "Create and run a new container from an image"),
@@ -150,6 +171,7 @@ COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "system": (SYSTEM_VERBS, "Manage lamina"),
     "info": ("system:cmd_info", "Display system-wide information"),
     "version": ("system:cmd_version", "Show the lamina version information"),
+    "completion": ("docs:cmd_completion", "Generate the autocompletion script for the specified shell"),
 }
 
 USAGE = """
@@ -192,10 +214,26 @@ def _usage() -> str:
     return USAGE.format(commands="\n".join(lines))
 
 
+def sub_summary(verb: str, sub: str) -> str:
+    """The one-line description of sub-verb ``verb sub`` (see SUB_SUMMARIES)."""
+    text = SUB_SUMMARIES.get(f"{verb} {sub}")
+    if text:
+        return text
+    target = COMMANDS[verb][0][sub]
+    top = COMMANDS.get(sub)
+    if top is not None and top[0] == target:
+        return top[1]
+    from lamina.cli.args import declared_parser
+    return declared_parser(_function(target)).description.split("\n")[0]
+
+
 def _group_usage(verb: str) -> str:
     table, summary = COMMANDS[verb]
-    subs = "".join(f"  {sub}\n" for sub in sorted(table) if sub not in HIDDEN_ALIASES)
-    return f"\nUsage:  lamina {verb} COMMAND\n\n{summary}\n\nCommands:\n{subs}"
+    names = [sub for sub in sorted(table) if sub not in HIDDEN_ALIASES]
+    width = max(12, max(len(n) for n in names) + 2)
+    subs = "".join(f"  {sub:<{width}}{sub_summary(verb, sub)}\n" for sub in names)
+    return (f"\nUsage:  lamina {verb} COMMAND\n\n{summary}\n\nCommands:\n{subs}\n"
+            f"Run 'lamina {verb} COMMAND --help' for more information on a command.\n")
 
 
 def _function(target: str):
@@ -213,8 +251,8 @@ _quick_exit_ctx: Context | None = None
 
 
 def entry() -> None:
-    """The ``lamina`` command (console script and ``python -m lamina``): run :func:`main` and
-    end the process with its exit code.
+    """The ``lamina`` command (bin/lamina and ``python -m lamina``): run :func:`main` and end
+    the process with its exit code.
 
     After a verb of ``_QUICK_EXIT_VERBS`` this ends with ``os._exit`` instead of the
     interpreter's teardown (freeing every module and object, 10-20 ms of a ``run --rm``),
@@ -307,31 +345,38 @@ def main(argv: list[str] | None = None) -> int:
         target = target[sub]
     if verb in _QUICK_EXIT_VERBS:
         _fewer_collections()
-    fn = _function(target)
     ctx = Context(root, debug)
     if verb in _QUICK_EXIT_VERBS:
         global _quick_exit_ctx
         _quick_exit_ctx = ctx
-    from lamina.errors import LaminaError
     try:
-        return fn(argv, ctx) or 0
-    except LaminaError as e:
-        if debug:
-            import traceback
-            traceback.print_exc()
-        sys.stderr.write(f"Error: {e}\n")
-        return e.exit_code
+        return _function(target)(argv, ctx) or 0
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
-    except OSError as e:
-        if debug:
-            import traceback
-            traceback.print_exc()
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        sys.stderr.write(f"Error: {e.strerror or e}{where}\n")
-        return 125
+    except Exception as e:  # noqa: BLE001 - every failure reaches the user as one line
+        return report(e, debug=debug)
+
+
+def report(exc: BaseException, *, debug: bool) -> int:
+    """Print ``Error: <one line>`` for any exception (lamina's own, an OS error, a bug) on
+    stderr, the traceback before it only with --debug; returns the exit code (the error's,
+    else 125 like Docker's engine errors)."""
+    from lamina.errors import LaminaError, describe
+    if debug:
+        import traceback
+        traceback.print_exception(exc)
+    text = describe(exc)
+    if not isinstance(exc, (LaminaError, OSError)) and not debug:
+        text += " (run with --debug for the traceback)"
+    prefix = exc.prefix if isinstance(exc, LaminaError) else "Error: "
+    try:
+        sys.stderr.write(f"{prefix}{text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return exc.exit_code if isinstance(exc, LaminaError) else 125
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def cmd_pull(argv, ctx) -> int:
 def pull_image(ctx, name: str, *, all_tags: bool = False, platform: str | None = None,
                quiet: bool = False, out=None) -> int:
     """``pull NAME``, Docker's output on ``out`` (stdout); raises LaminaError on failure."""
-    from lamina.registry.client.progress import Progress
+    from lamina.progress import Progress
     from lamina.registry.client.pull import pull_reporting
     out = out or sys.stdout
     pull_reporting(ctx.store, name, progress=Progress(out, quiet=quiet), all_tags=all_tags,
@@ -67,7 +67,7 @@ def cmd_push(argv, ctx) -> int:
 
 def _push(ctx, name: str, *, all_tags: bool, quiet: bool) -> int:
     from lamina import reference
-    from lamina.registry.client.progress import Progress
+    from lamina.progress import Progress
     from lamina.registry.client.push import DEFAULT_CONCURRENCY, Pusher
     ref = reference.parse(name, default_tag=False)
     if ref.digest is not None:

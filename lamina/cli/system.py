@@ -9,71 +9,214 @@ import sys
 from lamina.cli.args import Parser, parse
 
 
-def _version_data() -> dict:
+def _version_data():
+    """Docker's ``types.Version`` shapes (client and engine are one program here): the
+    template sees Go field names, as ``docker version --format`` does."""
     from lamina import __version__
+    from lamina.buildinfo import build_info
+    from lamina.gotemplate.values import GoStruct
     from lamina.oci import host_platform
-    return {"Client": {"Version": __version__, "PythonVersion": platform.python_version(),
-                       "Os": "linux", "Arch": host_platform().architecture,
-                       "KernelVersion": platform.release()}}
+    commit, built = build_info()
+    arch = host_platform().architecture
+    python = f"python{platform.python_version()}"
+    client = GoStruct([("Platform", GoStruct([("Name", "lamina")], type_name="struct { Name string }")),
+                       ("Version", __version__), ("GitCommit", commit), ("GoVersion", python),
+                       ("Os", "linux"), ("Arch", arch), ("BuildTime", built), ("Context", "daemonless"),
+                       ("Experimental", False)], type_name="*client.clientVersion")
+    engine_details = {"GitCommit": commit, "GoVersion": python, "Os": "linux", "Arch": arch,
+                      "KernelVersion": platform.release(), "BuildTime": built, "Experimental": "false"}
+    components = [GoStruct([("Name", "Engine"), ("Version", __version__), ("Details", engine_details)],
+                           type_name="types.ComponentVersion")]
+    for name, version, rev in _runtime_versions():
+        components.append(GoStruct([("Name", name), ("Version", version), ("Details", {"GitCommit": rev})],
+                                   type_name="types.ComponentVersion"))
+    server = GoStruct([("Platform", GoStruct([("Name", "lamina")], type_name="struct { Name string }")),
+                       ("Components", components), ("Version", __version__), ("GitCommit", commit),
+                       ("GoVersion", python), ("Os", "linux"), ("Arch", arch),
+                       ("KernelVersion", platform.release()), ("Experimental", False), ("BuildTime", built)],
+                      type_name="*types.Version")
+    return GoStruct([("Client", client), ("Server", server)], type_name="command.versionInfo")
+
+
+def _runtime_versions() -> list[tuple[str, str, str]]:
+    """(name, version, commit) of the external OCI runtimes and the init lamina can use
+    (``--runtime runc|crun``, ``--init``), as ``docker version`` lists runc and docker-init."""
+    import shutil
+    import subprocess
+    out = []
+    for name in ("runc", "crun", "tini-static"):
+        path = shutil.which(name)
+        if not path:
+            continue
+        try:
+            text = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        version = first.split("version", 1)[-1].strip().split()[0] if "version" in first else first
+        rev = ""
+        for line in text.splitlines():
+            if line.lower().startswith("commit:"):
+                rev = line.split(":", 1)[1].strip()
+        if name == "tini-static":  # "tini version 0.19.0 - git.de40ad0"
+            name = "docker-init"
+            if " - git." in first:
+                rev = first.rsplit(" - git.", 1)[1].strip()
+        out.append((name, version, rev))
+    return out
 
 
 def cmd_version(argv, ctx) -> int:
     p = Parser("version", "[OPTIONS]", "Show the lamina version information")
-    p.option("-f", "--format")
+    p.option("-f", "--format", help="Format the output using the given Go template")
     a = parse(p, argv)
     data = _version_data()
     if a.format:
-        from lamina.gotemplate.template import compile_template
-        print(compile_template(a.format).render(data))
+        print(_render_bare(a.format, data, name="version"))
         return 0
-    c = data["Client"]
-    print(f"Client: lamina\n Version:           {c['Version']}\n Python version:    {c['PythonVersion']}\n"
-          f" OS/Arch:           {c['Os']}/{c['Arch']}\n Kernel:            {c['KernelVersion']}\n"
-          f" Daemon:            none (lamina is daemonless)")
+    c, s = data["Client"], data["Server"]
+    lines = ["Client: lamina",
+             f" Version:           {c['Version']}",
+             f" Git commit:        {c['GitCommit']}",
+             f" Python version:    {c['GoVersion'][6:]}",
+             f" OS/Arch:           {c['Os']}/{c['Arch']}",
+             f" Context:           {c['Context']}",
+             "",
+             "Server: lamina (daemonless: the engine runs in each command)"]
+    for comp in s["Components"]:
+        lines.append(f" {comp['Name']}:")
+        lines.append(f"  Version:          {comp['Version']}")
+        d = comp["Details"]
+        if comp["Name"] == "Engine":
+            lines += [f"  Git commit:       {d['GitCommit']}",
+                      f"  Built:            {d['BuildTime'] or 'from a source checkout'}",
+                      f"  OS/Arch:          {d['Os']}/{d['Arch']}",
+                      f"  Kernel:           {d['KernelVersion']}",
+                      f"  Experimental:     {d['Experimental']}"]
+        else:
+            lines.append(f"  GitCommit:        {d['GitCommit']}")
+    print("\n".join(lines))
     return 0
 
 
+def _render_bare(text: str, data, *, name: str = "") -> str:
+    """A --format template over ``data``; its errors read as ``docker version``/``info``
+    print them: Go's message alone (``template: version:1:9: executing ...``), exit 1."""
+    from lamina.gotemplate.template import TemplateError, compile_template
+    try:
+        return compile_template(text, name=name).render(data)
+    except TemplateError as e:
+        raise TemplateError(str(e).removeprefix("template parsing error: ")) from None
+
+
 def _cgroup_version() -> str:
+    """"2" on a unified hierarchy, else "1" (hybrid hosts too, as Docker reports them)."""
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
         return "2"
-    if os.path.isdir("/sys/fs/cgroup/unified"):
-        return "1 (hybrid)"
     return "1"
 
 
-def cmd_info(argv, ctx) -> int:
-    p = Parser("info", "[OPTIONS]", "Display system-wide information")
-    p.option("-f", "--format")
-    a = parse(p, argv)
-    store = ctx.store
+def _info_data(store) -> dict:
+    """Docker's ``system.Info`` fields that mean something for lamina, same names and shapes."""
+    from lamina import __version__
+    from lamina.registry.client.hosts import _listed_insecure
+    from lamina.runtime.containers import Containers
     db = store.db
     n_images = db.one("SELECT COUNT(DISTINCT config) FROM images")[0]
-    n_cont = db.one("SELECT COUNT(*) FROM containers")[0]
-    from lamina import __version__
+    running = paused = stopped = 0
+    for doc in Containers(store).all():
+        st = doc["State"]
+        if st.get("Running") and st.get("Paused"):
+            paused += 1
+        elif st.get("Running"):
+            running += 1
+        else:
+            stopped += 1
     mem = 0
     try:
         with open("/proc/meminfo") as f:
             mem = int(f.readline().split()[1]) * 1024
     except OSError:
         pass
-    data = {"ID": "", "Containers": n_cont, "Images": n_images, "Driver": "overlay",
-            "DriverStatus": [["Backing Filesystem", _fstype(store.root)]],
-            "LaminaRootDir": store.root, "ServerVersion": __version__, "KernelVersion": platform.release(),
-            "OperatingSystem": _os_name(), "OSType": "linux", "Architecture": platform.machine(),
-            "NCPU": os.cpu_count(), "MemTotal": mem, "CgroupVersion": _cgroup_version(),
-            "Name": platform.node()}
+    import shutil
+    runtimes = {"builtin": {"path": "lamina"}}
+    for rt in ("runc", "crun"):
+        path = shutil.which(rt)
+        if path:
+            runtimes[rt] = {"path": path}
+    security = []
+    from lamina.runtime.seccomp import _libseccomp_path
+    if _libseccomp_path():
+        security.append("name=seccomp,profile=default")
+    if os.geteuid() != 0:
+        security.append("name=rootless")
+    if _cgroup_version() == "2":
+        security.append("name=cgroupns")
+    insecure = ["127.0.0.0/8", "::1/128"] + [x for x in _listed_insecure() if x not in ("127.0.0.0/8", "::1/128")]
+    init = shutil.which("tini-static")
+    return {
+        "ID": "", "Containers": running + paused + stopped, "ContainersRunning": running,
+        "ContainersPaused": paused, "ContainersStopped": stopped, "Images": n_images,
+        "Driver": "overlay", "DriverStatus": [["Backing Filesystem", _fstype(store.root)]],
+        "Plugins": {"Volume": ["local"], "Network": ["host", "none"], "Authorization": None,
+                    "Log": ["json-file"]},
+        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
+        "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSType": "linux",
+        "Architecture": platform.machine(), "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"IndexConfigs": {"docker.io": {"Mirrors": [], "Name": "docker.io",
+                                                          "Official": True, "Secure": True}},
+                           "InsecureRegistryCIDRs": insecure, "Mirrors": []},
+        "NCPU": os.cpu_count(), "MemTotal": mem, "DockerRootDir": store.root, "LaminaRootDir": store.root,
+        "Name": platform.node(), "Labels": [], "ExperimentalBuild": False, "ServerVersion": __version__,
+        "Runtimes": runtimes, "DefaultRuntime": "builtin", "Swarm": {"LocalNodeState": "inactive"},
+        "LiveRestoreEnabled": True, "InitBinary": init or "", "SecurityOptions": security,
+        "Debug": False, "Warnings": None,
+    }
+
+
+def cmd_info(argv, ctx) -> int:
+    p = Parser("info", "[OPTIONS]", "Display system-wide information")
+    p.option("-f", "--format", help="Format the output using the given Go template")
+    a = parse(p, argv)
+    data = _info_data(ctx.store)
     if a.format:
-        from lamina.gotemplate.template import compile_template
-        print(compile_template(a.format).render(data))
+        from lamina.gotemplate.values import GoStruct
+        print(_render_bare(a.format, GoStruct(data.items(), type_name="system.dockerInfo")))
         return 0
+    from lamina import __version__
+    from lamina.buildinfo import build_info
     from lamina.cli.units import bytes_size
-    print(f"Client:\n Version:    {__version__}\n Context:    daemonless\n\nServer:\n"
-          f" Containers: {n_cont}\n Images: {n_images}\n Server Version: {__version__}\n"
-          f" Storage Driver: overlay\n  Backing Filesystem: {data['DriverStatus'][0][1]}\n"
-          f" Cgroup Version: {data['CgroupVersion']}\n Kernel Version: {data['KernelVersion']}\n"
-          f" Operating System: {data['OperatingSystem']}\n OSType: linux\n Architecture: {data['Architecture']}\n"
-          f" CPUs: {data['NCPU']}\n Total Memory: {bytes_size(mem)}\n Name: {data['Name']}\n"
-          f" Lamina Root Dir: {store.root}")
+    d = data
+    lines = ["Client:", f" Version:    {__version__}", f" Git commit: {build_info()[0]}",
+             " Context:    daemonless", f" Debug Mode: {'true' if ctx.debug else 'false'}", "",
+             "Server:",
+             f" Containers: {d['Containers']}", f"  Running: {d['ContainersRunning']}",
+             f"  Paused: {d['ContainersPaused']}", f"  Stopped: {d['ContainersStopped']}",
+             f" Images: {d['Images']}", f" Server Version: {d['ServerVersion']}",
+             f" Storage Driver: {d['Driver']}"]
+    lines += [f"  {k}: {v}" for k, v in d["DriverStatus"]]
+    lines += [f" Logging Driver: {d['LoggingDriver']}", f" Cgroup Driver: {d['CgroupDriver']}",
+              f" Cgroup Version: {d['CgroupVersion']}", " Plugins:",
+              f"  Volume: {' '.join(d['Plugins']['Volume'])}",
+              f"  Network: {' '.join(d['Plugins']['Network'])}",
+              f"  Log: {' '.join(d['Plugins']['Log'])}",
+              f" Runtimes: {' '.join(sorted(d['Runtimes']))}",
+              f" Default Runtime: {d['DefaultRuntime']}",
+              f" Init Binary: {d['InitBinary'] or '(none: apt-get install tini for --init)'}",
+              " Security Options:"]
+    for opt in d["SecurityOptions"]:
+        kv = dict(x.split("=", 1) for x in opt.split(","))
+        lines.append(f"  {kv.pop('name')}")
+        lines += [f"   {k.capitalize()}: {v}" for k, v in kv.items()]
+    lines += [f" Kernel Version: {d['KernelVersion']}", f" Operating System: {d['OperatingSystem']}",
+              f" OSType: {d['OSType']}", f" Architecture: {d['Architecture']}", f" CPUs: {d['NCPU']}",
+              f" Total Memory: {bytes_size(d['MemTotal'])}", f" Name: {d['Name']}",
+              f" Lamina Root Dir: {d['LaminaRootDir']}", f" Debug Mode: {'true' if ctx.debug else 'false'}",
+              f" Registry: {d['IndexServerAddress']}", " Labels:", " Experimental: false",
+              " Insecure Registries:"]
+    lines += [f"  {x}" for x in d["RegistryConfig"]["InsecureRegistryCIDRs"]]
+    lines.append(f" Live Restore Enabled: {'true' if d['LiveRestoreEnabled'] else 'false'}")
+    print("\n".join(lines))
     return 0
 
 

@@ -39,7 +39,7 @@ unless ``archive`` keeps the container's uid/gid.
 
 Not atomic: after an error the destination may hold part of the copy. Errors are
 :mod:`lamina.errors` classes with one-line messages naming the path: NotFound
-(``Could not find the file /x in container``), InvalidArgument for a rule violation or an
+(``Could not find the file /x in container <name>``), InvalidArgument for a rule violation or an
 unsafe tar, Unavailable for a full or read-only filesystem.
 """
 
@@ -640,7 +640,7 @@ class _Dest:
         self.pfd = self.dfd = -1
 
 
-def _container_dest(root_fd: int, dest: str) -> _Dest:
+def _container_dest(root_fd: int, dest: str, container: str = "") -> _Dest:
     """Resolve a destination in the container; a symlink at the end is followed (resolved
     inside the container, like everything else)."""
     spec = _container_spec(dest)
@@ -652,7 +652,7 @@ def _container_dest(root_fd: int, dest: str) -> _Dest:
             pfd = openat2(root_fd, spec.parent, _DIR_PATH, _IN_ROOT)
         except (FileNotFoundError, NotADirectoryError):
             shown = "/" if spec.parent == "." else "/" + spec.parent
-            raise NotFound(f"Could not find the file {shown} in container") from None
+            raise _not_in_container(shown, container) from None
         try:
             st = os.stat(spec.base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -696,13 +696,13 @@ def _host_dest(dest: str) -> _Dest:
     return _Dest(st is not None, False, pfd=pfd, base=spec.base, shown=dest)
 
 
-def _no_such_dir(dest: str) -> InvalidArgument:
-    return InvalidArgument(f'no such directory: "{dest}" does not exist and is not a directory '
-                           '(a destination ending in "/" must be an existing directory)')
+def _no_such_dir(dest: str, container: str = "") -> InvalidArgument:
+    """Docker's ``no such directory`` (a destination ending in "/" that is not a directory)."""
+    return InvalidArgument(f"no such directory: {dest}" + (f" in container {container}" if container else ""))
 
 
 def _plan(src: str, src_spec: _Spec, node: _Node, name: str, dest: str, d: _Dest,
-          dest_asserts_dir: bool) -> tuple[int, str]:
+          dest_asserts_dir: bool, container: str = "") -> tuple[int, str]:
     """Docker's rules: (fd of the sink's top dir, relative name of the copy's top entry)."""
     is_dir = stat.S_ISDIR(node.st.st_mode)
     if src_spec.asserts_dir and not is_dir:
@@ -716,10 +716,10 @@ def _plan(src: str, src_spec: _Spec, node: _Node, name: str, dest: str, d: _Dest
             raise InvalidArgument(f"cannot copy directory {src} to {dest}: "
                                   "the destination is not a directory")
         if dest_asserts_dir:
-            raise _no_such_dir(dest)
+            raise _no_such_dir(dest, container)
         return d.pfd, d.base
     if not is_dir and dest_asserts_dir:
-        raise _no_such_dir(dest)
+        raise _no_such_dir(dest, container)
     return d.pfd, d.base
 
 
@@ -743,8 +743,9 @@ def _open_root(root: str) -> int:
         raise NotFound(f"container root {root!r} does not exist or is not a directory") from None
 
 
-def _not_in_container(path: str) -> NotFound:
-    return NotFound(f"Could not find the file {path} in container")
+def _not_in_container(path: str, container: str = "") -> NotFound:
+    """Docker's words, the container as the user named it."""
+    return NotFound(f"Could not find the file {path} in container {container}".rstrip())
 
 
 def _not_on_host(path: str) -> NotFound:
@@ -754,7 +755,7 @@ def _not_on_host(path: str) -> NotFound:
 # -- API -------------------------------------------------------------------------------------
 
 def copy_in(root: str, src: str, dest: str, *, archive: bool = False,
-            follow_link: bool = False) -> None:
+            follow_link: bool = False, container: str = "") -> None:
     """``docker cp SRC CONTAINER:DEST``: copy host path ``src`` to ``dest`` in the container
     whose root directory is ``root``, by Docker's rules (module docstring).
 
@@ -767,9 +768,9 @@ def copy_in(root: str, src: str, dest: str, *, archive: bool = False,
     d = None
     try:
         root_fd = _open_root(root)
-        d = _container_dest(root_fd, dest)
+        d = _container_dest(root_fd, dest, container)
         name = spec.base or os.path.basename(os.path.realpath(spec.parent)) or "root"
-        top, rel = _plan(src, spec, node, name, dest, d, _container_spec(dest).asserts_dir)
+        top, rel = _plan(src, spec, node, name, dest, d, _container_spec(dest).asserts_dir, container)
         sink = _FsSink(top, dest if (d.exists and d.is_dir) else
                        os.path.dirname(dest.rstrip("/")) or "/", "keep" if archive else (0, 0))
         try:
@@ -785,7 +786,7 @@ def copy_in(root: str, src: str, dest: str, *, archive: bool = False,
 
 
 def copy_out(root: str, src: str, dest: str, *, follow_link: bool = False,
-             archive: bool = False) -> None:
+             archive: bool = False, container: str = "") -> None:
     """``docker cp CONTAINER:SRC DEST``: copy ``src`` in the container whose root directory is
     ``root`` to host path ``dest``, by Docker's rules (module docstring).
 
@@ -796,7 +797,7 @@ def copy_out(root: str, src: str, dest: str, *, follow_link: bool = False,
     node = d = None
     try:
         spec = _container_spec(src)
-        node = _resolve(root_fd, _IN_ROOT, spec, follow=follow_link, missing=_not_in_container)
+        node = _resolve(root_fd, _IN_ROOT, spec, follow=follow_link, missing=lambda p: _not_in_container(p, container))
         d = _host_dest(dest)
         name = spec.base or "root"
         top, rel = _plan(src, spec, node, name, dest, d, _host_spec(dest).asserts_dir)
@@ -814,7 +815,8 @@ def copy_out(root: str, src: str, dest: str, *, follow_link: bool = False,
         os.close(root_fd)
 
 
-def copy_out_tar(root: str, src: str, out: BinaryIO, *, follow_link: bool = False) -> None:
+def copy_out_tar(root: str, src: str, out: BinaryIO, *, follow_link: bool = False,
+                 container: str = "") -> None:
     """``docker cp CONTAINER:SRC -``: write ``src`` as a tar to the binary stream ``out``
     (not closed). Entries are named ``basename(SRC)``, ``basename(SRC)/...``; for ``SRC/.``
     (or ``/``) ``./`` and ``./...``. With ``follow_link`` a symlink ``src`` is written as what
@@ -823,7 +825,7 @@ def copy_out_tar(root: str, src: str, out: BinaryIO, *, follow_link: bool = Fals
     node = None
     try:
         spec = _container_spec(src)
-        node = _resolve(root_fd, _IN_ROOT, spec, follow=follow_link, missing=_not_in_container)
+        node = _resolve(root_fd, _IN_ROOT, spec, follow=follow_link, missing=lambda p: _not_in_container(p, container))
         if spec.asserts_dir and not stat.S_ISDIR(node.st.st_mode):
             raise InvalidArgument(f"cannot copy {src}: not a directory")
         if spec.contents and stat.S_ISDIR(node.st.st_mode):
@@ -846,7 +848,8 @@ def copy_out_tar(root: str, src: str, out: BinaryIO, *, follow_link: bool = Fals
         os.close(root_fd)
 
 
-def copy_in_tar(root: str, src: BinaryIO, dest: str, *, archive: bool = False) -> None:
+def copy_in_tar(root: str, src: BinaryIO, dest: str, *, archive: bool = False,
+                container: str = "") -> None:
     """``docker cp - CONTAINER:DEST``: extract the (uncompressed) tar stream ``src`` into the
     existing directory ``dest`` of the container whose root directory is ``root``.
 
@@ -859,7 +862,7 @@ def copy_in_tar(root: str, src: BinaryIO, dest: str, *, archive: bool = False) -
     root_fd = _open_root(root)
     d = None
     try:
-        d = _container_dest(root_fd, dest)
+        d = _container_dest(root_fd, dest, container)
         if not (d.exists and d.is_dir):
             raise InvalidArgument(f'destination "{dest}" must be a directory')
         sink = _FsSink(d.dfd, dest, "keep" if archive else (0, 0))
@@ -944,8 +947,17 @@ def _tar_chunks(reader: ts.TarReader) -> Iterator[bytes]:
         yield piece  # type: ignore[misc]  # a memoryview: written like bytes, never kept
 
 
-def export_tar(root: str, out: BinaryIO) -> int:
+def export_tar(root: str, out: BinaryIO, *, progress=None) -> int:
     """``docker export``: the whole filesystem under ``root`` (a container's merged view) as
     a tar on ``out`` (not closed); returns the number of entries. Deterministic order,
-    uid/gid/mode/mtime/xattrs kept (see :func:`lamina.layer.writer.write_layer`)."""
-    return write_layer(root, out)
+    uid/gid/mode/mtime/xattrs kept (see :func:`lamina.layer.writer.write_layer`).
+    ``progress`` (a lamina.progress.Progress, or None) counts the bytes written on one line
+    (its module must be imported before a chroot: the caller made it)."""
+    if progress is None:
+        return write_layer(root, out)
+    from lamina.progress import Writer
+    try:
+        counted = Writer(out, lambda n: progress.counter("Exporting", n))
+        return write_layer(root, counted)  # type: ignore[arg-type]  # a file-like object
+    finally:
+        progress.done()

@@ -36,7 +36,17 @@ from lamina.gotemplate.nodes import (
     WithNode,
 )
 from lamina.gotemplate.strconv import quote
-from lamina.gotemplate.values import MISSING, NIL_SLICE, GoStruct, go_type, indirect, map_zero, sorted_keys, truth
+from lamina.gotemplate.values import (
+    MISSING,
+    NIL_SLICE,
+    GoStruct,
+    NilPointer,
+    go_type,
+    indirect,
+    map_zero,
+    sorted_keys,
+    truth,
+)
 
 __all__ = ["Break", "Continue", "ExecError", "State"]
 
@@ -315,6 +325,8 @@ class State:
             if self.missingkey == "error":  # Go's answer for a nil interface{}
                 self.errorf("nil pointer evaluating interface {}.%s" % name)
             return MISSING  # what Docker's typed values give for a nil map
+        if isinstance(receiver, NilPointer):
+            self.errorf("nil pointer evaluating %s.%s" % (receiver.type_name, name))
         if self.header is not None and isinstance(receiver, (HeaderDot, HeaderName)):
             return self.header.lookup(receiver, name)
         has_args = (args is not None and len(args) > 1) or final is not _NO_FINAL

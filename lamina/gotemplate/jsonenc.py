@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from lamina.errors import InvalidArgument
 from lamina.gotemplate.fmt import go_sprint
 from lamina.gotemplate.strconv import float_digits, fmt_e, fmt_f, format_float
-from lamina.gotemplate.values import MISSING, GoStruct, NilMap, NilSlice
+from lamina.gotemplate.values import MISSING, GoStruct, NilMap, NilPointer, NilSlice
 
 __all__ = ["json_marshal"]
 
@@ -62,7 +62,7 @@ def _json_str(s: str, escape_html: bool) -> str:
 def _json_encode(v, out: list, escape_html: bool, depth: int = 0) -> None:
     if depth > 1000:
         raise _JSONError("json: unsupported value: encountered a cycle")
-    if v is None or v is MISSING or isinstance(v, (NilSlice, NilMap)):
+    if v is None or v is MISSING or isinstance(v, (NilSlice, NilMap, NilPointer)):
         out.append("null")
     elif v is True:
         out.append("true")

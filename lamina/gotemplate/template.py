@@ -34,7 +34,11 @@ class TemplateError(InvalidArgument):
     """A ``--format`` template failed to parse or to execute.
 
     The message is Docker's: ``template parsing error: template: <name>:<line>[:<col>]: ...``.
+    The CLI prints it as Docker's client does, without ``Error:``, and exits 1.
     """
+
+    exit_code = 1
+    prefix = ""
 
 
 class Template:

@@ -9,6 +9,8 @@ Immutable values and pure predicates; no I/O, standard library only (``collectio
 * ``None`` is a nil ``interface{}``: it prints ``<no value>`` at top level, ``<nil>`` inside
   a list or map, JSON-encodes as ``null``; field access *through* ``None`` yields
   ``<no value>``, which is what Docker shows for its typed nil maps;
+* :class:`NilPointer` is a typed nil pointer (prints ``<nil>``; a field read through it is
+  Go's "nil pointer evaluating" error);
 * :data:`NIL_SLICE` / :data:`NIL_MAP` are typed nils: they behave like ``[]`` / ``{}`` (print
   ``[]`` / ``map[]``) but JSON-encode as ``null``, like the nil slices and maps of Docker's
   typed inspect values;
@@ -28,6 +30,7 @@ __all__ = [
     "NIL_MAP",
     "NIL_SLICE",
     "NilMap",
+    "NilPointer",
     "NilSlice",
     "go_type",
     "indirect",
@@ -81,6 +84,36 @@ class NilMap(Mapping):
 
 NIL_SLICE = NilSlice()
 NIL_MAP = NilMap()
+
+
+class NilPointer:
+    """A typed nil pointer (``*container.HealthConfig(nil)``): prints ``<nil>``, is false,
+    JSON-encodes as ``null``, and reading a field through it fails as in Go (``nil pointer
+    evaluating *container.HealthConfig.Test``). Docker's typed inspect values hold these
+    where the JSON has no value for a pointer field; ``None`` is a nil ``interface{}``."""
+
+    __slots__ = ("type_name",)
+
+    def __init__(self, type_name: str) -> None:
+        object.__setattr__(self, "type_name", type_name)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("NilPointer is immutable")
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, NilPointer) and other.type_name == self.type_name
+
+    def __hash__(self) -> int:
+        return hash(("NilPointer", self.type_name))
+
+    def __repr__(self) -> str:
+        return "NilPointer(%r)" % self.type_name
+
+    def __str__(self) -> str:
+        return "<nil>"
 
 
 class GoStruct:
@@ -147,7 +180,7 @@ def indirect(v):
 
 def truth(v) -> bool:
     """Go's template truth (``if``, ``and``, ``not``): false, 0, empty, nil and no value are false."""
-    if v is MISSING or v is None:
+    if v is MISSING or v is None or isinstance(v, NilPointer):
         return False
     if isinstance(v, bool):
         return v
@@ -189,7 +222,7 @@ def sorted_keys(m) -> list:
 
 def go_type(v) -> str:
     """The Go type name Docker would show for a value of this Python type."""
-    if isinstance(v, GoStruct):
+    if isinstance(v, (GoStruct, NilPointer)):
         return v.type_name
     if v is None or v is MISSING:
         return "interface {}"

@@ -39,9 +39,10 @@ _SMALL = 4 << 20
 class _TarOut:
     """Minimal streaming tar writer: headers from tarfile, file data copied in the kernel."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, progress=None) -> None:
         self.out = out
         self.names: set[str] = set()
+        self.progress = progress  # a lamina.progress.Progress for "<id>: Saving layer" bars, or None
 
     def _header(self, name: str, size: int, *, dir: bool = False) -> None:
         ti = tarfile.TarInfo(name)
@@ -61,28 +62,40 @@ class _TarOut:
         self.out.write(data)
         self._pad(len(data))
 
-    def add_file(self, name: str, path: str) -> None:
+    def add_file(self, name: str, path: str, *, layer: bool = False) -> None:
         if name in self.names:
             return
         self.names.add(name)
         size = os.stat(path).st_size
         self._header(name, size)
         self.out.flush()
+        report = None
+        if self.progress is not None and layer:
+            ident, progress = name.rsplit("/", 1)[-1][:12], self.progress
+
+            def report(n: int) -> None:
+                progress.bytes(ident, "Saving layer", n, size)
+        step = size if report is None else 16 << 20  # in the kernel, in steps to report
         with open(path, "rb") as f:
             left, off = size, 0
             try:
                 outfd = self.out.fileno()
                 while left:
-                    n = os.sendfile(outfd, f.fileno(), off, left)
+                    n = os.sendfile(outfd, f.fileno(), off, min(left, step))
                     if n == 0:
                         raise InvalidArgument(f"blob {path} shrank while saving")
                     off += n
                     left -= n
+                    if report is not None:
+                        report(off)
             except (OSError, io.UnsupportedOperation, AttributeError):
                 f.seek(off)  # continue after what sendfile already wrote
                 while chunk := f.read(min(left, 1 << 20)):
                     self.out.write(chunk)
                     left -= len(chunk)
+                    off += len(chunk)
+                    if report is not None:
+                        report(off)
         self._pad(size)
 
     def _pad(self, size: int) -> None:
@@ -94,8 +107,9 @@ class _TarOut:
         self.out.flush()
 
 
-def save(images: Images, names: list[str], out: BinaryIO) -> None:
-    """Write the images named (references or IDs) to ``out`` as one archive."""
+def save(images: Images, names: list[str], out: BinaryIO, *, progress=None) -> None:
+    """Write the images named (references or IDs) to ``out`` as one archive. ``progress``
+    (a lamina.progress.Progress, or None) gets a ``<id>: Saving layer`` bar per layer."""
     from lamina import reference
     picked: list[tuple[ImageRecord, list[str]]] = []
     for name in names:
@@ -113,7 +127,7 @@ def save(images: Images, names: list[str], out: BinaryIO) -> None:
                 break
         else:
             picked.append((rec, tags))
-    t = _TarOut(out)
+    t = _TarOut(out, progress)
     t.add_dir("blobs/")
     t.add_dir("blobs/sha256/")
     manifest_json: list = []
@@ -122,8 +136,9 @@ def save(images: Images, names: list[str], out: BinaryIO) -> None:
     content = images.content
     for rec, tags in picked:
         m = images.manifest(rec)
-        for d in (*m.layers, m.config):
-            t.add_file(f"blobs/sha256/{d.digest.hex}", content.path(d.digest))
+        for d in m.layers:
+            t.add_file(f"blobs/sha256/{d.digest.hex}", content.path(d.digest), layer=True)
+        t.add_file(f"blobs/sha256/{m.config.digest.hex}", content.path(m.config.digest))
         t.add_file(f"blobs/sha256/{rec.manifest.hex}", content.path(rec.manifest))
         familiar = [reference.parse(x).familiar for x in tags]
         manifest_json.append({"Config": f"blobs/sha256/{m.config.digest.hex}",
@@ -220,9 +235,21 @@ def _blob_name(path: str) -> Digest | None:
     return None
 
 
-def _read_archive(images: Images, src: BinaryIO, found: _Loaded) -> None:
+def _progress_id(name: str) -> str:
+    """What a blob's progress line is called: its digest's first 12 hex digits (a legacy
+    ``<id>/layer.tar``: the directory's), like Docker's ``Loading layer`` lines."""
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] == "blobs":
+        return parts[2][:12]
+    if len(parts) == 2 and parts[1] == "layer.tar":
+        return parts[0][:12]
+    return name
+
+
+def _read_archive(images: Images, src: BinaryIO, found: _Loaded, progress=None) -> None:
     """One pass over the archive into ``found`` (which records each blob as it is added, so
-    a failure half-way still knows what it wrote)."""
+    a failure half-way still knows what it wrote). ``progress`` (a lamina.progress.Progress,
+    or None) gets Docker's ``<id>: Loading layer`` bars for the blobs it stores."""
     from lamina.layer.compress import open_decompressed
     content = images.content
     seekable_fd = None
@@ -264,30 +291,54 @@ def _read_archive(images: Images, src: BinaryIO, found: _Loaded) -> None:
             f = tf.extractfile(member)
             assert f is not None  # a regular file
             head = f.read(512)
+            report = None
+            is_layer = (len(head) == 512 and head[257:262] == b"ustar") or head[:2] == b"\x1f\x8b" or \
+                head[:4] == b"\x28\xb5\x2f\xfd"  # a tar, or gzip / zstd: not a config or manifest
+            if progress is not None and is_layer:
+                ident, total = _progress_id(name), member.size
+
+                def report(n: int, ident=ident, total=total) -> None:
+                    progress.bytes(ident, "Loading layer", n, total)
             if len(head) == 512 and head[257:262] == b"ustar":
                 # an uncompressed layer: one pass hashes it, checks its headers and sizes it
                 from lamina.layer.ingest import ingest_layer
                 with content.writer(ref, expected=expect, size=member.size, resume=False, hashing=False) as w:
+                    reader: BinaryIO = _Chain(head, f)  # type: ignore[assignment]  # a file-like object
+                    if report is not None:
+                        from lamina.progress import Reader
+                        reader = Reader(reader, report)  # type: ignore[assignment]  # a file-like object
                     try:
-                        info = ingest_layer(_Chain(head, f), w, compression=None)  # type: ignore[arg-type]  # a file-like object
+                        info = ingest_layer(reader, w, compression=None)
                         d = w.commit(digest=info.digest)
                     except LaminaError as e:
                         raise type(e)(f"archive entry {name}: {e}") from None
                 found.blobs[name] = d
                 found.added.add(d)
                 found.facts[d] = (oci.MT_OCI_LAYER, info.content_size)
+                if report is not None:
+                    report(member.size)
                 continue
             with content.writer(ref, expected=expect, size=member.size, resume=False) as w:
                 if seekable_fd is not None:
-                    w.copy_from_fd(seekable_fd, member.offset_data, member.size)
+                    step = member.size if report is None else 16 << 20  # in the kernel, in steps to report
+                    for off in range(0, member.size, step):
+                        w.copy_from_fd(seekable_fd, member.offset_data + off, min(step, member.size - off))
+                        if report is not None:
+                            report(min(off + step, member.size))
                 else:
                     w.write(head)
+                    n = len(head)
                     while chunk := f.read(1 << 20):
                         w.write(chunk)
+                        n += len(chunk)
+                        if report is not None:
+                            report(n)
                 try:
                     d = w.commit()
                 except LaminaError as e:
                     raise type(e)(f"archive entry {name}: {e}") from None
+            if report is not None:
+                report(member.size)
             found.blobs[name] = d
             found.added.add(d)
     except tarfile.TarError as e:
@@ -335,13 +386,14 @@ def _analyse_layer(images: Images, blob: Digest, diff_id: Digest, cache: dict,
     return cache[blob]
 
 
-def load(images: Images, src: BinaryIO) -> list[str]:
-    """Load every image in the archive; returns Docker's output lines."""
+def load(images: Images, src: BinaryIO, *, progress=None) -> list[str]:
+    """Load every image in the archive; returns Docker's output lines. ``progress``: see
+    :func:`_read_archive`."""
     store = images.store
     found = _Loaded()
     try:
         with store.operation():
-            _read_archive(images, src, found)
+            _read_archive(images, src, found, progress)
             return _register(images, found)
     except BaseException:
         _discard(images, found.added)

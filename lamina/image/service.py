@@ -397,6 +397,9 @@ def _move_tag(c, name: str, manifest: str) -> None:
     again as another manifest, e.g. a podman oci-archive of an image saved before as a
     docker-archive) and that record is left with no tag, no repo digest and no container,
     it is dropped instead of lingering as a second, untagged row of the same image."""
+    if name.startswith("docker.io/library/sha256:") or "@" in name:  # parse_tag refuses these
+        from lamina import reference
+        reference.check_tag(reference.parse(name))
     row = c.execute("SELECT manifest FROM tags WHERE name=?", (name,)).fetchone()
     c.execute("INSERT OR REPLACE INTO tags(name, manifest, added) VALUES(?,?,?)", (name, manifest, time.time()))
     old = row[0] if row else None

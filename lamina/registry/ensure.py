@@ -44,7 +44,7 @@ def ensure_image(store, name: str, *, policy: str = "missing", out=None, quiet: 
     if policy == "missing" and announce is not None:
         announce.write(f"Unable to find image '{ref.familiar}' locally\n")
         announce.flush()
-    from lamina.registry.client.progress import Progress
+    from lamina.progress import Progress
     from lamina.registry.client.pull import pull_reporting
     pull_reporting(store, str(ref), progress=Progress(out, quiet=quiet or out is None))
     return images.resolve(str(ref))

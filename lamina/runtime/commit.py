@@ -19,19 +19,25 @@ _IMAGE_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "W
 
 
 def layer_from_dir(store, root: str, *, overlay_upper: bool = False,
-                   source_date_epoch: int | None = None) -> tuple[oci.Descriptor, Digest, int]:
+                   source_date_epoch: int | None = None, progress=None,
+                   progress_text: str = "Committing layer") -> tuple[oci.Descriptor, Digest, int]:
     """Write the tree ``root`` (an overlay upper dir with ``overlay_upper``) as a gzip layer
     blob; returns (descriptor, diff ID, content size). The caller holds ``store.operation()``.
 
     The tar is written straight into a LayerSink (diff ID hashed here, ISA-L compressing in
     its threads, the blob hashed as it lands in the content store): one pass, no pipe.
+    ``progress`` (a lamina.progress.Progress, or None) counts the tar's bytes on one line.
     """
     from lamina.layer.ingest import LayerSink
     from lamina.layer.writer import write_layer
     with store.content.writer(f"commit-{os.getpid()}-{os.urandom(4).hex()}", resume=False, hashing=False) as cw:
         sink = LayerSink(cw, compression="gzip")
+        out = sink
+        if progress is not None:
+            from lamina.progress import Writer
+            out = Writer(sink, lambda n: progress.counter(progress_text, n))
         try:
-            write_layer(root, sink, overlay_upper=overlay_upper, source_date_epoch=source_date_epoch,
+            write_layer(root, out, overlay_upper=overlay_upper, source_date_epoch=source_date_epoch,
                         content=sink.add_content)
         except BaseException:
             try:
@@ -53,7 +59,9 @@ def base_layers(images: Images, rec: ImageRecord) -> list[tuple[oci.Descriptor, 
 
 
 def commit(containers, doc: dict, *, tag=None, author: str | None = None, message: str | None = None,
-           changes: list[str] = (), pause: bool = True) -> ImageRecord:
+           changes: list[str] = (), pause: bool = True, progress=None) -> ImageRecord:
+    """The container's changes as a new image (``docker commit``); ``progress``: see
+    :func:`layer_from_dir`."""
     from lamina.runtime import lifecycle
     store = containers.store
     images = Images(store)
@@ -65,7 +73,10 @@ def commit(containers, doc: dict, *, tag=None, author: str | None = None, messag
         paused = True
     try:
         with store.operation():
-            layer = layer_from_dir(store, os.path.join(containers.dir(doc["Id"]), "upper"), overlay_upper=True)
+            layer = layer_from_dir(store, os.path.join(containers.dir(doc["Id"]), "upper"), overlay_upper=True,
+                                   progress=progress)
+            if progress is not None:
+                progress.done()
             ccfg = {k: v for k, v in doc["Config"].items() if k in _IMAGE_KEYS and v not in (None, "", [], {})}
             ccfg = apply_changes(ccfg, list(changes))
             now = rfc3339()

@@ -30,6 +30,7 @@ import json
 import os
 import time
 
+from lamina import testhook
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
 from lamina.runtime import record
 
@@ -142,23 +143,42 @@ class Containers:
         return self.update(cid, apply)
 
     def refresh(self, doc: dict) -> dict:
+        """``doc`` with its State brought up to date: an active record whose process and
+        monitor are both gone becomes the state of a lost container (exit 255), its cgroups
+        and network left-overs removed. The write is a compare-and-set: if the stored State
+        changed since ``doc`` was read (the monitor recorded the real exit, a restart began),
+        the stored document wins and is returned unchanged."""
         st = record.State.of(doc)
-        if st.active:
-            alive = process_alive(st.pid, st.pid_start) or process_alive(st.monitor_pid, st.monitor_start)
-            if not alive:
-                from lamina.runtime import launcher
-                launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
-                dead = record.gone_state(now=now_rfc3339())
-                mode = doc["HostConfig"]["NetworkMode"]
-                if mode in ("host", "none") or mode.startswith("container:"):
-                    return self.set_state(doc["Id"], **dead)
-                from lamina.network.sandbox import settings, sweep
-                try:
-                    sweep(self.store)  # what the dead monitor left: rules, lease, DNS entry
-                except LaminaError:
-                    pass
-                return self.update(doc["Id"], lambda d: (d["State"].update(dead),
-                                                         d.__setitem__("NetworkSettings", settings(d, None))))
+        if not st.active:
+            return doc
+        testhook.pause("refresh-active")
+        if process_alive(st.pid, st.pid_start) or process_alive(st.monitor_pid, st.monitor_start):
+            return doc
+        seen = (st.pid, st.pid_start, st.monitor_pid, st.monitor_start)
+        dead = record.gone_state(now=now_rfc3339())
+        mode = doc["HostConfig"]["NetworkMode"]
+        netted = not (mode in ("host", "none") or mode.startswith("container:"))
+        if netted:
+            from lamina.network.sandbox import sweep
+            try:
+                sweep(self.store)  # what the dead monitor left: rules, lease, DNS entry
+            except LaminaError:
+                pass
+        lost = []
+
+        def apply(d: dict) -> None:
+            cur = record.State.of(d)
+            if not cur.active or (cur.pid, cur.pid_start, cur.monitor_pid, cur.monitor_start) != seen:
+                return  # a newer state was written meanwhile: it is the truth
+            d["State"].update(dead)
+            if netted:
+                from lamina.network.sandbox import settings
+                d["NetworkSettings"] = settings(d, None)
+            lost.append(True)
+        doc = self.update(doc["Id"], apply)
+        if lost:
+            from lamina.runtime import launcher
+            launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
         return doc
 
     # -- create -------------------------------------------------------------------

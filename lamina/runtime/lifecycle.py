@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 
-from lamina.errors import Conflict, InvalidArgument, LaminaError, Unavailable
+from lamina.errors import CannotRun, Conflict, InvalidArgument, LaminaError, Unavailable
 from lamina.runtime import record
 from lamina.runtime.containers import Containers, _pid_start, cgroup_parent_of, now_rfc3339, process_alive
 from lamina.runtime.signals import parse_signal
@@ -193,6 +193,11 @@ def start_monitored(containers: Containers, doc: dict, *, wait_client: bool = Fa
         return int(msg.split()[1])
     if msg == "listening":
         return 0
+    if msg.startswith("exit "):  # the command could not be run: its message, its code (126, 127)
+        _, code, text = (msg + " ").split(" ", 2)
+        err = CannotRun(text.strip())
+        err.exit_code = int(code) if code.isdigit() else 125
+        raise err
     raise Unavailable(msg[4:] if msg.startswith("err ") else
                       f"the monitor of container {doc['Id'][:12]} died before the container started")
 
@@ -235,7 +240,8 @@ def _monitor_main(store_root: str, cid: str, ready_w: int, wait_client: bool = F
         code = _monitor(store_root, cid, ready_w, wait_client)
     except BaseException as e:  # report to the starter if it still listens, and to monitor.log
         try:
-            os.write(ready_w, f"err {e}\n".encode())
+            from lamina.errors import describe
+            os.write(ready_w, f"err {describe(e)}\n".encode())
         except OSError:
             pass
         try:
@@ -457,6 +463,10 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             state["master"] = None
         with m.lock:
             m.log.flush()
+        if not ready_sent:  # the command never ran (exec: "x": executable file not found ...)
+            why = _last_stderr_line(m.doc["LogPath"]) or "the container exited before it started"
+            os.write(ready_w, f"exit {code} {why}\n".encode())
+            ready_sent = True
         if sb is not None:
             sb.teardown()
         exited = {**_exited_state(code), "Error": error}
@@ -496,6 +506,20 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
     else:
         containers.set_state(cid, MonitorPid=0)
     return 0
+
+
+def _last_stderr_line(log_path: str) -> str:
+    """The last line a container wrote to stderr, from its json-file log ("" if none)."""
+    from lamina.runtime.logs import read_entries
+    try:
+        entries, _ = read_entries(log_path)
+    except (OSError, ValueError):
+        return ""
+    for e in reversed(entries):
+        text = (e.get("log") or "").strip()
+        if e.get("stream") == "stderr" and text:
+            return text.splitlines()[-1]
+    return ""
 
 
 def _drain(sel, m, STDOUT, STDERR, keep: int | None = None) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lamina.errors import LaminaError
+from lamina.errors import LaminaError, describe
 
 
 def _unshare_mount_ns() -> None:
@@ -70,7 +70,7 @@ def _in_child(fn) -> int:
             sys.stderr.write(f"Error: {e}\n")
             code = e.exit_code
         except BaseException as e:  # never let the child return into the CLI
-            sys.stderr.write(f"Error: {e}\n")
+            sys.stderr.write(f"Error: {describe(e)}\n")
             code = 125
         finally:
             try:
@@ -100,12 +100,15 @@ def with_container_root(containers, doc: dict, fn, *, mounts: bool = True) -> in
             os.close(fd)
             fn("/")
         return _in_child(in_clone)
-    from lamina.snapshot import Snapshotter
+    from lamina.snapshot import Snapshotter, make_init_layer
     d = containers.dir(doc["Id"])
     layers = containers.layers_of(doc)
     with containers.store.operation():
+        # with the init layer, as the container sees its root (Docker: empty /etc/hostname,
+        # /etc/hosts, /etc/resolv.conf and the mount points of a stopped container)
         mounts = Snapshotter(containers.store).mounts(layers, upper=os.path.join(d, "upper"),
-                                                      work=os.path.join(d, "work"))
+                                                      work=os.path.join(d, "work"),
+                                                      init=make_init_layer(os.path.join(d, "init")))
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
@@ -122,7 +125,7 @@ def with_container_root(containers, doc: dict, fn, *, mounts: bool = True) -> in
                 sys.stderr.write(f"Error: {e}\n")
                 code = e.exit_code
             except BaseException as e:  # never let the child return into the CLI
-                sys.stderr.write(f"Error: {e}\n")
+                sys.stderr.write(f"Error: {describe(e)}\n")
                 code = 125
             finally:
                 try:

@@ -35,8 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from lamina import oci
 from lamina.digest import Digest
 from lamina.errors import DigestMismatch, InvalidArgument, LaminaError, NotFound, Unauthorized, Unsupported
+from lamina.progress import Progress
 from lamina.registry.client.api import SCHEMA1_TYPES, Registry, RegistryError
-from lamina.registry.client.progress import Progress
 from lamina.registry.client.transport import STREAM_ERRORS, TransportError
 from lamina.values import value
 

@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from lamina import oci
 from lamina.digest import Digest
 from lamina.errors import LaminaError, NotFound, Unauthorized
+from lamina.progress import Progress
 from lamina.registry.client.api import Registry, RegistryError, RegistryNotFound
-from lamina.registry.client.progress import Progress
 from lamina.values import value
 
 DEFAULT_CONCURRENCY = 5

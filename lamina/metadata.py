@@ -21,18 +21,20 @@ Tables (schema version in ``PRAGMA user_version``):
   snapshots(chain_id PK, parent, dir, diff_id, size, created)   unpacked layers
   build_cache(key PK, parent, instr, image, sources, created)   a build step's result
   build_memo(key PK, data, created)   replay record of a fully cached build (builder/fastpath.py)
-  containers(id PK, name, image, chain_id, created, data)   image = manifest digest in use
+  containers(id PK, name, image, chain_id, created, data, ps)   image = manifest digest in use; ps:
+      what ``ps`` shows of the record, written with it (lamina.runtime.psindex)
   meta(key PK, value)
 """
 
 from __future__ import annotations
 
+# _sqlite3, not sqlite3: the package adds datetime adapters lamina never passes and imports
+# datetime and collections for them (~3 ms of every `ps`); the classes are the same objects
+import _sqlite3 as sqlite3
+import _thread
 import os
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -60,7 +62,7 @@ CREATE TABLE IF NOT EXISTS build_cache(key TEXT PRIMARY KEY, parent TEXT NOT NUL
 CREATE INDEX IF NOT EXISTS build_cache_parent ON build_cache(parent);
 CREATE TABLE IF NOT EXISTS build_memo(key TEXT PRIMARY KEY, data TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS containers(id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL,
-    image TEXT NOT NULL, chain_id TEXT, created REAL NOT NULL, data TEXT);
+    image TEXT NOT NULL, chain_id TEXT, created REAL NOT NULL, data TEXT, ps BLOB);
 """
 
 
@@ -73,6 +75,10 @@ class Metadata:
         if new:  # 0600 from the start; SQLite gives the -wal and -shm files the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        # One connection, shared by the threads of a command (push compresses layers in
+        # parallel, each recording its copy): a transaction holds the lock from BEGIN to
+        # COMMIT, so no thread's BEGIN or read lands inside another thread's transaction.
+        self.lock = _thread.RLock()
         self.conn.execute("PRAGMA busy_timeout=30000")
         try:
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -105,31 +111,54 @@ class Metadata:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> _Tx:
         """A write transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error)."""
-        c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        else:
-            c.execute("COMMIT")
+        return _Tx(self.conn, self.lock)
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        return self.conn.execute(sql, args).fetchall()
+        with self.lock:
+            return self.conn.execute(sql, args).fetchall()
 
     def one(self, sql: str, args: tuple = ()) -> tuple | None:
-        return self.conn.execute(sql, args).fetchone()
+        with self.lock:
+            return self.conn.execute(sql, args).fetchone()
+
+
+class _Tx:
+    """``with db.tx() as c``: the connection inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK when
+    the block raises), holding the connection's lock throughout (other threads of the process
+    wait; the same thread may nest reads). A class rather than contextlib's decorator: ``ps``
+    opens the DB too, and contextlib costs it collections and functools."""
+
+    def __init__(self, conn: sqlite3.Connection, lock) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        return self.conn
+
+    def __exit__(self, typ, exc, tb) -> None:
+        try:
+            self.conn.execute("ROLLBACK" if typ is not None else "COMMIT")
+        finally:
+            self.lock.release()
 
 
 def _migrate(c: sqlite3.Connection) -> None:
     """Bring tables an older schema made up to date (run inside the schema transaction).
 
     v3 -> v4: repo_digests gains ``digest`` (what ``name@digest`` names on the registry) and
-    is keyed by (name, digest); every v3 row named its own manifest."""
+    is keyed by (name, digest); every v3 row named its own manifest.
+    v4 -> v5: containers gain ``ps`` (NULL for old rows: ps derives it from ``data``)."""
+    cols = [r[1] for r in c.execute("PRAGMA table_info(containers)")]
+    if cols and "ps" not in cols:
+        c.execute("ALTER TABLE containers ADD COLUMN ps BLOB")
     cols = [r[1] for r in c.execute("PRAGMA table_info(repo_digests)")]
     if cols and "digest" not in cols:
         c.execute("ALTER TABLE repo_digests RENAME TO repo_digests_v3")

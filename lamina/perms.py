@@ -30,6 +30,8 @@ expects, set explicitly (never left to the caller's umask, which would leave a c
           volume.json              0600 (labels, options of ``volume create``)
           _data/                   0755, then the image's mode at the mount point (copy-up)
       networks/ **                 directories 0700, files 0600 (records, leases, DNS entries)
+      events/                      0700
+        journal journal.1 rotate.lock   0600 (lamina.events)
       build-cache/                 0700
         context-hashes.db{,-wal,-shm}   0600
         mounts/                    0700
@@ -55,7 +57,7 @@ VISIBLE_FILE = 0o644
 
 #: names lamina may have put at a store's root (anything else: not a store of ours)
 STORE_ENTRIES = frozenset({
-    "content", "snapshots", "containers", "volumes", "networks", "build-cache", "lock", "gc.lock",
+    "content", "snapshots", "containers", "volumes", "networks", "build-cache", "events", "lock", "gc.lock",
     "lamina.db", "lamina.db-wal", "lamina.db-shm", "lamina.db-journal",
 })
 #: files of a container dir that are bound into the container
@@ -116,11 +118,37 @@ def write_file(path: str, data: bytes | str, mode: int = PRIVATE_FILE) -> None:
     os.rename(tmp, path)
 
 
+def check_output_path(path: str) -> None:
+    """docker/cli's ValidateOutputPath: the directory of ``path`` must exist, and ``path``, if
+    it exists, must be a regular file (a device, a directory, a FIFO or a socket is refused:
+    the output is renamed over it). Raises InvalidArgument with the client's words."""
+    from lamina.errors import InvalidArgument
+    d = os.path.dirname(os.path.normpath(path))
+    if d and d != ".":
+        try:
+            os.stat(d)
+        except OSError as e:
+            raise InvalidArgument(f"invalid output path: stat {d}: {(e.strerror or str(e)).lower()}") from None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InvalidArgument(f"stat {path}: {(e.strerror or str(e)).lower()}") from None
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device file"),
+                       (stat.S_ISBLK, "a block device file"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "a socket file")):
+        if test(st.st_mode):
+            raise InvalidArgument(f"cannot write to {what}")
+
+
 def open_output(path: str):
     """A new file for a user's output (``save -o``, ``export -o``) as Docker's client
     makes it: mode 0600, created beside ``path`` under a fresh name (never through a
     symlink someone planted) and renamed over ``path`` by ``finish_output``. Returns
-    (binary file object, temp path)."""
+    (binary file object, temp path). ``path`` is checked first (:func:`check_output_path`):
+    nothing is ever renamed over a device, a directory or a FIFO."""
+    check_output_path(path)
     d = os.path.dirname(os.path.abspath(path))
     for _ in range(100):
         tmp = os.path.join(d, f".lamina-tmp-{os.getpid()}-{os.urandom(4).hex()}")
@@ -181,7 +209,7 @@ def tighten(root: str) -> None:
     above. Idempotent and safe next to other lamina processes; symlinks are never followed.
     The root is tightened last, so an interrupted run is redone by the next open."""
     for name, p, st in _entries(root):
-        if name in ("content", "build-cache", "networks"):
+        if name in ("content", "build-cache", "networks", "events"):
             if name == "build-cache":
                 _chmod(p, PRIVATE_DIR, st)
                 for sub, sp, sst in _entries(p):

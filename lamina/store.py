@@ -19,8 +19,45 @@ from __future__ import annotations
 
 import fcntl
 import os
-from contextlib import contextmanager
-from functools import cached_property
+
+
+class _cached:
+    """functools.cached_property without importing functools (and with it collections):
+    ``ps`` opens a store too. The value is kept in the instance's __dict__."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        v = obj.__dict__[self.name] = self.fn(obj)
+        return v
+
+
+class _Flock:
+    """flock(2) on a file of the store for a ``with`` block (see ``Store._flock``)."""
+
+    def __init__(self, path: str, mode: int) -> None:
+        self.path = path
+        self.mode = mode
+        self.fd = -1
+
+    def __enter__(self) -> bool:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, self.mode)
+            return True
+        except BlockingIOError:
+            return False
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
 
 
 def default_root() -> str:
@@ -87,13 +124,13 @@ class Store:
             from lamina import perms
             perms.tighten(self.root)
 
-    @cached_property
+    @_cached
     def content(self):
         """The ContentStore (imported on first use: listing commands never need it)."""
         from lamina.content.store import ContentStore
         return ContentStore(self.content_dir)
 
-    @cached_property
+    @_cached
     def db(self):
         from lamina.metadata import Metadata
         return Metadata(os.path.join(self.root, "lamina.db"))
@@ -106,20 +143,10 @@ class Store:
         if db is not None:
             db.close()
 
-    @contextmanager
-    def _flock(self, name: str, mode: int):
+    def _flock(self, name: str, mode: int) -> _Flock:
         """flock(2) ``<root>/<name>`` for the block; a killed process drops it with its fds.
         With ``LOCK_NB`` in ``mode`` the block runs either way and gets whether it holds it."""
-        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, mode)
-                held = True
-            except BlockingIOError:
-                held = False
-            yield held
-        finally:
-            os.close(fd)
+        return _Flock(os.path.join(self.root, name), mode)
 
     def lock(self):
         """Exclusive store lock for writers of shared files (index.json)."""

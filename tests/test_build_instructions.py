@@ -37,7 +37,10 @@ def built_id(r) -> str:
 
 
 def config(lam, ref) -> dict:
-    return json.loads(lam("inspect", "-f", "{{json .Config}}", ref).out)
+    """The image's Config as ``{{json .Config}}`` prints it (Docker's client leaves empty
+    fields out: they read as None here)."""
+    import collections
+    return collections.defaultdict(lambda: None, json.loads(lam("inspect", "-f", "{{json .Config}}", ref).out))
 
 
 def sh(lam, ref, script: str) -> str:

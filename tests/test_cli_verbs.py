@@ -16,7 +16,8 @@ from conftest import need_tool
 from lamina.cli.main import COMMANDS, HIDDEN_ALIASES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VERB_MODULES = ("build", "docs", "containers", "images", "network", "registry", "registry_server", "system", "volume")
+VERB_MODULES = ("build", "docs", "containers", "events", "images", "network", "ps", "registry", "registry_server",
+                "stats", "system", "volume")
 
 
 def _targets():
@@ -51,7 +52,7 @@ def test_management_verbs_list_their_sub_verbs_without_aliases(lamina):
         "Run 'lamina builder COMMAND --help' for more information on a command.\n")
     assert lamina("help", "system").out.startswith(
         "\nUsage:  lamina system COMMAND\n\nManage lamina\n\nCommands:\n  df          Show lamina disk usage\n"
-        "  info        Display system-wide information\n  prune       Remove unused data\n")
+        "  events      Get real time events from the server\n  info        Display system-wide information\n  prune       Remove unused data\n")
     for verb, (table, _) in COMMANDS.items():
         if not isinstance(table, dict):
             continue

@@ -30,8 +30,8 @@ def _alive(pid: int) -> bool:
 
 def test_killed_monitor(bb):
     bb("run", "-d", "--name", "m", "-m", "32m", "busybox", "sleep", "100")
-    doc = json.loads(bb("inspect", "m").out)[0]
-    mon, pid, cid = doc["State"]["MonitorPid"], doc["State"]["Pid"], doc["Id"]
+    mon, pid, cid = bb("inspect", "-f", "{{.State.MonitorPid}} {{.State.Pid}} {{.Id}}", "m").out.split()
+    mon, pid = int(mon), int(pid)
     assert mon and pid and mon != pid
     os.kill(mon, signal.SIGKILL)
     until(lambda: not _alive(pid), what="the container to die with its monitor")
@@ -42,9 +42,9 @@ def test_killed_monitor(bb):
     assert bb("ps", "-q").out == ""
     bb("start", "m")  # a dead monitor does not make the container unusable
     assert bb("inspect", "-f", "{{.State.Status}}", "m").out == "running\n"
-    doc = json.loads(bb("inspect", "m").out)[0]
-    os.kill(doc["State"]["MonitorPid"], signal.SIGKILL)
-    until(lambda: not _alive(doc["State"]["Pid"]), what="the container to die")
+    mon, pid = map(int, bb("inspect", "-f", "{{.State.MonitorPid}} {{.State.Pid}}", "m").out.split())
+    os.kill(mon, signal.SIGKILL)
+    until(lambda: not _alive(pid), what="the container to die")
     bb("rm", "-f", "m")
     assert bb("ps", "-a", "-q").out == ""
     assert mounts_under(bb.root) == []

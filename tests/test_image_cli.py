@@ -32,9 +32,11 @@ def test_import_file_and_stdin(lamina, busybox_tar):
     assert a["RepoTags"] == ["busybox:latest"] and b["RepoTags"] == ["bb2:v1"]
     assert a["Os"] == "linux" and a["Architecture"]
     assert a["Config"]["Cmd"] is None and a["Config"]["Env"] is None
-    # the size is the sum of file sizes in the tar, like Docker
+    # the size is the lstat sizes of what the tar unpacks to, like Docker: files and
+    # symlink targets (tests/test_image_docker.py compares with dockerd)
     with tarfile.open(busybox_tar) as tf:
-        assert a["Size"] == sum(m.size for m in tf if m.isfile())
+        assert a["Size"] == sum(m.size if m.isfile() else len(m.linkname.encode()) if m.issym() else 0
+                                for m in tf)
 
 
 def test_import_compressed_with_changes_and_message(lamina, busybox_tar):
@@ -67,7 +69,7 @@ def test_images_table_and_formats(lamina, busybox_tar):
     # columns line up: every row starts its TAG column where the header does
     col = out[0].index("TAG")
     assert all(l[col - 1] == " " and l[col] != " " for l in out[1:])
-    assert re.search(r"\s(Less than a second|\d+ seconds) ago\s", out[1]), out[1]
+    assert re.search(r"\s(Less than a second|1 second|\d+ seconds) ago\s", out[1]), out[1]
     q = lamina("images", "-q").out.split()
     assert len(q) == 2 and len(set(q)) == 1 and len(q[0]) == 12
     f = lamina("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
@@ -87,7 +89,8 @@ def test_inspect_format_and_missing(lamina, busybox_tar):
     iid = lamina("import", busybox_tar, "busybox").out.strip()
     assert lamina("inspect", "--format", "{{.Id}}", "busybox").out.strip() == iid
     cfg = json.loads(lamina("inspect", "-f", "{{json .Config}}", "busybox").out)
-    assert cfg["Cmd"] is None and "Hostname" in cfg
+    assert cfg == {}  # an imported image has no config: Docker's client prints {} (omitempty fields)
+    assert lamina("inspect", "-f", "{{.Config.Cmd}}|{{json .Config.Cmd}}", "busybox").out == "[]|null\n"
     assert lamina("inspect", "-f", "{{.Os}}/{{.Architecture}}", iid[7:19]).out.strip().startswith("linux/")
     r = lamina("inspect", "nope", check=False)
     assert r.rc != 0 and "No such object: nope" in r.err
@@ -331,4 +334,4 @@ def test_images_filters_label_before_since(lamina, busybox_tar):
     assert lamina("images", "-f", "before=two", *fmt).out.split() == ["one"]
     assert lamina("images", "-f", "since=one", *fmt).out.split() == ["three", "two"]
     r = lamina("images", "-f", "color=red", check=False)
-    assert r.rc == 125 and "invalid filter 'color'" in r.err
+    assert r.rc == 125 and "Invalid filter 'color'" in r.err

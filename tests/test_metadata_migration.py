@@ -19,7 +19,7 @@ def test_v3_repo_digests_are_migrated(tmp_path):
     c.commit()
     c.close()
     db = Metadata(path)
-    assert db.one("PRAGMA user_version")[0] == SCHEMA_VERSION == 4
+    assert db.one("PRAGMA user_version")[0] == SCHEMA_VERSION == 5
     assert db.query("SELECT name, digest, manifest FROM repo_digests") == [
         ("docker.io/library/busybox", "sha256:" + "a" * 64, "sha256:" + "a" * 64)]
     # keyed by (name, digest) now: an index digest beside the manifest's own

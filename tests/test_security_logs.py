@@ -91,7 +91,7 @@ def test_300mb_line_through_the_monitor(bb):
     cid = bb("run", "-d", "-m", "64m", "busybox", "sh", "-c", f"{LINE}; exec sleep 1000").out.strip()
     doc = json.loads(bb("inspect", cid).out)[0]
     log = doc["LogPath"]
-    monitor = doc["State"]["MonitorPid"]
+    monitor = int(bb("inspect", "-f", "{{.State.MonitorPid}}", cid).out)
 
     def done() -> bool:
         try:

@@ -24,6 +24,8 @@ from lamina.errors import InvalidArgument, LaminaError, NeedsRoot
 from lamina.values import field, value
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+#: the diff ID of a layer tar with no entries (1024 zero bytes), moby's layer.DigestSHA256EmptyTar
+EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 METADATA = ("ENV", "LABEL", "MAINTAINER", "EXPOSE", "CMD", "ENTRYPOINT", "VOLUME", "USER", "WORKDIR",
@@ -55,6 +57,19 @@ class BuildOptions:
     platform: str | None = None
     memo_key: str | None = None         # see builder/fastpath.py
     pull: str = "missing"               # base images (FROM, COPY --from, RUN --mount from=): always|missing|never
+    step: StepOptions | None = None     # --add-host, --shm-size, --ulimit of RUN steps
+
+
+@value
+class StepOptions:
+    """What ``build``'s container flags give every RUN step's container (Docker's classic
+    builder applies them the same way; they are not part of a step's cache key, as in
+    Docker). ``add_hosts``: (name, address) lines added to /etc/hosts; ``ulimits``: (name,
+    soft, hard)."""
+
+    add_hosts: tuple[tuple[str, str], ...] = ()
+    shm_size: int | None = None
+    ulimits: tuple[tuple[str, int, int], ...] = ()
 
 
 class Output:
@@ -495,12 +510,35 @@ class Builder(SourceSteps):
                 raise
             raise InvalidArgument(format_error(self.df, instr.line, str(e))) from None
 
+    def step_container_id(self, parent: str, text: str) -> str:
+        """The ID of a step's container as the image records it (``container``): random, or
+        under SOURCE_DATE_EPOCH derived from the parent and the instruction, so that
+        reproducible builds stay reproducible."""
+        if self.epoch is None:
+            return os.urandom(32).hex()
+        import hashlib
+        return hashlib.sha256(f"{parent}\n{text}\n{self.epoch}".encode()).hexdigest()
+
     def _commit(self, state: State, *, instr_text: str, history: dict, new_layer=None,
-                key: str | None, sources: dict | None = None) -> State:
-        """Record the step's image (parent = state's image) and its cache entry."""
+                key: str | None, sources: dict | None = None,
+                container: tuple[str, list[str]] | None = None) -> State:
+        """Record the step's image (parent = state's image) and its cache entry.
+
+        As the classic builder does, the config names the parent image (``config.Image``)
+        and ``container`` = (ID, argv) the step's container: ``container`` and
+        ``container_config`` (the config with that Hostname and Cmd), which is what
+        ``inspect`` shows as Container and ContainerConfig."""
         cfg = json.loads(json.dumps(state.config))
         created = _rfc3339(self.epoch)
         cfg["created"] = created
+        conf = cfg["config"] = dict(cfg.get("config") or {})
+        conf["Image"] = state.image_id or ""
+        cfg.pop("container", None)
+        cfg.pop("container_config", None)
+        if container is not None:
+            cid, argv = container
+            cfg["container"] = cid
+            cfg["container_config"] = {**conf, "Hostname": cid[:12], "Cmd": list(argv)}
         h = {"created": created, **history}
         if new_layer is None:
             h["empty_layer"] = True
@@ -545,14 +583,19 @@ class Builder(SourceSteps):
             if instr.cmd == "CMD":
                 hit.cmd_set = True
             return hit
-        cid = os.urandom(6).hex()
-        self.out.line(f" ---> Running in {cid}")
+        cid = self.step_container_id(state.image_id, text)
+        self.out.line(f" ---> Running in {cid[:12]}")
         new = State(config=json.loads(json.dumps(state.config)), layers=state.layers,
                     image_id=state.image_id, manifest=state.manifest, cmd_set=state.cmd_set)
         apply(new)
-        shown = f"/bin/sh -c #(nop)  {text}"
+        comment = _history_comment(instr, new, text)
+        shown = _nop_comment(new, comment)
+        shell = list(new.cc.get("Shell") or DEFAULT_SHELL)
+        # moby's commit runs [shell, "#(nop) ", comment]; WORKDIR's [shell, "#(nop) WORKDIR ..."]
+        argv = shell + ([f"#(nop) {comment}"] if instr.cmd == "WORKDIR" else ["#(nop) ", comment])
         new_layer = layer(new) if layer is not None else None
-        result = self._commit(new, instr_text=text, history={"created_by": shown}, key=key, new_layer=new_layer)
+        result = self._commit(new, instr_text=text, history={"created_by": shown}, key=key, new_layer=new_layer,
+                              container=(cid, argv))
         self.out.line(f"Removing intermediate container {cid}")
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
@@ -752,6 +795,38 @@ class Builder(SourceSteps):
         text = line + "\n" + "".join(hd.content + hd.name + "\n" for hd in instr.heredocs)
         return shell + [text], None
 
+    def _volume_mounts(self, state) -> list:
+        """The classic builder runs RUN with the image's VOLUMEs mounted (anonymous volumes):
+        the mount point is created in the step's layer and what the command writes there is
+        thrown away. For a VOLUME the image does not have yet, that is an empty tmpfs here
+        (one it has keeps its content visible, and writable, as before)."""
+        vols = sorted(state.cc.get("Volumes") or {})
+        if not vols:
+            return []
+        from lamina.builder.run import RunMount
+        out = []
+        with self._view(state) as view:
+            for v in vols:
+                target = posixpath.normpath(posixpath.join("/", v))
+                rel = view.resolve(target)
+                if rel and view.lstat(rel) is None:
+                    out.append(RunMount("tmpfs", "tmpfs", target))
+        return out
+
+    def _keep_mount_points(self, state, upper: str, targets: list[str]) -> None:
+        """Create each of ``targets`` (and missing parents, with the image's metadata) in the
+        RUN's upper dir, through descriptors and the image's view (never following a link)."""
+        from lamina.builder.copy import Staging, ensure_parents
+        with self._view(state) as view:
+            st_ = Staging(upper)
+            try:
+                for t in targets:
+                    rel = view.resolve(t)
+                    if rel:
+                        ensure_parents(st_, rel, view)
+            finally:
+                st_.close()
+
     def _i_run(self, state, instr):
         from lamina.builder.cache import cache_key
         from lamina.builder.run import close_mounts, discard, parse_run_mounts, run_in_layers
@@ -787,7 +862,10 @@ class Builder(SourceSteps):
         mounts = parse_run_mounts(mounts_raw, context_dir=self.context_dir,
                                   cache_root=os.path.join(self.store.root, "build-cache", "mounts"),
                                   secrets=self.opts.secrets, stage_root=self._stage_root)
+        volumes = self._volume_mounts(state)
+        mounts += volumes
         script_dir = None
+        run_cid: list[str] = []  # the container ID the runtime picked (on_id)
         try:
             if script is not None:  # RUN <<EOF with a #! line: the heredoc is an executable file
                 import tempfile
@@ -803,9 +881,9 @@ class Builder(SourceSteps):
             sys.stdout.flush()
             code, upper, cdir = run_in_layers(
                 self.store, layers, args=args, env=env, cwd=state.cc.get("WorkingDir") or "/",
-                user=state.cc.get("User") or "", mounts=mounts, network=network,
+                user=state.cc.get("User") or "", mounts=mounts, network=network, step=self.opts.step,
                 out_fd=os.open(os.devnull, os.O_WRONLY) if self.opts.quiet else 1,
-                on_id=lambda cid: self.out.line(f" ---> Running in {cid[:12]}"))
+                on_id=lambda cid: (run_cid.append(cid), self.out.line(f" ---> Running in {cid[:12]}")))
         finally:
             close_mounts(mounts)
             if script_dir is not None:
@@ -818,15 +896,25 @@ class Builder(SourceSteps):
                                   f"Step {self.step}/{self.total} failed: {_show(instr)} "
                                   f"(Dockerfile:{instr.line}). The last good step's image is {last}: "
                                   f"debug it with 'lamina run -it {last} sh'", code)
+            if volumes:  # the VOLUME mount points stay in the step's layer, as in dockerd's
+                self._keep_mount_points(state, upper, [m.target for m in volumes])
             desc = layer_from_dir(self.store, upper, overlay_upper=True, source_date_epoch=self.epoch,
                                   progress=self.out.live, progress_text="Writing layer")
-            chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
-            parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
-            Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, upper, desc[2])
+            if str(desc[1]) == EMPTY_TAR_DIFF_ID:
+                # the command changed nothing: like dockerd's commit, no layer (history
+                # empty_layer); the blob just written is garbage for GC
+                desc = None
+            else:
+                chain = chain_ids([x[1] for x in state.layers] + [desc[1]])[-1]
+                parent_chain = chain_ids([x[1] for x in state.layers])[-1] if state.layers else None
+                Snapshotter(self.store).adopt(Layer(chain, desc[1], desc[0].digest), parent_chain, upper, desc[2])
         finally:
             discard(cdir)
-        result = self._commit(state, instr_text=text, history={"created_by": text},
-                              new_layer=desc, key=key)
+        # history as the classic builder records it: the argv joined, the exec form too
+        cid = run_cid[0] if self.epoch is None and run_cid else self.step_container_id(state.image_id, text)
+        saved = (["|" + str(len(keyed_env))] + keyed_env if keyed_env else []) + list(args)
+        result = self._commit(state, instr_text=text, history={"created_by": prefix + " ".join(args)},
+                              new_layer=desc, key=key, container=(cid, saved))
         self.out.line(f"Removing intermediate container {os.path.basename(cdir)[:12]}")
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
@@ -841,6 +929,74 @@ class Builder(SourceSteps):
 
 
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _go_q(items) -> str:
+    """Go's ``%q`` of a []string: ``["a" "b c"]``."""
+    from lamina.gotemplate.strconv import quote
+    return "[" + " ".join(quote(x) for x in items) + "]"
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String(): ``0s``, ``1.5s``, ``500ms``, ``1m30s``, ``1h0m0s``."""
+    if ns == 0:
+        return "0s"
+    neg, ns = ns < 0, abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                whole, frac = divmod(ns, size)
+                f = f"{frac:0{len(str(size)) - 1}d}".rstrip("0") if size > 1 else ""
+                return ("-" if neg else "") + str(whole) + ("." + f if f else "") + unit
+    secs, frac = divmod(ns, 1_000_000_000)
+    f = f"{frac:09d}".rstrip("0")
+    out = f"{secs % 60}" + ("." + f if f else "") + "s"
+    mins = secs // 60
+    if mins:
+        out = f"{mins % 60}m" + out
+        if mins // 60:
+            out = f"{mins // 60}h" + out
+    return ("-" if neg else "") + out
+
+
+def _history_comment(instr, new: State, text: str) -> str:
+    """What the classic builder writes after ``#(nop)`` for a metadata instruction: the values
+    it set, formatted as moby's dispatchers format them (``CMD %q`` of the resolved argv,
+    ``VOLUME %v``, ``HEALTHCHECK %q`` of the config, ENV/LABEL/ARG as unquoted key=value)."""
+    from lamina.dockerfile.expand import key_values
+    cmd = instr.cmd
+    cc = new.cc
+    if cmd in ("ENV", "LABEL"):
+        return " ".join([cmd] + [f"{k}={v}" for k, v in key_values(instr)])
+    if cmd == "ARG":
+        return "ARG " + " ".join(k if v is None else f"{k}={v}" for k, v in key_values(instr))
+    if cmd in ("CMD", "ENTRYPOINT"):
+        return f"{cmd} {_go_q(cc.get('Cmd' if cmd == 'CMD' else 'Entrypoint') or [])}"
+    if cmd == "VOLUME":
+        return "VOLUME [" + " ".join(instr.args) + "]"
+    if cmd == "SHELL":
+        return "SHELL [" + " ".join(cc.get("Shell") or []) + "]"
+    if cmd == "WORKDIR":
+        return "WORKDIR " + (cc.get("WorkingDir") or "/")
+    if cmd == "HEALTHCHECK":
+        from lamina.gotemplate.strconv import quote
+        hc = cc.get("Healthcheck") or {}
+        retries = int(hc.get("Retries") or 0)
+        c = chr(retries) if 0 <= retries < 0x110000 else "\ufffd"
+        rune = {"'": "\\'", '"': '"'}.get(c) or quote(c)[1:-1]  # strconv.QuoteRune
+        durations = " ".join(quote(_go_duration(int(hc.get(k) or 0)))
+                             for k in ("Interval", "Timeout", "StartPeriod"))
+        return f"HEALTHCHECK &{{{_go_q(hc.get('Test') or [])} {durations} '{rune}'}}"
+    return text
+
+
+def _nop_comment(new: State, comment: str) -> str:
+    """The history line of a metadata step: the stage's shell (after this step), then
+    ``#(nop)`` and the comment -- two spaces between for moby's ``commit`` (one argv element
+    each), one for WORKDIR (``withCmdCommentString``: one element)."""
+    shell = " ".join(new.cc.get("Shell") or DEFAULT_SHELL)
+    sep = " " if comment.startswith("WORKDIR ") else "  "
+    return f"{shell} #(nop){sep}{comment}"
 
 
 def _duration_ns(text: str, flag: str) -> int:

@@ -170,10 +170,13 @@ def _detach(mounts: list[RunMount], d: str) -> tuple[list[tuple[RunMount, int]],
 
 
 def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, user: str,
-                  mounts: list[RunMount], network: str, out_fd: int, on_id=None) -> tuple[int, str, str]:
+                  mounts: list[RunMount], network: str, out_fd: int, on_id=None,
+                  step=None) -> tuple[int, str, str]:
     """Run ``args`` on top of ``layers``; returns (exit code, upper dir, container dir).
 
-    The caller commits the upper dir (or not) and removes the container dir. /etc/hosts,
+    ``step`` (builder.StepOptions: ``build --add-host/--shm-size/--ulimit``)
+    applies to the step's container. The caller commits the upper dir (or not) and removes
+    the container dir. /etc/hosts,
     /proc ... come from an init layer under the upper dir, and RUN --mount targets the
     runtime had to create are removed again, so none of them reach the layer.
     """
@@ -197,8 +200,9 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
     hostname = cid[:12]
     from lamina import perms
     perms.write_file(os.path.join(d, "hostname"), hostname + "\n", perms.VISIBLE_FILE)
+    extra = "".join(f"{addr}\t{name}\n" for name, addr in (step.add_hosts if step else ()))
     perms.write_file(os.path.join(d, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
-                     f"ip6-loopback\n127.0.1.1\t{hostname}\n", perms.VISIBLE_FILE)
+                     f"ip6-loopback\n{extra}127.0.1.1\t{hostname}\n", perms.VISIBLE_FILE)
     etc = {"/etc/hostname": os.path.join(d, "hostname"), "/etc/hosts": os.path.join(d, "hosts")}
     sb = None
     if network not in ("none", "host"):  # bridge or a user network: a network of the step's own
@@ -218,7 +222,8 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
         raise
     try:
         return _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, args=args, env=env,
-                    cwd=cwd, network=network, etc=etc, out_fd=out_fd, hostname=hostname, upper=upper, sb=sb)
+                    cwd=cwd, network=network, etc=etc, out_fd=out_fd, hostname=hostname, upper=upper, sb=sb,
+                    step=step)
     finally:
         for fd in made:
             os.close(fd)
@@ -227,7 +232,7 @@ def run_in_layers(store, layers, *, args: list[str], env: list[str], cwd: str, u
 
 
 def _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, *, args, env, cwd, network, etc,
-         out_fd, hostname, upper, sb):
+         out_fd, hostname, upper, sb, step=None):
     from lamina.runtime.spec import MountSpec, RunOptions, build_spec
     from lamina.snapshot.view import LayerView
     specs = [MountSpec("bind", f"/proc/self/fd/{fd}" if fd >= 0 else m.source, m.target,
@@ -244,9 +249,14 @@ def _run(store, d, cid, launcher, detached, made, lowers, rootfs_mounts, u, *, a
         full_env.append(f"HOSTNAME={hostname}")
     if not any(e.startswith("HOME=") for e in full_env):
         full_env.append(f"HOME={u.home or '/'}")
+    extra: dict = {}
+    if step is not None:
+        extra["ulimits"] = step.ulimits
+        if step.shm_size:
+            extra["shm_size"] = step.shm_size
     opts = RunOptions(args=tuple(args), env=tuple(full_env), cwd=cwd or "/", user=u, hostname=hostname,
                       network="path" if sb else network, netns_path=sb.netns_path if sb else "",
-                      mounts=tuple(specs), etc_files=etc)
+                      mounts=tuple(specs), etc_files=etc, **extra)
     import json
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(build_spec(opts, root_path="rootfs"), f)

@@ -168,10 +168,21 @@ class SourceSteps:
             key = cache_key(state.image_id, instr.cmd, [text, checksum, state.cc.get("WorkingDir") or "/",
                                                         sorted(flags.items())])
             self.memo_ok = False
-        what = "dir" if len(items) == 1 and items[0].is_dir else "file"
-        shown = f"/bin/sh -c #(nop) {instr.cmd} {what}:{checksum[:64]} in {dest} "
+        # the classic builder's comment: the stage's shell, "COPY [--chown=X]<kind>:<hash> in
+        # <dest> " with kind file/dir for one source and multi (a hash of the hashes) for more
+        if len(items) == 1:
+            src_hash = f"{'dir' if items[0].is_dir else 'file'}:{checksum[:64]}"
+        else:
+            import hashlib
+            src_hash = "multi:" + hashlib.sha256(checksum.encode()).hexdigest()
+        chown = f"--chown={flags['chown']}" if flags.get("chown") else ""
+        shell = " ".join(state.cc.get("Shell") or ["/bin/sh", "-c"])
+        comment = f"#(nop) {instr.cmd} {chown}{src_hash} in {dest} "
+        shown = f"{shell} {comment}"
+        container = (self.step_container_id(state.image_id, text),
+                     list(state.cc.get("Shell") or ["/bin/sh", "-c"]) + [comment])
         result = self._commit(state, instr_text=text, history={"created_by": shown}, new_layer=desc, key=key,
-                              sources=sources_manifest)
+                              sources=sources_manifest, container=container)
         self.out.line(f" ---> {result.image_id[7:19]}")
         return result
 

@@ -291,3 +291,14 @@ def _ncpu() -> int:
         return len(os.sched_getaffinity(0))
     except OSError:
         return os.cpu_count() or 1
+
+
+
+def go_duration(value: str, flag: str) -> int:
+    """A duration flag (pflag's ``time.ParseDuration``), in nanoseconds."""
+    from lamina.duration import duration_error, parse_go_duration
+    n = parse_go_duration(value)
+    if n is None:
+        from lamina.errors import InvalidArgument
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: {duration_error(value)}')
+    return n

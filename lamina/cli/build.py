@@ -49,6 +49,11 @@ def cmd_build(argv, ctx) -> int:
     p.flag("--rm", default=True, help="Remove intermediate containers after a successful build (default true)")
     p.flag("--force-rm", help="Always remove intermediate containers")
     p.option("--pull-policy", help="Pull policy for base images: always, missing or never (--pull=POLICY)")
+    p.option("--add-host", append=True, metavar="list", help="Add a custom host-to-IP mapping (host:ip)")
+    p.option("--shm-size", metavar="bytes", help="Size of /dev/shm")
+    p.option("--ulimit", append=True, metavar="ulimit", help="Ulimit options")
+    p.option("--security-opt", append=True, metavar="stringArray",
+             help="Security options (refused, as Docker's daemon refuses them on build)")
     p.args("context", min=1, max=1)
     # --pull is Docker's boolean; --pull=always|missing|never (as on run) names a policy
     argv = [f"--pull-policy={x[7:]}" if x.startswith("--pull=") and x[7:] in ("always", "missing", "never")
@@ -61,6 +66,7 @@ def cmd_build(argv, ctx) -> int:
                               "(use --progress=plain or auto)")
     from lamina.registry.ensure import check_policy
     a.pull_policy = check_policy("always" if a.pull else (a.pull_policy or "missing"))
+    step = _step_options(a)  # bad values fail before anything, a replayed build included
     rid = _replay(ctx, a)
     if rid is not None:  # a fully cached build, replayed without the builder (builder/fastpath.py)
         _after(ctx, a, rid)
@@ -120,7 +126,8 @@ def cmd_build(argv, ctx) -> int:
                         tags=tuple(tags), build_args=_kv(a.build_arg, "build arg", from_env=True), target=a.target,
                         no_cache=a.no_cache, quiet=a.quiet, labels=_kv(a.label, "label"), network=a.network,
                         secrets=secrets, progress=a.progress, platform=a.platform,
-                        memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a, context), pull=a.pull_policy)
+                        memo_key=None if tmp_ctx or a.file == "-" else _memo_key(a, context), pull=a.pull_policy,
+                        step=step)
     from lamina.builder.builder import BuildFailed
     from lamina.errors import LaminaError, NeedsRoot
     try:
@@ -147,6 +154,35 @@ def _dockerfile_path(a, context: str) -> str:
     if not os.path.exists(dockerfile) and os.path.exists(os.path.join(context, a.file)):
         dockerfile = os.path.join(context, a.file)
     return dockerfile
+
+
+def _step_options(a):
+    """build's container flags (--add-host, --shm-size, --ulimit) as the builder's
+    StepOptions, with run's checks and messages; None when none is given. --security-opt
+    is refused as dockerd refuses it."""
+    if a.security_opt:  # dockerd 20.10's classic builder refuses them on Linux, so does lamina
+        raise InvalidArgument("The daemon on this platform does not support setting security options on build")
+    if not (a.add_host or a.shm_size or a.ulimit):
+        return None
+    from lamina.builder.builder import StepOptions
+    from lamina.network.config import _check_host
+    from lamina.runtime.containers import _ulimit_doc
+    hosts = []
+    for h in a.add_host:
+        name, _, addr = _check_host(h).partition(":")
+        if addr == "host-gateway":
+            raise InvalidArgument(f"--add-host {h}: host-gateway is not supported by lamina build "
+                                  "(name the address)")
+        hosts.append((name, addr))
+    shm = None
+    if a.shm_size:
+        from lamina.cli.units import parse_size
+        try:
+            shm = parse_size(a.shm_size)
+        except InvalidArgument as e:
+            raise InvalidArgument(f'invalid argument "{a.shm_size}" for "--shm-size" flag: {e}') from None
+    limits = tuple((u["Name"], u["Soft"], u["Hard"]) for u in map(_ulimit_doc, a.ulimit))
+    return StepOptions(add_hosts=tuple(hosts), shm_size=shm, ulimits=limits)
 
 
 def _memo_key(a, context: str) -> str:

@@ -11,11 +11,6 @@ import time
 from lamina.cli.args import Parser, parse
 from lamina.errors import Conflict, InvalidArgument, LaminaError, need_root
 
-PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedAt}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED",
-              "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
-              "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS", "State": "STATE"}
-
 
 def cmd_container_inspect(argv, ctx) -> int:
     """``container inspect``: ``inspect --type container``."""
@@ -29,66 +24,6 @@ def _containers(ctx):
 
 
 # -- create / run ----------------------------------------------------------------------
-def _create_parser(verb: str) -> Parser:
-    p = Parser(verb, "[OPTIONS] IMAGE [COMMAND] [ARG...]",
-               "Create and run a new container from an image" if verb == "run" else "Create a new container",
-               interspersed=False)
-    p.flag("-i", "--interactive", help="Keep STDIN open even if not attached")
-    p.flag("-t", "--tty", help="Allocate a pseudo-TTY")
-    if verb == "run":
-        p.flag("-d", "--detach", help="Run container in background and print container ID")
-        p.flag("--sig-proxy", default=True, help="Proxy received signals to the process (default true)")
-    p.flag("--rm", help="Automatically remove the container when it exits")
-    p.option("--name", help="Assign a name to the container")
-    p.option("-e", "--env", append=True, metavar="list", help="Set environment variables")
-    p.option("--env-file", append=True, metavar="list", help="Read in a file of environment variables")
-    p.option("-w", "--workdir", help="Working directory inside the container")
-    p.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
-    p.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
-    p.option("-v", "--volume", append=True, metavar="list", help="Bind mount a volume")
-    p.option("--mount", append=True, metavar="mount", help="Attach a filesystem mount to the container")
-    p.option("--tmpfs", append=True, metavar="list", help="Mount a tmpfs directory")
-    p.flag("--read-only", help="Mount the container's root filesystem as read only")
-    p.option("-h", "--hostname", help="Container host name")
-    p.option("--network", "--net", default="default", metavar="network",
-             help="Connect a container to a network: bridge (the default), a user network, none (only lo), "
-                  "host (the host's own network, loopback services included) or container:<name|id>")
-    p.option("--network-alias", "--net-alias", append=True, metavar="list",
-             help="Add network-scoped alias for the container")
-    p.option("--ip", metavar="string", help="IPv4 address (e.g., 172.30.100.104)")
-    p.option("-p", "--publish", append=True, metavar="list", help="Publish a container's port(s) to the host")
-    p.flag("-P", "--publish-all", help="Publish all exposed ports to random ports")
-    p.option("--expose", append=True, metavar="list", help="Expose a port or a range of ports")
-    p.option("--add-host", append=True, metavar="list", help="Add a custom host-to-IP mapping (host:ip)")
-    p.option("--dns", append=True, metavar="list", help="Set custom DNS servers")
-    p.option("--dns-search", append=True, metavar="list", help="Set custom DNS search domains")
-    p.option("--dns-option", "--dns-opt", append=True, metavar="list", help="Set DNS options")
-    p.option("--domainname", metavar="string", help="Container NIS domain name")
-    p.flag("--init", help="Run an init inside the container that forwards signals and reaps processes")
-    p.option("--stop-signal", help="Signal to stop the container")
-    p.option("--stop-timeout", metavar="int", help="Timeout (in seconds) to stop a container")
-    p.option("--restart", default="no", help="Restart policy to apply when a container exits (default \"no\")")
-    p.option("--cap-add", append=True, metavar="list", help="Add Linux capabilities")
-    p.option("--cap-drop", append=True, metavar="list", help="Drop Linux capabilities")
-    p.flag("--privileged", help="Give extended privileges to this container")
-    p.option("--security-opt", append=True, metavar="list", help="Security Options")
-    p.option("-m", "--memory", metavar="bytes", help="Memory limit")
-    p.option("--memory-swap", metavar="bytes",
-             help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap (default: twice --memory)")
-    p.option("--cpus", metavar="decimal", help="Number of CPUs")
-    p.option("--pids-limit", metavar="int", help="Tune container pids limit (set -1 for unlimited)")
-    p.option("--cgroup-parent", default="", help="Optional parent cgroup for the container")
-    p.option("--ulimit", append=True, metavar="ulimit", help="Ulimit options")
-    p.option("--shm-size", metavar="bytes", help="Size of /dev/shm")
-    p.option("-l", "--label", append=True, metavar="list", help="Set meta data on a container")
-    p.option("--detach-keys", help="Override the key sequence for detaching a container")
-    p.option("--runtime", default="builtin", help="Runtime to use for this container: builtin, runc or crun")
-    p.option("--pull", default="missing", help='Pull image before running ("always", "missing", "never") '
-                                               '(default "missing")')
-    p.args("args", min=1)
-    return p
-
-
 def _ensure_image(ctx, a) -> None:
     """Docker's --pull policy: a missing image is pulled (its progress on stderr, as
     ``docker run`` shows it). A failed pull is an engine error (125), as in Docker."""
@@ -101,100 +36,41 @@ def _ensure_image(ctx, a) -> None:
         raise LaminaError(str(e)) from None
 
 
-def _read_env_files(paths: list[str]) -> list[str]:
-    out = []
-    for path in paths:
-        try:
-            lines = open(path).read().splitlines()
-        except OSError as e:
-            raise InvalidArgument(f"open {path}: {e.strerror.lower()}") from None
-        for n, line in enumerate(lines, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if " " in line.split("=", 1)[0] or line.startswith("="):
-                raise InvalidArgument(f"{path}:{n}: variable '{line.split('=', 1)[0]}' contains whitespaces")
-            out.append(line)
-    return out
-
-
-def _options(a, verb: str):
-    from lamina.runtime.options import CreateOptions
-    image, cmd = a.args[0], tuple(a.args[1:])
-    entry = None
-    if a.entrypoint is not None:
-        entry = () if a.entrypoint == "" else (a.entrypoint,)
-    labels = {}
-    for l in a.label:
-        k, _, v = l.partition("=")
-        labels[k] = v
-    runtime = a.runtime
-    if runtime not in ("builtin", "runc", "crun", "lamina"):
-        raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
-    from lamina.cli.args import go_int, nano_cpus
-
-    def num(v, what):
-        return None if v is None else go_int(v, what)
-    pids = num(a.pids_limit, "--pids-limit")
-    nano = nano_cpus(a.cpus) if a.cpus is not None else 0
-
-    def size(v, what):
-        if not v:
-            return None
-        if v == "-1" and what == "--memory-swap":
-            return -1
-        from lamina.cli.units import parse_size
-        try:
-            return parse_size(v)
-        except InvalidArgument as e:  # Docker names the flag: invalid argument "x" for "-m, --memory" flag: ...
-            raise InvalidArgument(f'invalid argument "{v}" for "{what}" flag: {e}') from None
-    return CreateOptions(
-        image=image, cmd=cmd, name=a.name, entrypoint=entry,
-        env=tuple(_read_env_files(a.env_file) + list(a.env)), workdir=a.workdir, user=a.user,
-        hostname=a.hostname, tty=a.tty, interactive=a.interactive, volumes=tuple(a.volume),
-        mounts=tuple(a.mount), tmpfs=tuple(a.tmpfs), read_only=a.read_only, network=a.network,
-        ip=a.ip, network_aliases=tuple(a.network_alias), publish=tuple(a.publish), publish_all=a.publish_all,
-        expose=tuple(a.expose), add_hosts=tuple(a.add_host), dns=tuple(a.dns), dns_search=tuple(a.dns_search),
-        dns_options=tuple(a.dns_option), domainname=a.domainname,
-        init=a.init, stop_signal=a.stop_signal, stop_timeout=None if a.stop_timeout is None else
-        go_int(a.stop_timeout, "--stop-timeout", bits=32),
-        restart=a.restart, cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), privileged=a.privileged,
-        security_opt=tuple(a.security_opt), memory=size(a.memory, "-m, --memory"),
-        memory_swap=size(a.memory_swap, "--memory-swap"),
-        cpus=nano / 1e9 if nano else None, pids_limit=None if pids is None or pids <= 0 else pids,
-        ulimits=tuple(a.ulimit), shm_size=size(a.shm_size, "--shm-size"), labels=labels,
-        runtime="builtin" if runtime == "lamina" else runtime, auto_remove=a.rm, detach_keys=a.detach_keys,
-        cgroup_parent=a.cgroup_parent)
-
-
 def cmd_create(argv, ctx) -> int:
-    p = _create_parser("create")
-    a = parse(p, argv)
+    from lamina.cli.create import create_parser, options, write_cidfile
+    a = parse(create_parser("create"), argv)
     need_root("lamina create")
-    opts = _options(a, "create")
+    opts = options(a, "create")
     _ensure_image(ctx, a)
     doc = _containers(ctx).create(opts)
+    write_cidfile(opts.cidfile, doc["Id"])
     print(doc["Id"])
     return 0
 
 
 def cmd_run(argv, ctx) -> int:
-    p = _create_parser("run")
-    a = parse(p, argv)
+    from lamina.cli.create import create_parser, options, write_cidfile
+    a = parse(create_parser("run"), argv)
     need_root("lamina run")
     from lamina.runtime import lifecycle
     from lamina.runtime.attach import attach, parse_detach_keys
     if a.detach and a.rm and a.restart not in ("no", ""):
         raise Conflict("conflicting options: cannot specify both --restart and --rm")
     keys = parse_detach_keys(a.detach_keys)
-    opts = _options(a, "run")
+    opts = options(a, "run")
     _ensure_image(ctx, a)
     cs = _containers(ctx)
     doc = cs.create(opts)
+    try:
+        write_cidfile(opts.cidfile, doc["Id"])
+    except BaseException:
+        cs.delete(doc, volumes=True)
+        raise
     if a.detach:
         lifecycle.start_monitored(cs, doc)
         print(doc["Id"])
         return 0
+    cs.event(doc, "attach")
     if not a.tty:
         return lifecycle.run_foreground(cs, doc, stdin=a.interactive, sig_proxy=a.sig_proxy)
     # -t: the container belongs to a monitor, this process attaches (so ctrl-p ctrl-q can detach)
@@ -254,112 +130,6 @@ def cmd_start(argv, ctx) -> int:
     return rc
 
 
-# -- ps ---------------------------------------------------------------------------------
-def _status(st: dict, now: float) -> str:
-    from lamina.cli.units import human_duration
-    from lamina.timefmt import parse_time
-    s = st.get("Status")
-    if s == "created":
-        return "Created"
-    if s == "restarting":
-        since = human_duration(now - (parse_time(st.get('FinishedAt')) or now))
-        return f"Restarting ({st.get('ExitCode', 0)}) {since} ago"
-    if st.get("Running"):
-        up = f"Up {human_duration(now - (parse_time(st.get('StartedAt')) or now))}"
-        return up + " (Paused)" if st.get("Paused") else up
-    if s == "exited":
-        fin = parse_time(st.get("FinishedAt"))
-        ago = f" {human_duration(now - fin)} ago" if fin and fin > 0 else ""
-        return f"Exited ({st.get('ExitCode', 0)}){ago}"
-    return s or ""
-
-
-def _command(doc: dict, trunc: bool) -> str:
-    import json as _json
-    cmd = " ".join([doc["Path"], *doc["Args"]])
-    if trunc and len(cmd) > 20:
-        cmd = cmd[:19] + "…"
-    return _json.dumps(cmd, ensure_ascii=False)
-
-
-def cmd_ps(argv, ctx) -> int:
-    p = Parser("ps", "[OPTIONS]", "List containers")
-    p.flag("-a", "--all", help="Show all containers (default shows just running)")
-    p.option("-f", "--filter", append=True, metavar="filter", help="Filter output based on conditions provided")
-    p.option("--format", help="Format output using a custom template")
-    p.option("-n", "--last", metavar="int", help="Show n last created containers (includes all states)")
-    p.flag("-l", "--latest", help="Show the latest created container (includes all states)")
-    p.flag("--no-trunc", help="Don't truncate output")
-    p.flag("-q", "--quiet", help="Only display container IDs")
-    p.flag("-s", "--size", help="Display total file sizes")
-    p.args("args", max=0)
-    a = parse(p, argv)
-    from lamina.cli.table import format_table
-    from lamina.cli.units import ago
-    from lamina.timefmt import parse_time
-    cs = _containers(ctx)
-    docs = sorted(cs.all(), key=lambda d: d["Created"], reverse=True)
-    # a container whose image `rmi -f` deleted shows the image's ID, as Docker's ps does
-    held = {r[0] for r in cs.db.query("SELECT manifest FROM images")} if docs else set()
-    from lamina.cli.args import go_int
-    last = go_int(a.last, "-n, --last", bits=32) if a.last not in (None, "") else (1 if a.latest else -1)
-    show_all = a.all or last > 0
-    filters: dict[str, list[str]] = {}
-    for f in a.filter:
-        k, sep, v = f.partition("=")
-        if not sep:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {f}")
-        if k not in ("status", "name", "id", "label", "ancestor", "exited"):
-            raise InvalidArgument(f"invalid filter '{k}'")
-        filters.setdefault(k, []).append(v)
-    now = time.time()
-    rows = []
-    for d in docs:
-        st = d["State"]
-        if not show_all and not st["Running"] and not filters.get("status"):
-            continue
-        name = d["Name"].lstrip("/")
-        status_word = "paused" if st.get("Paused") else st["Status"]
-        if "status" in filters and status_word not in filters["status"]:
-            continue
-        if "name" in filters and not any(v in name for v in filters["name"]):
-            continue
-        if "id" in filters and not any(d["Id"].startswith(v) for v in filters["id"]):
-            continue
-        if "exited" in filters and not (st["Status"] == "exited" and str(st["ExitCode"]) in filters["exited"]):
-            continue
-        if "ancestor" in filters and not any(v in (d["Config"]["Image"], d["Image"], d["Image"][7:19])
-                                             for v in filters["ancestor"]):
-            continue
-        if "label" in filters:
-            labels = d["Config"].get("Labels") or {}
-            ok = True
-            for v in filters["label"]:
-                k, sep, val = v.partition("=")
-                ok = ok and k in labels and (not sep or labels[k] == val)
-            if not ok:
-                continue
-        created = parse_time(d["Created"]) or now
-        image = d["Config"]["Image"] if d.get("ImageManifest") in held else \
-            (d["Image"] if a.no_trunc else d["Image"][7:19])
-        rows.append({"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Image": image,
-                     "Command": _command(d, not a.no_trunc), "CreatedAt": ago(created, now),
-                     "RunningFor": ago(created, now), "Status": _status(st, now), "Ports": display_ports(d),
-                     "Names": name, "State": status_word,
-                     "Labels": ",".join(f"{k}={v}" for k, v in (d["Config"].get("Labels") or {}).items()),
-                     "Mounts": ",".join(m.get("Name") or m["Source"] for m in d.get("Mounts") or ()),
-                     "Networks": ",".join((d.get("NetworkSettings") or {}).get("Networks") or ()),
-                     "Size": "0B"})
-    if last > 0:
-        rows = rows[:last]
-    if a.quiet:
-        sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
-        return 0
-    out = format_table(rows, a.format or PS_TABLE, headers=PS_HEADERS)
-    sys.stdout.write(out)
-    return 0
-
-
 # -- stop / kill / rm / restart / wait / rename / pause ---------------------------------------
 def _each(refs, ctx, fn, *, echo=True) -> int:
     cs = _containers(ctx)
@@ -399,7 +169,7 @@ def cmd_kill(argv, ctx) -> int:
     def kill(cs, d):
         if sig in (9,):
             cs.set_state(d["Id"], StoppedByUser=True)
-        lifecycle.signal_container(d, sig)
+        lifecycle.signal_container(d, sig, cs)
     return _each(a.containers, ctx, kill)
 
 
@@ -420,7 +190,7 @@ def cmd_rm(argv, ctx) -> int:
                 d = cs.get(ref)
                 if d["State"]["Running"]:
                     cs.set_state(d["Id"], StoppedByUser=True)
-                    lifecycle.signal_container(d, _signal.SIGKILL)
+                    lifecycle.signal_container(d, _signal.SIGKILL, cs)
             except (LaminaError, ProcessLookupError):
                 pass  # reported by the removal below
     return _each(a.containers, ctx, lambda cs, d: lifecycle.remove(cs, d, force=a.force, volumes=a.volumes))
@@ -472,7 +242,8 @@ def cmd_rename(argv, ctx) -> int:
         raise Conflict(f'Conflict. The container name "/{new}" is already in use')
     with cs.db.tx() as c:
         c.execute("UPDATE containers SET name=? WHERE id=?", (new, doc["Id"]))
-    cs.update(doc["Id"], lambda d: d.__setitem__("Name", "/" + new))
+    renamed = cs.update(doc["Id"], lambda d: d.__setitem__("Name", "/" + new))
+    cs.event(renamed, "rename", oldName=doc["Name"])
     return 0
 
 
@@ -506,9 +277,13 @@ def cmd_logs(argv, ctx) -> int:
     from lamina.runtime.logs import LogReader, parse_since, write_entries
     cs = _containers(ctx)
     doc = cs.get(a.container)
+    if (doc["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+        e = LaminaError("configured logging driver does not support reading")
+        e.exit_code = 1
+        raise e
     now = time.time()
     since, until = parse_since(a.since, now), parse_since(a.until, now)
-    reader = LogReader(doc["LogPath"])
+    reader = LogReader(doc["LogPath"], rotated=True)
     entries = reader  # streamed record by record: a log may be far larger than memory
     if a.tail != "all":
         try:
@@ -551,6 +326,7 @@ def cmd_attach(argv, ctx) -> int:
     if not os.path.exists(sock):
         raise Conflict(f"container {doc['Id'][:12]} runs in the foreground of another lamina process; "
                        f"it has no attach socket (run it with -d or -t to attach later)")
+    cs.event(doc, "attach")
     code = attach(sock, stdin=not a.no_stdin and doc["Config"]["OpenStdin"], tty=doc["Config"]["Tty"],
                   detach_keys=parse_detach_keys(a.detach_keys or doc.get("Lamina", {}).get("DetachKeys")),
                   sig_proxy_pid=doc["State"].get("Pid") if a.sig_proxy else None)
@@ -576,7 +352,8 @@ def cmd_exec(argv, ctx) -> int:
     from lamina.runtime import exec as rexec
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
-    return rexec.exec_command(cs, doc, a.args[1:], env=_read_env_files(a.env_file) + list(a.env),
+    from lamina.cli.create import read_env_files
+    return rexec.exec_command(cs, doc, a.args[1:], env=read_env_files(a.env_file) + list(a.env),
                               user=a.user, workdir=a.workdir, tty=a.tty, interactive=a.interactive,
                               detach=a.detach, privileged=a.privileged)
 
@@ -615,54 +392,13 @@ def cmd_top(argv, ctx) -> int:
     return 0
 
 
-def _port_list(doc: dict) -> list[tuple[int, str, int, str]]:
-    """(private port, host IP, public port, proto) of a container, as the API's Port list."""
-    out = []
-    for key, binds in ((doc.get("NetworkSettings") or {}).get("Ports") or {}).items():
-        port, _, proto = key.partition("/")
-        if binds:
-            out += [(int(port), b["HostIp"], int(b["HostPort"] or 0), proto) for b in binds]
-        else:
-            out.append((int(port), "", 0, proto))
-    return sorted(out)
-
-
-def display_ports(doc: dict) -> str:
-    """ps's PORTS, as docker/cli's DisplayablePorts: runs of unpublished (or published on the
-    same port number) ports grouped as ``80-81/tcp``/``0.0.0.0:80-81->80-81/tcp``, in order
-    of first appearance, then ``ip:public->private/proto`` for the others."""
-    groups: dict[str, list[int]] = {}
-    result, mappings = [], []
-
-    def form(key: str, first: int, last: int) -> str:
-        ip, _, kind = key.rpartition("/")
-        g = str(first) if first == last else f"{first}-{last}"
-        return f"{ip}:{g}->{g}/{kind}" if ip else f"{g}/{kind}"
-    for private, ip, public, proto in _port_list(doc):
-        key = proto
-        if ip:
-            if public != private:
-                mappings.append(f"{ip}:{public}->{private}/{proto}")
-                continue
-            key = f"{ip}/{proto}"
-        g = groups.get(key)
-        if g is None:
-            groups[key] = [private, private]
-        elif private == g[1] + 1:
-            g[1] = private
-        else:
-            result.append(form(key, *g))
-            groups[key] = [private, private]
-    result += [form(k, *g) for k, g in groups.items()]
-    return ", ".join(result + mappings)
-
-
 def cmd_port(argv, ctx) -> int:
     p = Parser("port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "List port mappings or a specific mapping for the container")
     p.args("args", min=1, max=2)
     a = parse(p, argv)
+    from lamina.runtime.psindex import port_list
     doc = _containers(ctx).get(a.args[0])
-    ports = [x for x in _port_list(doc) if x[1]]
+    ports = [x for x in port_list(doc) if x[1]]
     if len(a.args) == 2:
         port, _, proto = a.args[1].partition("/")
         hits = [f"{ip}:{public}" for private, ip, public, pr in ports
@@ -770,6 +506,7 @@ def cmd_export(argv, ctx) -> int:
     from lamina.runtime.rootfs import with_container_root
     cs = _containers(ctx)
     doc = cs.get(a.container)
+    cs.event(doc, "export")
     from lamina.cli.images import side_progress
     if a.output is None:
         if sys.stdout.isatty():

@@ -14,8 +14,9 @@ IMAGES_TABLE_DIGESTS = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{
 IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
                   "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
                   "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
-                  "VirtualSize": "VIRTUAL SIZE"}
+                  "VirtualSize": "SIZE"}  # docker/cli titles VirtualSize SIZE too
 HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_TABLE_NOT_HUMAN = "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
 HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
 
@@ -55,11 +56,17 @@ def cmd_images(argv, ctx) -> int:
         rdigests.setdefault(m, {}).setdefault(name, d)
     parents = {r[0] for r in db.query("SELECT parent FROM images WHERE parent IS NOT NULL")}
     filters = _parse_filters(a.filter, ("dangling", "reference", "label", "before", "since"))
-    want_repo = want_tag = None
-    if a.repository:
-        from lamina import reference
-        ref = reference.parse(a.repository, default_tag=False)
-        want_repo, want_tag = ref.familiar_name, ref.tag
+    if a.repository:  # docker/cli sends the argument as one more reference filter
+        filters.setdefault("reference", []).append(a.repository)
+    dangling_only = None
+    if "dangling" in filters:  # dockerd takes exactly "true" or "false"
+        if "true" in filters["dangling"]:
+            dangling_only = True
+        elif "false" in filters["dangling"]:
+            dangling_only = False
+        else:
+            raise InvalidArgument(f"Invalid filter 'dangling=[{' '.join(filters['dangling'])}]'")
+    ref_patterns = [_go_path_pattern(f) for f in filters.get("reference", [])]
     before = since_t = None
     if "before" in filters or "since" in filters:
         from lamina.image.service import Images
@@ -84,13 +91,14 @@ def cmd_images(argv, ctx) -> int:
         intermediate = not named and config in parents
         if not named and config in tagged_configs:
             continue  # another manifest of this very image is tagged: Docker has one image per ID
-        if "dangling" in filters:
-            want = filters["dangling"][0].lower() in ("true", "1")
+        if dangling_only is not None:
+            want = dangling_only
             if want != (not named) or (want and intermediate):
                 continue
         elif intermediate and not a.all:
             continue
         t = created or added
+        created = int(created) if created else created  # Docker's image list carries whole seconds
         if (before is not None and t >= before) or (since_t is not None and t <= since_t):
             continue
         if "label" in filters and not _labels_match(ctx, config, filters["label"]):
@@ -101,25 +109,41 @@ def cmd_images(argv, ctx) -> int:
         for name in names or [None]:
             repo, tag = split_canonical(name.removesuffix(":<none>")) if name else ("<none>", "<none>")
             tag = tag or "<none>"
-            if want_repo is not None and (repo != want_repo or (want_tag and tag != want_tag)):
-                continue
-            if "reference" in filters and (name is None or
-                                           not any(_ref_match(f, repo, tag) for f in filters["reference"])):
+            if ref_patterns and (name is None or not any(_ref_match(f, repo, tag) for f in ref_patterns)):
                 continue
             digest = "<none>"
             if name:
                 base = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
                 digest = rdigests.get(manifest, {}).get(base, "<none>")
             out.append({"Repository": repo, "Tag": tag, "ID": short, "Digest": digest,
-                        "CreatedSince": since, "CreatedAt": _local_time(created or added), "Size": size_text,
+                        "CreatedSince": since, "CreatedAt": _local_time(created or int(added)), "Size": size_text,
                         "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
-                        "VirtualSize": size_text})
-    if a.quiet:  # one ID per row, repeated for each tag, like Docker
+                        "VirtualSize": human_size(size, 4)})
+    fmt = _image_format(a.format or "table", quiet=a.quiet, digests=a.digests)
+    if fmt == "{{.ID}}":  # -q: one ID per row, repeated for each tag, like Docker
         sys.stdout.write("".join(f"{r['ID']}\n" for r in out))
         return 0
-    fmt = a.format or (IMAGES_TABLE_DIGESTS if a.digests else IMAGES_TABLE)
     _render(out, fmt, IMAGES_HEADERS)
     return 0
+
+
+def _image_format(source: str, *, quiet: bool, digests: bool) -> str:
+    """docker/cli's NewImageFormat: ``table`` and ``raw`` are keys that -q and --digests pick
+    a template for; any other format is used as given (-q is then ignored), and a table
+    without ``{{.Digest}}`` gets a DIGEST column appended when --digests is set."""
+    if source == "table":
+        return "{{.ID}}" if quiet else (IMAGES_TABLE_DIGESTS if digests else IMAGES_TABLE)
+    if source == "raw":
+        if quiet:
+            return "image_id: {{.ID}}"
+        if digests:
+            return ("repository: {{ .Repository }}\ntag: {{.Tag}}\ndigest: {{.Digest}}\nimage_id: {{.ID}}\n"
+                    "created_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n")
+        return ("repository: {{ .Repository }}\ntag: {{.Tag}}\nimage_id: {{.ID}}\n"
+                "created_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n")
+    if source.startswith("table") and digests and "{{.Digest}}" not in source:
+        return source + "\t{{.Digest}}"
+    return source
 
 
 def _labels_match(ctx, config: str, wanted: list[str]) -> bool:
@@ -136,11 +160,65 @@ def _labels_match(ctx, config: str, wanted: list[str]) -> bool:
     return True
 
 
-def _ref_match(pattern: str, repo: str, tag: str) -> bool:
-    import fnmatch
-    if ":" in pattern.rsplit("/", 1)[-1]:
-        return fnmatch.fnmatchcase(f"{repo}:{tag}", pattern)
-    return fnmatch.fnmatchcase(repo, pattern)
+def _ref_match(pattern, repo: str, tag: str) -> bool:
+    """distribution's FamiliarMatch: the pattern against ``name:tag``, then against the name."""
+    return bool(pattern.fullmatch(f"{repo}:{tag}") or pattern.fullmatch(repo))
+
+
+def _go_path_pattern(pattern: str):
+    """Go's path.Match pattern as a compiled regex: ``*`` and ``?`` never match ``/``,
+    ``[...]`` / ``[^...]`` classes with ranges, ``\\`` escapes. A malformed pattern raises
+    InvalidArgument with Go's message, as dockerd answers a bad reference filter."""
+    import re
+    out = []
+    i, n = 0, len(pattern)
+    bad = InvalidArgument("syntax error in pattern")
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            i += 1
+            if i >= n:
+                raise bad
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            i += 1
+            neg = i < n and pattern[i] == "^"
+            if neg:
+                i += 1
+            items = []
+            first = True
+            while True:
+                if i >= n:
+                    raise bad
+                if pattern[i] == "]" and not first:
+                    break
+                first = False
+                lo, i = _class_char(pattern, i, bad)
+                hi = lo
+                if i < n and pattern[i] == "-":
+                    hi, i = _class_char(pattern, i + 1, bad)
+                    if hi < lo:
+                        raise bad
+                items.append(re.escape(lo) + ("-" + re.escape(hi) if hi != lo else ""))
+            out.append("[" + ("^" if neg else "") + "".join(items) + "]")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.S)
+
+
+def _class_char(pattern: str, i: int, bad: Exception) -> tuple[str, int]:
+    if i >= len(pattern) or pattern[i] in "-]":
+        raise bad
+    if pattern[i] == "\\":
+        i += 1
+        if i >= len(pattern):
+            raise bad
+    return pattern[i], i + 1
 
 
 def _parse_filters(items: list[str], allowed: tuple[str, ...]) -> dict[str, list[str]]:
@@ -150,7 +228,7 @@ def _parse_filters(items: list[str], allowed: tuple[str, ...]) -> dict[str, list
         if not sep:
             raise InvalidArgument(f"bad format of filter (expected name=value): {f}")
         if k not in allowed:
-            raise InvalidArgument(f"invalid filter '{k}'")
+            raise InvalidArgument(f"Invalid filter '{k}'")
         out.setdefault(k, []).append(v)
     return out
 
@@ -304,7 +382,11 @@ def _print_inspect(results: list[tuple[str, dict]], fmt: str | None) -> list[str
         sys.stdout.write("".join(out) or "\n")
         return errors
     import json
-    sys.stdout.write(json.dumps([r for _, r in results], indent=4, ensure_ascii=False) + "\n")
+
+    from lamina.runtime.record import inspect_view
+    docs = [inspect_view(r) if kind == "container" else r for kind, r in results]
+    # as dockerd writes it (json.Encoder with SetEscapeHTML(false)): <, >, & stay as they are
+    sys.stdout.write(json.dumps(docs, indent=4, ensure_ascii=False) + "\n")
     return []
 
 
@@ -324,6 +406,7 @@ def cmd_history(argv, ctx) -> int:
     now = time.time()
     rows = []
     for r in history_rows(imgs, imgs.resolve(a.image)):
+        created = int(r["created"]) if r["created"] else None  # Docker's history has whole seconds
         ident = r["id"] or "<missing>"
         if r["id"] and not a.no_trunc:
             ident = r["id"].split(":", 1)[1][:12]
@@ -331,23 +414,30 @@ def cmd_history(argv, ctx) -> int:
         if not a.no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
         rows.append({"ID": ident,
-                     "CreatedSince": ((ago(r["created"], now) if human else _iso(r["created"]))
-                                      if r["created"] else "N/A"),
-                     "CreatedAt": _iso(r["created"]) if r["created"] else "",
+                     "CreatedSince": ((ago(created, now) if human else _iso(created))
+                                      if created else "N/A"),
+                     "CreatedAt": _iso(created) if created else "",
                      "CreatedBy": created_by,
                      "Size": human_size(r["size"]) if human else str(r["size"]),
                      "Comment": r["comment"]})
-    if a.quiet:
+    # docker/cli's NewHistoryFormat: -q and -H pick the template only for the "table" key
+    fmt = a.format or "table"
+    if fmt == "table":
+        fmt = "{{.ID}}" if a.quiet else (HISTORY_TABLE if human else HISTORY_TABLE_NOT_HUMAN)
+    if fmt == "{{.ID}}":
         sys.stdout.write("".join(f"{r['ID']}\n" for r in rows))
         return 0
-    _render(rows, a.format or HISTORY_TABLE, HISTORY_HEADERS)
+    _render(rows, fmt, HISTORY_HEADERS)
     return 0
 
 
 def _iso(ts: float | None) -> str:
+    """Go's time.RFC3339 in local time: ``Z`` for a zero offset, else ``+hh:mm``."""
     if not ts:
         return ""
     zone = time.strftime("%z", time.localtime(ts))
+    if zone in ("+0000", "-0000"):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.localtime(ts))
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) + zone[:3] + ":" + zone[3:]
 
 
@@ -362,8 +452,20 @@ def cmd_save(argv, ctx) -> int:
 
     from lamina.image.archive import save
     imgs = _images(ctx)
+    from lamina.errors import NotFound
+    if a.output is not None:  # checked first, as docker/cli does, in its words
+        from lamina.perms import check_output_path
+        try:
+            check_output_path(a.output)
+        except InvalidArgument as e:
+            err = InvalidArgument(f"failed to save image: {e}")
+            err.prefix = ""
+            raise err from None
     for name in a.images:
-        imgs.resolve(name)  # fail before creating the output file
+        try:
+            imgs.resolve(name)  # fail before creating the output file
+        except NotFound:  # dockerd's save names the argument as given (no :latest added)
+            raise NotFound(f"No such image: {name}") from None
     if a.output is None:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")

@@ -44,8 +44,9 @@ CONTAINER_VERBS: dict[str, str] = {
     "inspect": "containers:cmd_container_inspect",
     "kill": "containers:cmd_kill",
     "logs": "containers:cmd_logs",
-    "ls": "containers:cmd_ps",
-    "list": "containers:cmd_ps",
+    "ls": "ps:cmd_ps",
+    "list": "ps:cmd_ps",
+    "ps": "ps:cmd_ps",
     "pause": "containers:cmd_pause",
     "port": "containers:cmd_port",
     "prune": "containers:cmd_prune",
@@ -55,9 +56,11 @@ CONTAINER_VERBS: dict[str, str] = {
     "remove": "containers:cmd_rm",
     "run": "containers:cmd_run",
     "start": "containers:cmd_start",
+    "stats": "stats:cmd_stats",
     "stop": "containers:cmd_stop",
     "top": "containers:cmd_top",
     "unpause": "containers:cmd_unpause",
+    "update": "stats:cmd_update",
     "wait": "containers:cmd_wait",
 }
 
@@ -97,6 +100,7 @@ REGISTRY_VERBS: dict[str, str] = {
 
 SYSTEM_VERBS: dict[str, str] = {
     "df": "system:cmd_df",
+    "events": "events:cmd_events",
     "info": "system:cmd_info",
     "prune": "system:cmd_prune",
 }
@@ -128,7 +132,7 @@ SUB_SUMMARIES: dict[str, str] = {
 COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "run": ("containers:cmd_run", "Create and run a new container from an image"),
     "exec": ("containers:cmd_exec", "Execute a command in a running container"),
-    "ps": ("containers:cmd_ps", "List containers"),
+    "ps": ("ps:cmd_ps", "List containers"),
     "build": ("build:cmd_build", "Build an image from a Dockerfile"),
     "pull": ("registry:cmd_pull", "Download an image from a registry"),
     "push": ("registry:cmd_push", "Upload an image to a registry"),
@@ -159,6 +163,8 @@ COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "attach": ("containers:cmd_attach",
                "Attach local standard input, output, and error streams to a running container"),
     "top": ("containers:cmd_top", "Display the running processes of a container"),
+    "stats": ("stats:cmd_stats", "Display a live stream of container(s) resource usage statistics"),
+    "update": ("stats:cmd_update", "Update configuration of one or more containers"),
     "port": ("containers:cmd_port", "List port mappings or a specific mapping for the container"),
     "commit": ("containers:cmd_commit", "Create a new image from a container's changes"),
     "diff": ("containers:cmd_diff", "Inspect changes to files or directories on a container's filesystem"),
@@ -169,6 +175,7 @@ COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "network": (NETWORK_VERBS, "Manage networks"),
     "volume": (VOLUME_VERBS, "Manage volumes"),
     "system": (SYSTEM_VERBS, "Manage lamina"),
+    "events": ("events:cmd_events", "Get real time events from the server"),
     "info": ("system:cmd_info", "Display system-wide information"),
     "version": ("system:cmd_version", "Show the lamina version information"),
     "completion": ("docs:cmd_completion", "Generate the autocompletion script for the specified shell"),
@@ -238,10 +245,10 @@ def _group_usage(verb: str) -> str:
 
 def _function(target: str):
     """The verb function a table entry names ("module:function"), importing its module now."""
-    import importlib
-
     module, name = target.split(":")
-    return getattr(importlib.import_module(f"lamina.cli.{module}"), name)
+    full = f"lamina.cli.{module}"
+    __import__(full)
+    return getattr(sys.modules[full], name)
 
 
 #: Verbs whose process may end without the interpreter's teardown (see :func:`entry`): their

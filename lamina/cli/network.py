@@ -265,6 +265,9 @@ def cmd_network_connect(argv, ctx) -> int:
     if doc["State"]["Running"]:
         from lamina.network.sandbox import connect_running
         settings = connect_running(ctx.store, doc, net, settings)
+        from lamina.events import emit
+        emit(ctx.store.root, "network", "connect", net.id, {"container": doc["Id"], "name": net.name,
+                                                           "type": "bridge"})
     cs.update(doc["Id"], lambda d: d["NetworkSettings"].setdefault("Networks", {}).__setitem__(net.name, settings))
     return 0
 
@@ -287,6 +290,9 @@ def cmd_network_disconnect(argv, ctx) -> int:
     if doc["State"]["Running"]:
         from lamina.network.sandbox import disconnect_running
         disconnect_running(ctx.store, doc, net, nets[net.name])
+        from lamina.events import emit
+        emit(ctx.store.root, "network", "disconnect", net.id, {"container": doc["Id"], "name": net.name,
+                                                              "type": "bridge"})
     # as Docker, NetworkMode stays: a container left on no network starts with only lo
     cs.update(doc["Id"], lambda d: d["NetworkSettings"]["Networks"].pop(net.name, None))
     return 0

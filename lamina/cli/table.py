@@ -161,6 +161,23 @@ def tabwrite(text: str, *, minwidth: int = 10, tabwidth: int = 1, padding: int =
     return "".join(w.out)
 
 
+def _aligned(lines: list[list[str]], minwidth: int = 10, padding: int = 3) -> str:
+    """What :func:`tabwrite` makes of lines that all have the same number of cells, none
+    holding a tab or newline (a table of plain fields): every column but the last as wide as
+    its widest cell plus ``padding`` (at least ``minwidth``), the last one unpadded."""
+    if any(any(ch in c for c in line for ch in "\t\n\v\f") for line in lines):
+        return tabwrite("".join("\t".join(line) + "\n" for line in lines), minwidth=minwidth, padding=padding)
+    ncols = len(lines[0]) if lines else 0
+    widths = [[_text_width(c) for c in line] for line in lines]
+    cols = [max(minwidth, max(w[i] for w in widths) + padding) for i in range(ncols - 1)]
+    out = []
+    for line, w in zip(lines, widths):
+        parts = [c + " " * (cols[i] - w[i]) for i, c in enumerate(line[:-1])]
+        parts.append(line[-1] if line else "")
+        out.append("".join(parts) + "\n")
+    return "".join(out)
+
+
 def _plain_fields(text: str) -> list[str] | None:
     """["A", "B"] if ``text`` is exactly "{{.A}}<tab>{{.B}}..." with ASCII field names, else None.
 
@@ -200,13 +217,21 @@ def format_table(
     fields = _plain_fields(text)
     if fields and all(type(row.get(f)) in (str, int) for row in rows for f in fields):
         # the default formats of images, ps, history ...: same output, no template engine
-        body = "".join("\t".join([str(row[f]) for f in fields]) + "\n" for row in rows)
+        cells = [[str(row[f]) for f in fields] for row in rows]
         if not is_table:
-            return body
+            return "".join("\t".join(c) + "\n" for c in cells)
         from lamina.gotemplate.header import HeaderDot
 
         dot = HeaderDot(headers)
-        return tabwrite("\t".join([str(dot.lookup(dot, f)) for f in fields]) + "\n" + body)
+        return _aligned([[str(dot.lookup(dot, f)) for f in fields], *cells])
+    if text == "{{json .}}" and all(type(row) is dict for row in rows):
+        # a docker/cli formatter context marshals itself with json.Marshal (keys sorted, and
+        # <, >, & escaped, unlike the template's json function on a field): a GoStruct row
+        # would print through the template's json, so the whole-row case is written here
+        from lamina.gotemplate.jsonenc import json_marshal
+
+        body = "".join(json_marshal(dict(sorted(row.items())), escape_html=True) + "\n" for row in rows)
+        return tabwrite("\n" + body) if is_table else body
     from lamina.gotemplate.template import compile_template
     from lamina.gotemplate.values import GoStruct
 

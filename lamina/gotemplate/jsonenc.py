@@ -76,7 +76,7 @@ def _json_encode(v, out: list, escape_html: bool, depth: int = 0) -> None:
         out.append(_json_float(v))
     elif isinstance(v, GoStruct):
         out.append("{")
-        for i, (k, f) in enumerate(v.items()):
+        for i, (k, f) in enumerate(v.json_items()):
             if i:
                 out.append(",")
             out.append(_json_str(k, escape_html))

@@ -124,15 +124,34 @@ class GoStruct:
     not have is an error (``can't evaluate field Nope in type <type_name>``), JSON keeps the
     field order, ``{{.}}`` prints ``{v1 v2 ...}``. A callable field is a method: it is called,
     with any template arguments (``{{.Label "com.example"}}``), when read.
+
+    ``json_keys`` gives fields Go's json tags: field name -> (JSON key, omitempty), so that
+    ``{{json .}}`` prints ``"status"`` for a field ``.Status`` and leaves out an empty one.
     """
 
-    __slots__ = ("_fields", "_type_name")
+    __slots__ = ("_fields", "_type_name", "_json_keys")
 
-    def __init__(self, fields=(), /, type_name: str = "struct", **kwargs) -> None:
+    def __init__(self, fields=(), /, type_name: str = "struct", *, json_keys: Mapping | None = None,
+                 **kwargs) -> None:
         d = dict(fields)
         d.update(kwargs)
         object.__setattr__(self, "_fields", d)
         object.__setattr__(self, "_type_name", type_name)
+        object.__setattr__(self, "_json_keys", json_keys)
+
+    def json_items(self):
+        """(JSON key, value) of each field as encoding/json writes them (tags, omitempty)."""
+        tags = self._json_keys
+        if not tags:
+            return self._fields.items()
+        out = []
+        for k, v in self._fields.items():
+            key, omitempty = tags.get(k, (k, False))
+            if omitempty and (v is None or isinstance(v, NilPointer) or v == "" or v == 0 or v is False or
+                              (isinstance(v, (list, tuple, Mapping)) and not v)):
+                continue
+            out.append((key, v))
+        return out
 
     def __setattr__(self, key, value):
         raise AttributeError("GoStruct is immutable")

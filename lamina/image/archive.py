@@ -161,6 +161,9 @@ def save(images: Images, names: list[str], out: BinaryIO, *, progress=None) -> N
     if repositories:
         t.add_bytes("repositories", json.dumps(repositories).encode())
     t.close()
+    from lamina.events import image_event
+    for rec, _ in picked:
+        image_event(images.store.root, str(rec.id), "save")
 
 
 # -- load ----------------------------------------------------------------------------
@@ -517,6 +520,8 @@ def _register(images: Images, found: _Loaded) -> list[str]:
                     lines.append(f"The image {reference.parse(t).familiar} already exists, renaming the old one "
                                  f"with ID {old.id} to empty string")
         images.add_image(mbytes, tags=tags, layer_facts=facts)
+        from lamina.events import image_event
+        image_event(images.store.root, str(m.config.digest), "load")
         if tags:
             lines.extend(f"Loaded image: {reference.parse(t).familiar}" for t in tags)
         else:

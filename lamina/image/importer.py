@@ -39,4 +39,7 @@ def import_tar(images: Images, src: BinaryIO, *, tags: list | tuple = (), change
         if plat.variant:
             config["variant"] = plat.variant
         desc = oci.Descriptor(info.media_type, info.digest, info.size)
-        return images.create(config=config, layers=[(desc, info.diff_id, info.content_size)], tags=list(tags))
+        rec = images.create(config=config, layers=[(desc, info.diff_id, info.content_size)], tags=list(tags))
+    from lamina.events import image_event
+    image_event(store.root, str(rec.id), "import")
+    return rec

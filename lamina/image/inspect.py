@@ -16,12 +16,20 @@ _CONFIG_SHAPE = (
 )
 
 
+_HEALTHCHECK_ORDER = ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries")
+
+
 def docker_config(cfg: dict) -> dict:
-    """An image's container config in Docker's full shape (absent fields as Docker shows them)."""
+    """An image's container config in Docker's full shape (absent fields as Docker shows them;
+    a Healthcheck's keys in Go's field order)."""
     out = {}
     for key, default in _CONFIG_SHAPE:
         if key in cfg and cfg[key] not in (None, [], {}) or (key in cfg and default == "omit" and cfg[key]):
             out[key] = cfg[key]
+            if key == "Healthcheck" and isinstance(cfg[key], dict):
+                hc = cfg[key]
+                out[key] = {**{k: hc[k] for k in _HEALTHCHECK_ORDER if k in hc},
+                            **{k: v for k, v in hc.items() if k not in _HEALTHCHECK_ORDER}}
         elif default != "omit":
             out[key] = default
     for k, v in cfg.items():
@@ -39,15 +47,7 @@ def inspect_image(images: Images, rec: ImageRecord) -> dict:
     if cfg.history:
         comment = cfg.history[-1].comment or ""
     container_config = raw.get("container_config")
-    chain = images.chain(rec)
-    snap = None
-    if chain:
-        row = images.db.one("SELECT dir FROM snapshots WHERE chain_id=?", (str(chain[-1][0]),))
-        snap = row[0] if row else None
-    graph: dict = {"Data": None, "Name": "overlay"}
-    if snap:
-        import os
-        graph["Data"] = {"UpperDir": os.path.join(images.store.snapshots_dir, snap, "fs")}
+    graph = {"Data": _graph_data(images, images.chain(rec)), "Name": "overlay2"}
     out = {
         "Id": str(rec.id),
         "RepoTags": tags,
@@ -72,6 +72,29 @@ def inspect_image(images: Images, rec: ImageRecord) -> dict:
     if cfg.variant:
         out["Variant"] = cfg.variant
     return out
+
+
+def _graph_data(images: Images, chain) -> dict | None:
+    """Docker's overlay2 GraphDriver.Data for an image whose layers are unpacked: LowerDir
+    (the parents' layer dirs, nearest first; absent for one layer), MergedDir, UpperDir (the
+    top layer's dir) and WorkDir, in Docker's key order. None while a layer is not unpacked
+    (lamina unpacks on first use)."""
+    import os
+    dirs = []
+    for chain_id, *_ in chain:
+        row = images.db.one("SELECT dir FROM snapshots WHERE chain_id=?", (str(chain_id),))
+        if not row:
+            return None
+        dirs.append(os.path.join(images.store.snapshots_dir, row[0]))
+    if not dirs:
+        return None
+    top = dirs[-1]
+    data = {}
+    if len(dirs) > 1:
+        data["LowerDir"] = ":".join(os.path.join(d, "fs") for d in reversed(dirs[:-1]))
+    data.update(MergedDir=os.path.join(top, "merged"), UpperDir=os.path.join(top, "fs"),
+                WorkDir=os.path.join(top, "work"))
+    return data
 
 
 def _last_tag_time(images: Images, rec: ImageRecord) -> str:

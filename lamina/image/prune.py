@@ -20,7 +20,7 @@ def _until(values: list[str]) -> float | None:
         return float(v)
     t = parse_time(v)
     if t is None:
-        raise InvalidArgument(f"invalid filter 'until={v}': want a duration (10m, 2h) or a timestamp")
+        raise InvalidArgument(f'failed to parse value as time or duration: "{v}"')  # dockerd's words
     return t
 
 

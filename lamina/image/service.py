@@ -95,7 +95,8 @@ class Images:
     def resolve(self, text: str) -> ImageRecord:
         """Find an image by reference, full or short ID, or digest (``name@sha256:...``).
 
-        Names are tried first, then IDs, like Docker. Raises NotFound ("No such image: x").
+        Names are tried first, then IDs, like Docker. Raises NotFound naming what was looked
+        up, as dockerd does: ``No such image: busybox:latest`` for a name without a tag.
         """
         from lamina import reference
         text = text.strip()
@@ -137,6 +138,8 @@ class Images:
             rows = self.db.query(f"SELECT {_COLS} FROM images WHERE manifest LIKE ?", (like,))
             if len(rows) == 1:
                 return ImageRecord.from_row(rows[0])
+        if ref is not None and ref.digest is None:  # dockerd names what it looked up: busybox:latest
+            raise NotFound(f"No such image: {ref.familiar}")
         raise NotFound(f"No such image: {text}")
 
     @staticmethod
@@ -227,19 +230,34 @@ class Images:
         mbytes = oci.canonical_json(manifest)
         self.content.put_bytes(mbytes)
         facts = {d.digest: (diff, size, d.media_type) for d, diff, size in layers}
-        return self.add_image(mbytes, tags=tags, parent=parent, intermediate=intermediate, layer_facts=facts,
-                              write_index=write_index)
+        rec = self.add_image(mbytes, tags=tags, parent=parent, intermediate=intermediate, layer_facts=facts,
+                             write_index=write_index)
+        for ref in tags:
+            self._event(rec, "tag", _familiar(ref))
+        return rec
+
+    def _event(self, rec: ImageRecord, action: str, name: str | None = None) -> None:
+        from lamina.events import image_event
+        image_event(self.store.root, str(rec.id), action, name)
 
     # -- tags ---------------------------------------------------------------------
     def tag(self, rec: ImageRecord, ref) -> None:
+        """Point ``ref`` at ``rec`` (journals Docker's ``tag`` event)."""
         with self.db.tx() as c:
             _move_tag(c, str(ref), str(rec.manifest))
         self.write_index()
+        self._event(rec, "tag", _familiar(ref))
 
     def untag(self, name: str) -> None:
+        """Remove the tag ``name`` (journals ``untag`` of the image it named)."""
         with self.db.tx() as c:
+            row = c.execute("SELECT images.config FROM tags JOIN images ON images.manifest = tags.manifest "
+                            "WHERE tags.name=?", (name,)).fetchone()
             c.execute("DELETE FROM tags WHERE name=?", (name,))
         self.write_index()
+        if row is not None:
+            from lamina.events import image_event
+            image_event(self.store.root, row[0], "untag")
 
     def write_index(self) -> None:
         """Rewrite content/index.json from the DB: every image, once per tag (ref.name = full
@@ -367,7 +385,10 @@ class Images:
             mine = [str(c) for c, _, _ in self.chain(rec)]
         except LaminaError:
             mine = []
-        out = [f"Untagged: {reference.parse(t).familiar}" for t in self.tags_of(rec.manifest)]
+        out = []
+        for t in self.tags_of(rec.manifest):
+            out.append(f"Untagged: {reference.parse(t).familiar}")
+            self._event(rec, "untag")
         out += [f"Untagged: {rd}" for rd in self.repo_digests_of(rec.manifest)]
         # only this manifest goes: another manifest of the same config (same image ID, e.g. a
         # differently compressed copy) keeps its own tags and users
@@ -380,6 +401,7 @@ class Images:
         if still:
             return out
         out.append(f"Deleted: {rec.id}")
+        self._event(rec, "delete")
         report = gc.collect(self.store)
         out.extend(f"Deleted: {c}" for c in reversed(mine) if c not in report.kept_chains)
         if prune and rec.parent:
@@ -389,6 +411,12 @@ class Images:
                 out.extend(self._delete(parent, self.containers_using(parent), force=False,
                                         prune=True, quiet=True))
         return out
+
+
+def _familiar(ref) -> str:
+    """A stored or parsed reference as Docker shows it (``busybox:latest``)."""
+    from lamina import reference
+    return (ref if hasattr(ref, "familiar") else reference.parse(str(ref))).familiar
 
 
 def _move_tag(c, name: str, manifest: str) -> None:

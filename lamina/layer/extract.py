@@ -51,7 +51,7 @@ _ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS,
 @value
 class ApplyResult:
     """What :func:`apply_layer` did: ``entries`` tar entries (meta headers not counted),
-    ``content_size`` the sum of the sizes of regular files."""
+    ``content_size`` the sum of the sizes of regular files and symlink targets."""
 
     entries: int
     content_size: int
@@ -478,6 +478,8 @@ def apply_layer(src: BinaryIO, root: str, *, mode: str, check_only: bool = False
             entries += 1
             if e.type in ts.REGULAR_TYPES:
                 content += e.size
+            elif e.type == ts.SYM:  # counted as Docker counts it: the symlink's lstat size
+                content += len(os.fsencode(e.linkname))
             if applier is None:
                 continue
             try:

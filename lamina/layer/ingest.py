@@ -16,6 +16,7 @@ decompression and compression overlap with the Python header parser.
 from __future__ import annotations
 
 import hashlib
+import os
 
 from lamina.digest import Digest, HashingWriter
 from lamina.errors import InvalidArgument
@@ -43,7 +44,8 @@ class LayerInfo:
     ``diff_id``: sha256 of the uncompressed tar; ``digest``/``size``: sha256 and length of
     the bytes written to ``out`` (the blob); ``uncompressed_size``: length of the plain tar;
     ``media_type``: OCI layer media type for the chosen compression; ``content_size``: sum of
-    the sizes of regular files (what ``images`` shows as SIZE); ``entries``: tar entries
+    the sizes of regular files and of symlink targets (Docker's layer size: the unpacked
+    entries' lstat sizes, what ``images`` shows as SIZE); ``entries``: tar entries
     (PAX/GNU meta headers not counted). ``content_size`` and ``entries`` are -1 when the
     tar was not parsed (``check=False``).
     """
@@ -108,6 +110,8 @@ def ingest_layer(src: BinaryIO, out: BinaryIO, *, compression: str | None = "gzi
                 entries += 1
                 if e.type in ts.REGULAR_TYPES:
                     content += e.size
+                elif e.type == ts.SYM:  # Docker's layer size counts a symlink's lstat size
+                    content += len(os.fsencode(e.linkname))
             tr.drain()
         else:
             while read_chunk():

@@ -208,8 +208,9 @@ def write_layer(root: str, out: BinaryIO, *, overlay_upper: bool = False,
     ``source_date_epoch``: clamp every mtime to it (reproducible builds).
     ``paths``: write only these paths (relative to ``root``, each must exist; directories
     are not recursed), in the same canonical order.
-    ``content``: called with each regular file's size (lets the caller total the layer's
-    content size without a second walk).
+    ``content``: called with each regular file's size and each symlink's target length
+    (lets the caller total the layer's content size, Docker's lstat sum, without a second
+    walk).
     The output is deterministic for the same tree. ``out`` is written sequentially and not
     closed. Files that change while being read are cut or zero-padded to their size at
     stat time, so the tar stays well formed.
@@ -272,6 +273,8 @@ def write_layer(root: str, out: BinaryIO, *, overlay_upper: bool = False,
             target = os.readlink(path)
             w.write(tar_header(rel, mode=perm, uid=uid, gid=gid, size=0, mtime=mtime,
                                typ=b"2", linkname=target, xattrs=xattrs))
+            if content is not None:
+                content(len(target))
         elif stat.S_ISFIFO(mode):
             w.write(tar_header(rel, mode=perm, uid=uid, gid=gid, size=0, mtime=mtime,
                                typ=b"6", xattrs=xattrs))

@@ -240,6 +240,8 @@ class Networks:
                 raise
         made = self._user(nid)
         assert made is not None  # written above
+        from lamina.events import emit
+        emit(self.store.root, "network", "create", nid, {"name": name, "type": "bridge"})
         return made
 
     def _taken(self) -> builtins.list:
@@ -263,6 +265,8 @@ class Networks:
             dns.stop(net)
             import shutil
             shutil.rmtree(net.state_dir, ignore_errors=True)
+        from lamina.events import emit
+        emit(self.store.root, "network", "destroy", net.id, {"name": net.name, "type": "bridge"})
 
     def ensure_up(self, net: Network) -> Network:
         """Bring ``net``'s bridge up if it is not (the default bridge: first use on this host,

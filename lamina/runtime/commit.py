@@ -94,8 +94,11 @@ def commit(containers, doc: dict, *, tag=None, author: str | None = None, messag
                 config["author"] = author
             else:
                 config.pop("author", None)
-            return images.create(config=config, layers=base_layers(images, base) + [layer],
-                                 tags=[tag] if tag else [], parent=None)
+            rec = images.create(config=config, layers=base_layers(images, base) + [layer],
+                                tags=[tag] if tag else [], parent=None)
+        containers.event(doc, "commit", comment=message or "", imageID=str(rec.id),
+                         imageRef=tag.familiar if tag else "")
+        return rec
     finally:
         if paused:
             lifecycle.unpause(containers, containers.get(doc["Id"]))

@@ -32,7 +32,7 @@ import time
 
 from lamina import testhook
 from lamina.errors import Conflict, InvalidArgument, LaminaError, NotFound
-from lamina.runtime import record
+from lamina.runtime import psindex, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names used in annotations only; importing them costs start-up time
@@ -46,27 +46,14 @@ def now_rfc3339() -> str:
     return rfc3339()
 
 
-def _pid_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):  # a zombie is gone, even if nobody reaped it yet
-        return None
-    return fields[19].decode()
+_pid_start = psindex.pid_start
+process_alive = psindex.process_alive
 
 
 def cgroup_parent_of(doc: dict) -> str:
     """The parent cgroup the container runs under, fixed when it was created (records
     made before ``--cgroup-parent`` existed used ``lamina``)."""
     return (doc.get("Lamina") or {}).get("CgroupParent") or "lamina"
-
-
-def process_alive(pid: int | None, start: str | None) -> bool:
-    """True if ``pid`` runs and is the same process (same start time) that was recorded."""
-    return bool(pid) and start is not None and _pid_start(pid) == start
 
 
 def parse_restart(policy: str) -> tuple[str, int]:
@@ -91,6 +78,11 @@ class Containers:
 
     def dir(self, cid: str) -> str:
         return os.path.join(self.root, cid)
+
+    def event(self, doc: dict, action: str, **attributes: str) -> None:
+        """Journal a container event (lamina.events) for ``doc``."""
+        from lamina.events import container_event
+        container_event(self.store.root, doc, action, **attributes)
 
     # -- records ------------------------------------------------------------------
     def all(self) -> list[dict]:
@@ -131,7 +123,7 @@ class Containers:
                 raise NotFound(f"No such container: {cid[:12]}")
             doc = json.loads(row[0])
             fn(doc)
-            c.execute("UPDATE containers SET data=? WHERE id=?", (json.dumps(doc), cid))
+            c.execute("UPDATE containers SET data=?, ps=? WHERE id=?", (json.dumps(doc), psindex.encode(doc), cid))
         return doc
 
     def set_state(self, cid: str, **changes) -> dict:
@@ -197,7 +189,9 @@ class Containers:
             raise Conflict("conflicting options: cannot specify both --restart and --rm")
         from lamina.runtime import secopts
         security_opt = secopts.normalize(opts.security_opt)
-        if opts.init:
+        if opts.init_path is not None and not os.path.isfile(opts.init_path):
+            raise InvalidArgument(f"--init-path {opts.init_path}: no such file")
+        if opts.init and opts.init_path is None:
             from lamina.runtime.spec import find_init
             find_init()  # Unavailable (125) now rather than at every start
         from lamina.runtime import launcher
@@ -230,28 +224,51 @@ class Containers:
         netcfg = for_create(self.store, self, opts, cid, cfg.get("ExposedPorts"))
         hostname = opts.hostname or (netcfg["Container"]["Config"]["Hostname"] if netcfg["Container"]
                                      else cid[:12])
+        if opts.uts_mode == "host":
+            import socket
+            hostname = socket.gethostname()
+        from lamina.runtime import health
+        healthcheck = health.merge(cfg.get("Healthcheck"), opts.healthcheck)
+        health.validate(opts.healthcheck)
+        ns_modes = self._namespace_modes(opts, cid, netcfg["Mode"])
+        check_sysctls(opts.sysctls, network=netcfg["Mode"], ipc=opts.ipc_mode)
+        # Config.Env is the image's and -e's only (Docker's record); the process gets PATH,
+        # HOSTNAME, TERM and HOME around it at start (process_env)
         env = _merge_env(list(cfg.get("Env") or []), list(opts.env))
-        if not any(e.startswith("PATH=") for e in env):
-            env.insert(0, DEFAULT_PATH)
         workdir = opts.workdir if opts.workdir is not None else (cfg.get("WorkingDir") or "")
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
         user = opts.user if opts.user is not None else (cfg.get("User") or "")
         from lamina.runtime.signals import parse_signal
-        stop_signal = opts.stop_signal or cfg.get("StopSignal") or "SIGTERM"
-        parse_signal(stop_signal)  # Docker: "Invalid signal: SIGBOGUS", 125
+        stop_signal = opts.stop_signal or cfg.get("StopSignal") or ""  # "": SIGTERM, unrecorded as Docker
+        parse_signal(stop_signal or "SIGTERM")  # Docker: "Invalid signal: SIGBOGUS", 125
         memory_swap = _memory_swap(opts.memory, opts.memory_swap)
+        if opts.memory_reservation and opts.memory and opts.memory < opts.memory_reservation:
+            raise InvalidArgument("Minimum memory limit should be larger than memory reservation limit, see usage")
+        if opts.memory_reservation is not None and 0 < opts.memory_reservation < 6 << 20:
+            raise InvalidArgument("Minimum memory reservation allowed is 6MB")
+        check_cpuset(opts.cpuset_cpus, "cpus")
+        check_cpuset(opts.cpuset_mems, "mems")
         from lamina.runtime.volumes import parse_mounts
-        mounts = parse_mounts(self.store, opts, image_volumes=list((cfg.get("Volumes") or {}).keys()))
+        mounts = parse_mounts(self.store, opts, image_volumes=list((cfg.get("Volumes") or {}).keys()),
+                              volumes_from=self._volumes_from(opts.volumes_from))
         d = self.dir(cid)
         # locked from its first moment until the row exists: gc_orphans skips a locked directory
         creating = lock_new_dir(d)
         make_layer_dirs(d)
         try:
+            extra_host = {"Devices": list(opts.devices), "GroupAdd": list(opts.group_add) or None,
+                          **ns_modes, "LogConfig": opts.log_config, "VolumesFrom": list(opts.volumes_from) or None,
+                          "CpuShares": opts.cpu_shares, "CpusetCpus": opts.cpuset_cpus,
+                          "CpusetMems": opts.cpuset_mems, "MemoryReservation": opts.memory_reservation or 0,
+                          "OomKillDisable": opts.oom_kill_disable,
+                          **({"Sysctls": dict(opts.sysctls)} if opts.sysctls else {})}
+            extra_config = {**({"Healthcheck": healthcheck} if healthcheck else {}),
+                            **({"Shell": list(cfg["Shell"])} if cfg.get("Shell") else {})}
             return self._create_rest(opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname,
                                      netcfg, restart_name, restart_max, workdir, user, stop_signal,
                                      mounts, Snapshotter, image_layers, env, security_opt,
-                                     memory_swap, cgroup_parent=cgroup_parent)
+                                     memory_swap, extra_host, extra_config, cgroup_parent=cgroup_parent)
         except BaseException:
             _rmtree(d)
             raise
@@ -260,9 +277,19 @@ class Containers:
 
     def _create_rest(self, opts, cid, name, d, rec, images, cfg, entrypoint, cmd, hostname, netcfg,
                      restart_name, restart_max, workdir, user, stop_signal, mounts, Snapshotter,
-                     image_layers, env, security_opt, memory_swap, *, cgroup_parent: str) -> dict:
+                     image_layers, env, security_opt, memory_swap, extra_host, extra_config, *,
+                     cgroup_parent: str) -> dict:
         from lamina.network import files
         network = netcfg["Mode"]
+        # the streams a client attaches, as Docker's records them: none for run -d, -a's
+        # list, else stdout and stderr (and stdin with -i)
+        if opts.detach:
+            attach_in = attach_out = attach_err = False
+        elif opts.attach:
+            attach_in, attach_out, attach_err = ("stdin" in opts.attach, "stdout" in opts.attach,
+                                                 "stderr" in opts.attach)
+        else:
+            attach_in, attach_out, attach_err = opts.interactive, True, True
         _write(os.path.join(d, "hostname"), hostname + "\n", shared=True)
         if network == "host":  # lamina keeps the container's own hostname here
             hosts = files.HOSTS_HEADER + f"127.0.1.1\t{hostname}\n"
@@ -293,30 +320,37 @@ class Containers:
                 "Runtime": opts.runtime, "Init": opts.init or None, "Memory": opts.memory or 0,
                 "MemorySwap": memory_swap,
                 "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
-                "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None,
+                "Ulimits": [_ulimit_doc(u) for u in opts.ulimits] or None, **extra_host,
                 "CgroupParent": opts.cgroup_parent,
             },
             mounts=[m.to_inspect() for m in mounts],
             config={
                 "Hostname": hostname, "Domainname": opts.domainname or "", "User": user,
-                "AttachStdin": opts.interactive,
-                "AttachStdout": True, "AttachStderr": True, "Tty": opts.tty, "OpenStdin": opts.interactive,
-                "StdinOnce": opts.interactive, "Env": env, "Cmd": cmd or None, "Image": shown,
+                "AttachStdin": attach_in, "AttachStdout": attach_out, "AttachStderr": attach_err,
+                "Tty": opts.tty, "OpenStdin": opts.interactive,
+                "StdinOnce": attach_in and opts.interactive, "Env": env or None, "Cmd": cmd or None,
+                "Image": shown,
                 "Volumes": cfg.get("Volumes"), "WorkingDir": workdir, "Entrypoint": entrypoint or None,
                 "OnBuild": None, "Labels": {**(cfg.get("Labels") or {}), **opts.labels},
-                "StopSignal": stop_signal,
+                **({"StopSignal": stop_signal} if stop_signal else {}),
                 **({"StopTimeout": opts.stop_timeout} if opts.stop_timeout is not None else {}),
                 **({"ExposedPorts": netcfg["ExposedPorts"]} if netcfg["ExposedPorts"] else {}),
+                **extra_config,
             },
             networks=netcfg["Networks"],
             chain_id=str(layers[-1].chain_id) if layers else None, detach_keys=opts.detach_keys,
             cgroup_parent=cgroup_parent,
         )
+        doc["Lamina"].update(InitPath=opts.init_path, LogRotate=list(opts.log_rotate),
+                             ImageRef=image_ref(images, opts.image, rec))
+        if opts.log_config.get("Type") == "none":
+            doc["LogPath"] = ""
         import sqlite3
         try:
             with self.db.tx() as c:
-                c.execute("INSERT INTO containers(id, name, image, chain_id, created, data) VALUES(?,?,?,?,?,?)",
-                          (cid, name, str(rec.manifest), doc["Lamina"]["ChainID"], time.time(), json.dumps(doc)))
+                c.execute("INSERT INTO containers(id, name, image, chain_id, created, data, ps) "
+                          "VALUES(?,?,?,?,?,?,?)", (cid, name, str(rec.manifest), doc["Lamina"]["ChainID"],
+                                                    time.time(), json.dumps(doc), psindex.encode(doc)))
         except sqlite3.IntegrityError:  # another lamina took the name between our check and now
             raise Conflict(f'Conflict. The container name "/{name}" is already in use by another container. '
                            f'You have to remove (or rename) that container to be able to reuse that name.') from None
@@ -325,9 +359,48 @@ class Containers:
             try:
                 populate(self, doc, mounts)  # Docker's copy-up into new, empty volumes
             except BaseException:
-                self.delete(doc, volumes=True)
+                self.delete(doc, volumes=True, event=False)
                 raise
+        self.event(doc, "create")
         return doc
+
+    def _namespace_modes(self, opts, cid: str, network: str) -> dict:
+        """HostConfig's PidMode, IpcMode, UTSMode: ``container:<x>`` names x by its full ID
+        (NotFound for an unknown x, as Docker); IPC of x only when x's IPC is shareable."""
+        out = {"PidMode": opts.pid_mode, "IpcMode": opts.ipc_mode or "private", "UTSMode": opts.uts_mode}
+        for key, what in (("PidMode", "PID"), ("IpcMode", "IPC")):
+            mode = out[key]
+            if mode.startswith("container:"):
+                other = self.get(mode.partition(":")[2])
+                if other["Id"] == cid:
+                    raise InvalidArgument(f"cannot join own {what} namespace")
+                if key == "IpcMode" and other["HostConfig"].get("IpcMode") not in ("shareable", "host"):
+                    raise InvalidArgument(f"can't join IPC of container {other['Id']}: non-shareable IPC "
+                                          "(hint: use IpcMode:shareable for the donor container)")
+                out[key] = f"container:{other['Id']}"
+        return out
+
+    def _volumes_from(self, specs) -> list:
+        """``--volumes-from c[:ro|:rw]``: the volume and bind mounts of container c (read-only
+        with ``:ro``, read-write with ``:rw``, else as c has them)."""
+        from lamina.runtime.volumes import ContainerMount
+        out = []
+        for spec in specs:
+            ref, _, mode = spec.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidArgument(f"invalid mode: {mode}")
+            other = self.get(ref)
+            for m in other.get("Mounts") or ():
+                if m["Type"] not in ("bind", "volume"):
+                    continue
+                ro = mode == "ro" if mode else not m.get("RW", True)
+                if m["Type"] == "volume":  # never this container's to remove (rm -v)
+                    out.append(ContainerMount("volume", m["Source"], m["Destination"], readonly=ro,
+                                              name=m.get("Name") or "", nocopy=True))
+                else:
+                    out.append(ContainerMount("bind", m["Source"], m["Destination"], readonly=ro,
+                                              propagation=m.get("Propagation") or "", options=m.get("Mode") or ""))
+        return out
 
     # -- start support --------------------------------------------------------------
     def layers_of(self, doc: dict):
@@ -351,15 +424,15 @@ class Containers:
                                     init=make_init_layer(os.path.join(d, "init")),
                                     volatile=bool(doc["HostConfig"]["AutoRemove"]))
         lowers = [snap.dir_of(x.chain_id) for x in reversed(layers)]
-        user = with_primary_gid(resolve_user_in_layers([os.path.join(d, "upper"), *lowers], doc["Config"]["User"]))
+        dirs = [os.path.join(d, "upper"), *lowers]
+        user = with_primary_gid(resolve_user_in_layers(dirs, doc["Config"]["User"]))
         hc, c = doc["HostConfig"], doc["Config"]
-        env = list(c["Env"])
-        if not any(e.startswith("HOSTNAME=") for e in env):
-            env.insert(1, f"HOSTNAME={c['Hostname']}")
-        if c["Tty"] and not any(e.startswith("TERM=") for e in env):
-            env.append("TERM=xterm")
-        if not any(e.startswith("HOME=") for e in env):
-            env.append(f"HOME={user.home or '/'}")
+        if hc.get("GroupAdd"):
+            from lamina import values
+            gids = list(user.additional_gids)
+            gids += [g for g in dict.fromkeys(group_ids_in_layers(dirs, hc["GroupAdd"])) if g not in gids]
+            user = values.replace(user, additional_gids=tuple(gids))
+        env = process_env(c, home=user.home or "/")
         etc = {"/etc/hostname": doc["HostnamePath"], "/etc/hosts": doc["HostsPath"]}
         resolv = doc["ResolvConfPath"]
         mode, netns = hc["NetworkMode"], ""
@@ -379,6 +452,7 @@ class Containers:
             etc["/etc/resolv.conf"] = resolv
         from lamina.runtime import secopts
         security = secopts.parse(hc.get("SecurityOpt"))
+        shm_mode = hc.get("IpcMode") or "private"
         opts = RunOptions(
             args=tuple([doc["Path"], *doc["Args"]]), env=tuple(env), cwd=c["WorkingDir"] or "/",
             user=user, hostname=c["Hostname"], terminal=c["Tty"], readonly_rootfs=hc["ReadonlyRootfs"],
@@ -391,16 +465,36 @@ class Containers:
             ulimits=tuple((u["Name"], u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or ()),
             init=bool(hc.get("Init")), seccomp=security.seccomp,
             seccomp_profile=security.seccomp_profile, system_paths=security.system_paths,
-            etc_files=etc,
+            etc_files=etc, pid_ns=self._join_ns(hc.get("PidMode") or "", "pid", "PID"),
+            ipc_ns=self._join_ns(shm_mode if shm_mode in ("host", "none") or shm_mode.startswith("container:")
+                                 else "", "ipc", "IPC"),
+            uts_ns="host" if hc.get("UTSMode") == "host" else "", sysctls=hc.get("Sysctls") or {},
+            devices=tuple(host_device(x) for x in hc.get("Devices") or ()),
+            cpu_shares=hc.get("CpuShares") or 0, cpuset_cpus=hc.get("CpusetCpus") or "",
+            cpuset_mems=hc.get("CpusetMems") or "", memory_reservation=hc.get("MemoryReservation") or 0,
+            oom_kill_disable=bool(hc.get("OomKillDisable")),
+            init_path=(doc.get("Lamina") or {}).get("InitPath"),
         )
         spec = build_spec(opts, root_path="rootfs")
         _write(os.path.join(d, "config.json"), json.dumps(spec, separators=(",", ":")))
         return d, rootfs_mounts
 
+    def _join_ns(self, mode: str, ns: str, what: str) -> str:
+        """A namespace mode for the spec: "" (own), host, none, or the namespace file of the
+        running container ``container:<id>`` names (Conflict when it does not run)."""
+        if not mode.startswith("container:"):
+            return mode
+        other = self.get(mode.partition(":")[2])
+        st = other["State"]
+        if not st.get("Running") or not process_alive(st.get("Pid"), st.get("PidStart")):
+            raise Conflict(f"cannot join {what} of a non running container: {other['Id']}")
+        return f"/proc/{st['Pid']}/ns/{ns}"
+
     # -- removal ------------------------------------------------------------------
-    def delete(self, doc: dict, *, volumes: bool = False) -> None:
+    def delete(self, doc: dict, *, volumes: bool = False, event: bool = True) -> None:
         """Drop the row, then the directory (and anonymous volumes with ``volumes``). The
-        container must not be running (:func:`lamina.runtime.lifecycle.remove` stops it)."""
+        container must not be running (:func:`lamina.runtime.lifecycle.remove` stops it).
+        Journals ``destroy`` unless ``event`` is false (a create that failed half-way)."""
         from lamina.runtime import launcher
         from lamina.runtime.volumes import remove_anonymous
         rt = doc["HostConfig"].get("Runtime") or "builtin"
@@ -417,6 +511,8 @@ class Containers:
         launcher.remove_cgroups(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
         if volumes:
             remove_anonymous(self.store, doc)
+        if event:
+            self.event(doc, "destroy")
 
     def gc_orphans(self) -> list[str]:
         """Remove container directories without a row (a crash during create); a directory
@@ -461,6 +557,55 @@ def lock_new_dir(path: str) -> int:
 
 
 
+#: sysctls Docker lets a container set (docker/cli ValidateSysctl): the IPC ones by name,
+#: the network and POSIX message queue ones by prefix
+_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
+
+
+def check_sysctls(sysctls: dict, *, network: str, ipc: str) -> None:
+    """Docker's client check (an allowed, namespaced sysctl) and runc's (not in a namespace
+    the container shares with the host)."""
+    for k, v in sysctls.items():
+        if not (k in _SYSCTLS or k.startswith(("net.", "fs.mqueue."))):
+            raise InvalidArgument(f'invalid argument "{k}={v}" for "--sysctl" flag: sysctl \'{k}={v}\' is not allowed')
+        if k.startswith("net.") and network == "host":
+            raise InvalidArgument(f'sysctl "{k}" not allowed in host network namespace')
+        if not k.startswith("net.") and ipc == "host":
+            raise InvalidArgument(f'sysctl "{k}" is not allowed in the hosts ipc namespace')
+
+
+def check_cpuset(value: str, what: str) -> None:
+    """``--cpuset-cpus``/``--cpuset-mems``: a list like ``0-2,4`` of what this host has."""
+    if not value:
+        return
+    import re
+    if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", value):
+        raise InvalidArgument(f"Invalid value {value} for cpuset {what}")
+    want = set()
+    for part in value.split(","):
+        a, _, b = part.partition("-")
+        lo, hi = int(a), int(b or a)
+        if hi < lo:
+            raise InvalidArgument(f"Invalid value {value} for cpuset {what}")
+        want.update(range(lo, hi + 1))
+    path = "/sys/fs/cgroup/cpuset/cpuset." + what
+    if not os.path.exists(path):
+        path = "/sys/fs/cgroup/cpuset." + what + ".effective"
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return
+    have = set()
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        have.update(range(int(a), int(b or a) + 1))
+    if not want <= have:
+        raise InvalidArgument(f"Requested {'CPUs' if what == 'cpus' else 'memory nodes'} are not available - "
+                              f"requested {value}, available: {text}")
+
+
 def _memory_swap(memory: int | None, swap: int | None) -> int:
     """HostConfig.MemorySwap as Docker computes it: twice ``memory`` when only ``-m`` is
     given, ``-1`` unlimited, 0 without ``-m``. Raises Docker's errors for a swap limit below
@@ -480,6 +625,8 @@ def _rmtree(path: str) -> None:
     """Remove a container's tree, unmounting first anything a crashed run left mounted."""
     if not os.path.lexists(path):
         return
+    import shutil
+
     from lamina import mount
     try:
         for mp in reversed(mount.mounts_under(path)):
@@ -506,6 +653,24 @@ def _write(path: str, text: str, *, shared: bool = False) -> None:
     bound into the container (/etc/hosts ...), which every user there must read."""
     from lamina import perms
     perms.write_file(path, text, perms.VISIBLE_FILE if shared else perms.PRIVATE_FILE)
+
+
+def process_env(config: dict, *, home: str) -> list[str]:
+    """The environment of a container's process, as dockerd builds it: PATH, HOSTNAME and
+    (with a TTY) TERM, each replaced in place or followed by Config.Env's variables, then
+    HOME when none of those set it."""
+    env = [DEFAULT_PATH, f"HOSTNAME={config['Hostname']}"] + (["TERM=xterm"] if config.get("Tty") else [])
+    where = {e.split("=", 1)[0]: i for i, e in enumerate(env)}
+    for e in config.get("Env") or []:
+        key = e.split("=", 1)[0]
+        if key in where:
+            env[where[key]] = e
+        else:
+            where[key] = len(env)
+            env.append(e)
+    if "HOME" not in where:
+        env.append(f"HOME={home}")
+    return env
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:
@@ -561,6 +726,66 @@ def read_in_layers(dirs: list[str], rel: str) -> bytes | None:
     from lamina.snapshot.view import LayerView
     with LayerView(dirs) as view:
         return view.read(rel, limit=1 << 20)
+
+
+def image_ref(images, text: str, rec) -> str | None:
+    """The tag (canonical name) ``text`` found the image ``rec`` by, None when it named an ID
+    or a digest: ps shows the image's ID once that tag names another image (Docker's rule)."""
+    from lamina import reference
+    try:
+        ref = reference.parse(text)
+    except InvalidArgument:
+        return None
+    if ref.digest is not None:
+        return None
+    row = images.db.one("SELECT manifest FROM tags WHERE name=?", (str(ref),))
+    return str(ref) if row and row[0] == str(rec.manifest) else None
+
+
+def host_device(mapping: dict) -> dict:
+    """``--device`` (Docker's DeviceMapping) as an OCI linux.devices entry (plus the cgroup
+    access): the host node's type, numbers, mode and owner, read now. InvalidArgument names
+    a missing path or one that is not a device, as dockerd does."""
+    import stat as st_
+    src = mapping["PathOnHost"]
+    try:
+        st = os.stat(src)
+    except OSError as e:
+        raise InvalidArgument(f'error gathering device information while adding custom device "{src}": '
+                              f"{(e.strerror or str(e)).lower()}") from None
+    if st_.S_ISCHR(st.st_mode):
+        typ = "c"
+    elif st_.S_ISBLK(st.st_mode):
+        typ = "b"
+    else:
+        raise InvalidArgument(f'error gathering device information while adding custom device "{src}": '
+                              "not a device node")
+    return {"path": mapping["PathInContainer"], "type": typ, "major": os.major(st.st_rdev),
+            "minor": os.minor(st.st_rdev), "fileMode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid,
+            "access": mapping.get("CgroupPermissions") or "rwm"}
+
+
+def group_ids_in_layers(dirs: list[str], groups) -> list[int]:
+    """``--group-add``: gids as given, names looked up in the container's /etc/group."""
+    from lamina.snapshot.view import LayerView
+    out: list[int] = []
+    text = None
+    for g in groups:
+        if g.isdigit():
+            out.append(int(g))
+            continue
+        if text is None:
+            with LayerView(dirs) as view:
+                data = view.read("/etc/group", limit=1 << 22)
+            text = (data or b"").decode("utf-8", "replace")
+        for line in text.splitlines():
+            parts = line.split(":")
+            if len(parts) >= 3 and parts[0] == g and parts[2].isdigit():
+                out.append(int(parts[2]))
+                break
+        else:
+            raise InvalidArgument(f"Unable to find group {g}: no matching entries in group file")
+    return out
 
 
 def with_primary_gid(user):

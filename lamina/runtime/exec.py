@@ -10,14 +10,13 @@ import threading
 from lamina.errors import Conflict
 
 
-def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user: str | None,
-                 workdir: str | None, tty: bool, interactive: bool, detach: bool, privileged: bool) -> int:
-    """``docker exec``: the process gets the container's whole profile (its spec's
-    capabilities, no_new_privs, rlimits and seccomp filter, its cgroups and namespaces, a new
-    session keyring) with only ``args``/``env``/``user``/``workdir`` of its own. Its stdio
-    are pipes this process copies (stdin only with ``interactive``), or a pty of the
-    container with ``tty``; never this process's descriptors."""
-    from lamina.runtime import launcher
+def prepare(containers, doc: dict, args: list[str], *, env: list[str], user: str | None,
+            workdir: str | None, tty: bool, privileged: bool) -> dict:
+    """What a new process in the running container ``doc`` gets: ``{"pid": the container's
+    init, "process": an OCI process object (the container's capabilities, no_new_privs,
+    rlimits and OOM score from its spec, with ``args``/``env``/``user``/``workdir`` of its
+    own), "seccomp": the container's filter, "runtime": runc/crun or None}``. Conflict if
+    the container is not running or is paused."""
     from lamina.runtime.containers import _merge_env, process_alive, with_primary_gid
     from lamina.runtime.lifecycle import external_runtime
     from lamina.runtime.spec import resolve_user
@@ -47,17 +46,51 @@ def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user
         from lamina.runtime.spec import ALL_CAPS
         caps = list(ALL_CAPS)
         process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
-    seccomp = (spec.get("linux") or {}).get("seccomp")
-    runtime = external_runtime(doc)
+    return {"pid": pid, "process": process, "seccomp": (spec.get("linux") or {}).get("seccomp"),
+            "runtime": external_runtime(doc), "id": doc["Id"]}
+
+
+def run_prepared(prep: dict, stdio, console=None, on_spawn=None, on_child=None) -> int:
+    """Run a :func:`prepare`-d process to its end; Docker's exit code. ``on_child(pid)`` gets
+    the host pid whose SIGKILL ends the process (a health check's timeout)."""
+    from lamina.runtime import launcher
+    if prep["runtime"] is not None:
+        from lamina.runtime import external
+        if on_spawn is not None:
+            on_spawn()
+        return external.exec_process(prep["runtime"], prep["id"], prep["pid"], prep["process"], stdio=stdio,
+                                     console=console, on_child=on_child)
+    return launcher.exec_in(prep["pid"], prep["process"], stdio=stdio, console=console, seccomp=prep["seccomp"],
+                            on_spawn=on_spawn, on_child=on_child)
+
+
+def exec_event_name(args: list[str]) -> str:
+    """Docker's exec event action suffix: the entrypoint, a space, the arguments joined."""
+    return f"{args[0]} {' '.join(args[1:])}"
+
+
+def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user: str | None,
+                 workdir: str | None, tty: bool, interactive: bool, detach: bool, privileged: bool) -> int:
+    """``docker exec``: the process gets the container's whole profile (its spec's
+    capabilities, no_new_privs, rlimits and seccomp filter, its cgroups and namespaces, a new
+    session keyring) with only ``args``/``env``/``user``/``workdir`` of its own. Its stdio
+    are pipes this process copies (stdin only with ``interactive``), or a pty of the
+    container with ``tty``; never this process's descriptors. Journals exec_create,
+    exec_start and exec_die as Docker does."""
+    prep = prepare(containers, doc, args, env=env, user=user, workdir=workdir, tty=tty, privileged=privileged)
+    pid, process = prep["pid"], prep["process"]
+    exec_id = os.urandom(32).hex()
+    what = exec_event_name(args)
+    containers.event(doc, "exec_create: " + what, execID=exec_id)
+    containers.event(doc, "exec_start: " + what, execID=exec_id)
 
     def run(stdio, console=None, on_spawn=None) -> int:
-        if runtime is not None:
-            from lamina.runtime import external
-            if on_spawn is not None:
-                on_spawn()
-            return external.exec_process(runtime, doc["Id"], pid, process, stdio=stdio, console=console)
-        return launcher.exec_in(pid, process, stdio=stdio, console=console, seccomp=seccomp,
-                                on_spawn=on_spawn)
+        code = -1
+        try:
+            code = run_prepared(prep, stdio, console, on_spawn)
+            return code
+        finally:
+            containers.event(doc, "exec_die", execID=exec_id, exitCode=str(code))
 
     if detach:
         if os.fork() == 0:
@@ -75,7 +108,7 @@ def exec_command(containers, doc: dict, args: list[str], *, env: list[str], user
             return run(pipes.child, on_spawn=pipes.start)
         finally:
             pipes.finish(wait_eof=False)
-    return _exec_tty(run, pid, process, interactive, host_pty=runtime is not None)
+    return _exec_tty(run, pid, process, interactive, host_pty=prep["runtime"] is not None)
 
 
 def _container_pty(pid: int, uid: int, gid: int) -> tuple[int, int]:

@@ -318,7 +318,7 @@ def _wait_child(pid: int) -> int:
 
 
 def exec_process(runtime: str, container_id: str, pid: int, process: dict, *,
-                 stdio: tuple[int, int, int], console: int | None = None) -> int:
+                 stdio: tuple[int, int, int], console: int | None = None, on_child=None) -> int:
     """``<rt> exec --process <json> <id>`` in the foreground; Docker's exit code. The process
     (an OCI process object: the container's own profile with args/env/cwd/user replaced) gets
     ``stdio``; with ``process.terminal`` the runtime makes the pty in the container and relays
@@ -339,6 +339,8 @@ def exec_process(runtime: str, container_id: str, pid: int, process: dict, *,
                 "--process", f.name, container_id]
         io = (console,) * 3 if process.get("terminal") else stdio
         p = subprocess.Popen(args, stdin=io[0], stdout=io[1], stderr=io[2])
+        if on_child is not None:
+            on_child(p.pid)
         while True:
             try:
                 return p.wait()

@@ -53,7 +53,69 @@ def net_attach(containers: Containers, doc: dict):
             not (doc.get("NetworkSettings") or {}).get("Networks"):
         return None
     from lamina.network.sandbox import attach
-    return attach(containers.store, doc)
+    sb = attach(containers.store, doc)
+    _net_events(containers, doc, _nets_of(sb), "connect")
+    return sb
+
+
+def _net_events(containers: Containers, doc: dict, nets, action: str) -> None:
+    """Journal Docker's ``network connect``/``disconnect`` for each network of ``nets``
+    (a Sandbox's endpoint networks: :func:`_nets_of`)."""
+    from lamina.events import emit
+    for net in nets:
+        emit(containers.store.root, "network", action, net.id,
+             {"container": doc["Id"], "name": net.name, "type": "bridge"})
+
+
+def _nets_of(sb) -> list:
+    return [] if sb is None else [ep.net for ep in sb.endpoints]
+
+
+def _teardown(containers: Containers, doc: dict, sb) -> None:
+    """Remove this start's network (``sb``) and journal the disconnects."""
+    if sb is None:
+        return
+    nets = _nets_of(sb)
+    sb.teardown()
+    _net_events(containers, doc, nets, "disconnect")
+
+
+def _started(containers: Containers, doc: dict, pid: int, sb, **more) -> tuple[dict, object]:
+    """Record that ``pid`` runs (and this start's network, and ``State.Health`` starting when
+    the container has a health check), journal ``start`` and start the health prober; returns
+    the record and the prober (None without a health check)."""
+    from lamina.runtime import health
+    st = _running_state(pid)
+    st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()), **more)
+    h = health.initial(doc)
+    if h is not None:
+        st["Health"] = h
+
+    def apply(d):
+        d["State"].update(st)
+        if "RestartCount" in more:
+            d["RestartCount"] = more["RestartCount"]
+        _with_network(d, sb)
+    doc = containers.update(doc["Id"], apply)
+    containers.event(doc, "start")
+    prober = None
+    if h is not None:
+        prober = health.Prober(containers.store.root, doc["Id"], st["StartedAt"])
+        prober.start()
+    return doc, prober
+
+
+def discard(containers: Containers, doc: dict) -> None:
+    """``--rm``: remove a container whose start failed (its directory, cgroups, network
+    leases, anonymous volumes), unless something runs it after all."""
+    if not doc["HostConfig"].get("AutoRemove"):
+        return
+    try:
+        cur = containers.refresh(containers.reload(doc))
+    except LaminaError:
+        return  # gone already
+    if not record.State.of(cur).active:
+        containers.delete(cur, volumes=True)
 
 
 def _with_network(doc: dict, sb) -> None:
@@ -72,6 +134,8 @@ def _check_startable(doc: dict) -> None:
 
 # -- in-process -----------------------------------------------------------------------
 def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy: bool = True) -> int:
+    # which of the container's output streams this process shows: Config.AttachStdout/err
+    # (``-a``); the others still reach the log
     """Run the container as a child of this process; returns its exit code.
 
     The container never gets this process's descriptors (a terminal it could type into with
@@ -85,18 +149,18 @@ def run_foreground(containers: Containers, doc: dict, *, stdin: bool, sig_proxy:
         try:
             bundle, rootfs_mounts = containers.prepare_bundle(doc, sb)
         except BaseException:
-            if sb is not None:
-                sb.teardown()
+            _teardown(containers, doc, sb)
             raise
-    except LaminaError:
-        if doc["HostConfig"]["AutoRemove"]:
-            containers.delete(doc, volumes=True)
+    except BaseException:
+        discard(containers, doc)
         raise
     try:
-        return _run_foreground(containers, doc, sb, bundle, rootfs_mounts, stdin=stdin, sig_proxy=sig_proxy)
+        return _run_foreground(containers, doc, sb, bundle, rootfs_mounts,
+                               stdin=stdin and doc["Config"].get("AttachStdin", True), sig_proxy=sig_proxy)
     finally:
-        if sb is not None:
-            sb.teardown()
+        _teardown(containers, doc, sb)
+        if doc["HostConfig"]["AutoRemove"]:
+            discard(containers, doc)
 
 
 def _run_foreground(containers: Containers, doc: dict, sb, bundle, rootfs_mounts, *, stdin: bool,
@@ -106,21 +170,24 @@ def _run_foreground(containers: Containers, doc: dict, sb, bundle, rootfs_mounts
     cid = doc["Id"]
     log = None
     if not doc["HostConfig"]["AutoRemove"]:
-        from lamina.runtime.logs import LogWriter
-        log = LogWriter(doc["LogPath"])
+        from lamina.runtime.logs import open_log
+        log = open_log(doc)
     try:
-        pipes = Pipes(stdin=0 if stdin else None, stdout=1, stderr=2, log=log)
+        cfg = doc["Config"]
+        pipes = Pipes(stdin=0 if stdin else None, stdout=1 if cfg.get("AttachStdout", True) else None,
+                      stderr=2 if cfg.get("AttachStderr", True) else None, log=log)
     except BaseException:
         if log is not None:
             log.close()
         raise
     pid_box: list[int] = []
+    probers: list = []
 
     def on_start(pid: int) -> None:
         pid_box.append(pid)
-        st = _running_state(pid)
-        st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()))
-        containers.update(cid, lambda d: (d["State"].update(st), _with_network(d, sb)))
+        _, prober = _started(containers, doc, pid, sb)
+        if prober is not None:
+            probers.append(prober)
 
     old = {}
     if sig_proxy:
@@ -144,16 +211,16 @@ def _run_foreground(containers: Containers, doc: dict, sb, bundle, rootfs_mounts
             containers.update(cid, lambda d: (d["State"].update(failed), _with_network(d, None)))
         raise
     finally:
+        for p in probers:  # before the record changes: no probe result lands after the exit
+            p.stop()
         for sig, h in old.items():
             signal.signal(sig, h)
         pipes.finish()
         if log is not None:
             log.close()
-    if doc["HostConfig"]["AutoRemove"]:
-        containers.delete(doc, volumes=True)
-    else:
-        containers.update(cid, lambda d: (d["State"].update(_exited_state(code)), _with_network(d, None)))
-    return code
+    final = containers.update(cid, lambda d: (d["State"].update(_exited_state(code)), _with_network(d, None)))
+    containers.event(final, "die", exitCode=str(code))
+    return code  # run_foreground removes an --rm container once its network is gone
 
 
 # -- monitored ------------------------------------------------------------------------
@@ -214,8 +281,8 @@ class _Monitor:
         self.lock = threading.Lock()
         self.tty = self.doc["Config"]["Tty"]
         self.open_stdin = self.doc["Config"]["OpenStdin"]
-        from lamina.runtime.logs import LogWriter
-        self.log = LogWriter(self.doc["LogPath"])
+        from lamina.runtime.logs import open_log
+        self.log = open_log(self.doc)
 
     def broadcast(self, kind: int, payload: bytes) -> None:
         from lamina.runtime.attach import frame
@@ -380,14 +447,14 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             sb = net_attach(containers, doc)
             bundle, rootfs_mounts = containers.prepare_bundle(doc, sb)
         except LaminaError as e:
-            if sb is not None:
-                sb.teardown()
+            _teardown(containers, doc, sb)
+            containers.set_state(cid, **_exited_state(128), Error=str(e))
+            discard(containers, doc)  # --rm: nothing of it stays
             if not ready_sent:
                 os.write(ready_w, f"err {e}\n".encode())
             else:
                 m.broadcast(STDERR, f"Error: {e}\n".encode())
                 m.broadcast(EXIT, str(e.exit_code).encode())
-            containers.set_state(cid, **_exited_state(128), Error=str(e))
             return 1
         console = on_console = console_size = None
         runtime = doc["HostConfig"].get("Runtime") or "builtin"
@@ -426,12 +493,13 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             child_fds = [in_r, out_w, err_w]
         os.write(wake_w, b"x")
 
-        def on_start(pid: int, restarts: int = restarts, sb=sb) -> None:  # called during this run
-            nonlocal ready_sent
-            st = _running_state(pid)
-            st.update(MonitorPid=os.getpid(), MonitorStart=_pid_start(os.getpid()), RestartCount=restarts)
-            containers.update(cid, lambda d: (d["State"].update(st), d.__setitem__("RestartCount", restarts),
-                                              _with_network(d, sb)))
+        probers: list = []
+
+        def on_start(pid: int, restarts: int = restarts, sb=sb, doc=doc, probers=probers) -> None:
+            nonlocal ready_sent  # called during this run
+            _, prober = _started(containers, doc, pid, sb, RestartCount=restarts)
+            if prober is not None:
+                probers.append(prober)
             if not ready_sent:
                 os.write(ready_w, f"ok {pid}\n".encode())
                 ready_sent = True
@@ -450,6 +518,8 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             elif restarts == 0:
                 m.broadcast(STDERR, f"Error: {e}\n".encode())
                 client_code = e.exit_code
+        for p in probers:
+            p.stop()
         for fd in child_fds:
             os.close(fd)
         time.sleep(0.02)  # let the pump drain what the container wrote last
@@ -467,10 +537,14 @@ def _monitor(store_root: str, cid: str, ready_w: int, wait_client: bool = False)
             why = _last_stderr_line(m.doc["LogPath"]) or "the container exited before it started"
             os.write(ready_w, f"exit {code} {why}\n".encode())
             ready_sent = True
-        if sb is not None:
+        nets = _nets_of(sb)
+        if sb is not None:  # before the record says exited: a next start finds the network gone
             sb.teardown()
         exited = {**_exited_state(code), "Error": error}
         doc = containers.update(cid, lambda d, exited=exited: (d["State"].update(exited), _with_network(d, None)))
+        if not error:
+            containers.event(doc, "die", exitCode=str(code))
+        _net_events(containers, doc, nets, "disconnect")
         policy = doc["HostConfig"]["RestartPolicy"]
         stopped = doc["State"].get("StoppedByUser")
         again = not stopped and not error and (
@@ -577,11 +651,14 @@ def external_runtime(doc: dict) -> str | None:
     return None if rt in ("builtin", "lamina") else rt
 
 
-def signal_container(doc: dict, sig: int) -> None:
-    """Send ``sig`` to the container's init (``<runtime> kill`` for a runc/crun one)."""
+def signal_container(doc: dict, sig: int, containers: Containers | None = None) -> None:
+    """Send ``sig`` to the container's init (``<runtime> kill`` for a runc/crun one); with
+    ``containers``, journal Docker's ``kill`` event (``signal=<number>``)."""
     st = doc["State"]
     if not st["Running"] or not process_alive(st.get("Pid"), st.get("PidStart")):
         raise Conflict(f"Container {doc['Id'][:12]} is not running")
+    if containers is not None:
+        containers.event(doc, "kill", signal=str(int(sig)))
     rt = external_runtime(doc)
     if rt is not None:
         from lamina.errors import NotFound
@@ -645,14 +722,14 @@ def stop(containers: Containers, doc: dict, *, timeout: int | None = None, sig: 
                 stop_sig = parse_signal(doc["Config"].get("StopSignal") or "SIGTERM")
             except InvalidArgument:  # a record from before signals were checked: Docker's default
                 stop_sig = signal.SIGTERM
-        signal_container(doc, stop_sig)
+        signal_container(doc, stop_sig, containers)
     except (Conflict, ProcessLookupError):
         return
     if t < 0:
         wait_exit(containers, doc)
-        return
-    if wait_exit(containers, doc, timeout=t) is None:
+    elif wait_exit(containers, doc, timeout=t) is None:
         kill_and_wait(containers, doc)
+    containers.event(doc, "stop")
 
 
 def remove(containers: Containers, doc: dict, *, force: bool = False, volumes: bool = False) -> None:
@@ -674,7 +751,7 @@ def kill_and_wait(containers: Containers, doc: dict) -> None:
     if doc["State"].get("Paused"):
         unpause(containers, doc)
     try:
-        signal_container(doc, signal.SIGKILL)
+        signal_container(doc, signal.SIGKILL, containers)
     except (Conflict, ProcessLookupError):
         return
     wait_exit(containers, doc, timeout=30)
@@ -693,6 +770,7 @@ def pause(containers: Containers, doc: dict) -> None:
     else:
         launcher.freeze(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=True, Status="paused")
+    containers.event(doc, "pause")
 
 
 def unpause(containers: Containers, doc: dict) -> None:
@@ -706,3 +784,4 @@ def unpause(containers: Containers, doc: dict) -> None:
     else:
         launcher.thaw(doc["Id"], cgroup_parent=cgroup_parent_of(doc))
     containers.set_state(doc["Id"], Paused=False, Status="running")
+    containers.event(doc, "unpause")

@@ -31,12 +31,48 @@ class LogWriter:
     """Appends output chunks as json-file records: each complete line, and every 16 KiB of a
     longer one (see the module docstring); a shorter unfinished line waits for its newline
     (or ``flush``). Memory: at most MAX_RECORD bytes kept per stream. Not thread-safe: the
-    caller serialises writes (one lock for both streams)."""
+    caller serialises writes (one lock for both streams).
 
-    def __init__(self, path: str) -> None:
-        self.f = open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600),
-                      "ab", buffering=0)  # 0600: a log holds what the container printed
+    Rotation (``--log-opt max-size``/``max-file``, as Docker's json-file driver): before a
+    write, a log of ``max_size`` bytes or more becomes ``<log>.1`` (``.1`` becomes ``.2`` ...,
+    the oldest beyond ``max_file - 1`` is dropped; with one file the log starts over) and a
+    new log is opened. Readers (:class:`LogReader`) read the rotated files first and follow
+    a rotation."""
+
+    def __init__(self, path: str, *, max_size: int = -1, max_file: int = 1) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_file = max(1, max_file)
+        self.f = self._open()
+        self.size = os.fstat(self.f.fileno()).st_size
         self.partial = {"stdout": b"", "stderr": b""}
+
+    def _open(self):
+        return open(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600),
+                    "ab", buffering=0)  # 0600: a log holds what the container printed
+
+    def _append(self, data: bytes) -> None:
+        if 0 < self.max_size <= self.size:
+            self._rotate()
+        self.f.write(data)
+        self.size += len(data)
+
+    def _rotate(self) -> None:
+        self.f.close()
+        if self.max_file > 1:
+            for n in range(self.max_file - 1, 0, -1):
+                src = self.path if n == 1 else f"{self.path}.{n - 1}"
+                try:
+                    os.rename(src, f"{self.path}.{n}")
+                except FileNotFoundError:
+                    pass
+        else:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self.f = self._open()
+        self.size = 0
 
     def write(self, stream: str, data: bytes) -> None:
         pending = self.partial[stream]
@@ -62,17 +98,41 @@ class LogWriter:
         self.partial[stream] = pending
         if records:
             ts = _now()
-            self.f.write(b"".join(_record(r, stream, ts) for r in records))
+            for r in records:
+                self._append(_record(r, stream, ts))
 
     def flush(self) -> None:
         for stream, rest in self.partial.items():
             if rest:
-                self.f.write(_record(rest, stream, _now()))
+                self._append(_record(rest, stream, _now()))
                 self.partial[stream] = b""
 
     def close(self) -> None:
         self.flush()
         self.f.close()
+
+
+class NullLog:
+    """The ``none`` log driver: output is shown to attached clients and kept nowhere."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def open_log(doc: dict):
+    """The writer of a container's log for its driver (a NullLog for ``none``), rotating
+    as the record's ``Lamina.LogRotate`` ([max_size, max_file], checked at create) says."""
+    cfg = doc["HostConfig"].get("LogConfig") or {"Type": "json-file", "Config": {}}
+    if cfg.get("Type") == "none" or not doc.get("LogPath"):
+        return NullLog()
+    max_size, max_file = (doc.get("Lamina") or {}).get("LogRotate") or (-1, 1)
+    return LogWriter(doc["LogPath"], max_size=max_size, max_file=max_file)
 
 
 def _record(text: bytes, stream: str, ts: str) -> bytes:
@@ -100,30 +160,75 @@ def parse_since(text: str | None, now: float) -> float | None:
 
 
 class LogReader:
-    """Complete records of a json-file log from ``offset`` on, one at a time (iterate it);
-    ``offset`` is then the position after the last complete record read. An unfinished
-    last line (being written) is left for the next read."""
+    """Complete records of a json-file log from ``offset`` on, one at a time (iterate it,
+    again and again to follow); ``offset`` is then the position after the last complete
+    record read. An unfinished last line (being written) is left for the next read. With
+    ``rotated`` (a fresh read), the files a rotation kept (``<log>.N`` ... ``<log>.1``) come
+    first; a rotation while following is followed (the old file is read to its end, then
+    the new one from its start)."""
 
-    def __init__(self, path: str, offset: int = 0) -> None:
+    def __init__(self, path: str, offset: int = 0, *, rotated: bool = False) -> None:
         self.path = path
         self.offset = offset
+        self.f = None
+        self._old: list[str] = []
+        if rotated and offset == 0:
+            n = 1
+            while os.path.exists(f"{path}.{n}"):
+                n += 1
+            self._old = [f"{path}.{k}" for k in range(n - 1, 0, -1)]
+
+    def _lines(self, f):
+        while True:
+            pos = f.tell()
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                f.seek(pos)
+                return
+            yield line
 
     def __iter__(self):
-        try:
-            f = open(self.path, "rb")
-        except FileNotFoundError:
-            return
-        with f:
-            f.seek(self.offset)
-            while True:
-                line = f.readline()
-                if not line.endswith(b"\n"):
-                    return
-                self.offset += len(line)
+        while self._old:
+            try:
+                with open(self._old.pop(0), "rb") as old:
+                    for line in self._lines(old):
+                        yield from _decoded(line)
+            except FileNotFoundError:
+                continue
+        while True:
+            if self.f is None:
                 try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue
+                    self.f = open(self.path, "rb")
+                except FileNotFoundError:
+                    return
+                self.f.seek(self.offset)
+            for line in self._lines(self.f):
+                self.offset += len(line)
+                yield from _decoded(line)
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                return
+            mine = os.fstat(self.f.fileno())
+            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+                return
+            for line in self._lines(self.f):  # rotated away: its last records, then the new file
+                yield from _decoded(line)
+            self.f.close()
+            self.f = None
+            self.offset = 0
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def _decoded(line: bytes):
+    try:
+        yield json.loads(line)
+    except ValueError:
+        pass
 
 
 def read_entries(path: str, offset: int = 0) -> tuple[list[dict], int]:

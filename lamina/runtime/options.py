@@ -53,4 +53,23 @@ class CreateOptions:
     runtime: str = "builtin"
     auto_remove: bool = False
     detach_keys: str | None = None
+    detach: bool = False                 # run -d: no stream attached (Config.Attach* false)
+    healthcheck: dict | None = None      # Docker's HealthConfig from the --health-* flags
+    devices: tuple = ()                  # Docker's DeviceMapping dicts (--device)
+    group_add: tuple[str, ...] = ()      # --group-add: names or gids
+    pid_mode: str = ""                   # "" | host | container:<x>
+    ipc_mode: str = "private"            # private | shareable | none | host | container:<x>
+    uts_mode: str = ""                   # "" | host
+    sysctls: dict = field(default_factory=dict)
+    log_config: dict = field(default_factory=lambda: {"Type": "json-file", "Config": {}})
+    volumes_from: tuple[str, ...] = ()   # container[:ro|:rw]
+    attach: tuple[str, ...] = ()         # -a: stdin, stdout, stderr
+    memory_reservation: int | None = None
+    oom_kill_disable: bool = False
+    cpu_shares: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    init_path: str | None = None         # --init-path: the init binary (default tini-static)
+    cidfile: str = ""
+    log_rotate: tuple[int, int] = (-1, 1)  # (max size in bytes or -1, files kept): --log-opt
     cgroup_parent: str = ""              # --cgroup-parent ("": $LAMINA_CGROUP_PARENT or lamina)

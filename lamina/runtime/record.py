@@ -44,10 +44,12 @@ DOCKER_STATE = {
 
 #: lamina's bookkeeping in ``State`` (absent until the first start): the init's pid start
 #: time, the monitor's pid and start time, whether the user stopped it (restart policies),
-#: and the restart count the monitor loop keeps.
+#: and the restart count the monitor loop keeps. ``Health`` is Docker's (``{"Status",
+#: "FailingStreak", "Log"}``, lamina.runtime.health), present only for a container with a
+#: health check that was started.
 LAMINA_STATE = {
     "PidStart": None, "MonitorPid": 0, "MonitorStart": None, "StoppedByUser": False,
-    "RestartCount": 0,
+    "RestartCount": 0, "Health": None,
 }
 
 STATE_DEFAULTS = {**DOCKER_STATE, **LAMINA_STATE}
@@ -74,6 +76,7 @@ class State:
     monitor_start: str | None = None
     stopped_by_user: bool = False
     restart_count: int = 0
+    health: dict | None = None
 
     @classmethod
     def of(cls, doc: dict) -> State:
@@ -126,6 +129,36 @@ def network_settings(networks: dict) -> dict:
             "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
             "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
             "Networks": networks}
+
+
+#: The top-level keys of Docker's container inspect JSON, in its order (docker inspect).
+DOCKER_TOP = ("Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath",
+              "HostsPath", "LogPath", "Name", "RestartCount", "Driver", "Platform", "MountLabel",
+              "ProcessLabel", "AppArmorProfile", "ExecIDs", "HostConfig", "GraphDriver", "Mounts",
+              "Config", "NetworkSettings")
+_DOCKER_TOP_DEFAULTS = {"MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None}
+
+
+def inspect_view(doc: dict) -> dict:
+    """What ``inspect`` prints of the record ``doc`` (no template): Docker's keys in Docker's
+    order (labels and profile fields lamina does not use as Docker prints them unset), a
+    State with Docker's fields only (``Health`` when the container has a health check), then
+    lamina's own keys (``ImageManifest``, ``Lamina``). Templates see the record itself."""
+    out: dict = {}
+    for k in DOCKER_TOP:
+        if k == "State":
+            st = doc["State"]
+            state = {f: st.get(f, d) for f, d in DOCKER_STATE.items()}
+            if st.get("Health") is not None:
+                state["Health"] = st["Health"]
+            out[k] = state
+        elif k in doc:
+            out[k] = doc[k]
+        elif k in _DOCKER_TOP_DEFAULTS:
+            out[k] = _DOCKER_TOP_DEFAULTS[k]
+    for k, v in doc.items():
+        out.setdefault(k, v)
+    return out
 
 
 def new_document(*, cid: str, name: str, created: str, path: str, args: list[str], image: str,

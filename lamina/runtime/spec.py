@@ -227,6 +227,16 @@ class RunOptions:
     memory_swap: int | None = None  # memory+swap; None: twice memory; -1: unlimited
     etc_files: Mapping[str, str] = field(default_factory=dict)  # container path -> host file
     annotations: Mapping[str, str] = field(default_factory=dict)
+    pid_ns: str = ""       # "": a new one; "host": the host's; else the path of one to join
+    ipc_ns: str = ""       # "": a new one; "host"; "none" (a new one, no /dev/shm); else a path
+    uts_ns: str = ""       # "": a new one (with ``hostname``); "host": the host's
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    devices: tuple[Mapping, ...] = ()  # OCI linux.devices entries plus "access" (rwm)
+    cpu_shares: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    memory_reservation: int = 0
+    oom_kill_disable: bool = False
 
 
 def _cap_name(name: str) -> str:
@@ -360,9 +370,13 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
          "options": ["nosuid", "noexec", "nodev", "relatime", *ro_sys]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={int(opts.shm_size)}"]},
     ]
+    if opts.ipc_ns == "host":  # Docker binds the host's /dev/shm
+        mounts.append({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                       "options": ["rbind", "rprivate"]})
+    elif opts.ipc_ns != "none":
+        mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                       "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={int(opts.shm_size)}"]})
     for m in opts.mounts:
         if not m.destination.startswith("/"):
             raise InvalidArgument(f"invalid mount destination {m.destination!r}: "
@@ -385,7 +399,13 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     for dest, src in opts.etc_files.items():
         mounts.append({"destination": dest, "type": "bind", "source": src,
                        "options": ["rbind", "rprivate"]})
-    namespaces = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+    namespaces: list[dict] = []
+    for typ, how in (("pid", opts.pid_ns), ("ipc", "" if opts.ipc_ns == "none" else opts.ipc_ns),
+                     ("uts", opts.uts_ns)):
+        if how == "host":
+            continue
+        namespaces.append({"type": typ, "path": how} if how else {"type": typ})
+    namespaces.append({"type": "mount"})
     if opts.network == "none":
         namespaces.append({"type": "network"})
     elif opts.network == "path":
@@ -404,7 +424,9 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
                 d["minor"] = minor
             d["access"] = access
             devs.append(d)
-        resources["devices"] = devs
+        resources["devices"] = devs + [{"allow": True, "type": d["type"], "major": d["major"],
+                                        "minor": d["minor"], "access": d.get("access") or "rwm"}
+                                       for d in opts.devices]
     if opts.memory is not None:
         if opts.memory < 6 << 20:
             raise InvalidArgument("minimum memory limit allowed is 6MB")
@@ -417,13 +439,27 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
     elif opts.memory_swap not in (None, 0):
         raise InvalidArgument("You should always set the Memory limit when using Memoryswap "
                               "limit, see usage")
+    if opts.memory_reservation:
+        resources.setdefault("memory", {})["reservation"] = int(opts.memory_reservation)
+    if opts.oom_kill_disable:
+        resources.setdefault("memory", {})["disableOOMKiller"] = True
     if opts.cpus is not None:
         if opts.cpus <= 0:
             raise InvalidArgument(f"invalid --cpus {opts.cpus}: must be positive")
         resources["cpu"] = {"quota": int(round(opts.cpus * 100000)), "period": 100000}
+    if opts.cpu_shares:
+        resources.setdefault("cpu", {})["shares"] = int(opts.cpu_shares)
+    if opts.cpuset_cpus:
+        resources.setdefault("cpu", {})["cpus"] = opts.cpuset_cpus
+    if opts.cpuset_mems:
+        resources.setdefault("cpu", {})["mems"] = opts.cpuset_mems
     if opts.pids_limit is not None and opts.pids_limit > 0:
         resources["pids"] = {"limit": int(opts.pids_limit)}
     linux: dict = {"namespaces": namespaces, "resources": resources}
+    if opts.sysctls:
+        linux["sysctl"] = dict(opts.sysctls)
+    if opts.devices:
+        linux["devices"] = [{k: v for k, v in d.items() if k != "access"} for d in opts.devices]
     if any(o in ("slave", "rslave") for m in mounts if m["type"] == "bind" for o in m["options"]):
         linux["rootfsPropagation"] = "rslave"  # else a slave bind would have no master to follow
     if cgroups_path:
@@ -443,7 +479,7 @@ def build_spec(opts: RunOptions, *, root_path: str, cgroups_path: str | None = N
         "mounts": mounts,
         "linux": linux,
     }
-    if opts.hostname:
+    if opts.hostname and opts.uts_ns != "host":
         spec["hostname"] = opts.hostname
     if opts.init:
         process["args"] = [INIT_DEST, "--", *process["args"]]

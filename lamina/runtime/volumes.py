@@ -95,9 +95,12 @@ def _check_dest(dest: str, spec: str) -> str:
     return os.path.normpath(dest)
 
 
-def parse_mounts(store, opts, *, image_volumes: list[str]) -> list[ContainerMount]:
-    """The mounts of ``-v``, ``--mount``, ``--tmpfs`` and the image's VOLUMEs. Every spec is
-    checked before anything is created, so a bad one leaves no volume behind."""
+def parse_mounts(store, opts, *, image_volumes: list[str], volumes_from: list[ContainerMount] = ()
+                 ) -> list[ContainerMount]:
+    """The mounts of ``-v``, ``--mount``, ``--tmpfs``, ``--volumes-from`` (``volumes_from``:
+    the other containers' mounts, where the container's own flags name no destination) and
+    the image's VOLUMEs (where nothing else is mounted). Every spec is checked before
+    anything is created, so a bad one leaves no volume behind."""
     plan: list[tuple] = []   # ("volume", name|None, dest, ro) | ("bind", src, dest, ro, create) | ("tmpfs", ...)
     for spec in opts.volumes:
         parts = spec.split(":")
@@ -175,6 +178,11 @@ def parse_mounts(store, opts, *, image_volumes: list[str]) -> list[ContainerMoun
         dest, _, o = spec.partition(":")
         plan.append(("tmpfs", o, _check_dest(dest, spec), False))
     taken = {p[2] for p in plan}
+    borrowed = []
+    for m in volumes_from:
+        if m.destination not in taken:
+            taken.add(m.destination)
+            borrowed.append(m)
     for dest in image_volumes:
         dest = os.path.normpath(dest)
         if dest not in taken:
@@ -191,7 +199,7 @@ def parse_mounts(store, opts, *, image_volumes: list[str]) -> list[ContainerMoun
             out.append(ContainerMount("bind", p[1], p[2], readonly=p[3], propagation=p[5], options=p[6]))
         else:
             out.append(ContainerMount("tmpfs", "", p[2], readonly=p[3], options=p[1]))
-    return out
+    return borrowed + out
 
 
 def mounts_from_inspect(doc: dict) -> list:
@@ -325,6 +333,8 @@ def create_volume(store, name: str | None, *, labels: dict, options: dict, drive
     perms.write_file(_meta_path(store, name), json.dumps(
         {"CreatedAt": rfc3339().split(".")[0].rstrip("Z") + "Z", "Labels": labels, "Options": options}))
     perms.mkdir(os.path.join(top, name, "_data"), perms.VISIBLE_DIR, exist_ok=True)
+    from lamina.events import emit
+    emit(store.root, "volume", "create", name, {"driver": driver})
     return name
 
 
@@ -358,6 +368,8 @@ def remove_volume(store, name: str, *, force: bool = False) -> None:
     tmp = os.path.join(volumes_dir(store), f".rm-{os.getpid()}-{name}")
     os.rename(d, tmp)  # gone from ls at once; a crash leaves a dot-dir that the next rm sweeps
     shutil.rmtree(tmp, ignore_errors=True)
+    from lamina.events import emit
+    emit(store.root, "volume", "destroy", name, {"driver": "local"})
 
 
 def volume_size(store, name: str) -> int:

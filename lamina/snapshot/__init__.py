@@ -20,6 +20,7 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -37,6 +38,35 @@ class Layer:
     chain_id: Digest
     diff_id: Digest
     blob: Digest
+
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def make_unpack_root(path: str) -> None:
+    """Create ``path``, the directory a layer is unpacked into (mode 0755: the layer's
+    "./" may change it), marked as the top of a directory hierarchy for ext4's Orlov
+    allocator (``chattr +T``): its subdirectories, and so the files in them, are placed
+    in block groups with free inodes rather than next to the store's own directories.
+    On a store that has seen mass deletions (a CI machine, a pruned store) ext4 otherwise
+    spends most of an unpack scanning recently freed inodes in those groups (measured
+    here: ~600 us per file created, ~40 us with the mark). A placement hint only: the
+    tree is the same; filesystems without the flag ignore it."""
+    perms.mkdir(path, perms.VISIBLE_DIR)
+    try:
+        import struct
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            buf = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(8))
+            flags = struct.unpack("=i", buf[:4])[0]
+            if not flags & _FS_TOPDIR_FL:
+                fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("=i", flags | _FS_TOPDIR_FL) + bytes(4))
+        finally:
+            os.close(fd)
+    except OSError:  # tmpfs, overlayfs, xfs...: no such flag, nothing to gain
+        pass
 
 
 def overlay_supported() -> bool:
@@ -68,11 +98,23 @@ class Snapshotter:
             parent = layer.chain_id
         return out
 
-    def _unpack(self, layer: Layer, parent: Digest | None) -> str:
-        lock = os.path.join(self.root, f".lock-{layer.chain_id.hex[:32]}")
+    @contextlib.contextmanager
+    def _chain_lock(self, chain_id: Digest):
+        """Held while a chain is unpacked or installed: one process at a time per chain."""
+        lock = os.path.join(self.root, f".lock-{chain_id.hex[:32]}")
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+
+    def _unpack(self, layer: Layer, parent: Digest | None) -> str:
+        with self._chain_lock(layer.chain_id):
             found = self.dir_of(layer.chain_id)
             if found:
                 return found
@@ -81,7 +123,7 @@ class Snapshotter:
             tmp = os.path.join(self.root, f"tmp-{n}")
             shutil.rmtree(tmp, ignore_errors=True)
             perms.mkdir(tmp)
-            perms.mkdir(os.path.join(tmp, "fs"), perms.VISIBLE_DIR)  # the layer's "./" may change it
+            make_unpack_root(os.path.join(tmp, "fs"))
             try:
                 size = self._apply(layer, os.path.join(tmp, "fs"), mode="overlay")
                 final = os.path.join(self.root, str(n))
@@ -91,12 +133,27 @@ class Snapshotter:
                 raise
             self._record(layer, parent, n, size)
             return os.path.join(final, "fs")
-        finally:
-            os.close(fd)
+
+    def install(self, layer: Layer, parent: Digest | None, src_dir: str, size: int) -> str | None:
+        """Make ``src_dir`` (this layer unpacked in overlay form by :func:`apply_layer` and
+        verified against its diff ID, e.g. during a pull) the snapshot of ``layer``, by
+        rename, under the chain's lock (a concurrent lazy unpack of the same chain waits,
+        then finds it). Returns the fs dir, or None when the chain was unpacked already
+        (``src_dir`` is then left for the caller to remove). ``src_dir`` must be on the
+        snapshots' filesystem (OSError EXDEV otherwise, nothing recorded)."""
+        with self._chain_lock(layer.chain_id):
+            if self.dir_of(layer.chain_id):
+                return None
+            n = self._reserve()
+            final = os.path.join(self.root, str(n))
+            perms.mkdir(final)
             try:
-                os.unlink(lock)
-            except OSError:
-                pass
+                os.rename(src_dir, os.path.join(final, "fs"))
+            except BaseException:
+                os.rmdir(final)
+                raise
+            self._record(layer, parent, n, size)
+            return os.path.join(final, "fs")
 
     def adopt(self, layer: Layer, parent: Digest | None, src_dir: str, size: int) -> str:
         """Make ``src_dir`` (a directory holding exactly this layer's diff in overlay form,

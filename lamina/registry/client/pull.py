@@ -5,10 +5,13 @@
     GET manifest (tag or digest) --index?--> pick the platform's manifest (host or --platform)
       -> config blob (verified) -> layers, 3 at a time by default:
          HTTP body --> content writer (sha256 + size of the blob, checked as it streams)
-                   \\-> decompress (gzip/zstd/none) -> tar headers checked -> sha256 = diff ID
+                   \\-> decompress (gzip/zstd/none) -> sha256 = diff ID
+                                                   \\-> tar headers checked and unpacked
+                                                       (apply_layer) into ingest/<ref>/unpack/fs
       -> every layer verified (digest, size, diff ID against the config)
-      -> under store.operation(): publish blobs, config, manifest (and index), record image,
-         tag, repo digest (``name@<what the reference resolved to>``) and blob sources
+      -> under store.operation(): publish blobs, config, manifest (and index), install the
+         verified unpacked layers as snapshots (rename), record image, tag, repo digest
+         (``name@<what the reference resolved to>``) and blob sources
 
 Contracts:
 - Each blob is read from the network once; its digest, size and diff ID are computed in
@@ -18,6 +21,13 @@ Contracts:
   within the pull (retries with backoff); a pull that was killed or failed on the network
   leaves its partial blob in ``content/ingest/pull-<digest>/``, and the next pull of that
   blob resumes from it (its bytes are re-hashed, not re-fetched).
+- Pull does not unpack by default (snapshots stay lazy, as after ``import``). With
+  ``$LAMINA_PULL_UNPACK=1`` each layer is unpacked while it streams (``unpack=True``), by
+  the same safe extractor a lazy unpack uses, into a directory
+  inside the blob's ingest dir (held by the ingest's lock, so GC leaves it alone; a killed
+  pull's one is discarded by the next pull or by GC). It becomes the layer's snapshot by
+  rename only after the blob and its diff ID verified, so a pulled image's first ``run``
+  unpacks nothing. A layer whose chain is already unpacked is only checked, not unpacked.
 - The store's GC lock is held only while the verified blobs are published and recorded
   (blobs still downloading live in ingest/, which GC leaves to their live writers), so a
   long pull never blocks ``rmi`` or ``image prune``.
@@ -242,13 +252,15 @@ class Puller:
     """One pull into ``store``. Create per pull; not reusable across threads of callers."""
 
     def __init__(self, store, *, progress: Progress | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-                 platform: oci.Platform | None = None, registry: Registry | None = None) -> None:
+                 platform: oci.Platform | None = None, registry: Registry | None = None,
+                 unpack: bool = True) -> None:
         self.store = store
         self.content = store.content
         self.progress = progress or Progress(quiet=True)
         self.concurrency = max(1, int(concurrency))
         self.platform = platform
         self._registry = registry
+        self.unpack = unpack
 
     def pull(self, ref, *, announce: bool = True) -> PullResult:
         """Pull ``ref`` (a lamina.reference.Reference with a tag or a digest)."""
@@ -261,7 +273,10 @@ class Puller:
             if announce:
                 self.progress.line(f"{which}: Pulling from {ref.path}")
             try:
-                return self._pull(reg, ref, which)
+                result = self._pull(reg, ref, which)
+                from lamina.events import emit
+                emit(self.store.root, "image", "pull", ref.familiar, {"name": ref.familiar_name})
+                return result
             except RegistryError as e:
                 raise _translate(e, ref) from None
             except Unauthorized as e:  # "no basic auth credentials": nothing was sent
@@ -323,6 +338,8 @@ class Puller:
         known = self.store.db.one("SELECT 1 FROM images WHERE manifest=?", (str(mdigest),)) is not None
         writers, facts, downloaded = self._layers(reg, path, m, cfg, quiet=known and all(
             self.content.exists(d.digest) for d in m.layers))
+        from lamina.digest import chain_ids
+        chains = chain_ids(list(cfg.diff_ids))
         try:
             for attempt in range(4):
                 with self.store.operation():
@@ -330,7 +347,8 @@ class Puller:
                     # (GC runs while layers download): fetch it, outside the lock, and retry
                     gone = {d.digest for d in m.layers if d.digest not in writers and not self.content.exists(d.digest)}
                     if not gone:
-                        rec = self._record(ref, m, body, mdigest, cfg_bytes, index_bytes, top, writers, facts)
+                        rec = self._record(ref, m, body, mdigest, cfg_bytes, index_bytes, top, writers, facts,
+                                           chains, cfg.diff_ids)
                         break
                 if attempt == 3:
                     raise NotFound(f"layers of {ref.familiar} keep being removed from the store while "
@@ -341,15 +359,18 @@ class Puller:
                 downloaded += n
         finally:
             for w in writers.values():
+                _drop_unpacked(w)
                 w.close()
         return PullResult(digest=top, manifest=mdigest, image_id=rec.id,
                           updated=before != str(mdigest), downloaded=downloaded)
 
     def _record(self, ref, m, body: bytes, mdigest: Digest, cfg_bytes, index_bytes, top: Digest,
-                writers: dict, facts: dict):
-        """Publish the verified blobs and record the image (inside store.operation())."""
+                writers: dict, facts: dict, chains: list[Digest], diff_ids):
+        """Publish the verified blobs, install the layers unpacked while pulling as
+        snapshots, and record the image (inside store.operation())."""
         for w in writers.values():
             w.commit()
+        self._install(m, writers, chains, diff_ids, facts)
         if cfg_bytes is not None:
             self.content.put_bytes(cfg_bytes, m.config.digest)
         self.content.put_bytes(body, mdigest)
@@ -364,6 +385,28 @@ class Puller:
             c.executemany("INSERT OR IGNORE INTO blob_sources(blob, repo) VALUES(?,?)",
                           [(str(d.digest), ref.name) for d in (m.config, *m.layers)])
         return rec
+
+    def _install(self, m, writers: dict, chains: list[Digest], diff_ids, facts: dict) -> None:
+        """Each verified layer unpacked during the pull becomes its chain's snapshot (first
+        occurrence of a blob only; a chain unpacked meanwhile keeps its snapshot). A tree
+        that cannot be moved into snapshots/ is dropped: the first run unpacks that layer."""
+        from lamina.snapshot import Layer, Snapshotter
+        snaps = Snapshotter(self.store)
+        done: set[Digest] = set()
+        for i, d in enumerate(m.layers):
+            w = writers.get(d.digest)
+            if w is None or d.digest in done:
+                continue
+            done.add(d.digest)
+            fs = os.path.join(w.dir, "unpack", "fs")
+            if not os.path.isdir(fs):
+                continue
+            layer = Layer(chains[i], diff_ids[i], d.digest)
+            try:
+                snaps.install(layer, chains[i - 1] if i else None, fs, facts[d.digest][1])
+            except OSError:  # e.g. ingest/ on another filesystem (EXDEV): the layer stays lazy
+                pass
+            _drop_unpacked(w)
 
     def _current(self, ref) -> str | None:
         db = self.store.db
@@ -423,9 +466,16 @@ class Puller:
         stop = threading.Event()
         writers: dict[Digest, Any] = {}
         lock = threading.Lock()
+        unpack: set[Digest] = set()
+        if self.unpack:
+            from lamina.digest import chain_ids
+            from lamina.snapshot import Snapshotter
+            snaps = Snapshotter(self.store)
+            chains = chain_ids(list(cfg.diff_ids))
+            unpack = {d.digest for i, d in todo if snaps.dir_of(chains[i]) is None}
 
         def fetch(i: int, d: oci.Descriptor):
-            w, info = self._fetch_layer(reg, path, d, stop)
+            w, info = self._fetch_layer(reg, path, d, stop, unpack=d.digest in unpack)
             with lock:
                 writers[d.digest] = w
             if info.diff_id != cfg.diff_ids[i]:
@@ -449,15 +499,20 @@ class Puller:
         finally:
             if not ok:
                 for w in writers.values():
+                    _drop_unpacked(w)
                     w.close()
         return writers, facts, len(todo)
 
-    def _fetch_layer(self, reg: Registry, path: str, d: oci.Descriptor, stop: threading.Event):
+    def _fetch_layer(self, reg: Registry, path: str, d: oci.Descriptor, stop: threading.Event, *,
+                     unpack: bool = False):
         """Download one layer blob into an ingest writer, verified; returns (writer, LayerInfo).
+        With ``unpack`` the layer is also unpacked into ``<writer.dir>/unpack/fs`` from the
+        same decompressed stream (see :func:`_unpack_stream`); the diff ID is not checked
+        here (the caller compares it with the config before using the tree).
 
         On a network failure the partial bytes are kept for the next pull; on a
-        verification failure they are discarded."""
-        from lamina.layer.ingest import ingest_layer
+        verification failure they are discarded. Either way the unpacked tree is removed."""
+        from lamina.layer.ingest import LayerInfo, ingest_layer
         short = d.digest.hex[:12]
         p = self.progress
         w = self._writer(d)
@@ -466,7 +521,11 @@ class Puller:
             src = BlobSource(reg, path, d, w, stop=stop,
                              on_bytes=lambda n: p.bytes(short, "Downloading", n, d.size))
             try:
-                info = ingest_layer(src, _Null(), compression=None, check=True)  # type: ignore[arg-type]  # a file-like object
+                info: _Unpacked | LayerInfo
+                if unpack:
+                    info = _unpack_stream(src, w.dir)
+                else:
+                    info = ingest_layer(src, _Null(), compression=None, check=True)  # type: ignore[arg-type]  # a file-like object
                 src.finish()
             except (InvalidArgument, EOFError) as e:
                 if isinstance(e, DigestMismatch):
@@ -491,10 +550,12 @@ class Puller:
             p.status(short, "Download complete")
             return w, info
         except (TransportError, Cancelled, KeyboardInterrupt, OSError):
+            _drop_unpacked(w)
             w.keep_partial()  # the bytes so far are good: the next pull resumes from them
             w.close()
             raise
         except BaseException:
+            _drop_unpacked(w)
             w.close()  # verification failed: the bytes are discarded
             raise
         finally:
@@ -513,6 +574,50 @@ class Puller:
                 time.sleep(delay)  # another pull of the same blob; its lock is the condition
                 delay = min(delay * 2, 0.5)
         raise LaminaError(f"layer {d.digest} is being pulled by another lamina process")
+
+
+@value
+class _Unpacked:
+    """What :func:`_unpack_stream` learnt (the fields of LayerInfo the pull uses)."""
+
+    diff_id: Digest
+    content_size: int
+
+
+def _unpack_stream(src, ingest_dir: str) -> _Unpacked:
+    """Decompress ``src`` once: hash the plain tar (the diff ID) and unpack it with
+    :func:`lamina.layer.extract.apply_layer` (every entry checked, overlay form: the tree a
+    lazy unpack of the same blob makes) into ``<ingest_dir>/unpack/fs``, made afresh (a
+    killed pull may have left one; the caller holds the ingest's lock)."""
+    import shutil
+
+    from lamina import perms
+    from lamina.digest import HashingReader
+    from lamina.layer.compress import open_decompressed
+    from lamina.layer.extract import apply_layer
+    from lamina.snapshot import make_unpack_root
+    top = os.path.join(ingest_dir, "unpack")
+    shutil.rmtree(top, ignore_errors=True)
+    perms.mkdir(top)
+    fs = os.path.join(top, "fs")
+    make_unpack_root(fs)  # as a lazy unpack makes it
+    reader, _ = open_decompressed(src)
+    try:
+        h = HashingReader(reader)
+        res = apply_layer(h, fs, mode="overlay")  # type: ignore[arg-type]  # a file-like object
+        while h.read(1 << 20):  # bytes after the tar's end are part of the diff ID
+            pass
+    finally:
+        reader.close()
+    return _Unpacked(diff_id=h.digest(), content_size=res.content_size)
+
+
+def _drop_unpacked(w) -> None:
+    """Remove what :func:`_unpack_stream` left in ``w``'s ingest dir (nothing if none)."""
+    top = os.path.join(w.dir, "unpack")
+    if os.path.lexists(top):
+        import shutil
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def _media_type(body: bytes, declared: str | None) -> str:
@@ -564,6 +669,17 @@ def concurrency(env: str, default: int) -> int:
     return n
 
 
+def unpack_on_pull() -> bool:
+    """``$LAMINA_PULL_UNPACK``: "0" (the default) leaves layers to the first run (a pull that
+    only fetches and verifies, as ``skopeo copy``; snapshots stay lazy as after ``import``),
+    "1" unpacks them while pulling, so the first run unpacks nothing (a slower pull: on ext4
+    right after mass deletions, 3-5x the lazy one here)."""
+    text = os.environ.get("LAMINA_PULL_UNPACK", "0")
+    if text not in ("0", "1"):
+        raise InvalidArgument(f"LAMINA_PULL_UNPACK={text!r}: want 1 (unpack while pulling) or 0 (unpack at first run)")
+    return text == "1"
+
+
 def pull_reporting(store, name: str, *, progress: Progress, all_tags: bool = False,
                    platform: str | None = None, out=None):
     """``docker pull NAME`` end to end with Docker's output: ``Using default tag``, the
@@ -575,7 +691,8 @@ def pull_reporting(store, name: str, *, progress: Progress, all_tags: bool = Fal
         raise InvalidArgument("tag can't be used with --all-tags/-a")
     plat = parse_platform(platform) if platform else None
     puller = Puller(store, progress=progress, platform=plat,
-                    concurrency=concurrency("LAMINA_MAX_CONCURRENT_DOWNLOADS", DEFAULT_CONCURRENCY))
+                    concurrency=concurrency("LAMINA_MAX_CONCURRENT_DOWNLOADS", DEFAULT_CONCURRENCY),
+                    unpack=unpack_on_pull())
     if all_tags:
         with Registry(bare.domain) as reg:
             try:

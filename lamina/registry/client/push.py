@@ -86,7 +86,10 @@ class Pusher:
         reg = Registry(ref.domain, pool_size=self.concurrency + 2)
         try:
             try:
-                return self._push(reg, images, rec, ref)
+                result = self._push(reg, images, rec, ref)
+                from lamina.events import emit
+                emit(self.store.root, "image", "push", ref.familiar, {"name": ref.familiar_name})
+                return result
             except Unauthorized as e:
                 if isinstance(e, RegistryError):
                     raise

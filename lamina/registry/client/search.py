@@ -32,9 +32,37 @@ def split_term(term: str) -> tuple[str, str]:
     return hosts.DOCKER_HUB_DOMAIN, term
 
 
+def _check_v1_endpoint(reg: Registry) -> None:
+    """dockerd's validateEndpoint for a search on a registry other than the Hub: ``/v1/_ping``
+    over HTTPS, then over HTTP when the registry is insecure; any answer will do. Raises
+    TransportError in dockerd's words when no attempt connects."""
+    from lamina.registry.client.transport import TransportError
+    host = reg.ep.host
+    errors = []
+    for scheme in reg.ep.schemes:
+        try:
+            r = reg.t.request("GET", f"{scheme}://{host}/v1/_ping", limit=1 << 16, retry=False)
+        except TransportError as e:
+            errors.append(str(e))
+            continue
+        r.release_conn()
+        return
+    if len(errors) == 1:
+        raise TransportError(
+            f"invalid registry endpoint https://{host}/v1/: {errors[0]}. If this private registry supports "
+            f"only HTTP or HTTPS with an unknown CA certificate, please add `--insecure-registry {host}` to "
+            "the daemon's arguments. In the case of HTTPS, if you have access to the registry's CA "
+            "certificate, no need for the flag; simply place the CA certificate at "
+            f"/etc/docker/certs.d/{host}/ca.crt")
+    raise TransportError(f'invalid registry endpoint "http://{host}/v1/". HTTPS attempt: {errors[0]}. '
+                         f"HTTP attempt: {errors[1]}")
+
+
 def search(term: str, *, limit: int = 25) -> list[Result]:
     domain, query = split_term(term)
     with Registry(domain) as reg:
+        if domain != hosts.DOCKER_HUB_DOMAIN:
+            _check_v1_endpoint(reg)
         found = reg.search_v1(query, limit)
         if found is not None:
             out = []

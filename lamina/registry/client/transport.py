@@ -57,6 +57,28 @@ def _go_method(method: str) -> str:
     return method[0] + method[1:].lower()
 
 
+def _dialed(host: str, port: int) -> str | None:
+    """The address Go's dialer names for a refused connection to ``host``: its first
+    resolved address, IPv4 first (``localhost`` -> ``127.0.0.1:5000``); None for an IP
+    literal or a name that does not resolve now."""
+    import ipaddress
+    import socket
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    infos.sort(key=lambda i: i[0] != socket.AF_INET)
+    if not infos:
+        return None
+    ip = str(infos[0][4][0])
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def describe(method: str, url: str, e: BaseException) -> str:
     """Docker's (Go's) wording for a failed request."""
     from urllib.parse import urlsplit
@@ -67,7 +89,7 @@ def describe(method: str, url: str, e: BaseException) -> str:
     reason = getattr(e, "reason", None) or e
     low = f"{text} {reason}".lower()
     if "connection refused" in low or "errno 111" in low:
-        why = f"dial tcp {addr}: connect: connection refused"
+        why = f"dial tcp {_dialed(u.hostname or '', port) or addr}: connect: connection refused"
     elif isinstance(e, (ConnectTimeoutError,)) or "timed out" in low and "connect" in low:
         why = f"dial tcp {addr}: i/o timeout"
     elif "name or service not known" in low or "nodename nor servname" in low or "failed to resolve" in low:

@@ -115,9 +115,10 @@ from lamina.runtime.launcher.cgroups import (
                                              pids,
                                              remove_cgroups,
                                              thaw,
+                                             update_resources,
 )
 from lamina.runtime.launcher.exec import exec_in
 from lamina.runtime.launcher.launch import run
 
-__all__ = ["run", "exec_in", "freeze", "thaw", "pids", "remove_cgroups", "cgroup_dirs",
+__all__ = ["run", "exec_in", "freeze", "thaw", "pids", "remove_cgroups", "cgroup_dirs", "update_resources",
            "default_cgroup_parent", "check_cgroup_parent"]

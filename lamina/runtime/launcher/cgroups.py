@@ -121,24 +121,19 @@ class _Cgroup:
 
     def _create(self, res: dict) -> None:
         mem = (res.get("memory") or {}).get("limit")
-        swap = (res.get("memory") or {}).get("swap")
         cpu = res.get("cpu") or {}
         pids = (res.get("pids") or {}).get("limit")
         devices = res.get("devices")
         if self.v2:
             d = self.dirs[""]
-            avail = set()
-            try:
-                with open(os.path.join(_CGROUP_ROOT, "cgroup.controllers")) as f:
-                    avail = set(f.read().split())
-            except OSError:
-                pass
-            for need, ctl in ((mem, "memory"), (cpu.get("quota"), "cpu"), (pids, "pids")):
+            avail = _v2_controllers()
+            for need, ctl in ((mem, "memory"), (cpu.get("quota") or cpu.get("shares"), "cpu"), (pids, "pids"),
+                              (cpu.get("cpus") or cpu.get("mems"), "cpuset")):
                 if need is not None and ctl not in avail:
                     raise Unavailable(f"the {ctl} limit needs the cgroup v2 {ctl} controller, "
                                       "which this host does not enable")
             self._mkdirs(d, _CGROUP_ROOT, False)
-            want = [c for c in ("memory", "cpu", "pids") if c in avail]
+            want = [c for c in ("cpuset", "memory", "cpu", "pids") if c in avail]
             parents, cur = [_CGROUP_ROOT], _CGROUP_ROOT
             for part in os.path.relpath(d, _CGROUP_ROOT).split("/")[:-1]:
                 cur = os.path.join(cur, part)
@@ -149,19 +144,11 @@ class _Cgroup:
                            " ".join("+" + c for c in want))
                 except OSError:
                     pass
-            if mem is not None:
-                _write(os.path.join(d, "memory.max"), str(mem))
-                if swap is not None and os.path.exists(os.path.join(d, "memory.swap.max")):
-                    _write(os.path.join(d, "memory.swap.max"),
-                           "max" if swap == -1 else str(max(0, swap - mem)))
-            if cpu.get("quota") is not None:
-                _write(os.path.join(d, "cpu.max"), f"{cpu['quota']} {cpu.get('period', 100000)}")
-            if pids is not None:
-                _write(os.path.join(d, "pids.max"), str(pids))
+            apply_resources(self.dirs, res, v2=True)
             self.procs = [os.path.join(d, "cgroup.procs")]
             return
         for need, ctl in ((mem, "memory"), (cpu.get("quota") or cpu.get("shares"), "cpu"),
-                          (pids, "pids")):
+                          (pids, "pids"), (cpu.get("cpus") or cpu.get("mems"), "cpuset")):
             if need is not None and _dir_for(self.dirs, ctl) is None:
                 raise Unavailable(f"the {ctl} limit needs the cgroup v1 {ctl} controller, "
                                   f"which is not mounted under {_CGROUP_ROOT}")
@@ -172,25 +159,10 @@ class _Cgroup:
                 self.tasks.append(os.path.join(d, "tasks"))
             else:
                 self.procs.append(os.path.join(d, "cgroup.procs"))
-        try:
-            if mem is not None:
-                md = _dir_for(self.dirs, "memory")
-                _write(os.path.join(md, "memory.limit_in_bytes"), str(mem))
-                # memory+swap (Docker: twice -m unless --memory-swap); a kernel without swap
-                # accounting has no such file: then swap stays unlimited, as Docker warns
-                if swap is not None and os.path.exists(os.path.join(md,
-                                                                    "memory.memsw.limit_in_bytes")):
-                    _write(os.path.join(md, "memory.memsw.limit_in_bytes"), str(swap))
-            if cpu.get("shares") is not None:
-                _write(os.path.join(_dir_for(self.dirs, "cpu"), "cpu.shares"), str(cpu["shares"]))
-            if cpu.get("quota") is not None:
-                d = _dir_for(self.dirs, "cpu")
-                _write(os.path.join(d, "cpu.cfs_period_us"), str(cpu.get("period") or 100000))
-                _write(os.path.join(d, "cpu.cfs_quota_us"), str(cpu["quota"]))
-            if pids is not None:
-                _write(os.path.join(_dir_for(self.dirs, "pids"), "pids.max"), str(pids))
-            d = _dir_for(self.dirs, "devices")
-            if devices is not None and d is not None:
+        apply_resources(self.dirs, res, v2=False)
+        d = _dir_for(self.dirs, "devices")
+        if devices is not None and d is not None:
+            try:
                 for rule in devices:
                     typ = rule.get("type", "a")
                     major = "*" if rule.get("major") is None else str(rule["major"])
@@ -199,9 +171,9 @@ class _Cgroup:
                         f"{typ} {major}:{minor} {rule.get('access', 'rwm')}"
                     _write(os.path.join(d, "devices.allow" if rule.get("allow")
                                         else "devices.deny"), line)
-        except OSError as e:
-            raise Unavailable(f"cgroup setup of {self.path} failed: {e.strerror}: "
-                              f"{e.filename or ''}") from e
+            except OSError as e:
+                raise Unavailable(f"cgroup setup of {self.path} failed: {e.strerror}: "
+                                  f"{e.filename or ''}") from e
 
     def join_pid(self, pid: int) -> None:
         """Move process ``pid`` into the v2 / hybrid unified cgroup (P1, for P2)."""
@@ -230,6 +202,109 @@ class _Cgroup:
                     if e.errno != _errno.EBUSY:
                         break
                     time.sleep(0.002)
+
+
+def _v2_controllers() -> set[str]:
+    try:
+        with open(os.path.join(_CGROUP_ROOT, "cgroup.controllers")) as f:
+            return set(f.read().split())
+    except OSError:
+        return set()
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares as v2 cpu.weight (runc's conversion)."""
+    return 1 + ((shares - 2) * 9999) // 262142 if shares else 0
+
+
+def apply_resources(dirs: dict[str, str], res: dict, *, v2: bool) -> None:
+    """Write the OCI ``resources`` (memory limit/swap/reservation/OOM killer, cpu quota/
+    shares/cpuset, pids) into existing cgroup ``dirs`` (a start, or ``update`` of a running
+    container). A value of 0 (or None) for a limit leaves it as it is; ``-1`` for memory,
+    swap and pids means unlimited. Unavailable names the file a write failed on."""
+    mem = res.get("memory") or {}
+    cpu = res.get("cpu") or {}
+    pids = (res.get("pids") or {}).get("limit")
+    try:
+        if v2:
+            d = dirs[""]
+            if mem.get("limit") is not None:
+                _write(os.path.join(d, "memory.max"), "max" if mem["limit"] == -1 else str(mem["limit"]))
+                swap = mem.get("swap")
+                if swap is not None and os.path.exists(os.path.join(d, "memory.swap.max")):
+                    _write(os.path.join(d, "memory.swap.max"),
+                           "max" if swap == -1 or mem["limit"] == -1 else str(max(0, swap - mem["limit"])))
+            if mem.get("reservation") is not None:
+                _write(os.path.join(d, "memory.low"), str(mem["reservation"]))
+            if cpu.get("quota") is not None:
+                _write(os.path.join(d, "cpu.max"),
+                       f"{'max' if cpu['quota'] == -1 else cpu['quota']} {cpu.get('period') or 100000}")
+            if cpu.get("shares"):
+                _write(os.path.join(d, "cpu.weight"), str(shares_to_weight(int(cpu["shares"]))))
+            if cpu.get("cpus"):
+                _write(os.path.join(d, "cpuset.cpus"), cpu["cpus"])
+            if cpu.get("mems"):
+                _write(os.path.join(d, "cpuset.mems"), cpu["mems"])
+            if pids is not None:
+                _write(os.path.join(d, "pids.max"), "max" if pids == -1 else str(pids))
+            return
+        md = _dir_for(dirs, "memory")
+        if md is not None:
+            limit, swap = mem.get("limit"), mem.get("swap")
+            memsw = os.path.join(md, "memory.memsw.limit_in_bytes")
+            has_swap = os.path.exists(memsw)
+            if limit is not None:
+                # memory+swap must stay >= memory: raise swap first when the limit grows
+                cur = _read_int(os.path.join(md, "memory.limit_in_bytes"))
+                if swap is not None and has_swap and (limit == -1 or (cur is not None and limit > cur)):
+                    _write(memsw, str(swap))
+                    _write(os.path.join(md, "memory.limit_in_bytes"), str(limit))
+                else:
+                    _write(os.path.join(md, "memory.limit_in_bytes"), str(limit))
+                    # a kernel without swap accounting has no memsw file: swap stays unlimited, as Docker warns
+                    if swap is not None and has_swap:
+                        _write(memsw, str(swap))
+            elif swap is not None and has_swap:
+                _write(memsw, str(swap))
+            if mem.get("reservation") is not None:
+                _write(os.path.join(md, "memory.soft_limit_in_bytes"), str(mem["reservation"]))
+            if mem.get("disableOOMKiller"):
+                _write(os.path.join(md, "memory.oom_control"), "1")
+        cd = _dir_for(dirs, "cpu")
+        if cd is not None:
+            if cpu.get("shares"):
+                _write(os.path.join(cd, "cpu.shares"), str(cpu["shares"]))
+            if cpu.get("quota") is not None:
+                _write(os.path.join(cd, "cpu.cfs_period_us"), str(cpu.get("period") or 100000))
+                _write(os.path.join(cd, "cpu.cfs_quota_us"), str(cpu["quota"]))
+        sd = _dir_for(dirs, "cpuset")
+        if sd is not None:
+            if cpu.get("cpus"):
+                _write(os.path.join(sd, "cpuset.cpus"), cpu["cpus"])
+            if cpu.get("mems"):
+                _write(os.path.join(sd, "cpuset.mems"), cpu["mems"])
+        pd = _dir_for(dirs, "pids")
+        if pids is not None and pd is not None:
+            _write(os.path.join(pd, "pids.max"), "max" if pids == -1 else str(pids))
+    except OSError as e:
+        raise Unavailable(f"cgroup setup failed: {e.strerror}: {e.filename or ''}") from e
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def update_resources(container_id: str, res: dict, *, cgroup_parent: str) -> None:
+    """``update`` of a running container: :func:`apply_resources` on its cgroups.
+    NotFound when it has none (not running)."""
+    dirs = cgroup_dirs(f"/{cgroup_parent}/{container_id}")
+    if not any(os.path.isdir(d) for d in dirs.values()):
+        raise NotFound(f"no cgroup for container {container_id}: is it running?")
+    apply_resources(dirs, res, v2=_is_v2())
 
 
 def default_cgroup_parent() -> str:

@@ -37,7 +37,8 @@ from lamina.runtime.launcher.spawn import _close_all_but, _setup_stdio
 
 def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
             console: int | None = None, cgroup: str | None = None,
-            seccomp: dict | None = None, on_spawn: Callable[[], None] | None = None) -> int:
+            seccomp: dict | None = None, on_spawn: Callable[[], None] | None = None,
+            on_child: Callable[[int], None] | None = None) -> int:
     """Run ``process`` (an OCI process object) inside the running container whose PID 1 has
     host pid ``pid``; return Docker's exit code (126/127 for exec failures).
 
@@ -49,7 +50,9 @@ def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
     a new session keyring, umask 022, and the process's user, capabilities, no_new_privs and
     ``seccomp`` (the container's ``linux.seccomp`` object) before the exec. Its environment
     is ``process.env`` only; 0/1/2 are ``stdio`` (guarded as in :func:`run`) or ``console``.
-    ``on_spawn`` as in :func:`run`. Raises NotFound if the process is gone, other
+    ``on_spawn`` as in :func:`run`; ``on_child(pid)`` gets the host pid of the process in the
+    container's namespaces whose SIGKILL ends the command too (it dies with it: the health
+    check's timeout). Raises NotFound if the process is gone, other
     LaminaErrors for setup failures.
     """
     p = _Proc(process, seccomp)
@@ -126,6 +129,8 @@ def exec_in(pid: int, process: dict, *, stdio: tuple[int, int, int] = (0, 1, 2),
             os._exit(code)
         os.close(errw)
         try:
+            if on_child is not None:
+                on_child(c)
             if guard is not None:
                 guard.start()
             if on_spawn is not None:

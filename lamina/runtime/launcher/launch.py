@@ -159,7 +159,7 @@ def _run_builtin(bundle: str, spec: dict, *, container_id: str, rootfs_mounts, s
         errr, errw = os.pipe2(os.O_CLOEXEC)
         p2 = 0
         try:
-            if _single_threaded():
+            if _single_threaded() and not plan.join_pid:
                 p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=True,
                                console_sock=csock)
         except _NoClone:
@@ -195,6 +195,10 @@ def _run_builtin(bundle: str, spec: dict, *, container_id: str, rootfs_mounts, s
                 _close_all_but([errw, *stdio, console, csock])
                 for s in _TERMINAL_SIGNALS:
                     signal.signal(s, signal.SIG_IGN)
+                if plan.join_pid:  # P2 is born in it (a pid namespace applies to children)
+                    from lamina.runtime.launcher.base import _CLONE_NEWPID
+                    from lamina.runtime.launcher.mounts import _join_namespace
+                    _join_namespace(plan.join_pid, _CLONE_NEWPID, "pid")
                 p2 = _spawn_p2(plan, cg, rootfs_mounts, stdio, console, errw, direct=False,
                                console_sock=csock)
                 if csock is not None:

@@ -86,15 +86,22 @@ class _Plan:
         flags = 0
         self.pidns = False
         self.join_net = ""
+        self.join_pid = ""  # joined by P1 before it forks P2 (a pid namespace applies to children)
+        self.join_other: list[tuple[str, int]] = []  # (path, CLONE_NEW*) ipc/uts, joined by P2
         for ns in linux.get("namespaces") or ():
             t = ns.get("type")
             if t not in _NS_FLAGS:
                 raise InvalidArgument(f"config.json: unknown namespace type {t!r}")
             if ns.get("path"):
-                if t != "network":
+                if t == "network":
+                    self.join_net = ns["path"]  # the netns lamina.network made, or container:<x>'s
+                elif t == "pid":
+                    self.join_pid = ns["path"]
+                elif t in ("ipc", "uts"):
+                    self.join_other.append((ns["path"], _NS_FLAGS[t]))
+                else:
                     raise Unsupported(f"joining an existing {t} namespace ({ns['path']}) is not "
                                       "supported by the built-in runtime: use runtime=runc")
-                self.join_net = ns["path"]  # the netns lamina.network made, or container:<x>'s
                 continue
             if t == "user":
                 raise Unsupported("user namespaces are not supported by the built-in runtime")
@@ -107,6 +114,8 @@ class _Plan:
         if self.hostname and not flags & _CLONE_NEWUTS:
             raise InvalidArgument("config.json: hostname set without a uts namespace")
         self.mounts = list(spec.get("mounts") or ())
+        self.sysctl = dict(linux.get("sysctl") or {})
+        self.devices = list(linux.get("devices") or ())
         self.masked = list(linux.get("maskedPaths") or ())
         self.readonly_paths = list(linux.get("readonlyPaths") or ())
         self.proc = _Proc(spec.get("process") or {}, linux.get("seccomp"))
@@ -187,6 +196,24 @@ def _setup_mounts(plan: _Plan, rootfs_mounts, console: int | None,
             raise Unavailable(f"creating device nodes in {dev} failed: {e.strerror}") from e
         finally:
             os.umask(old)
+    for d in plan.devices:  # --device: the node, made in the container's /dev
+        path = d.get("path") or ""
+        parent, _, name = path.rstrip("/").rpartition("/")
+        if not path.startswith("/") or not name:
+            raise InvalidArgument(f"config.json: device path {path!r} is not absolute")
+        where = os.path.join(_in_root(rootfs, parent or "/", make="dir"), name)
+        kind = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}.get(d.get("type", "c"), 0o020000)
+        old = os.umask(0)
+        try:
+            if os.path.lexists(where):
+                os.unlink(where)
+            os.mknod(where, kind | (int(d.get("fileMode") or 0o666) & 0o7777),
+                     os.makedev(int(d.get("major", 0)), int(d.get("minor", 0))))
+            os.chown(where, int(d.get("uid") or 0), int(d.get("gid") or 0))
+        except OSError as e:
+            raise Unavailable(f"creating device {path} failed: {e.strerror}") from e
+        finally:
+            os.umask(old)
     if console_sock is not None:
         _make_console(rootfs, console_sock, plan.proc.console_size)
         console = 0
@@ -219,6 +246,38 @@ def _mount_cgroups(plan: _Plan, dest: str, opts: tuple) -> None:
     if ro:
         _sysmount(top, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NOEXEC
                   | _MS_NODEV, f"remounting {top} read-only")
+
+
+def _join_namespace(path: str, flag: int, what: str) -> None:
+    """setns into the namespace at ``path`` (another container's ipc, uts or pid one)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise Unavailable(f"opening {what} namespace {path} failed: {e.strerror}") from e
+    try:
+        if _lib().setns(fd, flag) != 0:
+            _check(-1, f"joining {what} namespace {path}")
+    finally:
+        os.close(fd)
+
+
+def _write_sysctls(sysctl: dict) -> None:
+    """``linux.sysctl`` (``--sysctl``) in the container's own namespaces, before /proc/sys is
+    made read-only: ``net.ipv4.ip_forward`` is /proc/sys/net/ipv4/ip_forward."""
+    for key, val in sysctl.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        if ".." in key.split("."):
+            raise InvalidArgument(f"config.json: bad sysctl name {key!r}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            raise Unavailable(f"setting sysctl {key} failed: open {path}: {e.strerror}") from e
+        try:
+            os.write(fd, val.encode())
+        except OSError as e:
+            raise Unavailable(f"setting sysctl {key}={val} failed: {e.strerror}") from e
+        finally:
+            os.close(fd)
 
 
 def _pivot_root(rootfs: str) -> None:

@@ -13,6 +13,7 @@ import signal
 from lamina.errors import Unavailable
 from lamina.runtime.launcher.base import (
     _CLONE_NEWCGROUP,
+    _CLONE_NEWIPC,
     _CLONE_NEWNET,
     _CLONE_NEWPID,
     _F_DUPFD_CLOEXEC,
@@ -30,11 +31,13 @@ from lamina.runtime.launcher.base import (
 from lamina.runtime.launcher.cgroups import _Cgroup
 from lamina.runtime.launcher.mounts import (
     _bring_lo_up,
+    _join_namespace,
     _join_netns,
     _mask_and_protect,
     _pivot_root,
     _Plan,
     _setup_mounts,
+    _write_sysctls,
 )
 from lamina.runtime.launcher.process import _apply_rlimits, _apply_security, _exec, _set_oom_score_adj
 
@@ -91,6 +94,8 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
 
         if plan.join_net:
             _join_netns(plan.join_net)
+        for path, flag in plan.join_other:
+            _join_namespace(path, flag, "ipc" if flag == _CLONE_NEWIPC else "uts")
         try:
             _unshare(plan.ns_flags & ~_CLONE_NEWCGROUP)
         except OSError as e:
@@ -101,6 +106,8 @@ def _container_main(plan: _Plan, cg: _Cgroup | None, rootfs_mounts, stdio, conso
                       console_sock)
         join()
         _pivot_root(plan.rootfs)
+        if plan.sysctl:
+            _write_sysctls(plan.sysctl)
         _mask_and_protect(plan)
         if plan.hostname:
             h = plan.hostname.encode()

@@ -625,8 +625,6 @@ def _rmtree(path: str) -> None:
     """Remove a container's tree, unmounting first anything a crashed run left mounted."""
     if not os.path.lexists(path):
         return
-    import shutil
-
     from lamina import mount
     try:
         for mp in reversed(mount.mounts_under(path)):

@@ -36,7 +36,7 @@ from lamina.errors import InvalidArgument, Unsupported
 __all__ = ["prepare", "SYS_OPENAT2", "RESOLVE_NO_XDEV", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS",
            "RESOLVE_BENEATH", "RESOLVE_IN_ROOT", "PHYSICAL", "IN_ROOT", "openat2", "clean_path",
            "open_root", "open_physical", "lstat_physical", "readlink_physical", "open_in_root",
-           "path_of", "resolve_in_root"]
+           "path_of", "resolve_in_root", "remove_tree"]
 
 # openat2(2)
 SYS_OPENAT2 = 437  # the same number on x86_64, aarch64 and every other modern arch
@@ -203,3 +203,49 @@ def resolve_in_root(root: str, path: str) -> tuple[int, str]:
         os.close(fd)
         raise InvalidArgument(f"{path} resolves outside {root}")
     return fd, real[len(real_root.rstrip("/")) + 1:]
+
+
+# -- removal ---------------------------------------------------------------------------------
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: str) -> None:
+    """Remove the directory ``path`` and everything in it, through directory descriptors:
+    a symlink inside is removed, never followed. What cannot be removed stays, silently;
+    a ``path`` that is not a directory (a symlink to one included) is left alone. This is
+    ``shutil.rmtree(path, ignore_errors=True)`` without importing shutil (with bz2, lzma and
+    fnmatch), which ``run --rm`` would import only for this."""
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return
+    try:
+        _remove_entries(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _remove_entries(dir_fd: int) -> None:
+    try:
+        with os.scandir(dir_fd) as it:
+            entries = list(it)
+    except OSError:
+        return
+    for e in entries:
+        try:
+            if e.is_dir(follow_symlinks=False):
+                fd = os.open(e.name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    _remove_entries(fd)
+                finally:
+                    os.close(fd)
+                os.rmdir(e.name, dir_fd=dir_fd)
+            else:
+                os.unlink(e.name, dir_fd=dir_fd)
+        except OSError:
+            pass

@@ -251,6 +251,62 @@ def _function(target: str):
     return getattr(sys.modules[full], name)
 
 
+#: Verbs whose process may end without the interpreter's teardown (see :func:`entry`): their
+#: code closes every file it writes and leaves nothing to finalizers.
+_QUICK_EXIT_VERBS = frozenset({"run"})
+_quick_exit_ctx: Context | None = None
+
+
+def entry() -> None:
+    """The ``lamina`` command (bin/lamina and ``python -m lamina``): run :func:`main` and end
+    the process with its exit code.
+
+    After a verb of ``_QUICK_EXIT_VERBS`` this ends with ``os._exit`` instead of the
+    interpreter's teardown (freeing every module and object, 10-20 ms of a ``run --rm``),
+    once nothing is left that the teardown would do: no other thread alive, no ``atexit``
+    callback registered, the store's database closed (SQLite checkpoints its WAL as it would
+    when the connection is freed) and stdout/stderr flushed. If any of that does not hold, or
+    a flush fails, it raises SystemExit as a plain exit does, with the same outcome."""
+    code = main()
+    ctx = _quick_exit_ctx
+    if ctx is not None and _quiescent():
+        try:
+            if ctx._store is not None:
+                ctx._store.close_db()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001 -- the plain exit reports it (e.g. EPIPE: 120)
+            raise SystemExit(code) from None
+        os._exit(code)
+    raise SystemExit(code)
+
+
+def _quiescent() -> bool:
+    """Nothing runs or is registered that the interpreter's teardown would wait for or run."""
+    import atexit
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return False
+    ncallbacks = getattr(atexit, "_ncallbacks", None)  # CPython; elsewhere assume some
+    return ncallbacks is not None and ncallbacks() == 0
+
+
+#: Allocations between two young-generation collections for the verbs above (CPython's
+#: default is 700): importing the ``run`` path and starting a container leaves ~12,000 more
+#: tracked objects than it frees, so the default collects ~17 times (4-10 ms, some of them
+#: full collections of the freshly imported modules) to free a few hundred cycles.
+_YOUNG_THRESHOLD = 50_000
+
+
+def _fewer_collections() -> None:
+    """Collect cyclic garbage less often from here on (see ``_YOUNG_THRESHOLD``). Collections
+    still happen: a long-running process (a foreground container's runner, the monitor a
+    ``run -d`` forks) frees its cycles as before, in bigger batches."""
+    import gc
+    young, older, oldest = gc.get_threshold()
+    gc.set_threshold(max(young, _YOUNG_THRESHOLD), older, oldest)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     root, debug = None, bool(os.environ.get("LAMINA_DEBUG"))
@@ -294,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"lamina: '{verb} {sub}' is not a lamina command.\nSee 'lamina {verb} --help'\n")
             return 125
         target = target[sub]
+    if verb in _QUICK_EXIT_VERBS:
+        _fewer_collections()
     ctx = Context(root, debug)
+    if verb in _QUICK_EXIT_VERBS:
+        global _quick_exit_ctx
+        _quick_exit_ctx = ctx
     try:
         return _function(target)(argv, ctx) or 0
     except KeyboardInterrupt:

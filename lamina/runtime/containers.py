@@ -421,7 +421,8 @@ class Containers:
         layers = self.layers_of(doc)
         snap = Snapshotter(self.store)
         rootfs_mounts = snap.mounts(layers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
-                                    init=make_init_layer(os.path.join(d, "init")))
+                                    init=make_init_layer(os.path.join(d, "init")),
+                                    volatile=bool(doc["HostConfig"]["AutoRemove"]))
         lowers = [snap.dir_of(x.chain_id) for x in reversed(layers)]
         dirs = [os.path.join(d, "upper"), *lowers]
         user = with_primary_gid(resolve_user_in_layers(dirs, doc["Config"]["User"]))
@@ -624,15 +625,14 @@ def _rmtree(path: str) -> None:
     """Remove a container's tree, unmounting first anything a crashed run left mounted."""
     if not os.path.lexists(path):
         return
-    import shutil
-
     from lamina import mount
     try:
         for mp in reversed(mount.mounts_under(path)):
             mount.unmount(mp, detach=True, ignore_not_mounted=True)
     except (LaminaError, OSError):
         pass
-    shutil.rmtree(path, ignore_errors=True)
+    from lamina.safepath import remove_tree
+    remove_tree(path)
 
 
 def make_layer_dirs(d: str) -> tuple[str, str]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import random
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import random
 
 ADJECTIVES = (
     "admiring", "adoring", "affectionate", "agitated", "amazing", "angry", "awesome", "beautiful",
@@ -43,9 +47,23 @@ SURNAMES = (
 )
 
 
+class _Urandom:
+    """The two draws :func:`generate` makes, from os.urandom as random.SystemRandom's are
+    (a 64-bit draw reduced modulo a list of a few hundred: bias below 2**-50), without
+    importing random on the ``run`` path."""
+
+    @staticmethod
+    def choice(seq):
+        return seq[int.from_bytes(os.urandom(8), "little") % len(seq)]
+
+    @staticmethod
+    def randint(a: int, b: int) -> int:
+        return a + int.from_bytes(os.urandom(8), "little") % (b - a + 1)
+
+
 def generate(taken: set[str], *, rng: random.Random | None = None) -> str:
     """A name not in ``taken``; after a few collisions a digit is appended, like Docker."""
-    r = rng or random.SystemRandom()
+    r = rng if rng is not None else _Urandom
     for attempt in range(100):
         name = f"{r.choice(ADJECTIVES)}_{r.choice(SURNAMES)}"
         if name == "boring_wozniak":  # Steve Wozniak is not boring (Docker's rule)

@@ -279,8 +279,9 @@ def seccomp_profile(caps: list[str] | tuple[str, ...], profile: Mapping | None =
     Docker's default profile, or ``profile`` (Docker's JSON format, already decoded)."""
     from lamina.runtime import seccomp
 
-    return seccomp.resolve(dict(profile) if profile is not None else seccomp.default_profile(),
-                           bounding=caps)
+    if profile is None:
+        return seccomp.resolve(seccomp.default_profile(), bounding=caps, checked=True)
+    return seccomp.resolve(dict(profile), bounding=caps)
 
 
 _RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",

@@ -263,9 +263,9 @@ def populate(containers, doc: dict, mounts: list[ContainerMount]) -> None:
 
 
 def remove_anonymous(store, doc: dict) -> None:
-    import shutil
     for m in doc.get("Mounts") or ():
         if m["Type"] == "volume" and (m.get("Lamina") or {}).get("Anonymous"):
+            import shutil  # only when there is one: ``run --rm`` without volumes does not import it
             shutil.rmtree(os.path.join(volumes_dir(store), m["Name"]), ignore_errors=True)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import time
 
 from lamina import perms
@@ -119,6 +118,7 @@ class Snapshotter:
             found = self.dir_of(layer.chain_id)
             if found:
                 return found
+            import shutil  # only to unpack: ``run`` of an unpacked image does not import it
             n = self._reserve()
             tmp = os.path.join(self.root, f"tmp-{n}")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -204,12 +204,22 @@ class Snapshotter:
         return res.content_size
 
     def mounts(self, layers: list[Layer], *, upper: str | None = None, work: str | None = None,
-               readonly: bool = False, init: str | None = None):
+               readonly: bool = False, init: str | None = None, volatile: bool = False):
         """The mounts that show ``layers`` (prepared first) with an optional writable upper.
 
         ``init`` is a directory put on top of the image's layers (a container's init layer:
         the mount points and /etc files the runtime binds over, so they never land in the
-        container's upper dir)."""
+        container's upper dir).
+
+        ``volatile`` (for a container whose filesystem goes with it, ``run --rm``, as Podman
+        does) mounts the overlay with ``volatile``: no sync of the upper dir's filesystem,
+        which otherwise runs when the overlay is unmounted (1-20 ms of every container's exit
+        on a busy disk). Such an overlay leaves ``<work>/work/incompat/volatile`` behind, and
+        the kernel refuses to mount that upper again while it exists. Any later mount of the
+        same upper (a ``start`` after the runner was killed, ``cp`` into a stopped container)
+        removes it when the host has not rebooted since the volatile mount (the kernel's rule:
+        only a crash makes such an upper untrustworthy); after a reboot it raises
+        Unavailable, as the container's files may be incomplete."""
         from lamina import mount
         dirs = self.prepare(layers)
         if init is not None:
@@ -218,7 +228,13 @@ class Snapshotter:
             if upper is None:
                 raise Unavailable("an image with no layers has no filesystem to mount read-only")
             return [mount.Mount("bind", upper, ("rbind",))]
-        return [mount.overlay(list(reversed(dirs)), upper=upper, work=work, readonly=readonly)]
+        options: tuple[str, ...] = ()
+        if work is not None:
+            _volatile_marker(work, stamp=volatile)
+            if volatile:
+                options = ("volatile",)
+        return [mount.overlay(list(reversed(dirs)), upper=upper, work=work, readonly=readonly,
+                              options=options)]
 
     def copy_rootfs(self, layers: list[Layer], dest: str) -> None:
         """Copy-based fallback where overlay is unavailable: apply every layer, bottom-up,
@@ -226,6 +242,37 @@ class Snapshotter:
         os.makedirs(dest, exist_ok=True)
         for layer in layers:
             self._apply(layer, dest, mode="merge")
+
+
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+def _volatile_marker(work: str, *, stamp: bool) -> None:
+    """Before an overlay with work dir ``work`` is mounted: remove the ``volatile`` marker an
+    earlier volatile mount left if this boot made it (``<work>.boot`` holds the boot ID of
+    the last volatile mount), and with ``stamp`` record this boot for the mount to come."""
+    marker = os.path.join(work, "work", "incompat", "volatile")
+    record = work + ".boot"
+    if os.path.lexists(marker):
+        try:
+            with open(record) as f:
+                made = f.read().strip()
+        except FileNotFoundError:
+            made = ""
+        if made != _boot_id():
+            raise Unavailable(f"{os.path.dirname(work)}: the container's filesystem was mounted volatile "
+                              f"(--rm) before the host restarted and may be incomplete: remove the container")
+        for name in os.listdir(marker):  # the kernel's "dirty" file
+            os.unlink(os.path.join(marker, name))
+        os.rmdir(marker)
+    if stamp:
+        fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, _boot_id().encode())
+        finally:
+            os.close(fd)
 
 
 def image_layers(images, rec) -> list[Layer]:

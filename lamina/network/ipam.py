@@ -24,6 +24,7 @@ import socket
 import struct
 
 from lamina.errors import InvalidArgument, Unavailable
+from lamina.procs import pid_start as _start_time
 
 __all__ = ["default_pools", "pick_subnet", "Lease", "Leases", "owner_token", "owner_alive"]
 
@@ -105,18 +106,6 @@ def _boot() -> str:
         except OSError:
             _boot_id = ""
     return _boot_id
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return fields[19].decode()
 
 
 def owner_token(pid: int | None = None) -> str:

@@ -19,22 +19,10 @@ from __future__ import annotations
 
 import marshal
 
+from lamina.procs import pid_start
+
 #: bumped whenever the fields below change: an index of another version is ignored
 VERSION = 2
-
-
-def pid_start(pid: int) -> str | None:
-    """The start time (clock ticks since boot) of process ``pid``, None if it is gone or a
-    zombie: with the pid it tells a live process from a later one that reused the pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):  # a zombie is gone, even if nobody reaped it yet
-        return None
-    return fields[19].decode()
 
 
 def process_alive(pid: int | None, start: str | None) -> bool:

@@ -60,15 +60,7 @@ def _bring_lo_up() -> None:
 
 def _join_netns(path: str) -> None:
     """setns into the network namespace at ``path`` (before pivot_root: a host path)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise Unavailable(f"opening network namespace {path} failed: {e.strerror}") from e
-    try:
-        if _lib().setns(fd, _CLONE_NEWNET) != 0:
-            _check(-1, f"joining network namespace {path}")
-    finally:
-        os.close(fd)
+    _join_namespace(path, _CLONE_NEWNET, "network")
 
 
 class _Plan:

@@ -451,9 +451,9 @@ def test_network_verbs(net):
     bridge = [l for l in links() if l["ifname"] == f"lm-{nid[:12]}"]
     assert bridge and bridge[0]["linkinfo"]["info_kind"] == "bridge"
     r = net("network", "create", "n1", check=False)
-    assert r.rc == 125 and "network with name n1 already exists" in r.err
+    assert r.rc == 1 and "network with name n1 already exists" in r.err  # as docker network create
     r = net("network", "create", "--subnet", "10.213.7.0/25", "n2", check=False)
-    assert r.rc == 125 and "Pool overlaps with other one on this address space" in r.err
+    assert r.rc == 1 and "Pool overlaps with other one on this address space" in r.err
     r = net("network", "create", "bridge", check=False)
     assert r.rc == 1 and "operation is not permitted on predefined bridge network" in r.err
     r = net("network", "rm", "bridge", "nosuch", check=False)

@@ -363,7 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # noqa: BLE001 - every failure reaches the user as one line
-        return report(e, debug=debug)
+        code = report(e, debug=debug)
+        from lamina.errors import Conflict, NotFound
+        if code == 125 and target != "containers:cmd_run" and isinstance(e, (NotFound, Conflict)):
+            # Docker's client exits 1 when the engine refuses (no such object, in use); only
+            # `docker run` answers 125 for those
+            return 1
+        return code
 
 
 def report(exc: BaseException, *, debug: bool) -> int:

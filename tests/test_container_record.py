@@ -23,7 +23,8 @@ def test_a_created_container_is_the_record_modules_document(bb):
         cid=doc["Id"], name="c1", created=doc["Created"], path="true", args=[], image=doc["Image"],
         manifest=doc["ImageManifest"], directory="/d", host_config={}, config={}, mounts=[],
         networks={}, chain_id=None, detach_keys=None, cgroup_parent="lamina")
-    assert list(doc) == list(want)  # every top-level field, in inspect order
+    assert list(doc) == list(record.inspect_view(want))  # every top-level field, in inspect order
+    assert set(record.DOCKER_TOP) <= set(doc)
     assert doc["State"] == record.DOCKER_STATE  # a created container: Docker's defaults only
     assert list(doc["NetworkSettings"]) == list(record.network_settings({}))
     assert record.State.of(doc) == record.State()

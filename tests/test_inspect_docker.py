@@ -56,7 +56,10 @@ def test_container_config_is_recorded_like_docker(pair, args):
     st = [json.loads(getattr(o, "stdout", None) or o.out) for o in
           (dk("inspect", "-f", "{{json .State}}", name), lam("inspect", "-f", "{{json .State}}", name))]
     assert list(st[1]) == list(st[0])  # no Health key without a health check, Docker's order
-    for tmpl in ("{{.State.Health}}", "{{if .State.Health}}y{{else}}n{{end}}", "{{json .SizeRw}}"):
+    host = [f"{{{{.HostConfig.{k}}}}}|{{{{json .HostConfig.{k}}}}}" for k in (
+        "Binds", "Links", "ExtraHosts", "GroupAdd", "CapAdd", "CapDrop", "SecurityOpt", "VolumesFrom", "Ulimits",
+        "Tmpfs", "Sysctls", "ConsoleSize", "Mounts", "DeviceRequests", "BlkioWeightDevice", "StorageOpt")]
+    for tmpl in ("{{.State.Health}}", "{{if .State.Health}}y{{else}}n{{end}}", "{{json .SizeRw}}", *host):
         assert lam("inspect", "-f", tmpl, name).out == dk("inspect", "-f", tmpl, name).stdout, tmpl
     dkeys = list(json.loads(dk("inspect", name).stdout)[0])
     lkeys = list(json.loads(lam("inspect", name).out)[0])

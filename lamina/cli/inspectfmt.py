@@ -72,6 +72,18 @@ CONTAINER = ("container.InspectResponse", [
     ("SizeRw", "*int64", OMIT), ("SizeRootFs", "*int64", OMIT), ("Mounts", "list"), ("Config", CONTAINER_CONFIG),
     ("NetworkSettings", "*types.NetworkSettings"), ("ImageManifestDescriptor", "*ocispec.Descriptor", OMIT),
 ])
+# HostConfig stays a map (its ~70 fields are not modelled one by one), but the fields Go types
+# as slices and maps read as Docker's client shows them when the record has no value: a nil
+# slice prints [] (JSON null), a nil map map[] (JSON null); some are never nil in dockerd's
+# answer ([] or [0 0]).
+HOST_CONFIG_NIL = {
+    **dict.fromkeys(("Binds", "Links", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "CapAdd",
+                     "CapDrop", "SecurityOpt", "VolumesFrom", "Mounts", "DeviceRequests", "DeviceCgroupRules",
+                     "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
+                     "BlkioDeviceWriteIOps"), "[]"),
+    **dict.fromkeys(("Tmpfs", "Sysctls", "StorageOpt"), "map"),
+}
+HOST_CONFIG_ZERO = {"Ulimits": [], "BlkioWeightDevice": [], "ConsoleSize": [0, 0]}
 _ZERO = {"string": "", "bool": False, "int": 0}
 
 
@@ -105,6 +117,15 @@ def typed(kind, raw):
             return raw
         # map[string]struct{} (ExposedPorts, Volumes) holds empty structs
         return {k: GoStruct(type_name="struct {}") if v == {} else v for k, v in raw.items()}
+    if kind == "*container.HostConfig" and isinstance(raw, dict):
+        out = dict(raw)
+        for name, k in HOST_CONFIG_NIL.items():
+            if out.get(name) is None:
+                out[name] = NIL_SLICE if k == "[]" else NIL_MAP
+        for name, zero in HOST_CONFIG_ZERO.items():
+            if out.get(name) is None:
+                out[name] = list(zero)
+        return out
     if kind.startswith("*"):
         return NilPointer(kind) if raw is None else raw
     return _ZERO[kind] if raw is None else raw

@@ -299,3 +299,30 @@ def test_run_detached_with_a_command_that_cannot_run_says_why(bb, docker_busybox
     said = f'exec: "{command}": ' + ("executable file not found in $PATH" if code == 127 else "permission denied")
     assert said in theirs.stderr
     assert ours.err == f"Error: {said}\n"
+
+
+def test_state_errors_word_for_word_like_docker(bb, docker_busybox):
+    """kill/pause/unpause/top/exec/rm/attach refused for the container's state: the same
+    line as dockerd's (its "Error response from daemon: " is lamina's "Error: "; the client's
+    own checks print bare), the same exit code; containers named by their full IDs."""
+    import re
+    tag = f"lamina-state-{uuid.uuid4().hex[:8]}"
+    names = {"run": f"{tag}-r", "done": f"{tag}-d"}
+    try:
+        _docker("run", "-d", "--name", names["run"], "--network", "none", docker_busybox, "sleep", "100")
+        _docker("run", "--name", names["done"], "--network", "none", docker_busybox, "true")
+        bb("run", "-d", "--name", names["run"], "--network", "none", "busybox", "sleep", "100")
+        bb("run", "--name", names["done"], "--network", "none", "busybox", "true")
+        for args in (("kill", "done"), ("pause", "done"), ("unpause", "run"), ("top", "done"),
+                     ("exec", "done", "true"), ("rm", "run"), ("attach", "done"), ("kill", "nosuch")):
+            real = [names.get(x, x) if i == 1 else x for i, x in enumerate(args)]
+            theirs = _docker(*real)
+            ours = bb(*real, check=False)
+
+            def norm(text: str) -> str:
+                text = text.replace("Error response from daemon: ", "Error: ")
+                return re.sub(r"\b[0-9a-f]{64}\b", "ID", text).strip()
+            assert ours.rc == theirs.returncode == 1, (args, theirs.stderr, ours.err)
+            assert norm(ours.err) == norm(theirs.stderr), args
+    finally:
+        _docker("rm", "-f", *names.values())

@@ -131,7 +131,10 @@ def cmd_start(argv, ctx) -> int:
 
 
 # -- stop / kill / rm / restart / wait / rename / pause ---------------------------------------
-def _each(refs, ctx, fn, *, echo=True) -> int:
+def _each(refs, ctx, fn, *, echo=True, what: str = "") -> int:
+    """``fn(containers, record)`` for each reference, printing it when done; a failure is
+    reported (prefixed ``what: <ref>: `` as dockerd words it, e.g. "Cannot kill container")
+    and the rest still run; 1 if any failed."""
     cs = _containers(ctx)
     rc = 0
     for ref in refs:
@@ -140,7 +143,7 @@ def _each(refs, ctx, fn, *, echo=True) -> int:
             if echo:
                 print(ref)
         except LaminaError as e:
-            sys.stderr.write(f"Error: {e}\n")
+            sys.stderr.write(f"Error: {what}: {ref}: {e}\n" if what else f"Error: {e}\n")
             rc = 1
     return rc
 
@@ -170,7 +173,7 @@ def cmd_kill(argv, ctx) -> int:
         if sig in (9,):
             cs.set_state(d["Id"], StoppedByUser=True)
         lifecycle.signal_container(d, sig, cs)
-    return _each(a.containers, ctx, kill)
+    return _each(a.containers, ctx, kill, what="Cannot kill container")
 
 
 def cmd_rm(argv, ctx) -> int:
@@ -321,7 +324,9 @@ def cmd_attach(argv, ctx) -> int:
     cs = _containers(ctx)
     doc = cs.get(a.container)
     if not doc["State"]["Running"]:
-        raise Conflict("You cannot attach to a stopped container, start it first")
+        e = Conflict("You cannot attach to a stopped container, start it first")
+        e.prefix = ""  # docker/cli's own check: printed bare
+        raise e
     sock = os.path.join(cs.dir(doc["Id"]), "attach.sock")
     if not os.path.exists(sock):
         raise Conflict(f"container {doc['Id'][:12]} runs in the foreground of another lamina process; "
@@ -368,7 +373,7 @@ def cmd_top(argv, ctx) -> int:
     cs = _containers(ctx)
     doc = cs.get(a.args[0])
     if not doc["State"]["Running"]:
-        raise Conflict(f"Container {doc['Id'][:12]} is not running")
+        raise Conflict(f"Container {doc['Id']} is not running")
     rt = lifecycle.external_runtime(doc)
     if rt is not None:
         from lamina.runtime import external

@@ -656,7 +656,7 @@ def signal_container(doc: dict, sig: int, containers: Containers | None = None) 
     ``containers``, journal Docker's ``kill`` event (``signal=<number>``)."""
     st = doc["State"]
     if not st["Running"] or not process_alive(st.get("Pid"), st.get("PidStart")):
-        raise Conflict(f"Container {doc['Id'][:12]} is not running")
+        raise Conflict(f"Container {doc['Id']} is not running")
     if containers is not None:
         containers.event(doc, "kill", signal=str(int(sig)))
     rt = external_runtime(doc)
@@ -760,9 +760,9 @@ def kill_and_wait(containers: Containers, doc: dict) -> None:
 def pause(containers: Containers, doc: dict) -> None:
     from lamina.runtime import launcher
     if not doc["State"]["Running"]:
-        raise Conflict(f"Container {doc['Id'][:12]} is not running")
+        raise Conflict(f"Container {doc['Id']} is not running")
     if doc["State"].get("Paused"):
-        raise Conflict(f"Container {doc['Id'][:12]} is already paused")
+        raise Conflict(f"Container {doc['Id']} is already paused")
     rt = external_runtime(doc)
     if rt is not None:
         from lamina.runtime import external
@@ -776,7 +776,7 @@ def pause(containers: Containers, doc: dict) -> None:
 def unpause(containers: Containers, doc: dict) -> None:
     from lamina.runtime import launcher
     if not doc["State"].get("Paused"):
-        raise Conflict(f"Container {doc['Id'][:12]} is not paused")
+        raise Conflict(f"Container {doc['Id']} is not paused")
     rt = external_runtime(doc)
     if rt is not None:
         from lamina.runtime import external

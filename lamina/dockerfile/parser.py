@@ -32,7 +32,6 @@ The first line stands alone; ``.line`` and ``.column`` (0-based) are attributes.
 from __future__ import annotations
 
 import codecs
-import difflib
 import json
 import re
 
@@ -462,6 +461,7 @@ def _validate(node: _Node, *, nested: bool = False) -> Instruction:
     cmd = node.cmd
     if cmd not in COMMANDS:
         msg = f"unknown instruction: {node.cmd_written}"
+        import difflib  # only for this message: not on every parse
         close = difflib.get_close_matches(cmd, COMMANDS, n=1, cutoff=0.6)
         if close:
             msg += f" (did you mean {close[0].lower()}?)"

@@ -517,9 +517,10 @@ CMD ["sh"]
 
 
 def bench_big_context(t: Tools, runs: int, work: str) -> list[tuple[str, dict]]:
-    """Issue 8's scenario: a context of 20,000 small files + 3 x 100 MB; a cold build (--no-cache),
-    a fully cached one, and one with a single small file edited (its COPY and the RUN re-run,
-    the 300 MB stay cached). Same tools as bench_build; each build tool is primed first."""
+    """Issue 8's scenario: a context of 20,000 small files + 3 x 100 MB; a cold build (from
+    nothing: the previous result and every build cache dropped, then --no-cache), a fully cached
+    one, and one with a single small file edited (its COPY and the RUN re-run, the 300 MB stay
+    cached). lamina against BuildKit, tools shuffled each round, images removed at the end."""
     bases = _bases(t, work)
     ctx = os.path.join(work, "ctx-bigctx")
     os.makedirs(os.path.join(ctx, "big"), exist_ok=True)
@@ -536,23 +537,50 @@ def bench_big_context(t: Tools, runs: int, work: str) -> list[tuple[str, dict]]:
         with open(os.path.join(d, f"f{i:05d}"), "w") as f:
             f.write(f"small file {i}\n" * (i % 7 + 1))
     dk = DOCKER
-    tools = {"lamina": lambda tag, *extra: t.L("build", "-q", "--build-arg", f"BASE={bases['lamina']}", "-t", tag,
-                                               *extra, ctx)}
+    # (build, untimed reset to "nothing": the previous result and every build cache gone, as
+    # bench_build's cold rows; lamina's context hash cache goes with `builder prune -a`)
+    tools = {"lamina": (lambda tag, *extra: t.L("build", "-q", "--build-arg", f"BASE={bases['lamina']}", "-t", tag,
+                                                *extra, ctx),
+                        lambda tag: (t.L("rmi", "-f", tag, check=False), t.L("builder", "prune", "-a", "-f")))}
     if t.docker:
-        tools["buildkit"] = lambda tag, *extra: sh(dk, "build", "-q", "--build-arg", f"BASE={bases['docker']}",
-                                                   "-t", tag, *extra, ctx, env={**os.environ, "DOCKER_BUILDKIT": "1"})
-    cold = {k: [] for k in tools}
-    cached = {k: [] for k in tools}
-    edited = {k: [] for k in tools}
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        tools["buildkit"] = (lambda tag, *extra: sh(dk, "build", "-q", "--build-arg", f"BASE={bases['docker']}",
+                                                    "-t", tag, *extra, ctx, env=env),
+                             lambda tag: (sh(dk, "rmi", "-f", tag, check=False), sh(dk, "builder", "prune", "-af")))
     edit = os.path.join(ctx, "small", "d13", "f06789")
-    for i in range(runs):
-        for name, fn in tools.items():
-            cold[name].append(timed(lambda: fn(f"bench/bigctx:{name}", "--no-cache")))
-            fn(f"bench/bigctx:{name}")  # prime
-            cached[name].append(timed(lambda: fn(f"bench/bigctx:{name}")))
+
+    def cold(name):
+        build, reset = tools[name]
+
+        def sample():
+            reset(f"bench/bigctx:{name}")
+            return timed(lambda: build(f"bench/bigctx:{name}", "--no-cache"))
+        return sample
+
+    def cached(name):
+        build, _ = tools[name]
+
+        def sample():
+            build(f"bench/bigctx:{name}")  # primed
+            return timed(lambda: build(f"bench/bigctx:{name}"))
+        return sample
+
+    def edited(name):
+        build, _ = tools[name]
+
+        def sample():
+            build(f"bench/bigctx:{name}")
             with open(edit, "a") as f:
-                f.write(f"{name} {i} {time.time()}\n")
-            edited[name].append(timed(lambda: fn(f"bench/bigctx:{name}")))
+                f.write(f"{name} {time.time()}\n")
+            return timed(lambda: build(f"bench/bigctx:{name}"))
+        return sample
+
+    cold_res = rounds(t, runs, {name: cold(name) for name in tools})
+    cached_res = rounds(t, runs, {name: cached(name) for name in tools})
+    edited_res = rounds(t, runs, {name: edited(name) for name in tools})
+    for name, (_, reset) in tools.items():
+        reset(f"bench/bigctx:{name}")
+    cold, cached, edited = cold_res, cached_res, edited_res
     return [("build 20k files+3x100MB, cold", cold), ("build 20k files+3x100MB, cached", cached),
             ("build 20k files+3x100MB, 1 edited", edited)]
 

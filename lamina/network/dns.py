@@ -46,18 +46,8 @@ def register(state_dir: str, cid: str, *, ip: str, names: list[str], owner: str,
 
 
 def unregister(state_dir: str, cid: str, owner: str | None = None) -> None:
-    path = os.path.join(_dir(state_dir), cid)
-    if owner is not None:
-        try:
-            with open(path) as f:
-                if json.load(f).get("Owner") != owner:
-                    return
-        except (OSError, ValueError):
-            pass
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    from lamina.network.ipam import remove_owned
+    remove_owned(os.path.join(_dir(state_dir), cid), owner)
 
 
 def entries(state_dir: str) -> list[dict]:

@@ -108,6 +108,22 @@ def _boot() -> str:
     return _boot_id
 
 
+def remove_owned(path: str, owner: str | None) -> None:
+    """Remove the JSON record at ``path`` (a lease, a DNS entry) unless ``owner`` is given and
+    the record names another ``Owner``; an unreadable record is removed, a missing one ignored."""
+    if owner is not None:
+        try:
+            with open(path) as f:
+                if json.load(f).get("Owner") != owner:
+                    return
+        except (OSError, ValueError):
+            pass
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def owner_token(pid: int | None = None) -> str:
     """``pid:start:boot`` of the process ``pid`` (default: this one)."""
     pid = os.getpid() if pid is None else pid
@@ -226,15 +242,4 @@ class Leases:
 
     def release(self, address: str, owner: str | None = None) -> None:
         """Remove the lease of ``address`` (only if ``owner`` still holds it, when given)."""
-        path = os.path.join(self.dir, address)
-        if owner is not None:
-            try:
-                with open(path) as f:
-                    if json.load(f).get("Owner") != owner:
-                        return
-            except (OSError, ValueError):
-                pass
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        remove_owned(os.path.join(self.dir, address), owner)

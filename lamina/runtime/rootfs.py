@@ -106,32 +106,15 @@ def with_container_root(containers, doc: dict, fn, *, mounts: bool = True) -> in
     with containers.store.operation():
         # with the init layer, as the container sees its root (Docker: empty /etc/hostname,
         # /etc/hosts, /etc/resolv.conf and the mount points of a stopped container)
-        mounts = Snapshotter(containers.store).mounts(layers, upper=os.path.join(d, "upper"),
-                                                      work=os.path.join(d, "work"),
-                                                      init=make_init_layer(os.path.join(d, "init")))
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                from lamina import mount
-                _unshare_mount_ns()
-                mount.make_private("/")
-                target = os.path.join(d, "rootfs")
-                mount.mount_all(mounts, target)
-                fn(target)
-                sys.stdout.flush()
-            except LaminaError as e:
-                sys.stderr.write(f"Error: {e}\n")
-                code = e.exit_code
-            except BaseException as e:  # never let the child return into the CLI
-                sys.stderr.write(f"Error: {describe(e)}\n")
-                code = 125
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+        rootfs_mounts = Snapshotter(containers.store).mounts(layers, upper=os.path.join(d, "upper"),
+                                                             work=os.path.join(d, "work"),
+                                                             init=make_init_layer(os.path.join(d, "init")))
+
+        def mounted() -> None:
+            from lamina import mount
+            _unshare_mount_ns()
+            mount.make_private("/")
+            target = os.path.join(d, "rootfs")
+            mount.mount_all(rootfs_mounts, target)
+            fn(target)
+        return _in_child(mounted)

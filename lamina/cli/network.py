@@ -4,7 +4,6 @@ several networks are reported one by one, exit status 1, as Docker's CLI does.""
 
 from __future__ import annotations
 
-import json
 import sys
 
 from lamina.cli.args import Parser, parse
@@ -168,13 +167,8 @@ def cmd_network_inspect(argv, ctx) -> int:
         except LaminaError as e:
             sys.stderr.write(f"Error: {e}\n")
             rc = 1
-    if a.format:
-        from lamina.gotemplate.template import compile_template
-        t = compile_template(a.format)
-        for r in out:
-            sys.stdout.write(t.render(r) + "\n")
-    else:
-        sys.stdout.write(json.dumps(out, indent=4) + "\n")
+    from lamina.cli.table import print_documents
+    print_documents(out, a.format)
     return rc
 
 

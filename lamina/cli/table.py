@@ -242,3 +242,16 @@ def format_table(
     if not is_table:
         return body
     return tabwrite(tmpl.render_header(headers) + "\n" + body)
+
+
+def print_documents(docs: list, fmt: str | None) -> None:
+    """``<object> inspect`` output for maps (networks, volumes): each document through the
+    ``--format`` template, one per line, else the JSON array as dockerd indents it."""
+    import sys
+    if fmt:
+        from lamina.gotemplate.template import compile_template
+        t = compile_template(fmt)
+        sys.stdout.write("".join(t.render(d) + "\n" for d in docs))
+    else:
+        import json
+        sys.stdout.write(json.dumps(docs, indent=4) + "\n")
